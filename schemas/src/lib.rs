@@ -1,0 +1,18 @@
+//! Nerve's event contract: the Avro schemas in `schemas/avro/`, the Rust types that follow them,
+//! every NATS subject, and the single-object codec that turns one into the other.
+//!
+//! The `.avsc` files are the source of truth. A released schema file is never edited: a change is a
+//! new `<event>.v<N+1>.avsc`, registered in [`registry`], and the compatibility test proves that old
+//! readers can read new events and new readers can read old ones. This crate has no async runtime
+//! and compiles to wasm, so the console can decode events too.
+
+pub mod codec;
+pub mod events;
+pub mod registry;
+pub mod subjects;
+
+pub use codec::{DecodeError, EncodeError, decode, encode};
+pub use events::{
+    CollectorError, CpuInfo, Disk, Envelope, Event, GpuDevice, GpuSample, HeartbeatRecorded,
+    InventoryReported, NetInterface,
+};

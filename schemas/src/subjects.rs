@@ -1,0 +1,64 @@
+//! Every NATS subject Nerve uses, built in this one module.
+//!
+//! Layout: `nerve.v1.<domain>.<kind>.<node_id>`. Node ids are single subject tokens, so an agent's
+//! permissions can be limited to its own subjects with one wildcard-free pattern per kind.
+
+/// Prefix of every Nerve subject.
+pub const PREFIX: &str = "nerve.v1";
+
+/// All telemetry (heartbeats) of all nodes.
+pub const TELEMETRY_ALL: &str = "nerve.v1.telemetry.>";
+/// All heartbeats of all nodes.
+pub const HEARTBEATS_ALL: &str = "nerve.v1.telemetry.heartbeat.*";
+/// All inventory reports of all nodes.
+pub const INVENTORY_ALL: &str = "nerve.v1.inventory.>";
+
+/// Subject a node's heartbeats are published on.
+pub fn heartbeat(node_id: &str) -> String {
+    format!("{PREFIX}.telemetry.heartbeat.{node_id}")
+}
+
+/// Subject a node's inventory reports are published on.
+pub fn inventory(node_id: &str) -> String {
+    format!("{PREFIX}.inventory.node.{node_id}")
+}
+
+/// Longest node id accepted.
+pub const NODE_ID_MAX_LEN: usize = 64;
+
+/// Whether `id` can be a node id: 1..=64 of `[A-Za-z0-9_-]`, so it is one safe subject token.
+pub fn is_valid_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= NODE_ID_MAX_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The node id in a subject built by this module, if it has one.
+pub fn node_id_of(subject: &str) -> Option<&str> {
+    let rest = subject.strip_prefix(PREFIX)?.strip_prefix('.')?;
+    let id = rest.rsplit('.').next()?;
+    is_valid_node_id(id).then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_carry_the_node_id_as_last_token() {
+        assert_eq!(heartbeat("n1"), "nerve.v1.telemetry.heartbeat.n1");
+        assert_eq!(node_id_of(&heartbeat("n-1_a")), Some("n-1_a"));
+        assert_eq!(node_id_of(&inventory("abc")), Some("abc"));
+        assert_eq!(node_id_of("other.v1.x.n1"), None);
+    }
+
+    #[test]
+    fn node_ids_are_single_safe_tokens() {
+        assert!(is_valid_node_id("0192f0c4-7d1a-7c3e-9d51-1f2e3a4b5c6d"));
+        for bad in ["", "a.b", "a*", "a>", "a b", &"x".repeat(65)] {
+            assert!(!is_valid_node_id(bad), "{bad:?} accepted");
+        }
+    }
+}
