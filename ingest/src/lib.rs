@@ -1,1 +1,140 @@
-//! placeholder
+//! NATS plumbing as code: connecting, the JetStream streams (created or updated idempotently at
+//! start), and the durable consumers the projectors use.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use nerve_platform::config::{NatsConfig, StreamsConfig};
+use nerve_schemas::subjects;
+
+/// Heartbeats of every node.
+pub const TELEMETRY_STREAM: &str = "NERVE_TELEMETRY";
+/// Inventory reports of every node.
+pub const INVENTORY_STREAM: &str = "NERVE_INVENTORY";
+
+/// Why NATS setup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("cannot connect to NATS at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("cannot create or update stream {stream}: {message}")]
+    Stream { stream: String, message: String },
+    #[error("cannot create or update consumer {consumer} on {stream}: {message}")]
+    Consumer {
+        stream: String,
+        consumer: String,
+        message: String,
+    },
+}
+
+/// Connects to NATS. With `wait_for_server`, a server that is not up yet is retried forever in the
+/// background (agents start before the network); otherwise the first failure is returned.
+pub async fn connect(
+    config: &NatsConfig,
+    client_name: &str,
+    wait_for_server: bool,
+) -> Result<async_nats::Client, IngestError> {
+    let err = |message: String| IngestError::Connect {
+        url: config.url.clone(),
+        message,
+    };
+    let mut options = async_nats::ConnectOptions::new()
+        .name(client_name)
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(5));
+    if wait_for_server {
+        options = options.retry_on_initial_connect();
+    }
+    if let Some(creds) = &config.credentials_file {
+        options = options
+            .credentials_file(creds)
+            .await
+            .map_err(|e| err(format!("credentials {}: {e}", creds.display())))?;
+    }
+    options
+        .connect(config.url.as_str())
+        .await
+        .map_err(|e| err(e.to_string()))
+}
+
+/// The stream definitions, from config.
+pub fn stream_configs(config: &StreamsConfig) -> Vec<stream::Config> {
+    let common = stream::Config {
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::Old,
+        duplicate_window: Duration::from_secs(config.duplicate_window_secs),
+        num_replicas: config.replicas,
+        ..Default::default()
+    };
+    vec![
+        stream::Config {
+            name: TELEMETRY_STREAM.into(),
+            description: Some("Node heartbeats (HeartbeatRecorded)".into()),
+            subjects: vec![subjects::TELEMETRY_ALL.into()],
+            max_age: Duration::from_secs(config.telemetry_max_age_secs),
+            ..common.clone()
+        },
+        stream::Config {
+            name: INVENTORY_STREAM.into(),
+            description: Some("Node inventory reports (InventoryReported)".into()),
+            subjects: vec![subjects::INVENTORY_ALL.into()],
+            max_age: Duration::from_secs(config.inventory_max_age_secs),
+            max_messages_per_subject: if config.inventory_max_per_node > 0 {
+                config.inventory_max_per_node
+            } else {
+                -1
+            },
+            ..common
+        },
+    ]
+}
+
+/// Creates the streams, or updates them to match the config. Safe to run at every start.
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    config: &StreamsConfig,
+) -> Result<(), IngestError> {
+    for stream in stream_configs(config) {
+        let name = stream.name.clone();
+        js.create_or_update_stream(stream)
+            .await
+            .map_err(|e| IngestError::Stream {
+                stream: name.clone(),
+                message: e.to_string(),
+            })?;
+        tracing::debug!(stream = %name, "stream ready");
+    }
+    Ok(())
+}
+
+/// The durable pull consumer a projector reads `stream` with; created or updated at start, so
+/// N projector processes with the same name share the work.
+pub async fn ensure_projector_consumer(
+    js: &jetstream::Context,
+    stream: &str,
+    durable_name: &str,
+    ack_wait: Duration,
+) -> Result<consumer::PullConsumer, IngestError> {
+    let err = |message: String| IngestError::Consumer {
+        stream: stream.into(),
+        consumer: durable_name.into(),
+        message,
+    };
+    let handle = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    handle
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(durable_name.into()),
+            description: Some(format!("projector {durable_name}")),
+            ack_policy: consumer::AckPolicy::Explicit,
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_wait,
+            max_ack_pending: 100_000,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err(e.to_string()))
+}

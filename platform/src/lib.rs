@@ -1,1 +1,21 @@
-//! placeholder
+//! What every Nerve process shares: typed config, shutdown, tracing, metrics, the ClickHouse
+//! client, and launching nats-server / ClickHouse as child processes (`nerve dev`, tests).
+
+pub mod clickhouse;
+pub mod config;
+pub mod metrics;
+pub mod services;
+pub mod shutdown;
+pub mod telemetry;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use config::Config;
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,1 +1,75 @@
-//! placeholder
+//! Projectors: durable JetStream pull consumers that fold the event streams into ClickHouse read
+//! models. Each projection is one module holding its fold, its table DDL and how it stays
+//! idempotent; [`runner`] is the shared consume → write → ack loop.
+//!
+//! Every row carries the JetStream stream sequence it came from (`stream_seq`): that is the
+//! projection's checkpoint, stored with what it wrote. Events are acked only after ClickHouse
+//! accepted the batch; redelivered events are checked against the table by event id, so a crash
+//! between write and ack creates no duplicate rows.
+
+pub mod heartbeats;
+pub mod inventory;
+pub mod rejected;
+pub mod runner;
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use nerve_platform::config::{ClickHouseConfig, ProjectorConfig};
+use nerve_platform::metrics::Registry;
+use tokio_util::sync::CancellationToken;
+
+pub use runner::{Failpoint, ProjectorError, Runner, RunnerOptions};
+
+/// Every table's DDL, in creation order, for database `db`.
+pub fn all_ddl(db: &str) -> Vec<String> {
+    let mut ddl = heartbeats::ddl(db);
+    ddl.extend(inventory::ddl(db));
+    ddl.extend(rejected::ddl(db));
+    ddl
+}
+
+/// Creates the database and every table if missing. Safe at every start.
+pub async fn ensure_tables(config: &ClickHouseConfig) -> Result<(), clickhouse::error::Error> {
+    nerve_platform::clickhouse::ensure_database(config).await?;
+    let client = nerve_platform::clickhouse::server_client(config);
+    for statement in all_ddl(&config.database) {
+        client.query(&statement).execute().await?;
+    }
+    Ok(())
+}
+
+/// Runs every projector until `cancel`, each draining its current batch before it returns.
+pub async fn run_all(
+    js: jetstream::Context,
+    ch: &ClickHouseConfig,
+    config: &ProjectorConfig,
+    metrics: &Registry,
+    failpoint: Option<Failpoint>,
+    cancel: CancellationToken,
+) -> Result<(), ProjectorError> {
+    ensure_tables(ch).await.map_err(ProjectorError::Setup)?;
+    let options = RunnerOptions::from_config(config, failpoint);
+    let ack_wait = Duration::from_secs(config.ack_wait_secs);
+    let client = nerve_platform::clickhouse::client(ch);
+    let hb = Runner::new(
+        heartbeats::HeartbeatProjection,
+        &js,
+        client.clone(),
+        ack_wait,
+        options.clone(),
+        metrics,
+    )
+    .await?;
+    let inv = Runner::new(
+        inventory::InventoryProjection,
+        &js,
+        client,
+        ack_wait,
+        options,
+        metrics,
+    )
+    .await?;
+    let (a, b) = tokio::join!(hb.run(cancel.clone()), inv.run(cancel.clone()));
+    a.and(b)
+}

@@ -1,0 +1,425 @@
+//! Nerve's configuration: one strict TOML file (unknown keys are errors), layered as
+//! defaults → file → environment (`NERVE_<SECTION>__<KEY>`, e.g. `NERVE_AGENT__HEARTBEAT_INTERVAL_SECS=5`).
+//!
+//! Every field documents its unit in its name. `infra/nerve.example.toml` lists them all and is
+//! parsed by a test.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration of every Nerve process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub clickhouse: ClickHouseConfig,
+    pub streams: StreamsConfig,
+    pub agent: AgentConfig,
+    pub projector: ProjectorConfig,
+    pub api: ApiConfig,
+    pub dev: DevConfig,
+}
+
+/// Where NATS is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// NATS server URL(s), comma-separated.
+    pub url: String,
+    /// Optional NATS credentials file (`.creds`).
+    pub credentials_file: Option<PathBuf>,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            credentials_file: None,
+        }
+    }
+}
+
+/// Where ClickHouse is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// ClickHouse HTTP endpoint.
+    pub url: String,
+    /// Database holding every Nerve table; created at start.
+    pub database: String,
+    /// ClickHouse user.
+    pub user: String,
+    /// ClickHouse password (prefer the environment: `NERVE_CLICKHOUSE__PASSWORD`).
+    pub password: String,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8123".into(),
+            database: "nerve".into(),
+            user: "default".into(),
+            password: String::new(),
+        }
+    }
+}
+
+/// JetStream stream settings, applied idempotently at start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamsConfig {
+    /// How long heartbeats stay in the telemetry stream.
+    pub telemetry_max_age_secs: u64,
+    /// How long inventory reports stay in the inventory stream.
+    pub inventory_max_age_secs: u64,
+    /// Inventory reports kept per node (older ones are dropped first); 0 = no limit.
+    pub inventory_max_per_node: i64,
+    /// Window in which a re-published event id is dropped as a duplicate.
+    pub duplicate_window_secs: u64,
+    /// Stream replicas (1 for a single server, 3 for a JetStream cluster).
+    pub replicas: usize,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        Self {
+            telemetry_max_age_secs: 7 * 24 * 3600,
+            inventory_max_age_secs: 30 * 24 * 3600,
+            inventory_max_per_node: 1000,
+            duplicate_window_secs: 120,
+            replicas: 1,
+        }
+    }
+}
+
+/// The node agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Directory for the agent's state (its node id). Created if missing.
+    pub state_dir: PathBuf,
+    /// Seconds between heartbeats.
+    pub heartbeat_interval_secs: u64,
+    /// Seconds between inventory scans; a report is published only when something changed.
+    pub inventory_interval_secs: u64,
+    /// Events kept while NATS is unreachable; beyond it the oldest are dropped and counted.
+    pub buffer_max_events: usize,
+    /// Seconds to wait for a publish acknowledgement before retrying.
+    pub publish_timeout_secs: u64,
+    /// Collect GPU inventory and metrics via NVML (needs the `gpu` build feature).
+    pub gpu: bool,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/nerve-agent"),
+            heartbeat_interval_secs: 10,
+            inventory_interval_secs: 60,
+            buffer_max_events: 10_000,
+            publish_timeout_secs: 5,
+            gpu: true,
+        }
+    }
+}
+
+/// The projectors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProjectorConfig {
+    /// Most events written to ClickHouse in one batch.
+    pub batch_max_events: usize,
+    /// Longest wait for a batch to fill before writing what arrived.
+    pub batch_max_wait_ms: u64,
+    /// Seconds JetStream waits for an ack before redelivering an event.
+    pub ack_wait_secs: u64,
+    /// Longest pause between retries after a failed ClickHouse write.
+    pub retry_max_backoff_ms: u64,
+}
+
+impl Default for ProjectorConfig {
+    fn default() -> Self {
+        Self {
+            batch_max_events: 10_000,
+            batch_max_wait_ms: 250,
+            ack_wait_secs: 30,
+            retry_max_backoff_ms: 5_000,
+        }
+    }
+}
+
+/// The API and console server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address the HTTP server listens on.
+    pub listen_addr: SocketAddr,
+    /// A node is `suspect` after this many heartbeat intervals without a heartbeat.
+    pub suspect_after_missed_heartbeats: u32,
+    /// A node is `offline` after this many heartbeat intervals without a heartbeat.
+    pub offline_after_missed_heartbeats: u32,
+    /// Most nodes one page of `/api/v1/nodes` returns.
+    pub max_page_size: u32,
+    /// Most points one metrics query returns.
+    pub max_series_points: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            suspect_after_missed_heartbeats: 3,
+            offline_after_missed_heartbeats: 6,
+            max_page_size: 1000,
+            max_series_points: 10_000,
+        }
+    }
+}
+
+/// `nerve dev`: everything on one machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevConfig {
+    /// Directory for NATS, ClickHouse and agent data; kept across restarts.
+    pub data_dir: PathBuf,
+    /// Start nats-server as a child, listening on the port of `nats.url`.
+    pub start_nats: bool,
+    /// Start ClickHouse as a child, listening on the port of `clickhouse.url`.
+    pub start_clickhouse: bool,
+    /// Run an agent for this machine inside the dev process.
+    pub run_agent: bool,
+}
+
+impl Default for DevConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(".nerve"),
+            start_nats: true,
+            start_clickhouse: true,
+            run_agent: true,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given; it must exist), then `NERVE_<SECTION>__<KEY>`
+    /// variables from the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// Like [`Config::load`] with an explicit environment (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Missing(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // Only `NERVE_<SECTION>__<KEY>` is config; other NERVE_ variables (tool paths) are not.
+        let vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("NERVE_") && k.contains("__"))
+            .collect();
+        figment = figment.merge(Serialized::from(
+            env_to_dict(&vars),
+            figment::Profile::Default,
+        ));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads a config from TOML text alone (no environment), for checks and tests.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.agent.heartbeat_interval_secs == 0 {
+            return bad("agent.heartbeat_interval_secs must be at least 1");
+        }
+        if self.agent.buffer_max_events == 0 {
+            return bad("agent.buffer_max_events must be at least 1");
+        }
+        if self.projector.batch_max_events == 0 {
+            return bad("projector.batch_max_events must be at least 1");
+        }
+        if self.projector.ack_wait_secs == 0 {
+            return bad("projector.ack_wait_secs must be at least 1");
+        }
+        if self.api.suspect_after_missed_heartbeats == 0
+            || self.api.offline_after_missed_heartbeats <= self.api.suspect_after_missed_heartbeats
+        {
+            return bad(
+                "api: need 0 < suspect_after_missed_heartbeats < offline_after_missed_heartbeats",
+            );
+        }
+        if self.api.max_page_size == 0 {
+            return bad("api.max_page_size must be at least 1");
+        }
+        if !self
+            .clickhouse
+            .database
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            || self.clickhouse.database.is_empty()
+        {
+            return bad("clickhouse.database must be a plain identifier ([A-Za-z0-9_]+)");
+        }
+        Ok(())
+    }
+}
+
+/// Turns `NERVE_SECTION__KEY=value` pairs into a nested dictionary. Each value is parsed as the
+/// type the field has in the defaults (so a numeric-looking password stays a string); keys that
+/// are not fields stay strings and are then rejected as unknown.
+fn env_to_dict(vars: &[(String, String)]) -> figment::value::Dict {
+    use figment::value::{Dict, Num, Value};
+    let defaults = Value::serialize(Config::default()).ok();
+    let mut root = Dict::new();
+    for (key, raw) in vars {
+        let Some(rest) = key.strip_prefix("NERVE_") else {
+            continue;
+        };
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        let expected = defaults
+            .as_ref()
+            .and_then(|d| d.find_ref(&path.join(".")));
+        let value = match expected {
+            Some(Value::Bool(..)) => raw.parse::<bool>().map(Value::from).ok(),
+            Some(Value::Num(_, Num::F32(_) | Num::F64(_))) => raw.parse::<f64>().map(Value::from).ok(),
+            Some(Value::Num(..)) => raw
+                .parse::<u64>()
+                .map(Value::from)
+                .or_else(|_| raw.parse::<i64>().map(Value::from))
+                .ok(),
+            _ => None,
+        }
+        .unwrap_or_else(|| Value::from(raw.clone()));
+        insert_path(&mut root, &path, value);
+    }
+    root
+}
+
+fn insert_path(dict: &mut figment::value::Dict, path: &[String], value: figment::value::Value) {
+    use figment::value::{Dict, Value};
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [head, rest @ ..] => {
+            let entry = dict
+                .entry(head.clone())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert_path(inner, rest, value);
+            } else {
+                let mut inner = Dict::new();
+                insert_path(&mut inner, rest, value);
+                *entry = Value::from(inner);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load_with_env(None, env(&[])).expect("defaults");
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn example_config_parses_and_sets_every_section() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/nerve.example.toml");
+        let c = Config::load_with_env(Some(&path), env(&[])).expect("example config");
+        assert_eq!(c.agent.heartbeat_interval_secs, 10);
+        assert_eq!(c.clickhouse.database, "nerve");
+        let text = std::fs::read_to_string(&path).expect("read");
+        for section in ["[nats]", "[clickhouse]", "[streams]", "[agent]", "[projector]", "[api]", "[dev]"] {
+            assert!(text.contains(section), "example lacks {section}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let err = Config::from_toml_str("[agent]\nheartbeat_intervl_secs = 5\n").unwrap_err();
+        assert!(err.to_string().contains("heartbeat_intervl_secs"), "{err}");
+        let err = Config::from_toml_str("[agnet]\n").unwrap_err();
+        assert!(err.to_string().contains("agnet"), "{err}");
+        let err = Config::load_with_env(None, env(&[("NERVE_AGENT__NOPE", "1")])).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_file_and_other_nerve_vars_are_ignored() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[agent]\nheartbeat_interval_secs = 7\ngpu = true\n").expect("write");
+        let c = Config::load_with_env(
+            Some(&path),
+            env(&[
+                ("NERVE_AGENT__HEARTBEAT_INTERVAL_SECS", "3"),
+                ("NERVE_AGENT__GPU", "false"),
+                ("NERVE_CLICKHOUSE__PASSWORD", "12345"),
+                ("NERVE_TOOLS_DIR", "/somewhere"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(c.agent.heartbeat_interval_secs, 3);
+        assert!(!c.agent.gpu);
+        assert_eq!(c.clickhouse.password, "12345");
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        let err = Config::from_toml_str("[agent]\nheartbeat_interval_secs = \"often\"\n").unwrap_err();
+        assert!(err.to_string().contains("heartbeat_interval_secs"), "{err}");
+        let err = Config::from_toml_str("[agent]\nheartbeat_interval_secs = 0\n").unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
+        let err = Config::from_toml_str("[clickhouse]\ndatabase = \"x; DROP\"\n").unwrap_err();
+        assert!(err.to_string().contains("identifier"), "{err}");
+        assert!(matches!(
+            Config::load_with_env(Some(Path::new("/no/such.toml")), env(&[])),
+            Err(ConfigError::Missing(_))
+        ));
+    }
+}

@@ -1,0 +1,537 @@
+//! Runs nats-server and ClickHouse as child processes with their data under a given directory:
+//! used by `nerve dev` (fixed ports, data kept across restarts) and by the test harness (free
+//! ports, private temporary dirs). Children get SIGTERM when this process dies, so a crashed
+//! test or a killed `nerve dev` leaves no orphan servers behind.
+
+// Starting children needs `prctl`/`kill` from libc; each use is commented.
+#![allow(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Why a service could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(
+        "{name} binary not found at {path}; run infra/dev/install.sh (or set {env} to its path)"
+    )]
+    BinaryMissing {
+        name: &'static str,
+        path: PathBuf,
+        env: &'static str,
+    },
+    #[error("cannot start {name}: {source}")]
+    Spawn {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{name} exited during startup ({status}); log: {log}\n{tail}")]
+    ExitedEarly {
+        name: &'static str,
+        status: ExitStatus,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("{name} was not ready within {secs} s; log: {log}")]
+    NotReady {
+        name: &'static str,
+        secs: u64,
+        log: PathBuf,
+    },
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where the external tools are: `$NERVE_NATS_SERVER_BIN`, else the venv that
+/// `infra/dev/install.sh` made under `$NERVE_TOOLS_DIR` (default `~/.cache/nerve/tools`).
+pub fn nats_server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("NERVE_NATS_SERVER_BIN") {
+        return PathBuf::from(p);
+    }
+    tools_dir().join("venv/bin/nats-server")
+}
+
+/// `$NERVE_CLICKHOUSE_SERVER_BIN`, else Debian's `/usr/sbin/clickhouse-server`.
+pub fn clickhouse_server_bin() -> PathBuf {
+    std::env::var_os("NERVE_CLICKHOUSE_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/sbin/clickhouse-server"))
+}
+
+/// The tools directory `infra/dev/install.sh` fills.
+pub fn tools_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("NERVE_TOOLS_DIR") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    PathBuf::from(home).join(".cache/nerve/tools")
+}
+
+/// A child process stopped with SIGTERM (then SIGKILL after a timeout) when dropped.
+#[derive(Debug)]
+pub struct ChildProcess {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Children are spawned from one thread that lives as long as the process: Linux delivers
+/// `PR_SET_PDEATHSIG` when the *thread* that forked exits, so spawning from a test's or a
+/// runtime worker's thread would kill the child when that thread ends.
+fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        let spawn_thread = std::thread::Builder::new()
+            .name("nerve-child-spawner".into())
+            .spawn(move || {
+                while let Ok((mut cmd, reply)) = rx.recv() {
+                    let _ = reply.send(cmd.spawn());
+                }
+            });
+        if let Err(e) = spawn_thread {
+            tracing::error!(error = %e, "cannot start the child spawner thread");
+        }
+        Mutex::new(tx)
+    })
+}
+
+impl ChildProcess {
+    /// Spawns `cmd` with stdout/stderr appended to `log`, dying with this process.
+    pub fn spawn(name: &'static str, mut cmd: Command, log: &Path) -> Result<Self, ServiceError> {
+        let io_err = |source| ServiceError::Io {
+            path: log.to_owned(),
+            source,
+        };
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(io_err)?;
+        let err = out.try_clone().map_err(io_err)?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // async-signal-safe `prctl`; it allocates nothing and touches no locks.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let (reply_tx, reply_rx) = mpsc::channel();
+        let spawn_err = |source| ServiceError::Spawn { name, source };
+        spawner()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send((cmd, reply_tx))
+            .map_err(|_| spawn_err(std::io::Error::other("spawner thread is gone")))?;
+        let child = reply_rx
+            .recv()
+            .map_err(|_| spawn_err(std::io::Error::other("spawner thread is gone")))?
+            .map_err(spawn_err)?;
+        Ok(Self {
+            name,
+            child,
+            log: log.to_owned(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status if it has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// SIGTERM, wait up to `timeout`, then SIGKILL. Blocking: call from `spawn_blocking` in async code.
+    pub fn stop(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if let Some(status) = self.try_wait() {
+            return Some(status);
+        }
+        // SAFETY: plain syscall on a pid we own and have not reaped yet.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tracing::warn!(service = self.name, "did not stop on SIGTERM; killing");
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+
+    /// SIGKILL now (tests use it to simulate a crash).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn early_exit(&mut self, status: ExitStatus) -> ServiceError {
+        ServiceError::ExitedEarly {
+            name: self.name,
+            status,
+            log: self.log.clone(),
+            tail: log_tail(&self.log),
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(10));
+    }
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
+
+fn ensure_dir(path: &Path) -> Result<(), ServiceError> {
+    std::fs::create_dir_all(path).map_err(|source| ServiceError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn check_bin(name: &'static str, path: &Path, env: &'static str) -> Result<(), ServiceError> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(ServiceError::BinaryMissing {
+            name,
+            path: path.to_owned(),
+            env,
+        })
+    }
+}
+
+/// A running nats-server with JetStream.
+#[derive(Debug)]
+pub struct NatsServer {
+    /// `nats://127.0.0.1:<port>`.
+    pub url: String,
+    pub port: u16,
+    dir: PathBuf,
+    process: ChildProcess,
+}
+
+impl NatsServer {
+    /// Starts nats-server with JetStream storing under `dir`, on `port` (`None`: any free port).
+    pub fn start(dir: &Path, port: Option<u16>) -> Result<Self, ServiceError> {
+        let bin = nats_server_bin();
+        check_bin("nats-server", &bin, "NERVE_NATS_SERVER_BIN")?;
+        let store = dir.join("jetstream");
+        let run = dir.join("run");
+        ensure_dir(&store)?;
+        ensure_dir(&run)?;
+        // A ports file left by an earlier run would be read as ours.
+        if let Ok(entries) = std::fs::read_dir(&run) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let mut cmd = Command::new(&bin);
+        cmd.arg("-a")
+            .arg("127.0.0.1")
+            .arg("-p")
+            .arg(port.map_or("-1".to_owned(), |p| p.to_string()))
+            .arg("-js")
+            .arg("-sd")
+            .arg(&store)
+            .arg("--ports_file_dir")
+            .arg(&run);
+        let log = dir.join("nats-server.log");
+        let mut process = ChildProcess::spawn("nats-server", cmd, &log)?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            if let Some(status) = process.try_wait() {
+                return Err(process.early_exit(status));
+            }
+            if let Some(port) = read_ports_file(&run) {
+                break port;
+            }
+            if Instant::now() > deadline {
+                return Err(ServiceError::NotReady {
+                    name: "nats-server",
+                    secs: 20,
+                    log,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Ok(Self {
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            dir: dir.to_owned(),
+            process,
+        })
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after `timeout`).
+    pub fn stop(&mut self, timeout: Duration) {
+        self.process.stop(timeout);
+    }
+
+    /// Stops it and starts it again on the same port with the same store.
+    pub fn restart(&mut self) -> Result<(), ServiceError> {
+        self.process.stop(Duration::from_secs(10));
+        let again = Self::start(&self.dir, Some(self.port))?;
+        *self = again;
+        Ok(())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+}
+
+/// The client port from the `*.ports` file nats-server writes once it listens.
+fn read_ports_file(dir: &Path) -> Option<u16> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        if entry.path().extension().is_some_and(|e| e == "ports") {
+            let text = std::fs::read_to_string(entry.path()).ok()?;
+            let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+            let url = json.get("nats")?.get(0)?.as_str()?;
+            return url.rsplit(':').next()?.parse().ok();
+        }
+    }
+    None
+}
+
+/// A running ClickHouse server (HTTP interface only).
+#[derive(Debug)]
+pub struct ClickHouseServer {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    pub http_port: u16,
+    process: ChildProcess,
+}
+
+impl ClickHouseServer {
+    /// Starts ClickHouse with all its files under `dir`, on `http_port` (`None`: any free port).
+    pub fn start(dir: &Path, http_port: Option<u16>) -> Result<Self, ServiceError> {
+        let bin = clickhouse_server_bin();
+        check_bin("clickhouse-server", &bin, "NERVE_CLICKHOUSE_SERVER_BIN")?;
+        let dir = std::path::absolute(dir).map_err(|source| ServiceError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        ensure_dir(&dir)?;
+        let attempts = if http_port.is_some() { 1 } else { 5 };
+        let mut last_err = None;
+        for _ in 0..attempts {
+            let port = match http_port {
+                Some(p) => p,
+                None => free_port().map_err(|source| ServiceError::Io {
+                    path: dir.clone(),
+                    source,
+                })?,
+            };
+            match Self::start_on(&bin, &dir, port) {
+                Ok(server) => return Ok(server),
+                // Another process may have taken the free port first: try another.
+                Err(e @ ServiceError::ExitedEarly { .. }) => last_err = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or(ServiceError::NotReady {
+            name: "clickhouse-server",
+            secs: 0,
+            log: dir.join("log/clickhouse-server.log"),
+        }))
+    }
+
+    fn start_on(bin: &Path, dir: &Path, port: u16) -> Result<Self, ServiceError> {
+        for sub in ["data", "tmp", "user_files", "format_schemas", "log"] {
+            ensure_dir(&dir.join(sub))?;
+        }
+        let config = dir.join("config.xml");
+        let write = |path: &Path, text: String| {
+            std::fs::write(path, text).map_err(|source| ServiceError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        write(&config, clickhouse_config_xml(dir, port))?;
+        write(&dir.join("users.xml"), CLICKHOUSE_USERS_XML.to_owned())?;
+        let mut cmd = Command::new(bin);
+        cmd.arg(format!("--config-file={}", config.display()))
+            .current_dir(dir);
+        let log = dir.join("log/stdout.log");
+        let mut process = ChildProcess::spawn("clickhouse-server", cmd, &log)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        loop {
+            if let Some(status) = process.try_wait() {
+                let mut err = process.early_exit(status);
+                if let ServiceError::ExitedEarly { tail, .. } = &mut err {
+                    *tail = log_tail(&dir.join("log/clickhouse-server.err.log"));
+                }
+                return Err(err);
+            }
+            if ping(addr) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(ServiceError::NotReady {
+                    name: "clickhouse-server",
+                    secs: 60,
+                    log: dir.join("log/clickhouse-server.log"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Ok(Self {
+            url: format!("http://127.0.0.1:{port}"),
+            http_port: port,
+            process,
+        })
+    }
+
+    pub fn stop(&mut self, timeout: Duration) {
+        self.process.stop(timeout);
+    }
+}
+
+/// ClickHouse answers `Ok.` on `GET /ping` once it serves queries.
+fn ping(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream
+        .write_all(b"GET /ping HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.") && response.contains(" 200 ") && response.ends_with("Ok.\n")
+}
+
+/// A minimal server config valid for ClickHouse 18.16 and current releases: HTTP only, on
+/// loopback, everything under `dir`.
+fn clickhouse_config_xml(dir: &Path, http_port: u16) -> String {
+    let d = dir.display();
+    format!(
+        r#"<?xml version="1.0"?>
+<yandex>
+    <logger>
+        <level>warning</level>
+        <log>{d}/log/clickhouse-server.log</log>
+        <errorlog>{d}/log/clickhouse-server.err.log</errorlog>
+        <size>100M</size>
+        <count>3</count>
+    </logger>
+    <listen_host>127.0.0.1</listen_host>
+    <http_port>{http_port}</http_port>
+    <max_connections>4096</max_connections>
+    <keep_alive_timeout>3</keep_alive_timeout>
+    <max_concurrent_queries>100</max_concurrent_queries>
+    <uncompressed_cache_size>1073741824</uncompressed_cache_size>
+    <mark_cache_size>536870912</mark_cache_size>
+    <path>{d}/data/</path>
+    <tmp_path>{d}/tmp/</tmp_path>
+    <user_files_path>{d}/user_files/</user_files_path>
+    <format_schema_path>{d}/format_schemas/</format_schema_path>
+    <users_config>{d}/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <mlock_executable>false</mlock_executable>
+    <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
+    <max_session_timeout>3600</max_session_timeout>
+    <default_session_timeout>60</default_session_timeout>
+</yandex>
+"#
+    )
+}
+
+const CLICKHOUSE_USERS_XML: &str = r#"<?xml version="1.0"?>
+<yandex>
+    <profiles>
+        <default>
+            <max_memory_usage>4000000000</max_memory_usage>
+            <load_balancing>random</load_balancing>
+        </default>
+    </profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks>
+                <ip>::1</ip>
+                <ip>127.0.0.1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+    </users>
+    <quotas>
+        <default>
+            <interval>
+                <duration>3600</duration>
+                <queries>0</queries>
+                <errors>0</errors>
+                <result_rows>0</result_rows>
+                <read_rows>0</read_rows>
+                <execution_time>0</execution_time>
+            </interval>
+        </default>
+    </quotas>
+</yandex>
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nats_and_clickhouse_start_answer_and_stop() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut nats = NatsServer::start(&dir.path().join("nats"), None).expect("nats");
+        assert!(TcpStream::connect(("127.0.0.1", nats.port)).is_ok());
+        let mut ch = ClickHouseServer::start(&dir.path().join("ch"), None).expect("clickhouse");
+        assert!(ping(SocketAddr::from((Ipv4Addr::LOCALHOST, ch.http_port))));
+        ch.stop(Duration::from_secs(20));
+        assert!(!ping(SocketAddr::from((Ipv4Addr::LOCALHOST, ch.http_port))));
+        let port = nats.port;
+        nats.restart().expect("restart");
+        assert_eq!(nats.port, port);
+        nats.stop(Duration::from_secs(10));
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
+
+    #[test]
+    fn a_missing_binary_is_a_clear_error() {
+        let err = check_bin("nats-server", Path::new("/nope/nats"), "NERVE_NATS_SERVER_BIN")
+            .unwrap_err();
+        assert!(err.to_string().contains("install.sh"), "{err}");
+    }
+}

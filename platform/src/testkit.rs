@@ -1,0 +1,111 @@
+//! Test harness over real services: a private nats-server per test (free port, own store, killed
+//! on drop) and one private ClickHouse per test process with a fresh database per test, so tests
+//! run in parallel. `NERVE_TEST_CLICKHOUSE_URL` points the tests at an existing server instead.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::config::ClickHouseConfig;
+use crate::services::{ClickHouseServer, NatsServer};
+
+/// A nats-server with JetStream for one test.
+#[derive(Debug)]
+pub struct TestNats {
+    pub server: NatsServer,
+    dir: tempfile::TempDir,
+}
+
+impl TestNats {
+    /// Starts one; panics with the reason (a test cannot go on without it).
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("nerve-test-nats-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let server = NatsServer::start(dir.path(), None).unwrap_or_else(|e| panic!("{e}"));
+        Self { server, dir }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url.clone()
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+}
+
+struct SharedClickHouse {
+    url: String,
+    _server: Option<ClickHouseServer>,
+}
+
+/// The process's ClickHouse; started on first use and stopped when the process exits.
+fn shared_clickhouse() -> &'static SharedClickHouse {
+    static SHARED: OnceLock<SharedClickHouse> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        if let Ok(url) = std::env::var("NERVE_TEST_CLICKHOUSE_URL") {
+            return SharedClickHouse { url, _server: None };
+        }
+        let root = std::env::temp_dir().join("nerve-test-clickhouse");
+        remove_stale_dirs(&root);
+        let dir = root.join(std::process::id().to_string());
+        let server = ClickHouseServer::start(&dir, None).unwrap_or_else(|e| panic!("{e}"));
+        SharedClickHouse {
+            url: server.url.clone(),
+            _server: Some(server),
+        }
+    })
+}
+
+/// Removes data dirs of earlier test processes that are gone (named by their pid).
+fn remove_stale_dirs(root: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !PathBuf::from(format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// A fresh, empty database on the shared test ClickHouse.
+pub async fn fresh_database() -> ClickHouseConfig {
+    let url = tokio::task::spawn_blocking(|| shared_clickhouse().url.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let config = ClickHouseConfig {
+        url,
+        database: format!("t_{}", uuid::Uuid::now_v7().simple()),
+        ..ClickHouseConfig::default()
+    };
+    crate::clickhouse::ensure_database(&config)
+        .await
+        .unwrap_or_else(|e| panic!("create test database: {e}"));
+    config
+}
+
+/// Polls `check` until it returns `Some`, or panics naming `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

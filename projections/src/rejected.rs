@@ -1,0 +1,70 @@
+//! `rejected_events`: every event a projector could not decode or validate, with the reason and
+//! the raw bytes (hex, first 64 KiB), so nothing is silently dropped and operators can inspect it.
+//! Keyed by stream position, so a redelivered bad event is stored once.
+
+use clickhouse::{Client, Row};
+use serde::Serialize;
+
+/// Bytes of payload kept per rejected event.
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+pub fn ddl(db: &str) -> Vec<String> {
+    vec![format!(
+        "CREATE TABLE IF NOT EXISTS {db}.rejected_events (
+            received_at DateTime('UTC'),
+            stream String,
+            projection String,
+            subject String,
+            stream_seq UInt64,
+            error String,
+            payload_hex String,
+            payload_bytes UInt64
+        ) ENGINE = ReplacingMergeTree()
+        PARTITION BY toYYYYMM(received_at)
+        ORDER BY (stream, projection, stream_seq)"
+    )]
+}
+
+/// One rejected event.
+#[derive(Debug, Row, Serialize)]
+pub struct RejectedRow {
+    pub received_at: u32,
+    pub stream: String,
+    pub projection: String,
+    pub subject: String,
+    pub stream_seq: u64,
+    pub error: String,
+    pub payload_hex: String,
+    pub payload_bytes: u64,
+}
+
+impl RejectedRow {
+    pub fn new(
+        stream: &str,
+        projection: &str,
+        subject: &str,
+        stream_seq: u64,
+        error: &str,
+        payload: &[u8],
+    ) -> Self {
+        let kept = &payload[..payload.len().min(MAX_PAYLOAD_BYTES)];
+        Self {
+            received_at: (nerve_platform::now_ms() / 1000) as u32,
+            stream: stream.into(),
+            projection: projection.into(),
+            subject: subject.into(),
+            stream_seq,
+            error: error.into(),
+            payload_hex: kept.iter().map(|b| format!("{b:02x}")).collect(),
+            payload_bytes: payload.len() as u64,
+        }
+    }
+}
+
+pub async fn write(ch: &Client, rows: &[RejectedRow]) -> Result<(), clickhouse::error::Error> {
+    let mut insert = ch.insert::<RejectedRow>("rejected_events").await?;
+    for row in rows {
+        insert.write(row).await?;
+    }
+    insert.end().await
+}

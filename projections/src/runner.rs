@@ -1,0 +1,393 @@
+//! The consume → decode → write → ack loop every projection shares.
+//!
+//! Batches close at `batch_max_events` or `batch_max_wait` after their first event. Undecodable
+//! events are stored in `rejected_events`, counted, and acked, so one bad event never blocks the
+//! stream nor loses the good events around it. A failed ClickHouse write is retried with backoff
+//! while the batch's ack deadline is extended; nothing is acked before the write succeeded.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, Message, consumer::PullConsumer};
+use clickhouse::Client;
+use futures::StreamExt;
+use nerve_platform::config::ProjectorConfig;
+use nerve_platform::metrics::{Counter, Registry};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::rejected::{self, RejectedRow};
+
+/// Why a projector stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    #[error("cannot prepare ClickHouse tables: {0}")]
+    Setup(#[source] clickhouse::error::Error),
+    #[error(transparent)]
+    Nats(#[from] nerve_ingest::IngestError),
+    #[error("cannot read from consumer {consumer}: {message}")]
+    Consume { consumer: String, message: String },
+}
+
+/// Test-only crash points, to prove the ack protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failpoint {
+    /// Exit the process (code 86) right after the first batch was written, before acking it.
+    ExitAfterWrite,
+}
+
+/// Exit code of [`Failpoint::ExitAfterWrite`].
+pub const FAILPOINT_EXIT_CODE: i32 = 86;
+
+/// How a runner batches and retries.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    pub batch_max_events: usize,
+    pub batch_max_wait: Duration,
+    pub retry_max_backoff: Duration,
+    pub failpoint: Option<Failpoint>,
+}
+
+impl RunnerOptions {
+    pub fn from_config(config: &ProjectorConfig, failpoint: Option<Failpoint>) -> Self {
+        Self {
+            batch_max_events: config.batch_max_events,
+            batch_max_wait: Duration::from_millis(config.batch_max_wait_ms),
+            retry_max_backoff: Duration::from_millis(config.retry_max_backoff_ms.max(1)),
+            failpoint,
+        }
+    }
+}
+
+/// An event with where it came from.
+#[derive(Debug)]
+pub struct Positioned<T> {
+    pub item: T,
+    /// JetStream stream sequence: the projection's checkpoint, written with the row.
+    pub stream_seq: u64,
+    /// Whether JetStream delivered it before (the previous attempt may have been written).
+    pub redelivered: bool,
+}
+
+/// The identity of a decoded event, for the redelivery check.
+#[derive(Debug)]
+pub struct EventKey<'a> {
+    pub node_id: &'a str,
+    pub event_id: &'a str,
+    pub occurred_at_ms: i64,
+}
+
+/// One read model fed from one stream.
+pub trait Projection: Send + Sync + 'static {
+    type Item: Send + Sync;
+
+    /// Durable consumer name, also the `projection` metric label.
+    fn name(&self) -> &'static str;
+    /// The stream it reads.
+    fn stream(&self) -> &'static str;
+    /// Decodes and validates one message; `published_ms` is when JetStream stored it.
+    fn decode(&self, subject: &str, payload: &[u8], published_ms: i64) -> Result<Self::Item, String>;
+    /// The event's identity.
+    fn key(item: &Self::Item) -> EventKey<'_>;
+    /// A MergeTree table with `node_id`, `ts` (DateTime) and `event_id` (UUID) columns whose rows
+    /// would be duplicated by writing an event twice; `None` when writes are idempotent anyway
+    /// (ReplacingMergeTree keyed by the entity).
+    fn append_only_table(&self) -> Option<&'static str>;
+    /// Writes the batch. Must not return before ClickHouse accepted it.
+    fn write(
+        &self,
+        ch: &Client,
+        items: &[Positioned<Self::Item>],
+    ) -> impl Future<Output = Result<(), clickhouse::error::Error>> + Send;
+}
+
+#[derive(Clone)]
+struct RunnerMetrics {
+    events: Counter,
+    rejected: Counter,
+    duplicates: Counter,
+    batches: Counter,
+    write_errors: Counter,
+    consume_errors: Counter,
+}
+
+impl RunnerMetrics {
+    fn new(registry: &Registry, projection: &'static str) -> Self {
+        let l = [("projection", projection)];
+        Self {
+            events: registry.counter(
+                "nerve_projector_events_total",
+                "Events written to ClickHouse.",
+                &l,
+            ),
+            rejected: registry.counter(
+                "nerve_projector_rejected_total",
+                "Events that could not be decoded or failed validation (stored in rejected_events).",
+                &l,
+            ),
+            duplicates: registry.counter(
+                "nerve_projector_duplicates_skipped_total",
+                "Redelivered events already in ClickHouse, acked without writing again.",
+                &l,
+            ),
+            batches: registry.counter("nerve_projector_batches_total", "Batches written.", &l),
+            write_errors: registry.counter(
+                "nerve_projector_write_errors_total",
+                "Failed ClickHouse writes (retried).",
+                &l,
+            ),
+            consume_errors: registry.counter(
+                "nerve_projector_consume_errors_total",
+                "Errors reading from JetStream (the consumer is resumed).",
+                &l,
+            ),
+        }
+    }
+}
+
+/// Runs one projection.
+pub struct Runner<P: Projection> {
+    projection: P,
+    consumer: PullConsumer,
+    ch: Client,
+    options: RunnerOptions,
+    metrics: RunnerMetrics,
+}
+
+impl<P: Projection> Runner<P> {
+    /// Binds `projection` to its durable consumer (created or updated).
+    pub async fn new(
+        projection: P,
+        js: &jetstream::Context,
+        ch: Client,
+        ack_wait: Duration,
+        options: RunnerOptions,
+        registry: &Registry,
+    ) -> Result<Self, ProjectorError> {
+        let consumer = nerve_ingest::ensure_projector_consumer(
+            js,
+            projection.stream(),
+            projection.name(),
+            ack_wait,
+        )
+        .await?;
+        let metrics = RunnerMetrics::new(registry, projection.name());
+        Ok(Self {
+            projection,
+            consumer,
+            ch,
+            options,
+            metrics,
+        })
+    }
+
+    /// Consumes until `cancel`; the batch in hand is written and acked before returning.
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), ProjectorError> {
+        let span = tracing::info_span!("projector", projection = self.projection.name());
+        self.consume(cancel).instrument(span).await
+    }
+
+    async fn consume(self, cancel: CancellationToken) -> Result<(), ProjectorError> {
+        let name = self.projection.name();
+        tracing::info!(projection = name, stream = self.projection.stream(), "projector started");
+        let pull = (self.options.batch_max_events * 2).clamp(100, 20_000);
+        'reconnect: loop {
+            let mut messages = match self
+                .consumer
+                .stream()
+                .max_messages_per_batch(pull)
+                .expires(Duration::from_secs(30))
+                .heartbeat(Duration::from_secs(10))
+                .messages()
+                .await
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    self.metrics.consume_errors.inc();
+                    tracing::warn!(projection = name, error = %e, "cannot pull; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'reconnect,
+                    }
+                }
+            };
+            loop {
+                let first = tokio::select! {
+                    _ = cancel.cancelled() => break 'reconnect,
+                    m = messages.next() => m,
+                };
+                let mut batch = Vec::with_capacity(self.options.batch_max_events.min(10_000));
+                match first {
+                    None => continue 'reconnect,
+                    Some(Err(e)) => {
+                        self.metrics.consume_errors.inc();
+                        tracing::warn!(projection = name, error = %e, "consumer error");
+                        continue;
+                    }
+                    Some(Ok(m)) => batch.push(m),
+                }
+                let deadline = Instant::now() + self.options.batch_max_wait;
+                while batch.len() < self.options.batch_max_events {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(deadline) => break,
+                        m = messages.next() => match m {
+                            Some(Ok(m)) => batch.push(m),
+                            Some(Err(e)) => {
+                                self.metrics.consume_errors.inc();
+                                tracing::warn!(projection = name, error = %e, "consumer error");
+                            }
+                            None => break,
+                        },
+                    }
+                }
+                if !self.process(batch, &cancel).await {
+                    break 'reconnect;
+                }
+            }
+        }
+        tracing::info!(projection = name, "projector stopped");
+        Ok(())
+    }
+
+    /// Writes and acks one batch. Returns false if cancelled before the write succeeded (the
+    /// batch stays unacked and is redelivered to the next projector).
+    async fn process(&self, batch: Vec<Message>, cancel: &CancellationToken) -> bool {
+        let name = self.projection.name();
+        let mut items = Vec::with_capacity(batch.len());
+        let mut rejected_rows = Vec::new();
+        for msg in &batch {
+            let (seq, delivered, published_ms) = match msg.info() {
+                Ok(info) => (
+                    info.stream_sequence,
+                    info.delivered,
+                    (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
+                ),
+                Err(_) => (0, 1, nerve_platform::now_ms()),
+            };
+            match self
+                .projection
+                .decode(msg.subject.as_str(), &msg.payload, published_ms)
+            {
+                Ok(item) => items.push(Positioned {
+                    item,
+                    stream_seq: seq,
+                    redelivered: delivered > 1,
+                }),
+                Err(error) => {
+                    tracing::warn!(
+                        projection = name,
+                        subject = %msg.subject,
+                        stream_seq = seq,
+                        %error,
+                        "rejected event"
+                    );
+                    rejected_rows.push(RejectedRow::new(
+                        self.projection.stream(),
+                        name,
+                        msg.subject.as_str(),
+                        seq,
+                        &error,
+                        &msg.payload,
+                    ));
+                }
+            }
+        }
+
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.write(&mut items, &rejected_rows).await {
+                Ok(()) => break,
+                Err(e) => {
+                    self.metrics.write_errors.inc();
+                    tracing::warn!(projection = name, error = %e, retry_in_ms = backoff.as_millis() as u64, "ClickHouse write failed");
+                    // Keep the batch ours while we retry.
+                    for msg in &batch {
+                        let _ = msg.ack_with(AckKind::Progress).await;
+                    }
+                    tokio::select! {
+                        _ = cancel.cancelled() => return false,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(self.options.retry_max_backoff);
+                }
+            }
+        }
+        self.metrics.batches.inc();
+        self.metrics.events.add(items.len() as u64);
+        self.metrics.rejected.add(rejected_rows.len() as u64);
+
+        if self.options.failpoint == Some(Failpoint::ExitAfterWrite) {
+            tracing::warn!(projection = name, "failpoint exit-after-write: exiting before ack");
+            std::process::exit(FAILPOINT_EXIT_CODE);
+        }
+        for msg in &batch {
+            if let Err(e) = msg.ack().await {
+                tracing::warn!(projection = name, error = %e, "ack failed; the event will be redelivered and deduplicated");
+            }
+        }
+        true
+    }
+
+    async fn write(
+        &self,
+        items: &mut Vec<Positioned<P::Item>>,
+        rejected_rows: &[RejectedRow],
+    ) -> Result<(), clickhouse::error::Error> {
+        if let Some(table) = self.projection.append_only_table()
+            && items.iter().any(|p| p.redelivered)
+        {
+            let existing = self.already_written(table, items).await?;
+            if !existing.is_empty() {
+                let before = items.len();
+                items.retain(|p| !existing.contains(P::key(&p.item).event_id));
+                self.metrics.duplicates.add((before - items.len()) as u64);
+                tracing::info!(
+                    projection = self.projection.name(),
+                    skipped = before - items.len(),
+                    "redelivered events already written"
+                );
+            }
+        }
+        if !items.is_empty() {
+            self.projection.write(&self.ch, items).await?;
+        }
+        if !rejected_rows.is_empty() {
+            rejected::write(&self.ch, rejected_rows).await?;
+        }
+        Ok(())
+    }
+
+    /// Event ids among the redelivered `items` that `table` already holds.
+    async fn already_written(
+        &self,
+        table: &str,
+        items: &[Positioned<P::Item>],
+    ) -> Result<HashSet<String>, clickhouse::error::Error> {
+        let keys: Vec<EventKey<'_>> = items
+            .iter()
+            .filter(|p| p.redelivered)
+            .map(|p| P::key(&p.item))
+            .collect();
+        let min_s = keys.iter().map(|k| k.occurred_at_ms).min().unwrap_or(0) / 1000;
+        let max_s = keys.iter().map(|k| k.occurred_at_ms).max().unwrap_or(0) / 1000;
+        let nodes: HashSet<&str> = keys.iter().map(|k| k.node_id).collect();
+        let nodes: Vec<&str> = nodes.into_iter().collect();
+        let ids: Vec<&str> = keys.iter().map(|k| k.event_id).collect();
+        let found: Vec<String> = self
+            .ch
+            .query(&format!(
+                "SELECT toString(event_id) FROM {table} \
+                 WHERE ts >= toDateTime(?) AND ts <= toDateTime(?) \
+                 AND has(?, node_id) AND has(?, toString(event_id))"
+            ))
+            .bind(min_s)
+            .bind(max_s)
+            .bind(nodes)
+            .bind(ids)
+            .fetch_all()
+            .await?;
+        Ok(found.into_iter().collect())
+    }
+}
