@@ -1,1 +1,142 @@
-fn main(){}
+//! `nerve`: one binary for every role — `agent`, `ingest`, `project`, `serve`, and `dev` (all of
+//! them on one machine, with NATS and ClickHouse as child processes).
+
+mod dev;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use nerve_platform::config::Config;
+use nerve_platform::metrics::Registry;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(name = "nerve", version, about = "Control plane for fleets of compute nodes")]
+struct Cli {
+    /// Config file (TOML); every key can also be set as NERVE_<SECTION>__<KEY>.
+    #[arg(long, short, global = true, env = "NERVE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the node agent: publish this machine's inventory and heartbeats.
+    Agent,
+    /// Create or update the JetStream streams, then exit.
+    Ingest,
+    /// Run the projectors: fold the streams into ClickHouse.
+    Project {
+        /// Test-only crash point (proves the write-then-ack protocol).
+        #[arg(long, hide = true, value_enum)]
+        failpoint: Option<FailpointArg>,
+    },
+    /// Serve the API and console.
+    Serve,
+    /// Run everything on this machine: NATS, ClickHouse, projectors, API, console and an agent.
+    Dev,
+    /// Check a config file and print the effective configuration.
+    Config,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FailpointArg {
+    ExitAfterWrite,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    nerve_platform::telemetry::init();
+    let config = Config::load(cli.config.as_deref())?;
+    if let Command::Config = cli.command {
+        println!("{}", effective_config(&config)?);
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let cancel = nerve_platform::shutdown::on_signal();
+        let metrics = Registry::new();
+        match cli.command {
+            Command::Agent => {
+                nerve_agent::run(&config.nats, &config.agent, &metrics, cancel).await?;
+            }
+            Command::Ingest => {
+                let client = nerve_ingest::connect(&config.nats, "nerve-ingest", false).await?;
+                let js = async_nats::jetstream::new(client);
+                nerve_ingest::ensure_streams(&js, &config.streams).await?;
+                tracing::info!("streams are up to date");
+            }
+            Command::Project { failpoint } => {
+                let failpoint = failpoint.map(|FailpointArg::ExitAfterWrite| {
+                    nerve_projections::Failpoint::ExitAfterWrite
+                });
+                project(&config, &metrics, failpoint, cancel).await?;
+            }
+            Command::Serve => serve(&config, &metrics, cancel).await?,
+            Command::Dev => dev::run(config, metrics, cancel).await?,
+            Command::Config => {}
+        }
+        anyhow::Ok(())
+    })
+}
+
+fn effective_config(config: &Config) -> anyhow::Result<String> {
+    let value = serde_json::to_value(config)?;
+    Ok(serde_json::to_string_pretty(&value)?)
+}
+
+/// Streams, tables, then the projectors until `cancel`.
+pub(crate) async fn project(
+    config: &Config,
+    metrics: &Registry,
+    failpoint: Option<nerve_projections::Failpoint>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let client = nerve_ingest::connect(&config.nats, "nerve-project", false).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    nerve_ingest::ensure_streams(&js, &config.streams).await?;
+    nerve_projections::run_all(
+        js,
+        &config.clickhouse,
+        &config.projector,
+        metrics,
+        failpoint,
+        cancel,
+    )
+    .await?;
+    // Acks are buffered by the client: make sure they reach the server before exiting.
+    client.flush().await.context("flushing acks")?;
+    Ok(())
+}
+
+/// The API and console until `cancel`.
+pub(crate) async fn serve(
+    config: &Config,
+    metrics: &Registry,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let nats = nerve_ingest::connect(&config.nats, "nerve-serve", true).await?;
+    nerve_projections::ensure_tables(&config.clickhouse)
+        .await
+        .context("preparing ClickHouse tables")?;
+    let state = nerve_api::AppState::new(
+        nerve_platform::clickhouse::client(&config.clickhouse),
+        Some(nats),
+        config.api.clone(),
+        metrics.clone(),
+    );
+    let app = nerve_api::router(state).merge(nerve_ui::router());
+    let listener = tokio::net::TcpListener::bind(config.api.listen_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.api.listen_addr))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "serving API and console");
+    println!("Nerve console: http://{addr}/   API: http://{addr}/api/v1/nodes");
+    nerve_api::serve(listener, app, cancel).await?;
+    Ok(())
+}

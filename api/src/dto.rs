@@ -1,0 +1,174 @@
+//! Request and response types of `/api/v1` (the API contract), apart from storage rows.
+
+use serde::{Deserialize, Serialize};
+
+/// Liveness judged from the last heartbeat against the node's own interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    Online,
+    Suspect,
+    Offline,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Online => "online",
+            NodeStatus::Suspect => "suspect",
+            NodeStatus::Offline => "offline",
+        }
+    }
+}
+
+/// `GET /api/v1/nodes` query.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeListQuery {
+    /// Page size, 1..=max_page_size (default 100).
+    pub limit: Option<u32>,
+    /// Nodes to skip (default 0).
+    pub offset: Option<u64>,
+    /// Only nodes with this status.
+    pub status: Option<NodeStatus>,
+}
+
+/// One row of the node list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeSummary {
+    pub id: String,
+    /// Empty until the node's first inventory report is projected.
+    pub hostname: String,
+    pub status: NodeStatus,
+    /// RFC 3339, UTC.
+    pub last_seen: String,
+    pub last_seen_ms: u64,
+    pub heartbeat_interval_secs: u32,
+    pub cpu_pct: f32,
+    pub mem_used_bytes: u64,
+    pub mem_total_bytes: u64,
+    pub gpu_count: u16,
+    pub gpu_util_pct_avg: f32,
+}
+
+/// A page of nodes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NodePage {
+    pub nodes: Vec<NodeSummary>,
+    /// Nodes matching the filter, all pages.
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+/// `GET /api/v1/nodes/{id}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NodeDetail {
+    pub id: String,
+    pub status: Option<NodeStatus>,
+    pub inventory: Option<Inventory>,
+    pub latest: Option<LatestMetrics>,
+}
+
+/// The node's last reported inventory.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Inventory {
+    pub reported_at: String,
+    pub hostname: String,
+    pub os_name: String,
+    pub os_version: String,
+    pub kernel_version: String,
+    pub arch: String,
+    pub boot_time: String,
+    pub agent_version: String,
+    pub cpu: Cpu,
+    pub memory_total_bytes: u64,
+    pub swap_total_bytes: u64,
+    pub disks: serde_json::Value,
+    pub interfaces: serde_json::Value,
+    pub gpus: serde_json::Value,
+    pub collector_errors: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Cpu {
+    pub model: String,
+    pub vendor: String,
+    pub physical_cores: Option<u16>,
+    pub logical_cores: u16,
+    pub frequency_mhz: u32,
+}
+
+/// The node's latest heartbeat values.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LatestMetrics {
+    pub last_seen: String,
+    pub last_seen_ms: u64,
+    pub heartbeat_interval_secs: u32,
+    pub uptime_secs: u64,
+    pub cpu_pct: f32,
+    pub cpu_count: u16,
+    pub load1: f32,
+    pub mem_used_bytes: u64,
+    pub mem_total_bytes: u64,
+    pub disk_used_bytes: u64,
+    pub disk_total_bytes: u64,
+    pub net_rx_bytes_per_sec: f64,
+    pub net_tx_bytes_per_sec: f64,
+    pub gpu_count: u16,
+    pub gpu_util_pct_avg: f32,
+}
+
+/// `GET /api/v1/nodes/{id}/metrics` query. Times are RFC 3339 or Unix seconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsQuery {
+    /// Start (inclusive); default `to` − 1 h.
+    pub from: Option<String>,
+    /// End (exclusive); default now.
+    pub to: Option<String>,
+    /// Bucket width in seconds (or `30s`, `5m`, `1h`); default so that about 360 points come back.
+    pub step: Option<String>,
+}
+
+/// A metrics series: one point per bucket that has data.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MetricsSeries {
+    pub node_id: String,
+    pub from: String,
+    pub to: String,
+    pub step_secs: u32,
+    pub points: Vec<MetricsPoint>,
+}
+
+/// Averages over one bucket.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MetricsPoint {
+    /// Bucket start, Unix seconds.
+    pub ts: u32,
+    pub samples: u64,
+    pub cpu_pct: f64,
+    pub load1: f64,
+    pub mem_used_bytes: f64,
+    pub mem_total_bytes: u64,
+    pub disk_used_bytes: f64,
+    pub net_rx_bytes_per_sec: f64,
+    pub net_tx_bytes_per_sec: f64,
+    pub gpu_util_pct: f64,
+}
+
+/// `GET /api/v1/health`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok` when every dependency answers, else `degraded`.
+    pub status: String,
+    pub nats: Check,
+    pub clickhouse: Check,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Check {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -1,0 +1,499 @@
+//! The fleet read service: every query the API (and later the console) makes over ClickHouse.
+//! Liveness (online / suspect / offline) is computed in SQL from each node's last heartbeat and
+//! its own heartbeat interval, so filtering and pagination stay server-side.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clickhouse::Row;
+use nerve_schemas::subjects;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::dto::*;
+use crate::error::ApiError;
+
+/// Default page size of the node list.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Points the metrics series aims at when no step is given.
+pub const DEFAULT_POINTS: u64 = 360;
+
+/// Status of a node last seen at `last_seen_ms` that beats every `interval_secs`.
+pub fn status_of(
+    now_ms: u64,
+    last_seen_ms: u64,
+    interval_secs: u32,
+    suspect_after: u32,
+    offline_after: u32,
+) -> NodeStatus {
+    let age = now_ms.saturating_sub(last_seen_ms);
+    let interval_ms = u64::from(interval_secs.max(1)) * 1000;
+    if age <= interval_ms * u64::from(suspect_after) {
+        NodeStatus::Online
+    } else if age <= interval_ms * u64::from(offline_after) {
+        NodeStatus::Suspect
+    } else {
+        NodeStatus::Offline
+    }
+}
+
+/// The same rule as [`status_of`] as a SQL expression over `node_state` columns; binds, in order:
+/// now_ms, suspect_after, now_ms, offline_after.
+const STATUS_SQL: &str = "multiIf(\
+    toInt64(?) - toInt64(last_seen_ms) <= toInt64(greatest(interval_secs, 1)) * 1000 * ?, 'online', \
+    toInt64(?) - toInt64(last_seen_ms) <= toInt64(greatest(interval_secs, 1)) * 1000 * ?, 'suspect', \
+    'offline')";
+
+fn rfc3339_ms(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+fn rfc3339_s(secs: u64) -> String {
+    rfc3339_ms(secs.saturating_mul(1000))
+}
+
+fn check_node_id(id: &str) -> Result<(), ApiError> {
+    if subjects::is_valid_node_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "invalid node id {id:?}: expected 1 to {} of [A-Za-z0-9_-]",
+            subjects::NODE_ID_MAX_LEN
+        )))
+    }
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct NodeRow {
+    node_id: String,
+    hostname: String,
+    last_seen_ms: u64,
+    interval_secs: u32,
+    cpu_pct: f32,
+    mem_used_bytes: u64,
+    mem_total_bytes: u64,
+    gpu_count: u16,
+    gpu_util_pct_avg: f32,
+}
+
+/// One page of nodes, ordered by id.
+pub async fn list_nodes(
+    state: &AppState,
+    query: NodeListQuery,
+    now_ms: u64,
+) -> Result<NodePage, ApiError> {
+    let cfg = state.config();
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE.min(cfg.max_page_size));
+    if limit == 0 || limit > cfg.max_page_size {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {}",
+            cfg.max_page_size
+        )));
+    }
+    let offset = query.offset.unwrap_or(0);
+    let (s, o) = (
+        cfg.suspect_after_missed_heartbeats,
+        cfg.offline_after_missed_heartbeats,
+    );
+    let filter = if query.status.is_some() {
+        format!("WHERE {STATUS_SQL} = ?")
+    } else {
+        String::new()
+    };
+    let bind_filter = |q: clickhouse::query::Query| match query.status {
+        Some(status) => q.bind(now_ms).bind(s).bind(now_ms).bind(o).bind(status.as_str()),
+        None => q,
+    };
+    let rows: Vec<NodeRow> = bind_filter(state.ch().query(&format!(
+        "SELECT node_id, hostname, last_seen_ms, interval_secs, cpu_pct, mem_used_bytes, \
+                mem_total_bytes, gpu_count, gpu_util_pct_avg \
+         FROM node_state FINAL \
+         ANY LEFT JOIN (SELECT node_id, hostname FROM inventory FINAL) USING node_id \
+         {filter} ORDER BY node_id LIMIT ?, ?"
+    )))
+    .bind(offset)
+    .bind(limit)
+    .fetch_all()
+    .await?;
+    let total: u64 = bind_filter(
+        state
+            .ch()
+            .query(&format!("SELECT count() FROM node_state FINAL {filter}")),
+    )
+    .fetch_one()
+    .await?;
+    let nodes = rows
+        .into_iter()
+        .map(|r| NodeSummary {
+            status: status_of(now_ms, r.last_seen_ms, r.interval_secs, s, o),
+            last_seen: rfc3339_ms(r.last_seen_ms),
+            id: r.node_id,
+            hostname: r.hostname,
+            last_seen_ms: r.last_seen_ms,
+            heartbeat_interval_secs: r.interval_secs,
+            cpu_pct: r.cpu_pct,
+            mem_used_bytes: r.mem_used_bytes,
+            mem_total_bytes: r.mem_total_bytes,
+            gpu_count: r.gpu_count,
+            gpu_util_pct_avg: r.gpu_util_pct_avg,
+        })
+        .collect();
+    Ok(NodePage {
+        nodes,
+        total,
+        limit,
+        offset,
+    })
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct InventoryRow {
+    reported_at_ms: u64,
+    hostname: String,
+    os_name: String,
+    os_version: String,
+    kernel_version: String,
+    arch: String,
+    boot_time: u32,
+    agent_version: String,
+    cpu_model: String,
+    cpu_vendor: String,
+    cpu_physical_cores: Option<u16>,
+    cpu_logical_cores: u16,
+    cpu_frequency_mhz: u32,
+    memory_total_bytes: u64,
+    swap_total_bytes: u64,
+    disks_json: String,
+    interfaces_json: String,
+    gpus_json: String,
+    collector_errors_json: String,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct StateRow {
+    last_seen_ms: u64,
+    interval_secs: u32,
+    uptime_secs: u64,
+    cpu_pct: f32,
+    cpu_count: u16,
+    load1: f32,
+    mem_used_bytes: u64,
+    mem_total_bytes: u64,
+    disk_used_bytes: u64,
+    disk_total_bytes: u64,
+    net_rx_bytes_per_sec: f64,
+    net_tx_bytes_per_sec: f64,
+    gpu_count: u16,
+    gpu_util_pct_avg: f32,
+}
+
+fn json_doc(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
+}
+
+/// Inventory and latest metrics of one node; 404 if the node never reported anything.
+pub async fn node_detail(state: &AppState, id: &str, now_ms: u64) -> Result<NodeDetail, ApiError> {
+    check_node_id(id)?;
+    let inventory: Option<InventoryRow> = state
+        .ch()
+        .query(
+            "SELECT reported_at_ms, hostname, os_name, os_version, kernel_version, arch, boot_time, \
+                    agent_version, cpu_model, cpu_vendor, cpu_physical_cores, cpu_logical_cores, \
+                    cpu_frequency_mhz, memory_total_bytes, swap_total_bytes, disks_json, \
+                    interfaces_json, gpus_json, collector_errors_json \
+             FROM inventory FINAL WHERE node_id = ? LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional()
+        .await?;
+    let latest: Option<StateRow> = state
+        .ch()
+        .query(
+            "SELECT last_seen_ms, interval_secs, uptime_secs, cpu_pct, cpu_count, load1, \
+                    mem_used_bytes, mem_total_bytes, disk_used_bytes, disk_total_bytes, \
+                    net_rx_bytes_per_sec, net_tx_bytes_per_sec, gpu_count, gpu_util_pct_avg \
+             FROM node_state FINAL WHERE node_id = ? LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional()
+        .await?;
+    if inventory.is_none() && latest.is_none() {
+        return Err(ApiError::NotFound(format!("node {id} not found")));
+    }
+    let cfg = state.config();
+    Ok(NodeDetail {
+        id: id.to_owned(),
+        status: latest.as_ref().map(|l| {
+            status_of(
+                now_ms,
+                l.last_seen_ms,
+                l.interval_secs,
+                cfg.suspect_after_missed_heartbeats,
+                cfg.offline_after_missed_heartbeats,
+            )
+        }),
+        inventory: inventory.map(|i| Inventory {
+            reported_at: rfc3339_ms(i.reported_at_ms),
+            hostname: i.hostname,
+            os_name: i.os_name,
+            os_version: i.os_version,
+            kernel_version: i.kernel_version,
+            arch: i.arch,
+            boot_time: rfc3339_s(u64::from(i.boot_time)),
+            agent_version: i.agent_version,
+            cpu: Cpu {
+                model: i.cpu_model,
+                vendor: i.cpu_vendor,
+                physical_cores: i.cpu_physical_cores,
+                logical_cores: i.cpu_logical_cores,
+                frequency_mhz: i.cpu_frequency_mhz,
+            },
+            memory_total_bytes: i.memory_total_bytes,
+            swap_total_bytes: i.swap_total_bytes,
+            disks: json_doc(&i.disks_json),
+            interfaces: json_doc(&i.interfaces_json),
+            gpus: json_doc(&i.gpus_json),
+            collector_errors: json_doc(&i.collector_errors_json),
+        }),
+        latest: latest.map(|l| LatestMetrics {
+            last_seen: rfc3339_ms(l.last_seen_ms),
+            last_seen_ms: l.last_seen_ms,
+            heartbeat_interval_secs: l.interval_secs,
+            uptime_secs: l.uptime_secs,
+            cpu_pct: l.cpu_pct,
+            cpu_count: l.cpu_count,
+            load1: l.load1,
+            mem_used_bytes: l.mem_used_bytes,
+            mem_total_bytes: l.mem_total_bytes,
+            disk_used_bytes: l.disk_used_bytes,
+            disk_total_bytes: l.disk_total_bytes,
+            net_rx_bytes_per_sec: l.net_rx_bytes_per_sec,
+            net_tx_bytes_per_sec: l.net_tx_bytes_per_sec,
+            gpu_count: l.gpu_count,
+            gpu_util_pct_avg: l.gpu_util_pct_avg,
+        }),
+    })
+}
+
+/// Parses a time given as Unix seconds or RFC 3339 into Unix seconds.
+pub fn parse_time(name: &str, text: &str) -> Result<u64, ApiError> {
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(secs);
+    }
+    humantime::parse_rfc3339_weak(text)
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{name}={text:?} is neither Unix seconds nor an RFC 3339 time"
+            ))
+        })
+}
+
+/// Parses a step given as seconds or a duration like `30s`, `5m`, `1h`.
+pub fn parse_step(text: &str) -> Result<u64, ApiError> {
+    let secs = match text.parse::<u64>() {
+        Ok(secs) => secs,
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "step={text:?} is neither seconds nor a duration like 30s, 5m or 1h"
+                ))
+            })?
+            .as_secs(),
+    };
+    if secs == 0 {
+        return Err(ApiError::BadRequest("step must be at least 1 second".into()));
+    }
+    Ok(secs)
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct PointRow {
+    bucket: u32,
+    samples: u64,
+    cpu_pct: f64,
+    load1: f64,
+    mem_used_bytes: f64,
+    mem_total_bytes: u64,
+    disk_used_bytes: f64,
+    net_rx_bytes_per_sec: f64,
+    net_tx_bytes_per_sec: f64,
+    gpu_util_pct: f64,
+}
+
+/// A node's metrics averaged per `step` over `[from, to)`.
+pub async fn node_metrics(
+    state: &AppState,
+    id: &str,
+    query: MetricsQuery,
+    now_ms: u64,
+) -> Result<MetricsSeries, ApiError> {
+    check_node_id(id)?;
+    let to = match &query.to {
+        Some(t) => parse_time("to", t)?,
+        None => now_ms / 1000 + 1,
+    };
+    let from = match &query.from {
+        Some(f) => parse_time("from", f)?,
+        None => to.saturating_sub(3600),
+    };
+    if from >= to {
+        return Err(ApiError::BadRequest(format!(
+            "from ({from}) must be before to ({to})"
+        )));
+    }
+    if to > u64::from(u32::MAX) {
+        return Err(ApiError::BadRequest("to is past 2106".into()));
+    }
+    let step = match &query.step {
+        Some(s) => parse_step(s)?,
+        None => ((to - from) / DEFAULT_POINTS).max(1),
+    };
+    let max_points = u64::from(state.config().max_series_points);
+    if (to - from).div_ceil(step) > max_points {
+        return Err(ApiError::BadRequest(format!(
+            "{} points requested; at most {max_points}: use a larger step",
+            (to - from).div_ceil(step)
+        )));
+    }
+    let known: u64 = state
+        .ch()
+        .query("SELECT count() FROM node_state WHERE node_id = ?")
+        .bind(id)
+        .fetch_one()
+        .await?;
+    if known == 0 {
+        return Err(ApiError::NotFound(format!("node {id} not found")));
+    }
+    let rows: Vec<PointRow> = state
+        .ch()
+        .query(
+            "SELECT toUInt32(intDiv(toUInt32(ts), ?) * ?) AS bucket, count() AS samples, \
+                    avg(cpu_pct), avg(load1), avg(mem_used_bytes), max(mem_total_bytes), \
+                    avg(disk_used_bytes), avg(net_rx_bytes_per_sec), avg(net_tx_bytes_per_sec), \
+                    avg(if(length(gpu_util_pct) = 0, 0, arraySum(gpu_util_pct) / length(gpu_util_pct))) \
+             FROM heartbeats \
+             WHERE node_id = ? AND ts >= toDateTime(?) AND ts < toDateTime(?) \
+             GROUP BY bucket ORDER BY bucket",
+        )
+        .bind(step)
+        .bind(step)
+        .bind(id)
+        .bind(from)
+        .bind(to)
+        .fetch_all()
+        .await?;
+    Ok(MetricsSeries {
+        node_id: id.to_owned(),
+        from: rfc3339_s(from),
+        to: rfc3339_s(to),
+        step_secs: step as u32,
+        points: rows
+            .into_iter()
+            .map(|r| MetricsPoint {
+                ts: r.bucket,
+                samples: r.samples,
+                cpu_pct: r.cpu_pct,
+                load1: r.load1,
+                mem_used_bytes: r.mem_used_bytes,
+                mem_total_bytes: r.mem_total_bytes,
+                disk_used_bytes: r.disk_used_bytes,
+                net_rx_bytes_per_sec: r.net_rx_bytes_per_sec,
+                net_tx_bytes_per_sec: r.net_tx_bytes_per_sec,
+                gpu_util_pct: r.gpu_util_pct,
+            })
+            .collect(),
+    })
+}
+
+/// Whether NATS and ClickHouse answer.
+pub async fn health(state: &AppState) -> Health {
+    let nats = match state.nats() {
+        Some(c) => match c.connection_state() {
+            async_nats::connection::State::Connected => Check {
+                ok: true,
+                error: None,
+            },
+            other => Check {
+                ok: false,
+                error: Some(format!("NATS connection {other}")),
+            },
+        },
+        None => Check {
+            ok: false,
+            error: Some("NATS not configured for this server".into()),
+        },
+    };
+    let probe = tokio::time::timeout(
+        Duration::from_secs(2),
+        state.ch().query("SELECT 1").fetch_one::<u8>(),
+    )
+    .await;
+    let clickhouse = match probe {
+        Ok(Ok(1)) => Check {
+            ok: true,
+            error: None,
+        },
+        Ok(Ok(other)) => Check {
+            ok: false,
+            error: Some(format!("unexpected answer {other}")),
+        },
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "ClickHouse health probe failed");
+            Check {
+                ok: false,
+                error: Some("ClickHouse query failed".into()),
+            }
+        }
+        Err(_) => Check {
+            ok: false,
+            error: Some("ClickHouse did not answer within 2 s".into()),
+        },
+    };
+    Health {
+        status: if nats.ok && clickhouse.ok { "ok" } else { "degraded" }.into(),
+        nats,
+        clickhouse,
+    }
+}
+
+/// Now, in milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_follows_missed_heartbeats() {
+        let now = 1_000_000_000;
+        let st = |age_ms: u64| status_of(now, now - age_ms, 10, 3, 6);
+        assert_eq!(st(0), NodeStatus::Online);
+        assert_eq!(st(30_000), NodeStatus::Online);
+        assert_eq!(st(30_001), NodeStatus::Suspect);
+        assert_eq!(st(60_000), NodeStatus::Suspect);
+        assert_eq!(st(60_001), NodeStatus::Offline);
+        // A clock slightly ahead is not "offline".
+        assert_eq!(status_of(now, now + 5_000, 10, 3, 6), NodeStatus::Online);
+    }
+
+    #[test]
+    fn times_and_steps_parse_or_explain() {
+        assert_eq!(parse_time("from", "1700000000").ok(), Some(1_700_000_000));
+        assert_eq!(
+            parse_time("from", "2023-11-14T22:13:20Z").ok(),
+            Some(1_700_000_000)
+        );
+        assert!(parse_time("from", "yesterday").is_err());
+        assert_eq!(parse_step("60").ok(), Some(60));
+        assert_eq!(parse_step("5m").ok(), Some(300));
+        assert!(parse_step("0").is_err());
+        assert!(parse_step("soon").is_err());
+    }
+}

@@ -1,0 +1,75 @@
+//! HTTP routes of `/api/v1` and `/metrics`; handlers only translate HTTP to [`crate::fleet`] calls.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tower_http::trace::TraceLayer;
+
+use crate::AppState;
+use crate::dto::{MetricsQuery, NodeListQuery};
+use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery};
+use crate::fleet;
+
+/// The API router: `/api/v1/...` and the Prometheus `/metrics`.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/health", get(health))
+        .route("/nodes", get(list_nodes))
+        .route("/nodes/{id}", get(node_detail))
+        .route("/nodes/{id}/metrics", get(node_metrics))
+        .fallback(not_found);
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/metrics", get(prometheus))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let health = fleet::health(&state).await;
+    let status = if health.status == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(health))
+}
+
+async fn list_nodes(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<NodeListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(fleet::list_nodes(&state, query, fleet::now_ms()).await?))
+}
+
+async fn node_detail(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(fleet::node_detail(&state, &id, fleet::now_ms()).await?))
+}
+
+async fn node_metrics(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<MetricsQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        fleet::node_metrics(&state, &id, query, fleet::now_ms()).await?,
+    ))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such API route".into())
+}
+
+async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics().render(),
+    )
+}

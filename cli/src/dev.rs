@@ -1,0 +1,129 @@
+//! `nerve dev`: the whole system on one machine. Starts nats-server and ClickHouse as children
+//! (data under `dev.data_dir`, kept across restarts) unless configured off, then the projectors,
+//! the API/console and an agent for this machine in one process. On SIGINT/SIGTERM it stops in
+//! order: agent and API, projectors (finishing their batch and acks), then the children.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use nerve_platform::config::Config;
+use nerve_platform::metrics::Registry;
+use nerve_platform::services::{ClickHouseServer, NatsServer};
+use tokio_util::sync::CancellationToken;
+
+fn port_of(url: &str) -> anyhow::Result<u16> {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .with_context(|| format!("{url} has no port"))
+}
+
+pub async fn run(mut config: Config, metrics: Registry, cancel: CancellationToken) -> anyhow::Result<()> {
+    let data = config.dev.data_dir.clone();
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let mut nats = None;
+    if config.dev.start_nats {
+        let dir = data.join("nats");
+        let port = port_of(&config.nats.url)?;
+        let server = tokio::task::spawn_blocking(move || NatsServer::start(&dir, Some(port)))
+            .await??;
+        tracing::info!(url = %server.url, "nats-server started");
+        config.nats.url = server.url.clone();
+        nats = Some(server);
+    }
+    let mut clickhouse = None;
+    if config.dev.start_clickhouse {
+        let dir = data.join("clickhouse");
+        let port = port_of(&config.clickhouse.url)?;
+        let server = tokio::task::spawn_blocking(move || ClickHouseServer::start(&dir, Some(port)))
+            .await??;
+        tracing::info!(url = %server.url, "ClickHouse started");
+        config.clickhouse.url = server.url.clone();
+        clickhouse = Some(server);
+    }
+    if config.agent.state_dir == nerve_platform::config::AgentConfig::default().state_dir {
+        config.agent.state_dir = data.join("agent");
+    }
+
+    let result = run_roles(&config, &metrics, cancel).await;
+
+    tokio::task::spawn_blocking(move || {
+        if let Some(mut ch) = clickhouse {
+            ch.stop(Duration::from_secs(30));
+        }
+        if let Some(mut n) = nats {
+            n.stop(Duration::from_secs(10));
+        }
+    })
+    .await?;
+    tracing::info!("dev stopped");
+    result
+}
+
+async fn run_roles(config: &Config, metrics: &Registry, cancel: CancellationToken) -> anyhow::Result<()> {
+    // Projectors stop last among the roles, so they drain what the agent sent before it stopped.
+    let projector_cancel = CancellationToken::new();
+    let front_cancel = cancel.child_token();
+    // Any role that ends (a failure, e.g. the API port is taken) stops all of them.
+    let stop_all = |c: CancellationToken| move || c.cancel();
+
+    let projecting = {
+        let (config, metrics, c, stop) = (
+            config.clone(),
+            metrics.clone(),
+            projector_cancel.clone(),
+            stop_all(cancel.clone()),
+        );
+        tokio::spawn(async move {
+            let r = crate::project(&config, &metrics, None, c).await;
+            stop();
+            r
+        })
+    };
+    let serving = {
+        let (config, metrics, c, stop) = (
+            config.clone(),
+            metrics.clone(),
+            front_cancel.clone(),
+            stop_all(cancel.clone()),
+        );
+        tokio::spawn(async move {
+            let r = crate::serve(&config, &metrics, c).await;
+            stop();
+            r
+        })
+    };
+    let agent = config.dev.run_agent.then(|| {
+        let (config, metrics, c, stop) = (
+            config.clone(),
+            metrics.clone(),
+            front_cancel.clone(),
+            stop_all(cancel.clone()),
+        );
+        tokio::spawn(async move {
+            let r = nerve_agent::run(&config.nats, &config.agent, &metrics, c).await;
+            stop();
+            r
+        })
+    });
+
+    cancel.cancelled().await;
+    front_cancel.cancel();
+    let mut errors = Vec::new();
+    if let Some(agent) = agent
+        && let Err(e) = agent.await?
+    {
+        errors.push(anyhow::Error::new(e).context("agent"));
+    }
+    if let Err(e) = serving.await? {
+        errors.push(e.context("serve"));
+    }
+    projector_cancel.cancel();
+    if let Err(e) = projecting.await? {
+        errors.push(e.context("projectors"));
+    }
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
