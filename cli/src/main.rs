@@ -102,9 +102,9 @@ pub(crate) async fn project(
     nerve_ingest::ensure_streams(&js, &config.streams).await?;
     nerve_projections::run_all(
         js,
-        &config.clickhouse,
-        &config.projector,
-        metrics,
+        config.clickhouse.clone(),
+        config.projector.clone(),
+        metrics.clone(),
         failpoint,
         cancel,
     )

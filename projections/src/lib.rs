@@ -42,23 +42,23 @@ pub async fn ensure_tables(config: &ClickHouseConfig) -> Result<(), clickhouse::
 /// Runs every projector until `cancel`, each draining its current batch before it returns.
 pub async fn run_all(
     js: jetstream::Context,
-    ch: &ClickHouseConfig,
-    config: &ProjectorConfig,
-    metrics: &Registry,
+    ch: ClickHouseConfig,
+    config: ProjectorConfig,
+    metrics: Registry,
     failpoint: Option<Failpoint>,
     cancel: CancellationToken,
 ) -> Result<(), ProjectorError> {
-    ensure_tables(ch).await.map_err(ProjectorError::Setup)?;
-    let options = RunnerOptions::from_config(config, failpoint);
+    ensure_tables(&ch).await.map_err(ProjectorError::Setup)?;
+    let options = RunnerOptions::from_config(&config, failpoint);
     let ack_wait = Duration::from_secs(config.ack_wait_secs);
-    let client = nerve_platform::clickhouse::client(ch);
+    let client = nerve_platform::clickhouse::client(&ch);
     let hb = Runner::new(
         heartbeats::HeartbeatProjection,
         &js,
         client.clone(),
         ack_wait,
         options.clone(),
-        metrics,
+        &metrics,
     )
     .await?;
     let inv = Runner::new(
@@ -67,7 +67,7 @@ pub async fn run_all(
         client,
         ack_wait,
         options,
-        metrics,
+        &metrics,
     )
     .await?;
     let (a, b) = tokio::join!(hb.run(cancel.clone()), inv.run(cancel.clone()));

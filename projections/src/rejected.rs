@@ -13,7 +13,7 @@ pub fn ddl(db: &str) -> Vec<String> {
         "CREATE TABLE IF NOT EXISTS {db}.rejected_events (
             received_at DateTime('UTC'),
             stream String,
-            projection String,
+            projector String,
             subject String,
             stream_seq UInt64,
             error String,
@@ -21,7 +21,7 @@ pub fn ddl(db: &str) -> Vec<String> {
             payload_bytes UInt64
         ) ENGINE = ReplacingMergeTree()
         PARTITION BY toYYYYMM(received_at)
-        ORDER BY (stream, projection, stream_seq)"
+        ORDER BY (stream, projector, stream_seq)"
     )]
 }
 
@@ -30,7 +30,7 @@ pub fn ddl(db: &str) -> Vec<String> {
 pub struct RejectedRow {
     pub received_at: u32,
     pub stream: String,
-    pub projection: String,
+    pub projector: String,
     pub subject: String,
     pub stream_seq: u64,
     pub error: String,
@@ -51,7 +51,7 @@ impl RejectedRow {
         Self {
             received_at: (nerve_platform::now_ms() / 1000) as u32,
             stream: stream.into(),
-            projection: projection.into(),
+            projector: projection.into(),
             subject: subject.into(),
             stream_seq,
             error: error.into(),

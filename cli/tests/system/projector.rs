@@ -1,0 +1,169 @@
+//! The projector's delivery guarantees: ack only after the write, no duplicates on redelivery,
+//! bad events rejected and counted without losing the good ones around them.
+
+use std::time::Duration;
+
+use nerve_platform::metrics::Registry;
+use nerve_platform::testkit::eventually;
+use nerve_projections::heartbeats;
+use nerve_schemas::subjects;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{DEADLINE, Env, heartbeat, publish_heartbeat, publish_raw};
+
+async fn consumer_pending(env: &Env) -> (u64, usize) {
+    let stream = env
+        .js
+        .get_stream(nerve_ingest::TELEMETRY_STREAM)
+        .await
+        .expect("stream");
+    let info = stream
+        .consumer_info(heartbeats::NAME)
+        .await
+        .expect("consumer info");
+    (info.num_pending, info.num_ack_pending)
+}
+
+/// A projector process that dies after ClickHouse accepted a batch but before it acked it leaves
+/// the batch unacked; JetStream redelivers it to the next projector, which must recognise the
+/// events as written and not insert them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_killed_between_write_and_ack_creates_no_duplicates() {
+    let env = Env::start().await;
+    let now = nerve_platform::now_ms();
+    let n = 500;
+    for i in 0..n {
+        let hb = heartbeat(&format!("node-{}", i % 50), now - 60_000 + i, i);
+        publish_heartbeat(&env.js, &hb).await;
+    }
+
+    // Small batches: the crash leaves some delivered events written and others not.
+    let mut crashing = env.spawn_nerve_with(
+        &["project", "--failpoint", "exit-after-write"],
+        &[("NERVE_PROJECTOR__BATCH_MAX_EVENTS", "200")],
+    );
+    let status = tokio::time::timeout(DEADLINE, crashing.wait())
+        .await
+        .expect("crashing projector exits")
+        .expect("wait");
+    assert_eq!(
+        status.code(),
+        Some(nerve_projections::runner::FAILPOINT_EXIT_CODE),
+        "the projector must have stopped at the failpoint"
+    );
+    // It wrote a batch and acked nothing.
+    let written = env.count("SELECT count() FROM heartbeats").await;
+    assert_eq!(written, 200, "the crashing projector wrote one batch");
+    let (pending, ack_pending) = consumer_pending(&env).await;
+    assert_eq!(
+        pending + ack_pending as u64,
+        n as u64,
+        "nothing may be acked before the crash"
+    );
+
+    // A healthy projector takes over once the ack wait expires and finishes the stream.
+    let mut healthy = env.spawn_nerve(&["project"]);
+    eventually(DEADLINE, "every event acked", || async {
+        (consumer_pending(&env).await == (0, 0)).then_some(())
+    })
+    .await;
+    // Events published after the restart are projected too.
+    let extra = heartbeat("node-late", nerve_platform::now_ms(), 0);
+    publish_heartbeat(&env.js, &extra).await;
+    eventually(DEADLINE, "the late event", || async {
+        (env.count("SELECT count() FROM heartbeats WHERE node_id = 'node-late'").await == 1)
+            .then_some(())
+    })
+    .await;
+
+    assert_eq!(env.count("SELECT count() FROM heartbeats").await, n as u64 + 1);
+    assert_eq!(
+        env.count("SELECT uniqExact(event_id) FROM heartbeats").await,
+        n as u64 + 1
+    );
+    assert_eq!(
+        env.count("SELECT count() FROM (SELECT node_id FROM node_state FINAL)").await,
+        51
+    );
+    healthy.kill().await.expect("kill");
+}
+
+/// Garbage, an event for the wrong node's subject and an event from a broken clock sit between
+/// good events: the bad ones land in `rejected_events` and the counter, the good ones in
+/// `heartbeats`, and the projector keeps going.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_events_are_rejected_counted_and_do_not_stop_the_projector() {
+    let env = Env::start().await;
+    let metrics = Registry::new();
+    let cancel = CancellationToken::new();
+    let projectors = tokio::spawn(nerve_projections::run_all(
+        env.js.clone(),
+        env.config.clickhouse.clone(),
+        env.config.projector.clone(),
+        metrics.clone(),
+        None,
+        cancel.clone(),
+    ));
+    let now = nerve_platform::now_ms();
+    let good = |i: i64| heartbeat("node-a", now - 10_000 + i, i);
+
+    publish_heartbeat(&env.js, &good(0)).await;
+    publish_raw(&env.js, subjects::heartbeat("node-a"), "bad-1", b"not avro at all".to_vec()).await;
+    publish_heartbeat(&env.js, &good(1)).await;
+    // A valid event, but published on another node's subject.
+    let imposter = heartbeat("node-b", now, 0);
+    let payload = nerve_schemas::encode(&imposter).expect("encode");
+    publish_raw(&env.js, subjects::heartbeat("node-a"), "bad-2", payload).await;
+    publish_heartbeat(&env.js, &good(2)).await;
+    // A valid event from a clock in 1970.
+    let ancient = heartbeat("node-a", 1_000, 9);
+    publish_heartbeat(&env.js, &ancient).await;
+    // A truncated event.
+    let mut cut = nerve_schemas::encode(&good(99)).expect("encode");
+    cut.truncate(cut.len() / 2);
+    publish_raw(&env.js, subjects::heartbeat("node-a"), "bad-4", cut).await;
+    publish_heartbeat(&env.js, &good(3)).await;
+
+    eventually(DEADLINE, "good events stored and bad ones rejected", || async {
+        let good = env.count("SELECT count() FROM heartbeats").await;
+        let bad = env.count("SELECT count() FROM rejected_events FINAL").await;
+        (good == 4 && bad == 4).then_some(())
+    })
+    .await;
+    let rendered = metrics.render();
+    assert!(
+        rendered.contains("nerve_projector_rejected_total{projection=\"proj_heartbeats\"} 4"),
+        "{rendered}"
+    );
+    let reasons: Vec<String> = env
+        .ch
+        .query("SELECT error FROM rejected_events FINAL ORDER BY stream_seq")
+        .fetch_all()
+        .await
+        .expect("reasons");
+    assert!(reasons[0].contains("single-object"), "{reasons:?}");
+    assert!(reasons[1].contains("does not match subject"), "{reasons:?}");
+    assert!(reasons[2].contains("implausible"), "{reasons:?}");
+    assert!(reasons[3].contains("does not decode"), "{reasons:?}");
+
+    // Still running: a later good event is stored.
+    publish_heartbeat(&env.js, &good(4)).await;
+    eventually(DEADLINE, "an event after the bad ones", || async {
+        (env.count("SELECT count() FROM heartbeats").await == 5).then_some(())
+    })
+    .await;
+    let ids: Vec<i64> = env
+        .ch
+        .query("SELECT toInt64(seq) FROM heartbeats ORDER BY seq")
+        .fetch_all()
+        .await
+        .expect("seqs");
+    assert_eq!(ids, vec![0, 1, 2, 3, 4]);
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), projectors)
+        .await
+        .expect("projectors stop on cancel")
+        .expect("join")
+        .expect("projectors");
+}

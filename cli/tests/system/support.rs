@@ -1,0 +1,140 @@
+//! Shared setup for the system tests: services, config, event builders, child `nerve` processes.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, Context};
+use nerve_platform::config::Config;
+use nerve_platform::testkit::{TestNats, fresh_database};
+use nerve_schemas::{Envelope, HeartbeatRecorded, subjects};
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A private NATS, a fresh ClickHouse database and a config pointing at both.
+pub struct Env {
+    /// Kept alive for the test; killed on drop.
+    _nats: TestNats,
+    pub config: Config,
+    pub js: Context,
+    pub ch: clickhouse::Client,
+    pub state_dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub async fn start() -> Self {
+        let nats = TestNats::start();
+        let mut config = Config::default();
+        config.nats.url = nats.url();
+        config.clickhouse = fresh_database().await;
+        config.projector.ack_wait_secs = 2;
+        config.projector.batch_max_wait_ms = 50;
+        config.agent.heartbeat_interval_secs = 1;
+        let state_dir = tempfile::tempdir().expect("tmp");
+        config.agent.state_dir = state_dir.path().join("agent");
+        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let js = jetstream::new(client);
+        nerve_ingest::ensure_streams(&js, &config.streams)
+            .await
+            .expect("streams");
+        nerve_projections::ensure_tables(&config.clickhouse)
+            .await
+            .expect("tables");
+        let ch = nerve_platform::clickhouse::client(&config.clickhouse);
+        Self {
+            _nats: nats,
+            config,
+            js,
+            ch,
+            state_dir,
+        }
+    }
+
+    /// Environment that makes a `nerve` child process use this config.
+    pub fn child_env(&self) -> Vec<(String, String)> {
+        let c = &self.config;
+        vec![
+            ("NERVE_NATS__URL".into(), c.nats.url.clone()),
+            ("NERVE_CLICKHOUSE__URL".into(), c.clickhouse.url.clone()),
+            ("NERVE_CLICKHOUSE__DATABASE".into(), c.clickhouse.database.clone()),
+            ("NERVE_PROJECTOR__ACK_WAIT_SECS".into(), c.projector.ack_wait_secs.to_string()),
+            ("NERVE_PROJECTOR__BATCH_MAX_WAIT_MS".into(), c.projector.batch_max_wait_ms.to_string()),
+            (
+                "NERVE_AGENT__HEARTBEAT_INTERVAL_SECS".into(),
+                c.agent.heartbeat_interval_secs.to_string(),
+            ),
+            ("NERVE_AGENT__STATE_DIR".into(), c.agent.state_dir.display().to_string()),
+            ("RUST_LOG".into(), "warn".into()),
+        ]
+    }
+
+    /// Starts `nerve <args>` with this config; killed when dropped.
+    pub fn spawn_nerve(&self, args: &[&str]) -> tokio::process::Child {
+        self.spawn_nerve_with(args, &[])
+    }
+
+    /// Like [`Env::spawn_nerve`] with extra environment.
+    pub fn spawn_nerve_with(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Child {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_nerve"))
+            .args(args)
+            .envs(self.child_env())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn nerve")
+    }
+
+    pub async fn count(&self, sql: &str) -> u64 {
+        self.ch.query(sql).fetch_one::<u64>().await.expect(sql)
+    }
+}
+
+/// A valid heartbeat of `node_id` at `ts_ms`.
+pub fn heartbeat(node_id: &str, ts_ms: i64, seq: i64) -> HeartbeatRecorded {
+    HeartbeatRecorded {
+        envelope: Envelope::new::<HeartbeatRecorded>(node_id, ts_ms),
+        seq,
+        interval_secs: 10,
+        uptime_secs: 100 + seq,
+        cpu_pct: 10.0 + (seq % 50) as f32,
+        cpu_count: 4,
+        load1: 0.5,
+        load5: 0.4,
+        load15: 0.3,
+        mem_total_bytes: 8 << 30,
+        mem_used_bytes: 2 << 30,
+        swap_total_bytes: 0,
+        swap_used_bytes: 0,
+        disk_total_bytes: 100 << 30,
+        disk_used_bytes: 10 << 30,
+        net_rx_bytes_per_sec: 1000.0,
+        net_tx_bytes_per_sec: 500.0,
+        gpus: vec![],
+    }
+}
+
+/// Publishes raw bytes on `subject` with a message id and awaits the ack.
+pub async fn publish_raw(js: &Context, subject: String, msg_id: &str, payload: Vec<u8>) {
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", msg_id);
+    js.publish_with_headers(subject, headers, payload.into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+}
+
+/// Publishes a heartbeat event and awaits the ack.
+pub async fn publish_heartbeat(js: &Context, hb: &HeartbeatRecorded) {
+    let payload = nerve_schemas::encode(hb).expect("encode");
+    publish_raw(
+        js,
+        subjects::heartbeat(&hb.envelope.node_id),
+        &hb.envelope.event_id,
+        payload,
+    )
+    .await;
+}
