@@ -82,7 +82,9 @@ pub async fn list_nodes(
     now_ms: u64,
 ) -> Result<NodePage, ApiError> {
     let cfg = state.config();
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE.min(cfg.max_page_size));
+    let limit = query
+        .limit
+        .unwrap_or(DEFAULT_PAGE_SIZE.min(cfg.max_page_size));
     if limit == 0 || limit > cfg.max_page_size {
         return Err(ApiError::BadRequest(format!(
             "limit must be between 1 and {}",
@@ -100,7 +102,12 @@ pub async fn list_nodes(
         String::new()
     };
     let bind_filter = |q: clickhouse::query::Query| match query.status {
-        Some(status) => q.bind(now_ms).bind(s).bind(now_ms).bind(o).bind(status.as_str()),
+        Some(status) => q
+            .bind(now_ms)
+            .bind(s)
+            .bind(now_ms)
+            .bind(o)
+            .bind(status.as_str()),
         None => q,
     };
     let rows: Vec<NodeRow> = bind_filter(state.ch().query(&format!(
@@ -303,7 +310,9 @@ pub fn parse_step(text: &str) -> Result<u64, ApiError> {
             .as_secs(),
     };
     if secs == 0 {
-        return Err(ApiError::BadRequest("step must be at least 1 second".into()));
+        return Err(ApiError::BadRequest(
+            "step must be at least 1 second".into(),
+        ));
     }
     Ok(secs)
 }
@@ -452,7 +461,12 @@ pub async fn health(state: &AppState) -> Health {
         },
     };
     Health {
-        status: if nats.ok && clickhouse.ok { "ok" } else { "degraded" }.into(),
+        status: if nats.ok && clickhouse.ok {
+            "ok"
+        } else {
+            "degraded"
+        }
+        .into(),
         nats,
         clickhouse,
     }

@@ -43,14 +43,18 @@ async fn list_nodes(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<NodeListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(fleet::list_nodes(&state, query, fleet::now_ms()).await?))
+    Ok(Json(
+        fleet::list_nodes(&state, query, fleet::now_ms()).await?,
+    ))
 }
 
 async fn node_detail(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(fleet::node_detail(&state, &id, fleet::now_ms()).await?))
+    Ok(Json(
+        fleet::node_detail(&state, &id, fleet::now_ms()).await?,
+    ))
 }
 
 async fn node_metrics(

@@ -18,15 +18,19 @@ fn port_of(url: &str) -> anyhow::Result<u16> {
         .with_context(|| format!("{url} has no port"))
 }
 
-pub async fn run(mut config: Config, metrics: Registry, cancel: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    mut config: Config,
+    metrics: Registry,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let data = config.dev.data_dir.clone();
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let mut nats = None;
     if config.dev.start_nats {
         let dir = data.join("nats");
         let port = port_of(&config.nats.url)?;
-        let server = tokio::task::spawn_blocking(move || NatsServer::start(&dir, Some(port)))
-            .await??;
+        let server =
+            tokio::task::spawn_blocking(move || NatsServer::start(&dir, Some(port))).await??;
         tracing::info!(url = %server.url, "nats-server started");
         config.nats.url = server.url.clone();
         nats = Some(server);
@@ -60,7 +64,11 @@ pub async fn run(mut config: Config, metrics: Registry, cancel: CancellationToke
     result
 }
 
-async fn run_roles(config: &Config, metrics: &Registry, cancel: CancellationToken) -> anyhow::Result<()> {
+async fn run_roles(
+    config: &Config,
+    metrics: &Registry,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     // Projectors stop last among the roles, so they drain what the agent sent before it stopped.
     let projector_cancel = CancellationToken::new();
     let front_cancel = cancel.child_token();

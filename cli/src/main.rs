@@ -12,7 +12,11 @@ use nerve_platform::metrics::Registry;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
-#[command(name = "nerve", version, about = "Control plane for fleets of compute nodes")]
+#[command(
+    name = "nerve",
+    version,
+    about = "Control plane for fleets of compute nodes"
+)]
 struct Cli {
     /// Config file (TOML); every key can also be set as NERVE_<SECTION>__<KEY>.
     #[arg(long, short, global = true, env = "NERVE_CONFIG")]

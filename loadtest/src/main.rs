@@ -1,1 +1,305 @@
-fn main(){}
+//! `nerve-loadtest`: a fleet simulator and end-to-end benchmark. N simulated nodes (sharing a few
+//! NATS connections) publish real `HeartbeatRecorded` events at a set rate with pipelined acks;
+//! the projectors fold them into ClickHouse; the tool reports the sustained end-to-end rate,
+//! whether every acked event arrived (exact count), and publish → queryable latency measured with
+//! probe events whose arrival is polled in ClickHouse.
+//!
+//! By default it starts a private nats-server, ClickHouse and the projectors (in this process);
+//! `--nats-url`/`--clickhouse-url` point it at a running system instead.
+
+mod probe;
+mod sim;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use nerve_platform::config::{ClickHouseConfig, Config};
+use nerve_platform::metrics::Registry;
+use nerve_platform::services::{ClickHouseServer, NatsServer};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "nerve-loadtest",
+    about = "Simulated fleet → Nerve end-to-end benchmark"
+)]
+pub struct Args {
+    /// Simulated nodes.
+    #[arg(long, default_value_t = 6000)]
+    pub nodes: u32,
+    /// Each node's heartbeat interval; the offered rate is nodes / interval.
+    #[arg(long, default_value_t = 30.0)]
+    pub interval_secs: f64,
+    /// Offered events per second in total (overrides --interval-secs).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// How long to publish.
+    #[arg(long, default_value_t = 60)]
+    pub duration_secs: u64,
+    /// NATS connections shared by the simulated nodes.
+    #[arg(long, default_value_t = 4)]
+    pub connections: u32,
+    /// Unacknowledged publishes allowed per connection.
+    #[arg(long, default_value_t = 2048)]
+    pub max_inflight: usize,
+    /// Latency probes per second.
+    #[arg(long, default_value_t = 10.0)]
+    pub probes_per_sec: f64,
+    /// Use this NATS instead of starting one.
+    #[arg(long)]
+    pub nats_url: Option<String>,
+    /// Use this ClickHouse instead of starting one (the projectors must be running elsewhere
+    /// when --nats-url is given too).
+    #[arg(long)]
+    pub clickhouse_url: Option<String>,
+    /// Database for the run (default: a fresh `loadtest_<time>`).
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Projector batch size (in-process projectors only).
+    #[arg(long, default_value_t = 20_000)]
+    pub batch_max_events: usize,
+    /// Projector batch wait in ms (in-process projectors only).
+    #[arg(long, default_value_t = 200)]
+    pub batch_max_wait_ms: u64,
+    /// Write the report as JSON here too.
+    #[arg(long)]
+    pub json_out: Option<std::path::PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    nerve_platform::telemetry::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let rate = args
+        .rate
+        .unwrap_or(f64::from(args.nodes) / args.interval_secs.max(0.001));
+    anyhow::ensure!(rate > 0.0, "the offered rate must be positive");
+    let tmp = tempfile::Builder::new()
+        .prefix("nerve-loadtest-")
+        .tempdir()?;
+
+    // Services: private ones unless URLs are given.
+    let mut nats_server = None;
+    let nats_url = match &args.nats_url {
+        Some(u) => u.clone(),
+        None => {
+            let dir = tmp.path().join("nats");
+            let s = tokio::task::spawn_blocking(move || NatsServer::start(&dir, None)).await??;
+            let url = s.url.clone();
+            nats_server = Some(s);
+            url
+        }
+    };
+    let mut ch_server = None;
+    let ch_url = match &args.clickhouse_url {
+        Some(u) => u.clone(),
+        None => {
+            let dir = tmp.path().join("clickhouse");
+            let s =
+                tokio::task::spawn_blocking(move || ClickHouseServer::start(&dir, None)).await??;
+            let url = s.url.clone();
+            ch_server = Some(s);
+            url
+        }
+    };
+    let database = args
+        .database
+        .clone()
+        .unwrap_or_else(|| format!("loadtest_{}", nerve_platform::now_ms()));
+    let mut config = Config::default();
+    config.nats.url = nats_url;
+    config.clickhouse = ClickHouseConfig {
+        url: ch_url,
+        database,
+        ..ClickHouseConfig::default()
+    };
+    config.projector.batch_max_events = args.batch_max_events;
+    config.projector.batch_max_wait_ms = args.batch_max_wait_ms;
+
+    let client = nerve_ingest::connect(&config.nats, "nerve-loadtest", false).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    nerve_ingest::ensure_streams(&js, &config.streams).await?;
+    nerve_projections::ensure_tables(&config.clickhouse).await?;
+    let ch = nerve_platform::clickhouse::client(&config.clickhouse);
+
+    // Projectors in this process unless both services are external.
+    let cancel = CancellationToken::new();
+    let metrics = Registry::new();
+    let in_process = args.nats_url.is_none() || args.clickhouse_url.is_none();
+    let projectors = in_process.then(|| {
+        tokio::spawn(nerve_projections::run_all(
+            js.clone(),
+            config.clickhouse.clone(),
+            config.projector.clone(),
+            metrics.clone(),
+            None,
+            cancel.clone(),
+        ))
+    });
+    let baseline: u64 = ch
+        .query("SELECT count() FROM heartbeats")
+        .fetch_one()
+        .await?;
+
+    eprintln!(
+        "loadtest: {} nodes, offered {rate:.0} events/s for {} s over {} connections",
+        args.nodes, args.duration_secs, args.connections
+    );
+    let started = Instant::now();
+    let prober = probe::Prober::start(
+        js.clone(),
+        ch.clone(),
+        args.probes_per_sec,
+        Duration::from_secs(args.duration_secs),
+    );
+    let published = sim::run(&args, &config, rate).await?;
+    let publish_secs = started.elapsed().as_secs_f64();
+
+    // Wait until every acked event is queryable (or the projectors stall).
+    let expected = baseline + published.acked + prober.expected_count();
+    let mut stored = 0;
+    let mut last_progress = Instant::now();
+    loop {
+        let now: u64 = ch
+            .query("SELECT count() FROM heartbeats")
+            .fetch_one()
+            .await?;
+        if now != stored {
+            last_progress = Instant::now();
+        }
+        stored = now;
+        if stored >= expected || last_progress.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let drained_secs = started.elapsed().as_secs_f64();
+    let latency = prober.finish().await?;
+    let unique: u64 = ch
+        .query("SELECT uniqExact(event_id) FROM heartbeats")
+        .fetch_one()
+        .await?;
+
+    let report = Report {
+        nodes: args.nodes,
+        offered_rate: rate,
+        duration_secs: args.duration_secs,
+        connections: args.connections,
+        published: published.acked,
+        publish_errors: published.errors,
+        publish_rate: published.acked as f64 / publish_secs,
+        stored: stored - baseline - latency_probes_stored(&latency),
+        duplicates: stored - unique,
+        lost: expected.saturating_sub(stored),
+        end_to_end_rate: (stored - baseline - latency_probes_stored(&latency)) as f64
+            / drained_secs,
+        drain_after_publish_secs: drained_secs - publish_secs,
+        latency_p50_ms: latency.p50_ms,
+        latency_p99_ms: latency.p99_ms,
+        latency_max_ms: latency.max_ms,
+        probes: latency.probes,
+        probes_missing: latency.missing,
+    };
+    report.print();
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+
+    cancel.cancel();
+    if let Some(p) = projectors {
+        p.await??;
+    }
+    client.flush().await?;
+    tokio::task::spawn_blocking(move || {
+        if let Some(mut s) = ch_server {
+            s.stop(Duration::from_secs(30));
+        }
+        if let Some(mut s) = nats_server {
+            s.stop(Duration::from_secs(10));
+        }
+    })
+    .await?;
+    anyhow::ensure!(
+        report.lost == 0,
+        "{} acked events never arrived",
+        report.lost
+    );
+    anyhow::ensure!(
+        report.duplicates == 0,
+        "{} duplicate rows",
+        report.duplicates
+    );
+    Ok(())
+}
+
+fn latency_probes_stored(l: &probe::Latency) -> u64 {
+    (l.probes - l.missing) as u64
+}
+
+/// What a run measured (probe events excluded from the counts and rates).
+#[derive(Debug, serde::Serialize)]
+pub struct Report {
+    pub nodes: u32,
+    pub offered_rate: f64,
+    pub duration_secs: u64,
+    pub connections: u32,
+    pub published: u64,
+    pub publish_errors: u64,
+    pub publish_rate: f64,
+    pub stored: u64,
+    pub duplicates: u64,
+    pub lost: u64,
+    pub end_to_end_rate: f64,
+    pub drain_after_publish_secs: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_max_ms: f64,
+    pub probes: usize,
+    pub probes_missing: usize,
+}
+
+impl Report {
+    fn print(&self) {
+        println!("nodes                      {}", self.nodes);
+        println!(
+            "offered rate               {:.0} events/s",
+            self.offered_rate
+        );
+        println!("duration                   {} s", self.duration_secs);
+        println!("published (acked)          {}", self.published);
+        println!("publish errors             {}", self.publish_errors);
+        println!(
+            "publish rate               {:.0} events/s",
+            self.publish_rate
+        );
+        println!("stored in ClickHouse       {}", self.stored);
+        println!(
+            "lost / duplicate rows      {} / {}",
+            self.lost, self.duplicates
+        );
+        println!(
+            "end-to-end rate            {:.0} events/s",
+            self.end_to_end_rate
+        );
+        println!(
+            "drain after publishing     {:.2} s",
+            self.drain_after_publish_secs
+        );
+        println!(
+            "publish→queryable          p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} probes, {} missing)",
+            self.latency_p50_ms,
+            self.latency_p99_ms,
+            self.latency_max_ms,
+            self.probes,
+            self.probes_missing
+        );
+    }
+}

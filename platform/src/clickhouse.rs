@@ -37,7 +37,10 @@ pub fn server_client(config: &ClickHouseConfig) -> Client {
 /// Creates `config.database` if missing.
 pub async fn ensure_database(config: &ClickHouseConfig) -> Result<(), ::clickhouse::error::Error> {
     server_client(config)
-        .query(&format!("CREATE DATABASE IF NOT EXISTS {}", config.database))
+        .query(&format!(
+            "CREATE DATABASE IF NOT EXISTS {}",
+            config.database
+        ))
         .execute()
         .await
 }

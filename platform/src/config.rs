@@ -308,12 +308,12 @@ fn env_to_dict(vars: &[(String, String)]) -> figment::value::Dict {
             continue;
         };
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-        let expected = defaults
-            .as_ref()
-            .and_then(|d| d.find_ref(&path.join(".")));
+        let expected = defaults.as_ref().and_then(|d| d.find_ref(&path.join(".")));
         let value = match expected {
             Some(Value::Bool(..)) => raw.parse::<bool>().map(Value::from).ok(),
-            Some(Value::Num(_, Num::F32(_) | Num::F64(_))) => raw.parse::<f64>().map(Value::from).ok(),
+            Some(Value::Num(_, Num::F32(_) | Num::F64(_))) => {
+                raw.parse::<f64>().map(Value::from).ok()
+            }
             Some(Value::Num(..)) => raw
                 .parse::<u64>()
                 .map(Value::from)
@@ -373,7 +373,15 @@ mod tests {
         assert_eq!(c.agent.heartbeat_interval_secs, 10);
         assert_eq!(c.clickhouse.database, "nerve");
         let text = std::fs::read_to_string(&path).expect("read");
-        for section in ["[nats]", "[clickhouse]", "[streams]", "[agent]", "[projector]", "[api]", "[dev]"] {
+        for section in [
+            "[nats]",
+            "[clickhouse]",
+            "[streams]",
+            "[agent]",
+            "[projector]",
+            "[api]",
+            "[dev]",
+        ] {
             assert!(text.contains(section), "example lacks {section}");
         }
     }
@@ -411,7 +419,8 @@ mod tests {
 
     #[test]
     fn bad_values_are_clear_errors() {
-        let err = Config::from_toml_str("[agent]\nheartbeat_interval_secs = \"often\"\n").unwrap_err();
+        let err =
+            Config::from_toml_str("[agent]\nheartbeat_interval_secs = \"often\"\n").unwrap_err();
         assert!(err.to_string().contains("heartbeat_interval_secs"), "{err}");
         let err = Config::from_toml_str("[agent]\nheartbeat_interval_secs = 0\n").unwrap_err();
         assert!(err.to_string().contains("at least 1"), "{err}");

@@ -119,7 +119,9 @@ impl Registry {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -147,7 +149,13 @@ mod tests {
         b.add(2);
         r.gauge("nerve_lag_events", "Lag.", &[]).set(-4);
         let text = r.render();
-        assert!(text.contains("nerve_x_events_total{stream=\"t\"} 3"), "{text}");
-        assert!(text.contains("# TYPE nerve_lag_events gauge\nnerve_lag_events -4"), "{text}");
+        assert!(
+            text.contains("nerve_x_events_total{stream=\"t\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE nerve_lag_events gauge\nnerve_lag_events -4"),
+            "{text}"
+        );
     }
 }

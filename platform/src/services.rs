@@ -209,7 +209,9 @@ fn log_tail(path: &Path) -> String {
 
 /// A port that was free a moment ago.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
 }
 
 fn ensure_dir(path: &Path) -> Result<(), ServiceError> {
@@ -530,8 +532,12 @@ mod tests {
 
     #[test]
     fn a_missing_binary_is_a_clear_error() {
-        let err = check_bin("nats-server", Path::new("/nope/nats"), "NERVE_NATS_SERVER_BIN")
-            .unwrap_err();
+        let err = check_bin(
+            "nats-server",
+            Path::new("/nope/nats"),
+            "NERVE_NATS_SERVER_BIN",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("install.sh"), "{err}");
     }
 }

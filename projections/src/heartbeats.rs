@@ -116,7 +116,10 @@ pub fn validate(
         ));
     }
     if event.interval_secs <= 0 {
-        return Err(format!("interval_secs {} must be positive", event.interval_secs));
+        return Err(format!(
+            "interval_secs {} must be positive",
+            event.interval_secs
+        ));
     }
     if !(0.0..=100.0).contains(&event.cpu_pct) {
         return Err(format!("cpu_pct {} is outside 0..=100", event.cpu_pct));
@@ -135,7 +138,12 @@ impl Projection for HeartbeatProjection {
         nerve_ingest::TELEMETRY_STREAM
     }
 
-    fn decode(&self, subject: &str, payload: &[u8], published_ms: i64) -> Result<Heartbeat, String> {
+    fn decode(
+        &self,
+        subject: &str,
+        payload: &[u8],
+        published_ms: i64,
+    ) -> Result<Heartbeat, String> {
         let event = decode::<HeartbeatRecorded>(payload).map_err(|e| e.to_string())?;
         validate(event, subject, published_ms)
     }

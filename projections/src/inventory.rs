@@ -66,7 +66,12 @@ impl Projection for InventoryProjection {
         nerve_ingest::INVENTORY_STREAM
     }
 
-    fn decode(&self, subject: &str, payload: &[u8], published_ms: i64) -> Result<Inventory, String> {
+    fn decode(
+        &self,
+        subject: &str,
+        payload: &[u8],
+        published_ms: i64,
+    ) -> Result<Inventory, String> {
         let event = decode::<InventoryReported>(payload).map_err(|e| e.to_string())?;
         let env = &event.envelope;
         if subjects::node_id_of(subject) != Some(env.node_id.as_str()) {
@@ -80,7 +85,10 @@ impl Projection for InventoryProjection {
         if env.occurred_at_ms < MIN_OCCURRED_AT_MS
             || env.occurred_at_ms > published_ms.saturating_add(MAX_CLOCK_SKEW_MS)
         {
-            return Err(format!("occurred_at_ms {} is implausible", env.occurred_at_ms));
+            return Err(format!(
+                "occurred_at_ms {} is implausible",
+                env.occurred_at_ms
+            ));
         }
         Ok(Inventory { event, event_id })
     }

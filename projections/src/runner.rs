@@ -88,7 +88,12 @@ pub trait Projection: Send + Sync + 'static {
     /// The stream it reads.
     fn stream(&self) -> &'static str;
     /// Decodes and validates one message; `published_ms` is when JetStream stored it.
-    fn decode(&self, subject: &str, payload: &[u8], published_ms: i64) -> Result<Self::Item, String>;
+    fn decode(
+        &self,
+        subject: &str,
+        payload: &[u8],
+        published_ms: i64,
+    ) -> Result<Self::Item, String>;
     /// The event's identity.
     fn key(item: &Self::Item) -> EventKey<'_>;
     /// A MergeTree table with `node_id`, `ts` (DateTime) and `event_id` (UUID) columns whose rows
@@ -191,7 +196,11 @@ impl<P: Projection> Runner<P> {
 
     async fn consume(self, cancel: CancellationToken) -> Result<(), ProjectorError> {
         let name = self.projection.name();
-        tracing::info!(projection = name, stream = self.projection.stream(), "projector started");
+        tracing::info!(
+            projection = name,
+            stream = self.projection.stream(),
+            "projector started"
+        );
         let pull = (self.options.batch_max_events * 2).clamp(100, 20_000);
         'reconnect: loop {
             let mut messages = match self
@@ -319,7 +328,10 @@ impl<P: Projection> Runner<P> {
         self.metrics.rejected.add(rejected_rows.len() as u64);
 
         if self.options.failpoint == Some(Failpoint::ExitAfterWrite) {
-            tracing::warn!(projection = name, "failpoint exit-after-write: exiting before ack");
+            tracing::warn!(
+                projection = name,
+                "failpoint exit-after-write: exiting before ack"
+            );
             std::process::exit(FAILPOINT_EXIT_CODE);
         }
         for msg in &batch {

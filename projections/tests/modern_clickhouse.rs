@@ -49,6 +49,9 @@ fn every_table_is_created_by_current_clickhouse() {
     );
     let tables = String::from_utf8_lossy(&out.stdout);
     for table in ["heartbeats", "node_state", "inventory", "rejected_events"] {
-        assert!(tables.contains(&format!("\"{table}\"")), "{table} missing: {tables}");
+        assert!(
+            tables.contains(&format!("\"{table}\"")),
+            "{table} missing: {tables}"
+        );
     }
 }

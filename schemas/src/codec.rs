@@ -213,9 +213,15 @@ mod tests {
     #[test]
     fn inventory_round_trips_with_optional_fields() {
         let mut inv = inventory();
-        assert_eq!(decode::<InventoryReported>(&encode(&inv).expect("e")).expect("d"), inv);
+        assert_eq!(
+            decode::<InventoryReported>(&encode(&inv).expect("e")).expect("d"),
+            inv
+        );
         inv.cpu.physical_cores = Some(1);
-        assert_eq!(decode::<InventoryReported>(&encode(&inv).expect("e")).expect("d"), inv);
+        assert_eq!(
+            decode::<InventoryReported>(&encode(&inv).expect("e")).expect("d"),
+            inv
+        );
     }
 
     /// The Rust types follow the `.avsc` files: encoding through the generic value path (which
@@ -238,7 +244,10 @@ mod tests {
     #[test]
     fn bad_input_is_an_error_not_a_panic() {
         let good = encode(&heartbeat()).expect("encode");
-        assert!(matches!(decode::<HeartbeatRecorded>(b""), Err(DecodeError::TooShort(0))));
+        assert!(matches!(
+            decode::<HeartbeatRecorded>(b""),
+            Err(DecodeError::TooShort(0))
+        ));
         assert!(matches!(
             decode::<HeartbeatRecorded>(b"{\"json\":true}"),
             Err(DecodeError::BadMagic)
@@ -255,7 +264,10 @@ mod tests {
         ));
         for cut in [HEADER_LEN, HEADER_LEN + 3, good.len() - 1] {
             assert!(
-                matches!(decode::<HeartbeatRecorded>(&good[..cut]), Err(DecodeError::Body { .. })),
+                matches!(
+                    decode::<HeartbeatRecorded>(&good[..cut]),
+                    Err(DecodeError::Body { .. })
+                ),
                 "cut at {cut}"
             );
         }

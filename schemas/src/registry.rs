@@ -120,7 +120,11 @@ mod tests {
         }
         let fingerprints: std::collections::HashSet<_> =
             registry().all().iter().map(|r| r.fingerprint).collect();
-        assert_eq!(fingerprints.len(), RELEASED.len(), "two schemas share a fingerprint");
+        assert_eq!(
+            fingerprints.len(),
+            RELEASED.len(),
+            "two schemas share a fingerprint"
+        );
     }
 
     /// Each version must be readable by the next one and the next one's events by the previous
@@ -142,7 +146,10 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{} cannot read {}: {e}", old.file, new.file));
             checked += 1;
         }
-        let pairs = RELEASED.windows(2).filter(|p| p[0].name == p[1].name).count();
+        let pairs = RELEASED
+            .windows(2)
+            .filter(|p| p[0].name == p[1].name)
+            .count();
         assert_eq!(checked, pairs);
     }
 
@@ -161,7 +168,11 @@ mod tests {
         let added = Schema::parse_str(&added_with_default).expect("parse additive");
         SchemaCompatibility::mutual_read(v1, &added).expect("additive field with default");
 
-        let retyped = v1_text.replacen(r#""name": "seq", "type": "long""#, r#""name": "seq", "type": "string""#, 1);
+        let retyped = v1_text.replacen(
+            r#""name": "seq", "type": "long""#,
+            r#""name": "seq", "type": "string""#,
+            1,
+        );
         let retyped = Schema::parse_str(&retyped).expect("parse retyped");
         assert!(SchemaCompatibility::can_read(v1, &retyped).is_err());
 

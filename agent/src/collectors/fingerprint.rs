@@ -28,12 +28,18 @@ impl Fingerprinter {
         system.refresh_cpu_all();
         system.refresh_memory();
         let first_cpu = system.cpus().first();
-        let frequency = *self
-            .cpu_frequency_mhz
-            .get_or_insert_with(|| max_cpu_frequency_mhz().or(first_cpu.map(|c| c.frequency())).unwrap_or(0));
+        let frequency = *self.cpu_frequency_mhz.get_or_insert_with(|| {
+            max_cpu_frequency_mhz()
+                .or(first_cpu.map(|c| c.frequency()))
+                .unwrap_or(0)
+        });
         let cpu = CpuInfo {
-            model: first_cpu.map(|c| c.brand().trim().to_owned()).unwrap_or_default(),
-            vendor: first_cpu.map(|c| c.vendor_id().to_owned()).unwrap_or_default(),
+            model: first_cpu
+                .map(|c| c.brand().trim().to_owned())
+                .unwrap_or_default(),
+            vendor: first_cpu
+                .map(|c| c.vendor_id().to_owned())
+                .unwrap_or_default(),
             physical_cores: System::physical_core_count().map(|n| n as i32),
             logical_cores: system.cpus().len() as i32,
             frequency_mhz: frequency as i64,
@@ -140,7 +146,11 @@ mod tests {
         assert!(a.memory_total_bytes > 0);
         assert!(!a.interfaces.is_empty());
         let b = f.inventory();
-        assert_eq!(content_key(&a), content_key(&b), "rescan of an unchanged machine differs");
+        assert_eq!(
+            content_key(&a),
+            content_key(&b),
+            "rescan of an unchanged machine differs"
+        );
     }
 
     #[test]

@@ -69,7 +69,9 @@ mod nvml {
                     mem_util_pct: util.as_ref().map_or(0.0, |u| u.memory as f32),
                     mem_used_bytes: mem.as_ref().map_or(0, |m| m.used as i64),
                     mem_total_bytes: mem.as_ref().map_or(0, |m| m.total as i64),
-                    temperature_c: d.temperature(TemperatureSensor::Gpu).map_or(0.0, |t| t as f32),
+                    temperature_c: d
+                        .temperature(TemperatureSensor::Gpu)
+                        .map_or(0.0, |t| t as f32),
                     power_w: d.power_usage().map_or(0.0, |mw| mw as f32 / 1000.0),
                 });
             }

@@ -37,7 +37,11 @@ impl HostSampler {
         if since < sysinfo::MINIMUM_CPU_UPDATE_INTERVAL {
             std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL - since);
         }
-        let elapsed = self.last.elapsed().max(Duration::from_millis(1)).as_secs_f64();
+        let elapsed = self
+            .last
+            .elapsed()
+            .max(Duration::from_millis(1))
+            .as_secs_f64();
         self.last = Instant::now();
         self.system.refresh_cpu_usage();
         self.system.refresh_memory();

@@ -26,7 +26,9 @@ async fn a_real_agents_heartbeat_appears_in_the_node_list() {
         env.config.api.clone(),
         metrics.clone(),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let server = tokio::spawn(nerve_api::serve(
         listener,
@@ -63,7 +65,12 @@ async fn a_real_agents_heartbeat_appears_in_the_node_list() {
         .expect("json");
     let inventory = detail.inventory.expect("inventory reported");
     assert!(inventory.cpu.logical_cores >= 1);
-    assert!(inventory.interfaces.as_array().is_some_and(|a| !a.is_empty()));
+    assert!(
+        inventory
+            .interfaces
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    );
     assert!(detail.latest.is_some());
 
     // The agent stops on SIGTERM without error.

@@ -34,28 +34,86 @@ async fn bad_requests_are_400_and_unknown_things_404_with_a_json_code() {
     let app = nerve_api::router(state);
 
     let cases = [
-        ("/api/v1/nodes/no-such-node", StatusCode::NOT_FOUND, "not_found"),
-        ("/api/v1/nodes/no-such-node/metrics", StatusCode::NOT_FOUND, "not_found"),
+        (
+            "/api/v1/nodes/no-such-node",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "/api/v1/nodes/no-such-node/metrics",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
         ("/api/v1/no/such/route", StatusCode::NOT_FOUND, "not_found"),
-        ("/api/v1/nodes/bad.id", StatusCode::BAD_REQUEST, "bad_request"),
-        ("/api/v1/nodes?limit=0", StatusCode::BAD_REQUEST, "bad_request"),
-        ("/api/v1/nodes?limit=100000", StatusCode::BAD_REQUEST, "bad_request"),
-        ("/api/v1/nodes?limit=ten", StatusCode::BAD_REQUEST, "bad_request"),
-        ("/api/v1/nodes?offset=-1", StatusCode::BAD_REQUEST, "bad_request"),
-        ("/api/v1/nodes?status=sleepy", StatusCode::BAD_REQUEST, "bad_request"),
-        ("/api/v1/nodes?colour=red", StatusCode::BAD_REQUEST, "bad_request"),
-        ("/api/v1/nodes/n1/metrics?from=yesterday", StatusCode::BAD_REQUEST, "bad_request"),
-        ("/api/v1/nodes/n1/metrics?from=200&to=100", StatusCode::BAD_REQUEST, "bad_request"),
-        ("/api/v1/nodes/n1/metrics?step=0", StatusCode::BAD_REQUEST, "bad_request"),
-        ("/api/v1/nodes/n1/metrics?step=soon", StatusCode::BAD_REQUEST, "bad_request"),
-        ("/api/v1/nodes/n1/metrics?from=0&to=100000000&step=1", StatusCode::BAD_REQUEST, "bad_request"),
+        (
+            "/api/v1/nodes/bad.id",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/v1/nodes?limit=0",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/v1/nodes?limit=100000",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/v1/nodes?limit=ten",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/v1/nodes?offset=-1",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/v1/nodes?status=sleepy",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/v1/nodes?colour=red",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/v1/nodes/n1/metrics?from=yesterday",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/v1/nodes/n1/metrics?from=200&to=100",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/v1/nodes/n1/metrics?step=0",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/v1/nodes/n1/metrics?step=soon",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/v1/nodes/n1/metrics?from=0&to=100000000&step=1",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
     ];
     for (uri, status, code) in cases {
         let (got, body) = call(&app, uri).await;
         assert_eq!(got, status, "{uri}: {body}");
         assert_eq!(body["error"]["code"], code, "{uri}: {body}");
         assert!(
-            body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
             "{uri}: {body}"
         );
     }

@@ -33,5 +33,9 @@ fn the_example_config_is_accepted_by_the_binary() {
         .args(["--config", example, "config"])
         .output()
         .expect("run nerve");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

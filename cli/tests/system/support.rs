@@ -56,14 +56,26 @@ impl Env {
         vec![
             ("NERVE_NATS__URL".into(), c.nats.url.clone()),
             ("NERVE_CLICKHOUSE__URL".into(), c.clickhouse.url.clone()),
-            ("NERVE_CLICKHOUSE__DATABASE".into(), c.clickhouse.database.clone()),
-            ("NERVE_PROJECTOR__ACK_WAIT_SECS".into(), c.projector.ack_wait_secs.to_string()),
-            ("NERVE_PROJECTOR__BATCH_MAX_WAIT_MS".into(), c.projector.batch_max_wait_ms.to_string()),
+            (
+                "NERVE_CLICKHOUSE__DATABASE".into(),
+                c.clickhouse.database.clone(),
+            ),
+            (
+                "NERVE_PROJECTOR__ACK_WAIT_SECS".into(),
+                c.projector.ack_wait_secs.to_string(),
+            ),
+            (
+                "NERVE_PROJECTOR__BATCH_MAX_WAIT_MS".into(),
+                c.projector.batch_max_wait_ms.to_string(),
+            ),
             (
                 "NERVE_AGENT__HEARTBEAT_INTERVAL_SECS".into(),
                 c.agent.heartbeat_interval_secs.to_string(),
             ),
-            ("NERVE_AGENT__STATE_DIR".into(), c.agent.state_dir.display().to_string()),
+            (
+                "NERVE_AGENT__STATE_DIR".into(),
+                c.agent.state_dir.display().to_string(),
+            ),
             ("RUST_LOG".into(), "warn".into()),
         ]
     }

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Quick start: install what is missing, build, and run the whole system on this machine
+# (`nerve dev`: NATS + ClickHouse as children under ./.nerve, projectors, API, console, agent).
+# Extra arguments go to `nerve` (e.g. --config my.toml).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cargo build -p nerve-cli --bin nerve
+exec "$CARGO_TARGET_DIR/debug/nerve" "$@" dev

@@ -1,0 +1,155 @@
+//! Latency probes: heartbeats of one dedicated node, published on the same stream as the load at
+//! a fixed rate; a poller asks ClickHouse every 25 ms which probes are queryable. Latency =
+//! first poll that sees the probe − its publish time (so it includes up to one poll interval).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::Context;
+use nerve_schemas::subjects;
+use tokio::task::JoinHandle;
+
+/// The probe node's id.
+pub const PROBE_NODE: &str = "loadtest-probe";
+const POLL: Duration = Duration::from_millis(25);
+/// Probes not seen this long after the load stopped count as missing.
+const GIVE_UP: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct State {
+    published: HashMap<String, Instant>,
+    seen: HashMap<String, Instant>,
+    done_publishing: bool,
+}
+
+pub struct Prober {
+    state: Arc<Mutex<State>>,
+    publisher: JoinHandle<()>,
+    poller: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Latency percentiles over all probes.
+#[derive(Debug)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub probes: usize,
+    pub missing: usize,
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Prober {
+    pub fn start(js: Context, ch: clickhouse::Client, per_sec: f64, duration: Duration) -> Self {
+        let state = Arc::new(Mutex::new(State::default()));
+        let every = Duration::from_secs_f64(1.0 / per_sec.max(0.1));
+        let publisher = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let mut tick = tokio::time::interval(every);
+                let mut seq = 0;
+                while started.elapsed() < duration {
+                    tick.tick().await;
+                    let hb = crate::sim::heartbeat(PROBE_NODE, seq, nerve_platform::now_ms());
+                    seq += 1;
+                    let Ok(payload) = nerve_schemas::encode(&hb) else {
+                        continue;
+                    };
+                    let mut headers = HeaderMap::new();
+                    headers.insert("Nats-Msg-Id", hb.envelope.event_id.as_str());
+                    let at = Instant::now();
+                    let sent = js
+                        .publish_with_headers(
+                            subjects::heartbeat(PROBE_NODE),
+                            headers,
+                            payload.into(),
+                        )
+                        .await;
+                    if let Ok(ack) = sent
+                        && ack.await.is_ok()
+                    {
+                        lock(&state).published.insert(hb.envelope.event_id, at);
+                    }
+                }
+                lock(&state).done_publishing = true;
+            })
+        };
+        let poller = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut finished_at: Option<Instant> = None;
+                loop {
+                    let ids: Vec<String> = ch
+                        .query("SELECT toString(event_id) FROM heartbeats WHERE node_id = ?")
+                        .bind(PROBE_NODE)
+                        .fetch_all()
+                        .await?;
+                    let now = Instant::now();
+                    let finished = {
+                        let mut s = lock(&state);
+                        for id in ids {
+                            s.seen.entry(id).or_insert(now);
+                        }
+                        s.done_publishing && {
+                            let all = s.published.keys().all(|k| s.seen.contains_key(k));
+                            let since = *finished_at.get_or_insert(now);
+                            all || since.elapsed() > GIVE_UP
+                        }
+                    };
+                    if finished {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+            })
+        };
+        Self {
+            state,
+            publisher,
+            poller,
+        }
+    }
+
+    /// Probe events that will be in the table (acked so far; call after the load finished).
+    pub fn expected_count(&self) -> u64 {
+        // The publisher runs for the same duration as the load; its last probe may still be in
+        // flight, which the drain loop tolerates by polling until counts stop moving.
+        lock(&self.state).published.len() as u64
+    }
+
+    pub async fn finish(self) -> anyhow::Result<Latency> {
+        self.publisher.await?;
+        self.poller.await??;
+        let s = lock(&self.state);
+        let mut ms: Vec<f64> = s
+            .published
+            .iter()
+            .filter_map(|(id, at)| {
+                s.seen
+                    .get(id)
+                    .map(|seen| seen.duration_since(*at).as_secs_f64() * 1000.0)
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        let pct = |p: f64| {
+            if ms.is_empty() {
+                f64::NAN
+            } else {
+                ms[((ms.len() as f64 * p).ceil() as usize).clamp(1, ms.len()) - 1]
+            }
+        };
+        Ok(Latency {
+            p50_ms: pct(0.50),
+            p99_ms: pct(0.99),
+            max_ms: ms.last().copied().unwrap_or(f64::NAN),
+            probes: s.published.len(),
+            missing: s.published.len() - ms.len(),
+        })
+    }
+}

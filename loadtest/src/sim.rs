@@ -1,0 +1,153 @@
+//! The simulated fleet: nodes spread over a few NATS connections, each connection publishing its
+//! share of the offered rate with pipelined acks (never awaiting each ack in turn).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::HeaderMap;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use nerve_platform::config::Config;
+use nerve_schemas::{Envelope, GpuSample, HeartbeatRecorded, subjects};
+
+use crate::Args;
+
+/// Totals over every connection.
+#[derive(Debug, Default)]
+pub struct Published {
+    pub acked: u64,
+    pub errors: u64,
+}
+
+/// Publishes for `args.duration_secs` at `rate` events/s in total.
+pub async fn run(args: &Args, config: &Config, rate: f64) -> anyhow::Result<Published> {
+    let conns = args.connections.max(1);
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let client = nerve_ingest::connect(&config.nats, &format!("nerve-loadtest-{c}"), false)
+            .await
+            .context("simulator connection")?;
+        let nodes: Vec<String> = (0..args.nodes)
+            .filter(|n| n % conns == c)
+            .map(|n| format!("sim-{n:06}"))
+            .collect();
+        let share = rate / f64::from(conns);
+        let duration = Duration::from_secs(args.duration_secs);
+        let max_inflight = args.max_inflight.max(1);
+        tasks.push(tokio::spawn(connection(
+            client,
+            nodes,
+            share,
+            duration,
+            max_inflight,
+        )));
+    }
+    let mut total = Published::default();
+    for t in tasks {
+        let p = t.await??;
+        total.acked += p.acked;
+        total.errors += p.errors;
+    }
+    Ok(total)
+}
+
+/// A plausible heartbeat for simulated node `node`, the `seq`-th it sends.
+pub fn heartbeat(node: &str, seq: i64, ts_ms: i64) -> HeartbeatRecorded {
+    let wobble = (seq % 97) as f32;
+    HeartbeatRecorded {
+        envelope: Envelope::new::<HeartbeatRecorded>(node, ts_ms),
+        seq,
+        interval_secs: 30,
+        uptime_secs: 86_400 + seq * 30,
+        cpu_pct: 20.0 + wobble * 0.6,
+        cpu_count: 128,
+        load1: 12.0 + wobble * 0.1,
+        load5: 11.0,
+        load15: 10.0,
+        mem_total_bytes: 1 << 40,
+        mem_used_bytes: (1 << 39) + seq * 4096,
+        swap_total_bytes: 0,
+        swap_used_bytes: 0,
+        disk_total_bytes: 8 << 40,
+        disk_used_bytes: 2 << 40,
+        net_rx_bytes_per_sec: 1.0e8 + f64::from(wobble) * 1.0e5,
+        net_tx_bytes_per_sec: 5.0e7,
+        gpus: (0..8)
+            .map(|i| GpuSample {
+                index: i,
+                uuid: format!("GPU-{node}-{i}"),
+                util_pct: 80.0 + wobble * 0.2,
+                mem_util_pct: 60.0,
+                mem_used_bytes: 60 << 30,
+                mem_total_bytes: 80 << 30,
+                temperature_c: 65.0 + wobble * 0.1,
+                power_w: 600.0,
+            })
+            .collect(),
+    }
+}
+
+async fn connection(
+    client: async_nats::Client,
+    nodes: Vec<String>,
+    rate: f64,
+    duration: Duration,
+    max_inflight: usize,
+) -> anyhow::Result<Published> {
+    let js = async_nats::jetstream::new(client.clone());
+    let mut out = Published::default();
+    if nodes.is_empty() {
+        return Ok(out);
+    }
+    let started = Instant::now();
+    let mut sent: u64 = 0;
+    let mut inflight = FuturesUnordered::new();
+    let mut seqs = vec![0i64; nodes.len()];
+    let tick = Duration::from_millis(5);
+    while started.elapsed() < duration {
+        let due = (started.elapsed().as_secs_f64() * rate) as u64;
+        while sent < due {
+            while inflight.len() >= max_inflight {
+                match inflight.next().await {
+                    Some(Ok(_)) => out.acked += 1,
+                    Some(Err(_)) => out.errors += 1,
+                    None => break,
+                }
+            }
+            let i = (sent % nodes.len() as u64) as usize;
+            let hb = heartbeat(&nodes[i], seqs[i], nerve_platform::now_ms());
+            seqs[i] += 1;
+            let payload = nerve_schemas::encode(&hb)?;
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", hb.envelope.event_id.as_str());
+            match js
+                .publish_with_headers(subjects::heartbeat(&nodes[i]), headers, payload.into())
+                .await
+            {
+                Ok(ack) => inflight.push(ack.into_future()),
+                Err(_) => out.errors += 1,
+            }
+            sent += 1;
+        }
+        // Collect acks that are ready without waiting, then wait for the next tick.
+        let deadline = tokio::time::Instant::now() + tick;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                r = inflight.next(), if !inflight.is_empty() => match r {
+                    Some(Ok(_)) => out.acked += 1,
+                    Some(Err(_)) => out.errors += 1,
+                    None => {}
+                },
+            }
+        }
+    }
+    while let Some(r) = inflight.next().await {
+        match r {
+            Ok(_) => out.acked += 1,
+            Err(_) => out.errors += 1,
+        }
+    }
+    client.flush().await?;
+    Ok(out)
+}
