@@ -12,6 +12,12 @@ pub enum NodeStatus {
 }
 
 impl NodeStatus {
+    pub const ALL: [NodeStatus; 3] = [NodeStatus::Online, NodeStatus::Suspect, NodeStatus::Offline];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             NodeStatus::Online => "online",
@@ -22,7 +28,7 @@ impl NodeStatus {
 }
 
 /// `GET /api/v1/nodes` query.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeListQuery {
     /// Page size, 1..=max_page_size (default 100).
@@ -31,6 +37,70 @@ pub struct NodeListQuery {
     pub offset: Option<u64>,
     /// Only nodes with this status.
     pub status: Option<NodeStatus>,
+    /// Case-insensitive substring of the hostname or node id.
+    pub q: Option<String>,
+    /// Sort key (default `id`).
+    pub sort: Option<NodeSort>,
+    /// Sort direction (default `asc`).
+    pub order: Option<SortOrder>,
+}
+
+/// What the node list can be sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeSort {
+    Id,
+    Hostname,
+    Status,
+    Cpu,
+    Mem,
+    Gpu,
+    LastSeen,
+}
+
+impl NodeSort {
+    pub const ALL: [NodeSort; 7] = [
+        NodeSort::Id,
+        NodeSort::Hostname,
+        NodeSort::Status,
+        NodeSort::Cpu,
+        NodeSort::Mem,
+        NodeSort::Gpu,
+        NodeSort::LastSeen,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeSort::Id => "id",
+            NodeSort::Hostname => "hostname",
+            NodeSort::Status => "status",
+            NodeSort::Cpu => "cpu",
+            NodeSort::Mem => "mem",
+            NodeSort::Gpu => "gpu",
+            NodeSort::LastSeen => "last_seen",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// Sort direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
+impl SortOrder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortOrder::Asc => "asc",
+            SortOrder::Desc => "desc",
+        }
+    }
 }
 
 /// One row of the node list.
@@ -52,7 +122,7 @@ pub struct NodeSummary {
 }
 
 /// A page of nodes.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodePage {
     pub nodes: Vec<NodeSummary>,
     /// Nodes matching the filter, all pages.
@@ -62,7 +132,7 @@ pub struct NodePage {
 }
 
 /// `GET /api/v1/nodes/{id}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeDetail {
     pub id: String,
     pub status: Option<NodeStatus>,
@@ -71,7 +141,7 @@ pub struct NodeDetail {
 }
 
 /// The node's last reported inventory.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Inventory {
     pub reported_at: String,
     pub hostname: String,
@@ -90,7 +160,7 @@ pub struct Inventory {
     pub collector_errors: serde_json::Value,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cpu {
     pub model: String,
     pub vendor: String,
@@ -100,7 +170,7 @@ pub struct Cpu {
 }
 
 /// The node's latest heartbeat values.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LatestMetrics {
     pub last_seen: String,
     pub last_seen_ms: u64,
@@ -120,7 +190,7 @@ pub struct LatestMetrics {
 }
 
 /// `GET /api/v1/nodes/{id}/metrics` query. Times are RFC 3339 or Unix seconds.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsQuery {
     /// Start (inclusive); default `to` − 1 h.
@@ -132,7 +202,7 @@ pub struct MetricsQuery {
 }
 
 /// A metrics series: one point per bucket that has data.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MetricsSeries {
     pub node_id: String,
     pub from: String,
@@ -142,7 +212,7 @@ pub struct MetricsSeries {
 }
 
 /// Averages over one bucket.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MetricsPoint {
     /// Bucket start, Unix seconds.
     pub ts: u32,
@@ -171,4 +241,33 @@ pub struct Check {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// `GET /api/v1/fleet/summary`: what the dashboard shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetSummary {
+    pub total: u64,
+    pub online: u64,
+    pub suspect: u64,
+    pub offline: u64,
+    pub gpus: u64,
+    /// Nodes per 10 %-wide CPU busy bucket (0–10 %, …, 90–100 %), online nodes only.
+    pub cpu_histogram: [u64; 10],
+    /// Nodes per 10 %-wide memory-used bucket, online nodes only.
+    pub mem_histogram: [u64; 10],
+    /// Nodes per 10 %-wide average GPU utilisation bucket, online nodes with GPUs only.
+    pub gpu_histogram: [u64; 10],
+    /// Newest inventory reports: nodes that joined or changed.
+    pub recently_changed: Vec<NodeChange>,
+    /// Suspect and offline nodes, most recently seen first.
+    pub attention: Vec<NodeSummary>,
+}
+
+/// A node whose inventory was reported recently.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeChange {
+    pub id: String,
+    pub hostname: String,
+    pub reported_at: String,
+    pub reported_at_ms: u64,
 }

@@ -134,7 +134,9 @@ pub(crate) async fn serve(
         config.api.clone(),
         metrics.clone(),
     );
-    let app = nerve_api::router(state).merge(nerve_ui::router());
+    let app = nerve_api::router(state.clone())
+        .merge(nerve_ui::server::router(state, &config.api.site_dir))
+        .layer(tower_http::compression::CompressionLayer::new());
     let listener = tokio::net::TcpListener::bind(config.api.listen_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.api.listen_addr))?;

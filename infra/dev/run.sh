@@ -4,5 +4,7 @@
 # Extra arguments go to `nerve` (e.g. --config my.toml).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
+bash infra/dev/build-web.sh --release
 cargo build -p nerve-cli --bin nerve
+export NERVE_API__SITE_DIR="${NERVE_API__SITE_DIR:-$CARGO_TARGET_DIR/site}"
 exec "$CARGO_TARGET_DIR/debug/nerve" "$@" dev

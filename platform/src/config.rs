@@ -175,6 +175,9 @@ pub struct ApiConfig {
     pub max_page_size: u32,
     /// Most points one metrics query returns.
     pub max_series_points: u32,
+    /// Directory holding the console's wasm bundle (`pkg/nerve_ui.{js,wasm}`, built by
+    /// `infra/dev/build-web.sh`). Without it pages render on the server but do not hydrate.
+    pub site_dir: PathBuf,
 }
 
 impl Default for ApiConfig {
@@ -185,6 +188,7 @@ impl Default for ApiConfig {
             offline_after_missed_heartbeats: 6,
             max_page_size: 1000,
             max_series_points: 10_000,
+            site_dir: PathBuf::from("site"),
         }
     }
 }

@@ -75,7 +75,148 @@ struct NodeRow {
     gpu_util_pct_avg: f32,
 }
 
-/// One page of nodes, ordered by id.
+/// Every node with its hostname and computed `status`; binds as [`STATUS_SQL`] does.
+fn nodes_subquery() -> String {
+    format!(
+        "(SELECT node_id, hostname, last_seen_ms, interval_secs, cpu_pct, mem_used_bytes, \
+                 mem_total_bytes, gpu_count, gpu_util_pct_avg, {STATUS_SQL} AS status \
+          FROM node_state FINAL \
+          ANY LEFT JOIN (SELECT node_id, hostname FROM inventory FINAL) USING node_id)"
+    )
+}
+
+/// Which nodes a list query returns.
+#[derive(Debug, Default)]
+struct Filter<'a> {
+    status: Option<NodeStatus>,
+    not_online: bool,
+    search: Option<&'a str>,
+}
+
+impl Filter<'_> {
+    fn sql(&self) -> String {
+        let mut clauses = Vec::new();
+        if self.status.is_some() {
+            clauses.push("status = ?");
+        }
+        if self.not_online {
+            clauses.push("status != 'online'");
+        }
+        if self.search.is_some() {
+            clauses.push(
+                "(positionCaseInsensitive(hostname, ?) > 0 OR positionCaseInsensitive(node_id, ?) > 0)",
+            );
+        }
+        if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        }
+    }
+
+    fn bind(&self, mut q: clickhouse::query::Query) -> clickhouse::query::Query {
+        if let Some(status) = self.status {
+            q = q.bind(status.as_str());
+        }
+        if let Some(text) = self.search {
+            q = q.bind(text).bind(text);
+        }
+        q
+    }
+}
+
+/// `ORDER BY` for a sort key; only these fixed expressions ever reach SQL.
+fn order_by(sort: NodeSort, order: SortOrder) -> String {
+    let key = match sort {
+        NodeSort::Id => "node_id",
+        NodeSort::Hostname => "hostname",
+        NodeSort::Status => "indexOf(['online', 'suspect', 'offline'], status)",
+        NodeSort::Cpu => "cpu_pct",
+        NodeSort::Mem => "mem_used_bytes / greatest(mem_total_bytes, 1)",
+        NodeSort::Gpu => "gpu_util_pct_avg",
+        NodeSort::LastSeen => "last_seen_ms",
+    };
+    let dir = match order {
+        SortOrder::Asc => "ASC",
+        SortOrder::Desc => "DESC",
+    };
+    format!("ORDER BY {key} {dir}, node_id {dir}")
+}
+
+/// Search text: trimmed, at most 128 characters, empty means none.
+fn search_text(q: &Option<String>) -> Result<Option<&str>, ApiError> {
+    match q.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) if t.chars().count() > 128 => Err(ApiError::BadRequest(
+            "q must be at most 128 characters".into(),
+        )),
+        Some(t) => Ok(Some(t)),
+    }
+}
+
+impl NodeRow {
+    fn summary(self, now_ms: u64, suspect_after: u32, offline_after: u32) -> NodeSummary {
+        NodeSummary {
+            status: status_of(
+                now_ms,
+                self.last_seen_ms,
+                self.interval_secs,
+                suspect_after,
+                offline_after,
+            ),
+            last_seen: rfc3339_ms(self.last_seen_ms),
+            id: self.node_id,
+            hostname: self.hostname,
+            last_seen_ms: self.last_seen_ms,
+            heartbeat_interval_secs: self.interval_secs,
+            cpu_pct: self.cpu_pct,
+            mem_used_bytes: self.mem_used_bytes,
+            mem_total_bytes: self.mem_total_bytes,
+            gpu_count: self.gpu_count,
+            gpu_util_pct_avg: self.gpu_util_pct_avg,
+        }
+    }
+}
+
+async fn query_nodes(
+    state: &AppState,
+    filter: &Filter<'_>,
+    order: &str,
+    offset: u64,
+    limit: u32,
+    now_ms: u64,
+) -> Result<(Vec<NodeSummary>, u64), ApiError> {
+    let cfg = state.config();
+    let (s, o) = (
+        cfg.suspect_after_missed_heartbeats,
+        cfg.offline_after_missed_heartbeats,
+    );
+    let bind_status = |q: clickhouse::query::Query| q.bind(now_ms).bind(s).bind(now_ms).bind(o);
+    let from = nodes_subquery();
+    let where_sql = filter.sql();
+    let rows: Vec<NodeRow> = filter
+        .bind(bind_status(state.ch().query(&format!(
+            "SELECT node_id, hostname, last_seen_ms, interval_secs, cpu_pct, mem_used_bytes, \
+                    mem_total_bytes, gpu_count, gpu_util_pct_avg \
+             FROM {from} {where_sql} {order} LIMIT ?, ?"
+        ))))
+        .bind(offset)
+        .bind(limit)
+        .fetch_all()
+        .await?;
+    let total: u64 = filter
+        .bind(bind_status(
+            state
+                .ch()
+                .query(&format!("SELECT count() FROM {from} {where_sql}")),
+        ))
+        .fetch_one()
+        .await?;
+    let nodes = rows.into_iter().map(|r| r.summary(now_ms, s, o)).collect();
+    Ok((nodes, total))
+}
+
+/// One page of nodes: filtered by status and search text, sorted, paginated, all in ClickHouse.
 pub async fn list_nodes(
     state: &AppState,
     query: NodeListQuery,
@@ -92,64 +233,120 @@ pub async fn list_nodes(
         )));
     }
     let offset = query.offset.unwrap_or(0);
-    let (s, o) = (
-        cfg.suspect_after_missed_heartbeats,
-        cfg.offline_after_missed_heartbeats,
+    let filter = Filter {
+        status: query.status,
+        not_online: false,
+        search: search_text(&query.q)?,
+    };
+    let order = order_by(
+        query.sort.unwrap_or(NodeSort::Id),
+        query.order.unwrap_or(SortOrder::Asc),
     );
-    let filter = if query.status.is_some() {
-        format!("WHERE {STATUS_SQL} = ?")
-    } else {
-        String::new()
-    };
-    let bind_filter = |q: clickhouse::query::Query| match query.status {
-        Some(status) => q
-            .bind(now_ms)
-            .bind(s)
-            .bind(now_ms)
-            .bind(o)
-            .bind(status.as_str()),
-        None => q,
-    };
-    let rows: Vec<NodeRow> = bind_filter(state.ch().query(&format!(
-        "SELECT node_id, hostname, last_seen_ms, interval_secs, cpu_pct, mem_used_bytes, \
-                mem_total_bytes, gpu_count, gpu_util_pct_avg \
-         FROM node_state FINAL \
-         ANY LEFT JOIN (SELECT node_id, hostname FROM inventory FINAL) USING node_id \
-         {filter} ORDER BY node_id LIMIT ?, ?"
-    )))
-    .bind(offset)
-    .bind(limit)
-    .fetch_all()
-    .await?;
-    let total: u64 = bind_filter(
-        state
-            .ch()
-            .query(&format!("SELECT count() FROM node_state FINAL {filter}")),
-    )
-    .fetch_one()
-    .await?;
-    let nodes = rows
-        .into_iter()
-        .map(|r| NodeSummary {
-            status: status_of(now_ms, r.last_seen_ms, r.interval_secs, s, o),
-            last_seen: rfc3339_ms(r.last_seen_ms),
-            id: r.node_id,
-            hostname: r.hostname,
-            last_seen_ms: r.last_seen_ms,
-            heartbeat_interval_secs: r.interval_secs,
-            cpu_pct: r.cpu_pct,
-            mem_used_bytes: r.mem_used_bytes,
-            mem_total_bytes: r.mem_total_bytes,
-            gpu_count: r.gpu_count,
-            gpu_util_pct_avg: r.gpu_util_pct_avg,
-        })
-        .collect();
+    let (nodes, total) = query_nodes(state, &filter, &order, offset, limit, now_ms).await?;
     Ok(NodePage {
         nodes,
         total,
         limit,
         offset,
     })
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct BucketRow {
+    status: String,
+    cpu_bucket: u8,
+    mem_bucket: u8,
+    gpu_bucket: u8,
+    has_gpu: u8,
+    nodes: u64,
+    gpus: u64,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct ChangeRow {
+    node_id: String,
+    hostname: String,
+    reported_at_ms: u64,
+}
+
+/// Status counts, utilisation distributions and what changed: one scan of `node_state`.
+pub async fn summary(state: &AppState, now_ms: u64) -> Result<FleetSummary, ApiError> {
+    let cfg = state.config();
+    let (s, o) = (
+        cfg.suspect_after_missed_heartbeats,
+        cfg.offline_after_missed_heartbeats,
+    );
+    let rows: Vec<BucketRow> = state
+        .ch()
+        .query(&format!(
+            "SELECT status, \
+                    toUInt8(least(floor(cpu_pct / 10), 9)) AS cpu_bucket, \
+                    toUInt8(least(floor(100 * mem_used_bytes / greatest(mem_total_bytes, 1) / 10), 9)) AS mem_bucket, \
+                    toUInt8(least(floor(gpu_util_pct_avg / 10), 9)) AS gpu_bucket, \
+                    toUInt8(gpu_count > 0) AS has_gpu, \
+                    count() AS nodes, toUInt64(sum(gpu_count)) AS gpus \
+             FROM (SELECT {STATUS_SQL} AS status, cpu_pct, mem_used_bytes, mem_total_bytes, \
+                          gpu_util_pct_avg, gpu_count FROM node_state FINAL) \
+             GROUP BY status, cpu_bucket, mem_bucket, gpu_bucket, has_gpu"
+        ))
+        .bind(now_ms)
+        .bind(s)
+        .bind(now_ms)
+        .bind(o)
+        .fetch_all()
+        .await?;
+    let mut out = FleetSummary {
+        total: 0,
+        online: 0,
+        suspect: 0,
+        offline: 0,
+        gpus: 0,
+        cpu_histogram: [0; 10],
+        mem_histogram: [0; 10],
+        gpu_histogram: [0; 10],
+        recently_changed: Vec::new(),
+        attention: Vec::new(),
+    };
+    for r in rows {
+        out.total += r.nodes;
+        out.gpus += r.gpus;
+        match NodeStatus::parse(&r.status) {
+            Some(NodeStatus::Online) => {
+                out.online += r.nodes;
+                out.cpu_histogram[usize::from(r.cpu_bucket.min(9))] += r.nodes;
+                out.mem_histogram[usize::from(r.mem_bucket.min(9))] += r.nodes;
+                if r.has_gpu == 1 {
+                    out.gpu_histogram[usize::from(r.gpu_bucket.min(9))] += r.nodes;
+                }
+            }
+            Some(NodeStatus::Suspect) => out.suspect += r.nodes,
+            Some(NodeStatus::Offline) | None => out.offline += r.nodes,
+        }
+    }
+    let changes: Vec<ChangeRow> = state
+        .ch()
+        .query(
+            "SELECT node_id, hostname, reported_at_ms FROM inventory FINAL \
+             ORDER BY reported_at_ms DESC LIMIT 8",
+        )
+        .fetch_all()
+        .await?;
+    out.recently_changed = changes
+        .into_iter()
+        .map(|c| NodeChange {
+            reported_at: rfc3339_ms(c.reported_at_ms),
+            id: c.node_id,
+            hostname: c.hostname,
+            reported_at_ms: c.reported_at_ms,
+        })
+        .collect();
+    let filter = Filter {
+        not_online: true,
+        ..Filter::default()
+    };
+    let order = order_by(NodeSort::LastSeen, SortOrder::Desc);
+    out.attention = query_nodes(state, &filter, &order, 0, 8, now_ms).await?.0;
+    Ok(out)
 }
 
 #[derive(Debug, Row, Deserialize)]

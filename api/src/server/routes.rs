@@ -18,6 +18,7 @@ use crate::fleet;
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/health", get(health))
+        .route("/fleet/summary", get(summary))
         .route("/nodes", get(list_nodes))
         .route("/nodes/{id}", get(node_detail))
         .route("/nodes/{id}/metrics", get(node_metrics))
@@ -37,6 +38,10 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(health))
+}
+
+async fn summary(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(fleet::summary(&state, fleet::now_ms()).await?))
 }
 
 async fn list_nodes(

@@ -1,0 +1,70 @@
+//! The server half of the API: state, router, error mapping and the fleet read service.
+
+pub mod error;
+pub mod extract;
+pub mod fleet;
+mod routes;
+
+use std::sync::Arc;
+
+use nerve_platform::config::ApiConfig;
+use nerve_platform::metrics::Registry;
+use tokio_util::sync::CancellationToken;
+
+pub use routes::router;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ch: clickhouse::Client,
+    nats: Option<async_nats::Client>,
+    config: ApiConfig,
+    metrics: Registry,
+}
+
+impl AppState {
+    /// `nats` is optional: without it, health reports NATS as not configured.
+    pub fn new(
+        ch: clickhouse::Client,
+        nats: Option<async_nats::Client>,
+        config: ApiConfig,
+        metrics: Registry,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                ch,
+                nats,
+                config,
+                metrics,
+            }),
+        }
+    }
+
+    pub fn ch(&self) -> &clickhouse::Client {
+        &self.inner.ch
+    }
+    pub fn nats(&self) -> Option<&async_nats::Client> {
+        self.inner.nats.as_ref()
+    }
+    pub fn config(&self) -> &ApiConfig {
+        &self.inner.config
+    }
+    pub fn metrics(&self) -> &Registry {
+        &self.inner.metrics
+    }
+}
+
+/// Serves `app` on `listener` until `cancel`, finishing in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+}

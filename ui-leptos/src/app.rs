@@ -1,0 +1,58 @@
+//! The HTML shell, the layout with navigation, and the routes.
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Title, provide_meta_context};
+use leptos_router::components::{A, Route, Router, Routes};
+use leptos_router::path;
+
+use crate::pages::{dashboard::Dashboard, node::NodePage, nodes::NodesPage};
+
+/// The stylesheet, inlined so the first paint needs no second request.
+const STYLE: &str = include_str!("../style/nerve.css");
+
+/// The document around the app (server only).
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light"/>
+                <link rel="icon" href="/favicon.ico"/>
+                <style>{STYLE}</style>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// Layout and routes. New sections (tasks, clusters, alerts, audit) add a nav link and a route.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Title text="Nerve"/>
+        <Router>
+            <a class="skip" href="#main">"Skip to content"</a>
+            <header class="top">
+                <A href="/" attr:class="brand">"Nerve"</A>
+                <nav aria-label="Sections">
+                    <A href="/" exact=true>"Dashboard"</A>
+                    <A href="/nodes">"Nodes"</A>
+                </nav>
+            </header>
+            <main id="main">
+                <Routes fallback=|| view! { <section><h1>"Not found"</h1><p>"No such page."</p></section> }>
+                    <Route path=path!("/") view=Dashboard/>
+                    <Route path=path!("/nodes") view=NodesPage/>
+                    <Route path=path!("/nodes/:id") view=NodePage/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}

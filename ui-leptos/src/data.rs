@@ -1,0 +1,54 @@
+//! Server functions: the console's reads, each a thin call into `nerve_api::fleet` (the same
+//! service the REST API uses) with the `AppState` the server provides as context.
+
+use leptos::prelude::*;
+use nerve_api::dto::{FleetSummary, MetricsSeries, NodeDetail, NodeListQuery, NodePage};
+
+#[cfg(feature = "ssr")]
+fn state() -> Result<nerve_api::AppState, ServerFnError> {
+    use_context::<nerve_api::AppState>().ok_or_else(|| ServerFnError::new("server state missing"))
+}
+
+#[cfg(feature = "ssr")]
+fn fail(e: nerve_api::error::ApiError) -> ServerFnError {
+    ServerFnError::new(e.to_string())
+}
+
+/// Status counts, distributions and recent changes.
+#[server(prefix = "/ui-api")]
+pub async fn get_fleet_summary() -> Result<FleetSummary, ServerFnError> {
+    nerve_api::fleet::summary(&state()?, nerve_api::fleet::now_ms())
+        .await
+        .map_err(fail)
+}
+
+/// One page of the node list.
+#[server(prefix = "/ui-api")]
+pub async fn get_nodes(query: NodeListQuery) -> Result<NodePage, ServerFnError> {
+    nerve_api::fleet::list_nodes(&state()?, query, nerve_api::fleet::now_ms())
+        .await
+        .map_err(fail)
+}
+
+/// Inventory and latest metrics of a node.
+#[server(prefix = "/ui-api")]
+pub async fn get_node_detail(id: String) -> Result<NodeDetail, ServerFnError> {
+    nerve_api::fleet::node_detail(&state()?, &id, nerve_api::fleet::now_ms())
+        .await
+        .map_err(fail)
+}
+
+/// A node's metrics over the last `range_secs`, about 120 points.
+#[server(prefix = "/ui-api")]
+pub async fn get_node_metrics(id: String, range_secs: u64) -> Result<MetricsSeries, ServerFnError> {
+    let now = nerve_api::fleet::now_ms() / 1000 + 1;
+    let range = range_secs.clamp(60, 30 * 24 * 3600);
+    let query = nerve_api::dto::MetricsQuery {
+        from: Some((now - range).to_string()),
+        to: Some(now.to_string()),
+        step: Some((range / 120).max(1).to_string()),
+    };
+    nerve_api::fleet::node_metrics(&state()?, &id, query, nerve_api::fleet::now_ms())
+        .await
+        .map_err(fail)
+}

@@ -1,0 +1,22 @@
+//! Live updates by polling: a counter that ticks every [`REFRESH_MS`] in the browser; resources
+//! keyed on it refetch. (Server rendering never ticks.)
+
+use leptos::prelude::*;
+
+/// How often the console refreshes what it shows.
+pub const REFRESH_MS: u64 = 5_000;
+
+/// A signal that increments every `REFRESH_MS` while the calling component is mounted.
+pub fn use_tick() -> ReadSignal<u64> {
+    let (tick, set_tick) = signal(0u64);
+    Effect::new(move |_| {
+        let handle = set_interval_with_handle(
+            move || set_tick.update(|t| *t += 1),
+            std::time::Duration::from_millis(REFRESH_MS),
+        );
+        if let Ok(handle) = handle {
+            on_cleanup(move || handle.clear());
+        }
+    });
+    tick
+}

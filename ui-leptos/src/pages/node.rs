@@ -1,0 +1,219 @@
+//! Node detail: status, inventory (CPU, memory, GPUs, disks, network) and charts of CPU, memory,
+//! network and GPU over 15 min / 1 h / 24 h / 7 d.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::A;
+use leptos_router::hooks::{use_params_map, use_query_map};
+use nerve_api::dto::{MetricsSeries, NodeDetail};
+
+use super::{LoadError, StatusBadge};
+use crate::chart::LineChart;
+use crate::data::{get_node_detail, get_node_metrics};
+use crate::format;
+use crate::live::use_tick;
+
+const RANGES: [(&str, u64); 4] = [("15m", 900), ("1h", 3600), ("24h", 86_400), ("7d", 604_800)];
+
+#[component]
+pub fn NodePage() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let id = Memo::new(move |_| params.get().get("id").unwrap_or_default());
+    let range = Memo::new(move |_| {
+        let r = query.get().get("range").unwrap_or_default();
+        RANGES
+            .iter()
+            .find(|(name, _)| *name == r)
+            .copied()
+            .unwrap_or(RANGES[1])
+    });
+    let tick = use_tick();
+    let detail = Resource::new(
+        move || (id.get(), tick.get()),
+        |(id, _)| get_node_detail(id),
+    );
+    let metrics = Resource::new(
+        move || (id.get(), range.get().1, tick.get()),
+        |(id, secs, _)| get_node_metrics(id, secs),
+    );
+
+    view! {
+        <Title text=move || format!("{} · Nerve", id.get())/>
+        <p class="crumbs"><A href="/nodes">"Nodes"</A>" / "<span class="mono">{move || id.get()}</span></p>
+        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match detail.await {
+                    Err(e) => view! { <LoadError message=e.to_string()/> }.into_any(),
+                    Ok(d) => view! { <Detail d/> }.into_any(),
+                }
+            })}
+        </Transition>
+        <section aria-labelledby="charts-h">
+            <div class="section-head">
+                <h2 id="charts-h">"Metrics"</h2>
+                <div class="chips" role="group" aria-label="Time range">
+                    {move || RANGES.iter().map(|(name, _)| {
+                        let on = range.get().0 == *name;
+                        view! {
+                            <A href=format!("?range={name}") attr:class=if on { "chip on" } else { "chip" }
+                                attr:aria-current=if on { Some("true") } else { None }>{*name}</A>
+                        }
+                    }).collect_view()}
+                </div>
+            </div>
+            <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match metrics.await {
+                        Err(e) => view! { <LoadError message=e.to_string()/> }.into_any(),
+                        Ok(m) => view! { <Charts m/> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn Detail(d: NodeDetail) -> impl IntoView {
+    let inv = d.inventory.clone();
+    let title = inv
+        .as_ref()
+        .map(|i| i.hostname.clone())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| d.id.clone());
+    view! {
+        <div class="section-head">
+            <h1 data-testid="node-title">{title}</h1>
+            {d.status.map(|s| view! { <StatusBadge status=s/> })}
+        </div>
+        {d.latest.map(|l| view! {
+            <section class="cards" aria-label="Latest">
+                <div class="card"><span class="num">{format::pct(f64::from(l.cpu_pct))}</span><span>"CPU"</span></div>
+                <div class="card"><span class="num">{format::pct(format::share(l.mem_used_bytes as f64, l.mem_total_bytes as f64))}</span>
+                    <span>{format!("memory of {}", format::bytes(l.mem_total_bytes as f64))}</span></div>
+                <div class="card"><span class="num">{format!("{:.2}", l.load1)}</span><span>"load (1 min)"</span></div>
+                <div class="card"><span class="num">{format::duration(l.uptime_secs)}</span><span>"uptime"</span></div>
+                <div class="card"><span class="num small">{format::time(&l.last_seen)}</span>
+                    <span>{format!("last heartbeat (every {} s)", l.heartbeat_interval_secs)}</span></div>
+            </section>
+        })}
+        {match inv {
+            None => view! { <p class="muted">"No inventory reported yet."</p> }.into_any(),
+            Some(i) => view! {
+                <section class="grid2" aria-label="Inventory">
+                    <div class="panel" data-testid="inv-system">
+                        <h2>"System"</h2>
+                        <dl>
+                            <dt>"OS"</dt><dd>{format!("{} {}", i.os_name, i.os_version)}</dd>
+                            <dt>"Kernel"</dt><dd>{i.kernel_version.clone()}</dd>
+                            <dt>"Architecture"</dt><dd>{i.arch.clone()}</dd>
+                            <dt>"Booted"</dt><dd>{format::time(&i.boot_time)}</dd>
+                            <dt>"Agent"</dt><dd>{i.agent_version.clone()}</dd>
+                            <dt>"Inventory from"</dt><dd>{format::time(&i.reported_at)}</dd>
+                        </dl>
+                    </div>
+                    <div class="panel" data-testid="inv-cpu">
+                        <h2>"CPU and memory"</h2>
+                        <dl>
+                            <dt>"Model"</dt><dd>{i.cpu.model.clone()}</dd>
+                            <dt>"Vendor"</dt><dd>{i.cpu.vendor.clone()}</dd>
+                            <dt>"Cores"</dt><dd>{format!("{} logical{}", i.cpu.logical_cores,
+                                i.cpu.physical_cores.map(|p| format!(", {p} physical")).unwrap_or_default())}</dd>
+                            <dt>"Frequency"</dt><dd>{format!("{} MHz", i.cpu.frequency_mhz)}</dd>
+                            <dt>"Memory"</dt><dd>{format::bytes(i.memory_total_bytes as f64)}</dd>
+                            <dt>"Swap"</dt><dd>{format::bytes(i.swap_total_bytes as f64)}</dd>
+                        </dl>
+                    </div>
+                    <div class="panel" data-testid="inv-gpus">
+                        <h2>"GPUs"</h2>
+                        {json_table(&i.gpus, &[("index", "#"), ("name", "Model"), ("memory_total_bytes", "Memory"), ("pci_bus_id", "PCI"), ("driver_version", "Driver")], "No GPUs.")}
+                    </div>
+                    <div class="panel" data-testid="inv-disks">
+                        <h2>"Disks"</h2>
+                        {json_table(&i.disks, &[("mount_point", "Mount"), ("name", "Device"), ("file_system", "FS"), ("kind", "Kind"), ("total_bytes", "Size")], "No disks.")}
+                    </div>
+                    <div class="panel wide" data-testid="inv-network">
+                        <h2>"Network"</h2>
+                        {json_table(&i.interfaces, &[("name", "Interface"), ("mac", "MAC"), ("addresses", "Addresses"), ("mtu", "MTU")], "No interfaces.")}
+                    </div>
+                    {(!i.collector_errors.as_array().is_none_or(|a| a.is_empty())).then(|| view! {
+                        <div class="panel wide">
+                            <h2>"Collector errors"</h2>
+                            {json_table(&i.collector_errors, &[("collector", "Collector"), ("message", "Error")], "")}
+                        </div>
+                    })}
+                </section>
+            }.into_any(),
+        }}
+    }
+}
+
+/// A table of the `columns` of a JSON array of objects; byte counts are formatted.
+fn json_table(
+    rows: &serde_json::Value,
+    columns: &[(&'static str, &'static str)],
+    empty: &'static str,
+) -> AnyView {
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        return view! { <p class="muted">{empty}</p> }.into_any();
+    }
+    let cell = |v: Option<&serde_json::Value>, key: &str| -> String {
+        match v {
+            None | Some(serde_json::Value::Null) => "—".into(),
+            Some(serde_json::Value::Number(n)) if key.ends_with("_bytes") => {
+                format::bytes(n.as_f64().unwrap_or(0.0))
+            }
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| x.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            Some(other) => other.to_string(),
+        }
+    };
+    let head = columns
+        .iter()
+        .map(|(_, h)| view! { <th scope="col">{*h}</th> })
+        .collect_view();
+    let body = rows
+        .iter()
+        .map(|r| {
+            let cells = columns
+                .iter()
+                .map(|(k, _)| view! { <td>{cell(r.get(*k), k)}</td> })
+                .collect_view();
+            view! { <tr>{cells}</tr> }
+        })
+        .collect_view();
+    view! {
+        <div class="table-wrap"><table class="kv"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>
+    }
+    .into_any()
+}
+
+#[component]
+fn Charts(m: MetricsSeries) -> impl IntoView {
+    let series = |f: fn(&nerve_api::dto::MetricsPoint) -> f64| -> Vec<(u64, f64)> {
+        m.points.iter().map(|p| (u64::from(p.ts), f(p))).collect()
+    };
+    let mem_pct = series(|p| format::share(p.mem_used_bytes, p.mem_total_bytes as f64));
+    let has_gpu = m.points.iter().any(|p| p.gpu_util_pct > 0.0);
+    view! {
+        <div class="grid2 charts">
+            <LineChart label="CPU busy".to_string() points=series(|p| p.cpu_pct) max=100.0 fmt=format::pct/>
+            <LineChart label="Memory used".to_string() points=mem_pct max=100.0 fmt=format::pct/>
+            <LineChart label="Network received".to_string() points=series(|p| p.net_rx_bytes_per_sec) fmt=format::rate/>
+            <LineChart label="Network sent".to_string() points=series(|p| p.net_tx_bytes_per_sec) fmt=format::rate/>
+            {has_gpu.then(|| view! {
+                <LineChart label="GPU utilisation".to_string() points=series(|p| p.gpu_util_pct) max=100.0 fmt=format::pct/>
+            })}
+        </div>
+    }
+}
