@@ -134,9 +134,7 @@ pub(crate) async fn serve(
         config.api.clone(),
         metrics.clone(),
     );
-    let app = nerve_api::router(state.clone())
-        .merge(nerve_ui::server::router(state, &config.api.site_dir))
-        .layer(tower_http::compression::CompressionLayer::new());
+    let app = nerve_ui::server::app(state, &config.api.site_dir);
     let listener = tokio::net::TcpListener::bind(config.api.listen_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.api.listen_addr))?;

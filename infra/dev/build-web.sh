@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the console's wasm bundle: nerve-ui (feature hydrate) for wasm32, wasm-bindgen, and with
-# --release wasm-opt. Output: $NERVE_SITE_DIR/pkg/nerve_ui.{js,wasm} (default
+# --release wasm-opt. Output: $NERVE_SITE_DIR/pkg/nerve_ui.js and nerve_ui_bg.wasm (default
 # $CARGO_TARGET_DIR/site), which `nerve serve`/`nerve dev` serve under /pkg (api.site_dir).
 # Sourced tool paths come from env.sh; run it through run.sh/test.sh or after `source env.sh`.
 set -euo pipefail
@@ -31,11 +31,10 @@ tmp="$(mktemp -d)"
 if [ "$release" = 1 ]; then
   "$NERVE_WASM_OPT" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-mutable-globals --enable-reference-types \
-    "$tmp/nerve_ui_bg.wasm" -o "$tmp/nerve_ui.wasm"
-  rm "$tmp/nerve_ui_bg.wasm"
-else
-  mv "$tmp/nerve_ui_bg.wasm" "$tmp/nerve_ui.wasm"
+    "$tmp/nerve_ui_bg.wasm" -o "$tmp/opt.wasm"
+  mv "$tmp/opt.wasm" "$tmp/nerve_ui_bg.wasm"
 fi
-mv "$tmp/nerve_ui.js" "$tmp/nerve_ui.wasm" "$site/pkg/"
+# Leptos' hydration script loads <output name>_bg.wasm, wasm-bindgen's own name.
+mv "$tmp/nerve_ui.js" "$tmp/nerve_ui_bg.wasm" "$site/pkg/"
 rm -rf "$tmp"
-echo "build-web: $(du -h "$site/pkg/nerve_ui.wasm" | cut -f1) $site/pkg/nerve_ui.wasm" >&2
+echo "build-web: $(du -h "$site/pkg/nerve_ui_bg.wasm" | cut -f1) $site/pkg/nerve_ui_bg.wasm" >&2

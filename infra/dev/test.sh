@@ -7,5 +7,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== console wasm bundle"
+bash infra/dev/build-web.sh
+export NERVE_SITE_DIR="$CARGO_TARGET_DIR/site"
 echo "== cargo test"
 cargo test --workspace --no-fail-fast

@@ -175,7 +175,7 @@ pub struct ApiConfig {
     pub max_page_size: u32,
     /// Most points one metrics query returns.
     pub max_series_points: u32,
-    /// Directory holding the console's wasm bundle (`pkg/nerve_ui.{js,wasm}`, built by
+    /// Directory holding the console's wasm bundle (`pkg/nerve_ui.js` and `pkg/nerve_ui_bg.wasm`, built by
     /// `infra/dev/build-web.sh`). Without it pages render on the server but do not hydrate.
     pub site_dir: PathBuf,
 }

@@ -12,7 +12,7 @@ pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod server;
 
-/// Name of the wasm and JS files the server serves under `/pkg/`.
+/// Base name of the bundle under `/pkg/`: `nerve_ui.js` and `nerve_ui_bg.wasm`.
 pub const OUTPUT_NAME: &str = "nerve_ui";
 
 /// Entry point of the wasm module: hydrates the server-rendered page.

@@ -15,7 +15,16 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::app::{App, shell};
 
-/// The console's router. `site_dir` holds `pkg/nerve_ui.{js,wasm}` from `infra/dev/build-web.sh`;
+/// Everything `nerve serve` answers: `/api/v1`, `/metrics` and the console, gzip-compressed
+/// when the client accepts it.
+pub fn app(state: nerve_api::AppState, site_dir: &Path) -> Router {
+    nerve_api::router(state.clone())
+        .merge(router(state, site_dir))
+        .layer(tower_http::compression::CompressionLayer::new())
+}
+
+/// The console's router. `site_dir` holds `pkg/nerve_ui.js` and `pkg/nerve_ui_bg.wasm` from
+/// `infra/dev/build-web.sh`;
 /// without them pages still render on the server but are not interactive.
 pub fn router(state: nerve_api::AppState, site_dir: &Path) -> Router {
     let options = LeptosOptions::builder()
@@ -25,7 +34,7 @@ pub fn router(state: nerve_api::AppState, site_dir: &Path) -> Router {
         .build();
     let pkg_dir = site_dir.join("pkg");
     if !pkg_dir
-        .join(format!("{}.wasm", crate::OUTPUT_NAME))
+        .join(format!("{}_bg.wasm", crate::OUTPUT_NAME))
         .exists()
     {
         tracing::warn!(

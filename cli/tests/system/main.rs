@@ -3,6 +3,7 @@
 
 mod agent_e2e;
 mod api_errors;
+mod browser;
 mod config_cli;
 mod projector;
 mod support;

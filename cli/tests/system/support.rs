@@ -150,3 +150,55 @@ pub async fn publish_heartbeat(js: &Context, hb: &HeartbeatRecorded) {
     )
     .await;
 }
+
+/// A plausible inventory report of a simulated node.
+pub fn inventory(node_id: &str, hostname: &str, ts_ms: i64) -> nerve_schemas::InventoryReported {
+    use nerve_schemas::{CpuInfo, Disk, InventoryReported, NetInterface};
+    InventoryReported {
+        envelope: Envelope::new::<InventoryReported>(node_id, ts_ms),
+        hostname: hostname.into(),
+        os_name: "Debian GNU/Linux".into(),
+        os_version: "12".into(),
+        kernel_version: "6.1.0".into(),
+        arch: "x86_64".into(),
+        boot_time_ms: ts_ms - 86_400_000,
+        agent_version: "0.1.0".into(),
+        cpu: CpuInfo {
+            model: "Simulated CPU".into(),
+            vendor: "Sim".into(),
+            physical_cores: Some(32),
+            logical_cores: 64,
+            frequency_mhz: 3000,
+        },
+        memory_total_bytes: 256 << 30,
+        swap_total_bytes: 0,
+        disks: vec![Disk {
+            name: "/dev/nvme0n1".into(),
+            mount_point: "/".into(),
+            file_system: "ext4".into(),
+            kind: "ssd".into(),
+            total_bytes: 2 << 40,
+            removable: false,
+        }],
+        interfaces: vec![NetInterface {
+            name: "eth0".into(),
+            mac: "02:00:00:00:00:01".into(),
+            addresses: vec!["10.0.0.1/16".into()],
+            mtu: 9000,
+        }],
+        gpus: vec![],
+        collector_errors: vec![],
+    }
+}
+
+/// Publishes an inventory report and awaits the ack.
+pub async fn publish_inventory(js: &Context, inv: &nerve_schemas::InventoryReported) {
+    let payload = nerve_schemas::encode(inv).expect("encode");
+    publish_raw(
+        js,
+        subjects::inventory(&inv.envelope.node_id),
+        &inv.envelope.event_id,
+        payload,
+    )
+    .await;
+}

@@ -1,0 +1,399 @@
+//! The console in real headless Chromium (via ChromeDriver) against a running system: a real
+//! agent process plus simulated nodes. Every page must hydrate without console errors; search,
+//! status filter, sort and pagination work by clicks; node detail shows the real node's
+//! inventory and charts with data; a stopped agent turns offline on screen. Screenshots of every
+//! page go to `artifacts/screenshots/` (not committed).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use nerve_platform::metrics::Registry;
+use nerve_platform::testkit::eventually;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{DEADLINE, Env, heartbeat, inventory, publish_heartbeat, publish_inventory};
+
+/// Simulated nodes: `sim-000` … `sim-119`; every 6th one last beat 10 minutes ago (offline).
+const SIM_NODES: usize = 120;
+
+fn site_dir() -> PathBuf {
+    let dir = std::env::var_os("NERVE_SITE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+            target.join("site")
+        });
+    assert!(
+        dir.join("pkg/nerve_ui_bg.wasm").exists(),
+        "no console bundle in {}: run infra/dev/build-web.sh (infra/dev/test.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+fn artifacts() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../artifacts/screenshots");
+    std::fs::create_dir_all(&dir).expect("artifacts dir");
+    dir
+}
+
+/// ChromeDriver's browser log (console messages, uncaught errors, failed loads).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
+    }
+}
+
+async fn console_errors(c: &Client) -> Vec<String> {
+    let log = c.issue_cmd(BrowserLog).await.expect("browser log");
+    log.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["level"] == "SEVERE")
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+struct Browser {
+    client: Client,
+    _driver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+async fn browser() -> Browser {
+    let port = nerve_platform::services::free_port().expect("port");
+    let driver = tokio::process::Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromedriver (infra/dev/install.sh --test installs it)");
+    let url = format!("http://127.0.0.1:{port}");
+    let status_url = format!("{url}/status");
+    eventually(DEADLINE, "chromedriver ready", || {
+        let u = status_url.clone();
+        async move {
+            reqwest::get(u)
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        }
+    })
+    .await;
+    let profile = tempfile::tempdir().expect("profile");
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+                     format!("--user-data-dir={}", profile.path().display())]
+        },
+        "goog:loggingPrefs": {"browser": "ALL"}
+    });
+    let caps = caps.as_object().cloned().expect("object");
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&url)
+        .await
+        .expect("WebDriver session");
+    Browser {
+        client,
+        _driver: driver,
+        _profile: profile,
+    }
+}
+
+/// Opens `path`, waits for hydration, saves a screenshot, and fails on console errors.
+async fn visit(c: &Client, base: &str, path: &str, shot: &str) {
+    c.goto(&format!("{base}{path}")).await.expect("goto");
+    c.wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css("body[data-hydrated=true]"))
+        .await
+        .unwrap_or_else(|e| panic!("{path} did not hydrate: {e}"));
+    screenshot(c, shot).await;
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "{path}: console errors: {errors:#?}");
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(artifacts().join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+/// Waits until the element `css` has text satisfying `pred` (the page refreshes itself).
+async fn wait_text(c: &Client, css: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    eventually(Duration::from_secs(60), what, || async {
+        let el = c.find(Locator::Css(css)).await.ok()?;
+        let t = el.text().await.ok()?;
+        pred(&t).then_some(t)
+    })
+    .await
+}
+
+async fn click_link(c: &Client, text: &str) {
+    c.wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::LinkText(text))
+        .await
+        .unwrap_or_else(|e| panic!("link {text:?}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {text:?}: {e}"));
+}
+
+async fn row_ids(c: &Client) -> Vec<String> {
+    let mut ids = Vec::new();
+    for row in c
+        .find_all(Locator::Css("tbody tr[data-node-id]"))
+        .await
+        .expect("rows")
+    {
+        ids.push(
+            row.attr("data-node-id")
+                .await
+                .expect("attr")
+                .unwrap_or_default(),
+        );
+    }
+    ids
+}
+
+async fn click(c: &Client, css: &str) {
+    c.wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_in_a_real_browser() {
+    let env = Env::start().await;
+    let cancel = CancellationToken::new();
+    let metrics = Registry::new();
+    let projectors = tokio::spawn(nerve_projections::run_all(
+        env.js.clone(),
+        env.config.clickhouse.clone(),
+        env.config.projector.clone(),
+        metrics.clone(),
+        None,
+        cancel.clone(),
+    ));
+    let state = nerve_api::AppState::new(env.ch.clone(), None, env.config.api.clone(), metrics);
+    let app = nerve_ui::server::app(state, &site_dir());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(nerve_api::serve(listener, app, cancel.clone()));
+
+    // The fleet: simulated nodes and this machine's real agent.
+    let now = nerve_platform::now_ms();
+    for i in 0..SIM_NODES {
+        let id = format!("sim-{i:03}");
+        publish_inventory(&env.js, &inventory(&id, &format!("gpu-host-{i:03}"), now)).await;
+        let age_ms = if i % 6 == 0 { 600_000 } else { 0 };
+        let mut hb = heartbeat(&id, now - age_ms, 0);
+        hb.interval_secs = 10;
+        hb.cpu_pct = (i as f32 * 7.0) % 100.0;
+        publish_heartbeat(&env.js, &hb).await;
+    }
+    let mut agent = env.spawn_nerve(&["agent"]);
+    let agent_id = eventually(DEADLINE, "the real agent's node", || async {
+        let id = std::fs::read_to_string(env.state_dir.path().join("agent/node_id")).ok()?;
+        let n = env
+            .count(&format!(
+                "SELECT count() FROM node_state WHERE node_id = '{}'",
+                id.trim()
+            ))
+            .await;
+        (n > 0).then(|| id.trim().to_owned())
+    })
+    .await;
+    eventually(DEADLINE, "every simulated node projected", || async {
+        (env.count("SELECT count() FROM (SELECT node_id FROM node_state FINAL)")
+            .await
+            == SIM_NODES as u64 + 1)
+            .then_some(())
+    })
+    .await;
+
+    let b = browser().await;
+    let c = &b.client;
+
+    // The bundle is served compressed and revalidated on every load.
+    let wasm = reqwest::Client::new()
+        .get(format!("{base}/pkg/nerve_ui_bg.wasm"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("wasm");
+    assert_eq!(wasm.status(), 200);
+    assert_eq!(wasm.headers()["content-encoding"], "gzip");
+    assert_eq!(wasm.headers()["cache-control"], "no-cache");
+    assert!(wasm.headers().contains_key("last-modified"));
+
+    // Dashboard.
+    visit(c, &base, "/", "dashboard").await;
+    assert_eq!(text(c, "[data-testid=count-total]").await, "121");
+    assert_eq!(text(c, "[data-testid=count-offline]").await, "20");
+
+    // Nodes: pagination, search, filter, sort — all by clicks.
+    visit(c, &base, "/nodes", "nodes").await;
+    assert_eq!(text(c, "[data-testid=range]").await, "1–50 of 121 nodes");
+    click(c, "a[rel=next]").await;
+    wait_text(c, "[data-testid=page]", "page 2", |t| t == "Page 2 of 3").await;
+    assert_eq!(text(c, "[data-testid=range]").await, "51–100 of 121 nodes");
+
+    c.find(Locator::Css("#node-search"))
+        .await
+        .expect("search box")
+        .send_keys("gpu-host-01")
+        .await
+        .expect("type");
+    click(c, "form[role=search] button").await;
+    wait_text(c, "[data-testid=range]", "search results", |t| {
+        t == "1–10 of 10 nodes"
+    })
+    .await;
+    let ids = row_ids(c).await;
+    assert_eq!(ids.first().map(String::as_str), Some("sim-010"), "{ids:?}");
+    assert!(
+        c.current_url()
+            .await
+            .expect("url")
+            .as_str()
+            .contains("q=gpu-host-01")
+    );
+
+    // The status filter keeps the search: sim-012 and sim-018 are the offline matches.
+    click_link(c, "Offline").await;
+    wait_text(c, "[data-testid=range]", "offline search results", |t| {
+        t == "1–2 of 2 nodes"
+    })
+    .await;
+    assert_eq!(row_ids(c).await, ["sim-012", "sim-018"]);
+    click(c, "nav a[href='/nodes']").await; // the section link clears search and filter
+    wait_text(c, "[data-testid=range]", "all nodes", |t| {
+        t == "1–50 of 121 nodes"
+    })
+    .await;
+    click_link(c, "Offline").await;
+    wait_text(c, "[data-testid=range]", "offline filter", |t| {
+        t == "1–20 of 20 nodes"
+    })
+    .await;
+    let ids = row_ids(c).await;
+    assert!(ids.iter().all(|id| id.starts_with("sim-")), "{ids:?}");
+    screenshot(c, "nodes-offline").await;
+
+    click_link(c, "All").await;
+    wait_text(c, "[data-testid=range]", "all nodes", |t| {
+        t == "1–50 of 121 nodes"
+    })
+    .await;
+    click(c, "a[data-sort=cpu]").await;
+    eventually(DEADLINE, "sorted by CPU ascending", || async {
+        c.current_url()
+            .await
+            .ok()?
+            .as_str()
+            .contains("sort=cpu")
+            .then_some(())
+    })
+    .await;
+    click(c, "a[data-sort=cpu]").await; // again: descending
+    eventually(DEADLINE, "sorted by CPU descending", || async {
+        let url = c.current_url().await.ok()?;
+        let ids = row_ids(c).await;
+        // The busiest simulated node: cpu = (7 i) mod 100 peaks at 99 for i = 57.
+        (url.as_str().contains("order=desc") && ids.first().is_some_and(|id| id == "sim-057"))
+            .then_some(())
+    })
+    .await;
+    screenshot(c, "nodes-sorted").await;
+    assert!(console_errors(c).await.is_empty());
+
+    // Node detail of the real node: its inventory and charts with data points.
+    visit(c, &base, &format!("/nodes/{agent_id}"), "node-detail").await;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    assert_eq!(text(c, "[data-testid=node-title]").await, hostname.trim());
+    assert!(text(c, "[data-testid=inv-cpu]").await.contains("logical"));
+    assert!(text(c, "[data-testid=inv-network]").await.contains("lo"));
+    eventually(
+        Duration::from_secs(60),
+        "a CPU chart with data points",
+        || async {
+            let svg = c.find(Locator::Css("svg[data-points]")).await.ok()?;
+            let n: usize = svg.attr("data-points").await.ok()??.parse().ok()?;
+            (n >= 1).then_some(())
+        },
+    )
+    .await;
+    screenshot(c, "node-detail-charts").await;
+
+    // A phone-sized screen.
+    c.set_window_size(390, 844).await.expect("resize");
+    visit(c, &base, "/", "dashboard-phone").await;
+    visit(c, &base, "/nodes", "nodes-phone").await;
+    c.set_window_size(1280, 1000).await.expect("resize");
+
+    // Stop the agent: the node turns offline on screen without a reload.
+    visit(c, &base, &format!("/nodes/{agent_id}"), "node-before-stop").await;
+    assert_eq!(text(c, ".section-head .badge").await, "online");
+    let pid = agent.id().expect("pid");
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    agent.wait().await.expect("agent exit");
+    wait_text(
+        c,
+        ".section-head .badge",
+        "the stopped agent's node offline",
+        |t| t == "offline",
+    )
+    .await;
+    screenshot(c, "node-offline").await;
+    assert!(console_errors(c).await.is_empty());
+
+    b.client.close().await.expect("close");
+    cancel.cancel();
+    projectors.await.expect("join").expect("projectors");
+    server.await.expect("join").expect("server");
+}
