@@ -12,6 +12,7 @@ for arg in "$@"; do
   esac
 done
 if [ -z "${NERVE_WASM_BINDGEN:-}" ]; then
+  set --  # env.sh passes its arguments to install.sh
   source "$(dirname "$0")/env.sh"
 fi
 site="${NERVE_SITE_DIR:-$CARGO_TARGET_DIR/site}"
@@ -25,6 +26,12 @@ RUSTC="$NERVE_WASM_RUSTC" RUSTDOC="$(dirname "$NERVE_WASM_RUSTC")/rustdoc" CARGO
   "$NERVE_WASM_CARGO" build -p nerve-ui --lib --target wasm32-unknown-unknown \
   --no-default-features --features hydrate "${flags[@]}"
 mkdir -p "$site/pkg"
+built="$web_target/wasm32-unknown-unknown/$profile/nerve_ui.wasm"
+if [ "$site/pkg/nerve_ui_bg.wasm" -nt "$built" ] && [ "$site/pkg/.profile" -nt "$built" ] \
+   && [ "$(cat "$site/pkg/.profile")" = "$profile" ]; then
+  echo "build-web: $site/pkg is up to date" >&2
+  exit 0
+fi
 tmp="$(mktemp -d)"
 "$NERVE_WASM_BINDGEN" --target web --no-typescript --out-dir "$tmp" --out-name nerve_ui \
   "$web_target/wasm32-unknown-unknown/$profile/nerve_ui.wasm"
@@ -36,5 +43,6 @@ if [ "$release" = 1 ]; then
 fi
 # Leptos' hydration script loads <output name>_bg.wasm, wasm-bindgen's own name.
 mv "$tmp/nerve_ui.js" "$tmp/nerve_ui_bg.wasm" "$site/pkg/"
+echo "$profile" > "$site/pkg/.profile"
 rm -rf "$tmp"
 echo "build-web: $(du -h "$site/pkg/nerve_ui_bg.wasm" | cut -f1) $site/pkg/nerve_ui_bg.wasm" >&2

@@ -11,8 +11,11 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "env.sh: cargo not found; install Rust (https://rustup.rs) and retry" >&2
   exit 1
 fi
-eval "$(bash infra/dev/install.sh "$@")"
+# (Assigned first so that a failing install stops the caller; `eval "$(...)"` would not.)
+tool_env="$(bash infra/dev/install.sh "$@")"
+eval "$tool_env"
 export NERVE_NATS_SERVER_BIN NERVE_CLICKHOUSE_SERVER_BIN NERVE_PYTHON
+export NERVE_WASM_RUSTC NERVE_WASM_CARGO NERVE_WASM_BINDGEN NERVE_WASM_OPT
 # One target dir shared by every checkout and CI run on this machine.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nerve/target}"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"

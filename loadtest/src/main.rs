@@ -7,23 +7,34 @@
 //! By default it starts a private nats-server, ClickHouse and the projectors (in this process);
 //! `--nats-url`/`--clickhouse-url` point it at a running system instead.
 
+mod nodes_page;
 mod probe;
+mod services;
 mod sim;
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
-use nerve_platform::config::{ClickHouseConfig, Config};
 use nerve_platform::metrics::Registry;
-use nerve_platform::services::{ClickHouseServer, NatsServer};
-use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Clone, Parser)]
-#[command(
-    name = "nerve-loadtest",
-    about = "Simulated fleet → Nerve end-to-end benchmark"
-)]
+#[derive(Debug, Parser)]
+#[command(name = "nerve-loadtest", about = "Simulated fleets → Nerve benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Heartbeats at a set rate, end to end: throughput, loss, publish→queryable latency.
+    Ingest(Args),
+    /// N simulated nodes; server-side latency of the fleet list (API and /nodes page).
+    NodesPage(nodes_page::NodesPageArgs),
+}
+
+/// `ingest` options.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Simulated nodes.
     #[arg(long, default_value_t = 6000)]
@@ -68,12 +79,17 @@ pub struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
     nerve_platform::telemetry::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(args))
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Ingest(args) => run(args).await,
+            Command::NodesPage(args) => nodes_page::run(args).await,
+        }
+    })
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -81,68 +97,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .rate
         .unwrap_or(f64::from(args.nodes) / args.interval_secs.max(0.001));
     anyhow::ensure!(rate > 0.0, "the offered rate must be positive");
-    let tmp = tempfile::Builder::new()
-        .prefix("nerve-loadtest-")
-        .tempdir()?;
-
-    // Services: private ones unless URLs are given.
-    let mut nats_server = None;
-    let nats_url = match &args.nats_url {
-        Some(u) => u.clone(),
-        None => {
-            let dir = tmp.path().join("nats");
-            let s = tokio::task::spawn_blocking(move || NatsServer::start(&dir, None)).await??;
-            let url = s.url.clone();
-            nats_server = Some(s);
-            url
-        }
-    };
-    let mut ch_server = None;
-    let ch_url = match &args.clickhouse_url {
-        Some(u) => u.clone(),
-        None => {
-            let dir = tmp.path().join("clickhouse");
-            let s =
-                tokio::task::spawn_blocking(move || ClickHouseServer::start(&dir, None)).await??;
-            let url = s.url.clone();
-            ch_server = Some(s);
-            url
-        }
-    };
-    let database = args
-        .database
-        .clone()
-        .unwrap_or_else(|| format!("loadtest_{}", nerve_platform::now_ms()));
-    let mut config = Config::default();
-    config.nats.url = nats_url;
-    config.clickhouse = ClickHouseConfig {
-        url: ch_url,
-        database,
-        ..ClickHouseConfig::default()
-    };
-    config.projector.batch_max_events = args.batch_max_events;
-    config.projector.batch_max_wait_ms = args.batch_max_wait_ms;
-
-    let client = nerve_ingest::connect(&config.nats, "nerve-loadtest", false).await?;
-    let js = async_nats::jetstream::new(client.clone());
-    nerve_ingest::ensure_streams(&js, &config.streams).await?;
-    nerve_projections::ensure_tables(&config.clickhouse).await?;
-    let ch = nerve_platform::clickhouse::client(&config.clickhouse);
-
+    let mut services = services::Services::start(services::Target {
+        nats_url: args.nats_url.as_deref(),
+        clickhouse_url: args.clickhouse_url.as_deref(),
+        database: args.database.as_deref(),
+        batch_max_events: args.batch_max_events,
+        batch_max_wait_ms: args.batch_max_wait_ms,
+    })
+    .await?;
     // Projectors in this process unless both services are external.
-    let cancel = CancellationToken::new();
-    let metrics = Registry::new();
-    let in_process = args.nats_url.is_none() || args.clickhouse_url.is_none();
-    let projectors = in_process.then(|| {
-        tokio::spawn(nerve_projections::run_all(
-            js.clone(),
-            config.clickhouse.clone(),
-            config.projector.clone(),
-            metrics.clone(),
-            None,
-            cancel.clone(),
-        ))
-    });
+    if args.nats_url.is_none() || args.clickhouse_url.is_none() {
+        services.start_projectors(&Registry::new());
+    }
+    let (js, ch) = (services.js.clone(), services.ch.clone());
     let baseline: u64 = ch
         .query("SELECT count() FROM heartbeats")
         .fetch_one()
@@ -159,7 +126,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.probes_per_sec,
         Duration::from_secs(args.duration_secs),
     );
-    let published = sim::run(&args, &config, rate).await?;
+    let published = sim::run(&args, &services.config, rate).await?;
     let publish_secs = started.elapsed().as_secs_f64();
 
     // Wait until every acked event is queryable (or the projectors stall).
@@ -213,20 +180,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
 
-    cancel.cancel();
-    if let Some(p) = projectors {
-        p.await??;
-    }
-    client.flush().await?;
-    tokio::task::spawn_blocking(move || {
-        if let Some(mut s) = ch_server {
-            s.stop(Duration::from_secs(30));
-        }
-        if let Some(mut s) = nats_server {
-            s.stop(Duration::from_secs(10));
-        }
-    })
-    .await?;
+    services.stop().await?;
     anyhow::ensure!(
         report.lost == 0,
         "{} acked events never arrived",

@@ -51,6 +51,56 @@ pub async fn run(args: &Args, config: &Config, rate: f64) -> anyhow::Result<Publ
     Ok(total)
 }
 
+/// A plausible inventory of a simulated 8-GPU node.
+pub fn inventory(node: &str, ts_ms: i64) -> nerve_schemas::InventoryReported {
+    use nerve_schemas::{CpuInfo, Disk, GpuDevice, InventoryReported, NetInterface};
+    InventoryReported {
+        envelope: Envelope::new::<InventoryReported>(node, ts_ms),
+        hostname: node.to_owned(),
+        os_name: "Ubuntu".into(),
+        os_version: "22.04".into(),
+        kernel_version: "6.5.0".into(),
+        arch: "x86_64".into(),
+        boot_time_ms: ts_ms - 86_400_000,
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        cpu: CpuInfo {
+            model: "Simulated EPYC".into(),
+            vendor: "AuthenticAMD".into(),
+            physical_cores: Some(64),
+            logical_cores: 128,
+            frequency_mhz: 3_700,
+        },
+        memory_total_bytes: 1 << 40,
+        swap_total_bytes: 0,
+        disks: vec![Disk {
+            name: "/dev/nvme0n1".into(),
+            mount_point: "/".into(),
+            file_system: "ext4".into(),
+            kind: "ssd".into(),
+            total_bytes: 8 << 40,
+            removable: false,
+        }],
+        interfaces: vec![NetInterface {
+            name: "ib0".into(),
+            mac: "02:00:00:00:00:01".into(),
+            addresses: vec!["10.1.0.1/16".into()],
+            mtu: 4092,
+        }],
+        gpus: (0..8)
+            .map(|i| GpuDevice {
+                index: i,
+                uuid: format!("GPU-{node}-{i}"),
+                name: "Simulated H100".into(),
+                pci_bus_id: format!("00000000:{:02X}:00.0", 0x18 + i),
+                memory_total_bytes: 80 << 30,
+                driver_version: "550.54".into(),
+                cuda_version: "12.4".into(),
+            })
+            .collect(),
+        collector_errors: vec![],
+    }
+}
+
 /// A plausible heartbeat for simulated node `node`, the `seq`-th it sends.
 pub fn heartbeat(node: &str, seq: i64, ts_ms: i64) -> HeartbeatRecorded {
     let wobble = (seq % 97) as f32;

@@ -1,0 +1,186 @@
+//! `nerve-loadtest nodes-page`: fills a private system with N simulated nodes (one inventory
+//! report and one heartbeat each, every 6th one offline) and measures the server side of the
+//! fleet list — the `/api/v1/nodes` queries and the server-rendered `/nodes` page — for typical
+//! operator views: first page, a deep page, search, status filter, sort by CPU.
+
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use nerve_platform::metrics::Registry;
+
+use crate::services::{Services, Target};
+
+#[derive(Debug, Clone, Args)]
+pub struct NodesPageArgs {
+    /// Simulated nodes.
+    #[arg(long, default_value_t = 100_000)]
+    pub nodes: u32,
+    /// Requests per view.
+    #[arg(long, default_value_t = 200)]
+    pub requests: usize,
+    /// Write the report as JSON here too.
+    #[arg(long)]
+    pub json_out: Option<std::path::PathBuf>,
+}
+
+/// Latency of one view.
+#[derive(Debug, serde::Serialize)]
+pub struct ViewTiming {
+    pub view: String,
+    pub path: String,
+    pub requests: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
+    let mut services = Services::start(Target {
+        nats_url: None,
+        clickhouse_url: None,
+        database: None,
+        batch_max_events: 20_000,
+        batch_max_wait_ms: 200,
+    })
+    .await?;
+    let metrics = Registry::new();
+    services.start_projectors(&metrics);
+
+    let started = Instant::now();
+    publish_fleet(&services.js, args.nodes).await?;
+    let n = u64::from(args.nodes);
+    loop {
+        let state: u64 = services
+            .ch
+            .query("SELECT count() FROM node_state")
+            .fetch_one()
+            .await?;
+        let inv: u64 = services
+            .ch
+            .query("SELECT count() FROM inventory")
+            .fetch_one()
+            .await?;
+        if state >= n && inv >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let background merges settle as they would in a running system.
+    services
+        .ch
+        .query("OPTIMIZE TABLE node_state FINAL")
+        .execute()
+        .await?;
+    services.ch.query("OPTIMIZE TABLE inventory FINAL").execute().await?;
+    eprintln!(
+        "nodes-page: {n} nodes projected in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let state = nerve_api::AppState::new(
+        services.ch.clone(),
+        Some(services.client.clone()),
+        services.config.api.clone(),
+        metrics,
+    );
+    let site = tempfile::tempdir()?; // no bundle needed: this measures the server side
+    let app = nerve_ui::server::app(state, site.path());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(nerve_api::serve(listener, app, stop.clone()));
+
+    let deep = (n / 2 / 50) * 50;
+    let views = [
+        ("API first page", "/api/v1/nodes?limit=50".to_string()),
+        ("API deep page", format!("/api/v1/nodes?limit=50&offset={deep}")),
+        ("API search", "/api/v1/nodes?limit=50&q=host-0042".to_string()),
+        ("API offline filter", "/api/v1/nodes?limit=50&status=offline".to_string()),
+        ("API sort by CPU desc", "/api/v1/nodes?limit=50&sort=cpu&order=desc".to_string()),
+        ("API dashboard summary", "/api/v1/fleet/summary".to_string()),
+        ("Page /nodes", "/nodes".to_string()),
+        ("Page /nodes search+sort", "/nodes?q=host-0042&sort=cpu&order=desc".to_string()),
+        ("Page /nodes deep page", format!("/nodes?page={}", deep / 50 + 1)),
+    ];
+    let http = reqwest::Client::new();
+    let mut timings = Vec::new();
+    for (view, path) in views {
+        let url = format!("{base}{path}");
+        // Warm up once (connection, first query compile).
+        http.get(&url).send().await?.error_for_status()?.bytes().await?;
+        let mut ms = Vec::with_capacity(args.requests);
+        for _ in 0..args.requests {
+            let t = Instant::now();
+            http.get(&url).send().await?.error_for_status()?.bytes().await?;
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        ms.sort_by(f64::total_cmp);
+        let pct = |p: f64| ms[((ms.len() as f64 * p).ceil() as usize).clamp(1, ms.len()) - 1];
+        timings.push(ViewTiming {
+            view: view.to_owned(),
+            path,
+            requests: args.requests,
+            p50_ms: pct(0.5),
+            p99_ms: pct(0.99),
+            max_ms: ms.last().copied().unwrap_or(0.0),
+        });
+    }
+    println!("{n} nodes, {} sequential requests per view", args.requests);
+    println!("{:<26} {:>9} {:>9} {:>9}", "view", "p50 ms", "p99 ms", "max ms");
+    for t in &timings {
+        println!(
+            "{:<26} {:>9.1} {:>9.1} {:>9.1}",
+            t.view, t.p50_ms, t.p99_ms, t.max_ms
+        );
+    }
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, serde_json::to_string_pretty(&timings)?)?;
+    }
+    stop.cancel();
+    server.await??;
+    services.stop().await
+}
+
+/// One inventory report and one heartbeat per node; every 6th node last beat 10 minutes ago.
+async fn publish_fleet(js: &async_nats::jetstream::Context, nodes: u32) -> anyhow::Result<()> {
+    let now = nerve_platform::now_ms();
+    let mut inflight = FuturesUnordered::new();
+    for i in 0..nodes {
+        let id = format!("sim-{i:06}");
+        let mut inv = crate::sim::inventory(&id, now);
+        inv.hostname = format!("host-{i:06}");
+        let age = if i % 6 == 0 { 600_000 } else { 0 };
+        let hb = crate::sim::heartbeat(&id, 0, now - age);
+        for (subject, msg_id, payload) in [
+            (
+                nerve_schemas::subjects::inventory(&id),
+                inv.envelope.event_id.clone(),
+                nerve_schemas::encode(&inv)?,
+            ),
+            (
+                nerve_schemas::subjects::heartbeat(&id),
+                hb.envelope.event_id.clone(),
+                nerve_schemas::encode(&hb)?,
+            ),
+        ] {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", msg_id.as_str());
+            inflight.push(
+                js.publish_with_headers(subject, headers, payload.into())
+                    .await?
+                    .into_future(),
+            );
+            while inflight.len() >= 4096 {
+                if let Some(r) = inflight.next().await {
+                    r?;
+                }
+            }
+        }
+    }
+    while let Some(r) = inflight.next().await {
+        r?;
+    }
+    Ok(())
+}

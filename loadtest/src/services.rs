@@ -1,0 +1,120 @@
+//! The system under test: private nats-server and ClickHouse (unless URLs are given), a fresh
+//! database, streams and tables, and optionally the projectors running in this process.
+
+use std::time::Duration;
+
+use nerve_platform::config::{ClickHouseConfig, Config};
+use nerve_platform::metrics::Registry;
+use nerve_platform::services::{ClickHouseServer, NatsServer};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct Services {
+    pub config: Config,
+    pub js: async_nats::jetstream::Context,
+    pub client: async_nats::Client,
+    pub ch: clickhouse::Client,
+    nats: Option<NatsServer>,
+    clickhouse: Option<ClickHouseServer>,
+    projectors: Option<JoinHandle<Result<(), nerve_projections::ProjectorError>>>,
+    cancel: CancellationToken,
+    _tmp: tempfile::TempDir,
+}
+
+/// Where to run; `None` URLs start private servers.
+pub struct Target<'a> {
+    pub nats_url: Option<&'a str>,
+    pub clickhouse_url: Option<&'a str>,
+    pub database: Option<&'a str>,
+    pub batch_max_events: usize,
+    pub batch_max_wait_ms: u64,
+}
+
+impl Services {
+    pub async fn start(t: Target<'_>) -> anyhow::Result<Self> {
+        let tmp = tempfile::Builder::new().prefix("nerve-loadtest-").tempdir()?;
+        let mut nats = None;
+        let nats_url = match t.nats_url {
+            Some(u) => u.to_owned(),
+            None => {
+                let dir = tmp.path().join("nats");
+                let s = tokio::task::spawn_blocking(move || NatsServer::start(&dir, None)).await??;
+                let url = s.url.clone();
+                nats = Some(s);
+                url
+            }
+        };
+        let mut clickhouse = None;
+        let ch_url = match t.clickhouse_url {
+            Some(u) => u.to_owned(),
+            None => {
+                let dir = tmp.path().join("clickhouse");
+                let s = tokio::task::spawn_blocking(move || ClickHouseServer::start(&dir, None))
+                    .await??;
+                let url = s.url.clone();
+                clickhouse = Some(s);
+                url
+            }
+        };
+        let mut config = Config::default();
+        config.nats.url = nats_url;
+        config.clickhouse = ClickHouseConfig {
+            url: ch_url,
+            database: t
+                .database
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("loadtest_{}", nerve_platform::now_ms())),
+            ..ClickHouseConfig::default()
+        };
+        config.projector.batch_max_events = t.batch_max_events;
+        config.projector.batch_max_wait_ms = t.batch_max_wait_ms;
+        let client = nerve_ingest::connect(&config.nats, "nerve-loadtest", false).await?;
+        let js = async_nats::jetstream::new(client.clone());
+        nerve_ingest::ensure_streams(&js, &config.streams).await?;
+        nerve_projections::ensure_tables(&config.clickhouse).await?;
+        let ch = nerve_platform::clickhouse::client(&config.clickhouse);
+        Ok(Self {
+            config,
+            js,
+            client,
+            ch,
+            nats,
+            clickhouse,
+            projectors: None,
+            cancel: CancellationToken::new(),
+            _tmp: tmp,
+        })
+    }
+
+    /// Runs the projectors in this process.
+    pub fn start_projectors(&mut self, metrics: &Registry) {
+        self.projectors = Some(tokio::spawn(nerve_projections::run_all(
+            self.js.clone(),
+            self.config.clickhouse.clone(),
+            self.config.projector.clone(),
+            metrics.clone(),
+            None,
+            self.cancel.clone(),
+        )));
+    }
+
+    /// Stops projectors, then the private servers.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        if let Some(p) = self.projectors.take() {
+            p.await??;
+        }
+        self.client.flush().await?;
+        let (ch, nats) = (self.clickhouse.take(), self.nats.take());
+        tokio::task::spawn_blocking(move || {
+            if let Some(mut s) = ch {
+                s.stop(Duration::from_secs(30));
+            }
+            if let Some(mut s) = nats {
+                s.stop(Duration::from_secs(10));
+            }
+        })
+        .await?;
+        Ok(())
+    }
+}
