@@ -72,46 +72,25 @@ async fn run_roles(
     // Projectors stop last among the roles, so they drain what the agent sent before it stopped.
     let projector_cancel = CancellationToken::new();
     let front_cancel = cancel.child_token();
-    // Any role that ends (a failure, e.g. the API port is taken) stops all of them.
-    let stop_all = |c: CancellationToken| move || c.cancel();
-
     let projecting = {
-        let (config, metrics, c, stop) = (
-            config.clone(),
-            metrics.clone(),
-            projector_cancel.clone(),
-            stop_all(cancel.clone()),
-        );
-        tokio::spawn(async move {
-            let r = crate::project(&config, &metrics, None, c).await;
-            stop();
-            r
+        let (config, metrics, c) = (config.clone(), metrics.clone(), projector_cancel.clone());
+        spawn_role(&cancel, async move {
+            crate::project(&config, &metrics, None, c).await
         })
     };
     let serving = {
-        let (config, metrics, c, stop) = (
-            config.clone(),
-            metrics.clone(),
-            front_cancel.clone(),
-            stop_all(cancel.clone()),
-        );
-        tokio::spawn(async move {
-            let r = crate::serve(&config, &metrics, c).await;
-            stop();
-            r
-        })
+        let (config, metrics, c) = (config.clone(), metrics.clone(), front_cancel.clone());
+        spawn_role(
+            &cancel,
+            async move { crate::serve(&config, &metrics, c).await },
+        )
     };
     let agent = config.dev.run_agent.then(|| {
-        let (config, metrics, c, stop) = (
-            config.clone(),
-            metrics.clone(),
-            front_cancel.clone(),
-            stop_all(cancel.clone()),
-        );
-        tokio::spawn(async move {
-            let r = nerve_agent::run(&config.nats, &config.agent, &metrics, c).await;
-            stop();
-            r
+        let (config, metrics, c) = (config.clone(), metrics.clone(), front_cancel.clone());
+        spawn_role(&cancel, async move {
+            nerve_agent::run(&config.nats, &config.agent, &metrics, c)
+                .await
+                .context("agent")
         })
     });
 
@@ -121,7 +100,7 @@ async fn run_roles(
     if let Some(agent) = agent
         && let Err(e) = agent.await?
     {
-        errors.push(anyhow::Error::new(e).context("agent"));
+        errors.push(e);
     }
     if let Err(e) = serving.await? {
         errors.push(e.context("serve"));
@@ -134,4 +113,17 @@ async fn run_roles(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Runs one role; whenever it ends (a failure, e.g. the API port is taken) it stops all roles.
+fn spawn_role(
+    stop_all: &CancellationToken,
+    role: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let stop_all = stop_all.clone();
+    tokio::spawn(async move {
+        let result = role.await;
+        stop_all.cancel();
+        result
+    })
 }

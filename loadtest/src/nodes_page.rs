@@ -73,7 +73,11 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
         .query("OPTIMIZE TABLE node_state FINAL")
         .execute()
         .await?;
-    services.ch.query("OPTIMIZE TABLE inventory FINAL").execute().await?;
+    services
+        .ch
+        .query("OPTIMIZE TABLE inventory FINAL")
+        .execute()
+        .await?;
     eprintln!(
         "nodes-page: {n} nodes projected in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -95,25 +99,53 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
     let deep = (n / 2 / 50) * 50;
     let views = [
         ("API first page", "/api/v1/nodes?limit=50".to_string()),
-        ("API deep page", format!("/api/v1/nodes?limit=50&offset={deep}")),
-        ("API search", "/api/v1/nodes?limit=50&q=host-0042".to_string()),
-        ("API offline filter", "/api/v1/nodes?limit=50&status=offline".to_string()),
-        ("API sort by CPU desc", "/api/v1/nodes?limit=50&sort=cpu&order=desc".to_string()),
+        (
+            "API deep page",
+            format!("/api/v1/nodes?limit=50&offset={deep}"),
+        ),
+        (
+            "API search",
+            "/api/v1/nodes?limit=50&q=host-0042".to_string(),
+        ),
+        (
+            "API offline filter",
+            "/api/v1/nodes?limit=50&status=offline".to_string(),
+        ),
+        (
+            "API sort by CPU desc",
+            "/api/v1/nodes?limit=50&sort=cpu&order=desc".to_string(),
+        ),
         ("API dashboard summary", "/api/v1/fleet/summary".to_string()),
         ("Page /nodes", "/nodes".to_string()),
-        ("Page /nodes search+sort", "/nodes?q=host-0042&sort=cpu&order=desc".to_string()),
-        ("Page /nodes deep page", format!("/nodes?page={}", deep / 50 + 1)),
+        (
+            "Page /nodes search+sort",
+            "/nodes?q=host-0042&sort=cpu&order=desc".to_string(),
+        ),
+        (
+            "Page /nodes deep page",
+            format!("/nodes?page={}", deep / 50 + 1),
+        ),
     ];
     let http = reqwest::Client::new();
     let mut timings = Vec::new();
     for (view, path) in views {
         let url = format!("{base}{path}");
         // Warm up once (connection, first query compile).
-        http.get(&url).send().await?.error_for_status()?.bytes().await?;
+        http.get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
         let mut ms = Vec::with_capacity(args.requests);
         for _ in 0..args.requests {
             let t = Instant::now();
-            http.get(&url).send().await?.error_for_status()?.bytes().await?;
+            http.get(&url)
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
             ms.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         ms.sort_by(f64::total_cmp);
@@ -128,7 +160,10 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
         });
     }
     println!("{n} nodes, {} sequential requests per view", args.requests);
-    println!("{:<26} {:>9} {:>9} {:>9}", "view", "p50 ms", "p99 ms", "max ms");
+    println!(
+        "{:<26} {:>9} {:>9} {:>9}",
+        "view", "p50 ms", "p99 ms", "max ms"
+    );
     for t in &timings {
         println!(
             "{:<26} {:>9.1} {:>9.1} {:>9.1}",

@@ -32,13 +32,16 @@ pub struct Target<'a> {
 
 impl Services {
     pub async fn start(t: Target<'_>) -> anyhow::Result<Self> {
-        let tmp = tempfile::Builder::new().prefix("nerve-loadtest-").tempdir()?;
+        let tmp = tempfile::Builder::new()
+            .prefix("nerve-loadtest-")
+            .tempdir()?;
         let mut nats = None;
         let nats_url = match t.nats_url {
             Some(u) => u.to_owned(),
             None => {
                 let dir = tmp.path().join("nats");
-                let s = tokio::task::spawn_blocking(move || NatsServer::start(&dir, None)).await??;
+                let s =
+                    tokio::task::spawn_blocking(move || NatsServer::start(&dir, None)).await??;
                 let url = s.url.clone();
                 nats = Some(s);
                 url

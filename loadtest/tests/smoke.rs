@@ -8,7 +8,15 @@ fn a_short_run_stores_every_acked_event_once() {
     let dir = tempfile::tempdir().expect("tmp");
     let report = dir.path().join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_nerve-loadtest"))
-        .args(["ingest", "--nodes", "50", "--rate", "200", "--duration-secs", "2"])
+        .args([
+            "ingest",
+            "--nodes",
+            "50",
+            "--rate",
+            "200",
+            "--duration-secs",
+            "2",
+        ])
         .arg("--json-out")
         .arg(&report)
         .env("RUST_LOG", "warn")

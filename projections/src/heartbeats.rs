@@ -3,18 +3,13 @@
 //! node id with the sample time as version).
 
 use clickhouse::{Client, Row};
-use nerve_schemas::{HeartbeatRecorded, decode, subjects};
+use nerve_schemas::{HeartbeatRecorded, decode};
 use serde::Serialize;
 
-use crate::runner::{EventKey, Positioned, Projection};
+use crate::runner::{EventKey, Positioned, Projection, validate_envelope};
 
 /// Durable consumer name.
 pub const NAME: &str = "proj_heartbeats";
-
-/// Earliest accepted event time (2001-01-01): older means a broken clock.
-pub const MIN_OCCURRED_AT_MS: i64 = 978_307_200_000;
-/// How far past the time JetStream stored it an event may claim to have happened.
-pub const MAX_CLOCK_SKEW_MS: i64 = 24 * 3600 * 1000;
 
 pub fn ddl(db: &str) -> Vec<String> {
     vec![
@@ -89,32 +84,13 @@ pub struct Heartbeat {
     pub event_id: uuid::Uuid,
 }
 
-/// Checks what the schema cannot: identity, subject and time.
+/// Checks what the schema cannot: the envelope, a positive interval, CPU within 0..=100.
 pub fn validate(
     event: HeartbeatRecorded,
     subject: &str,
     published_ms: i64,
 ) -> Result<Heartbeat, String> {
-    let env = &event.envelope;
-    if !subjects::is_valid_node_id(&env.node_id) {
-        return Err(format!("invalid node_id {:?}", env.node_id));
-    }
-    if subjects::node_id_of(subject) != Some(env.node_id.as_str()) {
-        return Err(format!(
-            "node_id {:?} does not match subject {subject}",
-            env.node_id
-        ));
-    }
-    let event_id = uuid::Uuid::parse_str(&env.event_id)
-        .map_err(|_| format!("event_id {:?} is not a UUID", env.event_id))?;
-    if env.occurred_at_ms < MIN_OCCURRED_AT_MS
-        || env.occurred_at_ms > published_ms.saturating_add(MAX_CLOCK_SKEW_MS)
-    {
-        return Err(format!(
-            "occurred_at_ms {} is implausible (stored at {published_ms})",
-            env.occurred_at_ms
-        ));
-    }
+    let event_id = validate_envelope(&event.envelope, subject, published_ms)?;
     if event.interval_secs <= 0 {
         return Err(format!(
             "interval_secs {} must be positive",

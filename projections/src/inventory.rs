@@ -3,11 +3,10 @@
 //! GPUs, collector errors) are stored as JSON documents; the full history stays in the stream.
 
 use clickhouse::{Client, Row};
-use nerve_schemas::{InventoryReported, decode, subjects};
+use nerve_schemas::{InventoryReported, decode};
 use serde::Serialize;
 
-use crate::heartbeats::{MAX_CLOCK_SKEW_MS, MIN_OCCURRED_AT_MS};
-use crate::runner::{EventKey, Positioned, Projection};
+use crate::runner::{EventKey, Positioned, Projection, validate_envelope};
 
 /// Durable consumer name.
 pub const NAME: &str = "proj_inventory";
@@ -73,23 +72,7 @@ impl Projection for InventoryProjection {
         published_ms: i64,
     ) -> Result<Inventory, String> {
         let event = decode::<InventoryReported>(payload).map_err(|e| e.to_string())?;
-        let env = &event.envelope;
-        if subjects::node_id_of(subject) != Some(env.node_id.as_str()) {
-            return Err(format!(
-                "node_id {:?} does not match subject {subject}",
-                env.node_id
-            ));
-        }
-        let event_id = uuid::Uuid::parse_str(&env.event_id)
-            .map_err(|_| format!("event_id {:?} is not a UUID", env.event_id))?;
-        if env.occurred_at_ms < MIN_OCCURRED_AT_MS
-            || env.occurred_at_ms > published_ms.saturating_add(MAX_CLOCK_SKEW_MS)
-        {
-            return Err(format!(
-                "occurred_at_ms {} is implausible",
-                env.occurred_at_ms
-            ));
-        }
+        let event_id = validate_envelope(&event.envelope, subject, published_ms)?;
         Ok(Inventory { event, event_id })
     }
 

@@ -71,6 +71,41 @@ pub struct Positioned<T> {
     pub redelivered: bool,
 }
 
+/// Earliest accepted event time (2001-01-01): older means a broken clock.
+pub const MIN_OCCURRED_AT_MS: i64 = 978_307_200_000;
+/// How far past the time JetStream stored it an event may claim to have happened.
+pub const MAX_CLOCK_SKEW_MS: i64 = 24 * 3600 * 1000;
+
+/// Checks what the schema cannot about any event's envelope: the node id is valid and is the one
+/// in the subject (an agent may speak only for itself), the event id is a UUID, and the time is
+/// plausible relative to when JetStream stored the event. Returns the parsed event id.
+pub fn validate_envelope(
+    env: &nerve_schemas::Envelope,
+    subject: &str,
+    published_ms: i64,
+) -> Result<uuid::Uuid, String> {
+    if !nerve_schemas::subjects::is_valid_node_id(&env.node_id) {
+        return Err(format!("invalid node_id {:?}", env.node_id));
+    }
+    if nerve_schemas::subjects::node_id_of(subject) != Some(env.node_id.as_str()) {
+        return Err(format!(
+            "node_id {:?} does not match subject {subject}",
+            env.node_id
+        ));
+    }
+    let event_id = uuid::Uuid::parse_str(&env.event_id)
+        .map_err(|_| format!("event_id {:?} is not a UUID", env.event_id))?;
+    if env.occurred_at_ms < MIN_OCCURRED_AT_MS
+        || env.occurred_at_ms > published_ms.saturating_add(MAX_CLOCK_SKEW_MS)
+    {
+        return Err(format!(
+            "occurred_at_ms {} is implausible (stored at {published_ms})",
+            env.occurred_at_ms
+        ));
+    }
+    Ok(event_id)
+}
+
 /// The identity of a decoded event, for the redelivery check.
 #[derive(Debug)]
 pub struct EventKey<'a> {

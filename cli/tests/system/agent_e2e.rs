@@ -12,14 +12,7 @@ async fn a_real_agents_heartbeat_appears_in_the_node_list() {
     let env = Env::start().await;
     let cancel = CancellationToken::new();
     let metrics = Registry::new();
-    let projectors = tokio::spawn(nerve_projections::run_all(
-        env.js.clone(),
-        env.config.clickhouse.clone(),
-        env.config.projector.clone(),
-        metrics.clone(),
-        None,
-        cancel.clone(),
-    ));
+    let projectors = env.spawn_projectors(&metrics, &cancel);
     let state = nerve_api::AppState::new(
         env.ch.clone(),
         None,

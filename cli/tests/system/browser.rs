@@ -206,14 +206,7 @@ async fn the_console_works_in_a_real_browser() {
     let env = Env::start().await;
     let cancel = CancellationToken::new();
     let metrics = Registry::new();
-    let projectors = tokio::spawn(nerve_projections::run_all(
-        env.js.clone(),
-        env.config.clickhouse.clone(),
-        env.config.projector.clone(),
-        metrics.clone(),
-        None,
-        cancel.clone(),
-    ));
+    let projectors = env.spawn_projectors(&metrics, &cancel);
     let state = nerve_api::AppState::new(env.ch.clone(), None, env.config.api.clone(), metrics);
     let app = nerve_ui::server::app(state, &site_dir());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -103,14 +103,7 @@ async fn malformed_events_are_rejected_counted_and_do_not_stop_the_projector() {
     let env = Env::start().await;
     let metrics = Registry::new();
     let cancel = CancellationToken::new();
-    let projectors = tokio::spawn(nerve_projections::run_all(
-        env.js.clone(),
-        env.config.clickhouse.clone(),
-        env.config.projector.clone(),
-        metrics.clone(),
-        None,
-        cancel.clone(),
-    ));
+    let projectors = env.spawn_projectors(&metrics, &cancel);
     let now = nerve_platform::now_ms();
     let good = |i: i64| heartbeat("node-a", now - 10_000 + i, i);
 

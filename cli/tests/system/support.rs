@@ -99,6 +99,22 @@ impl Env {
             .expect("spawn nerve")
     }
 
+    /// Runs the projectors in this process until `cancel`.
+    pub fn spawn_projectors(
+        &self,
+        metrics: &nerve_platform::metrics::Registry,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<Result<(), nerve_projections::ProjectorError>> {
+        tokio::spawn(nerve_projections::run_all(
+            self.js.clone(),
+            self.config.clickhouse.clone(),
+            self.config.projector.clone(),
+            metrics.clone(),
+            None,
+            cancel.clone(),
+        ))
+    }
+
     pub async fn count(&self, sql: &str) -> u64 {
         self.ch.query(sql).fetch_one::<u64>().await.expect(sql)
     }
@@ -139,16 +155,15 @@ pub async fn publish_raw(js: &Context, subject: String, msg_id: &str, payload: V
         .expect("ack");
 }
 
-/// Publishes a heartbeat event and awaits the ack.
+/// Publishes an event on `subject` with its event id as message id and awaits the ack.
+pub async fn publish_event<E: nerve_schemas::Event>(js: &Context, subject: String, event: &E) {
+    let payload = nerve_schemas::encode(event).expect("encode");
+    publish_raw(js, subject, &event.envelope().event_id, payload).await;
+}
+
+/// Publishes a heartbeat and awaits the ack.
 pub async fn publish_heartbeat(js: &Context, hb: &HeartbeatRecorded) {
-    let payload = nerve_schemas::encode(hb).expect("encode");
-    publish_raw(
-        js,
-        subjects::heartbeat(&hb.envelope.node_id),
-        &hb.envelope.event_id,
-        payload,
-    )
-    .await;
+    publish_event(js, subjects::heartbeat(&hb.envelope.node_id), hb).await;
 }
 
 /// A plausible inventory report of a simulated node.
@@ -193,12 +208,5 @@ pub fn inventory(node_id: &str, hostname: &str, ts_ms: i64) -> nerve_schemas::In
 
 /// Publishes an inventory report and awaits the ack.
 pub async fn publish_inventory(js: &Context, inv: &nerve_schemas::InventoryReported) {
-    let payload = nerve_schemas::encode(inv).expect("encode");
-    publish_raw(
-        js,
-        subjects::inventory(&inv.envelope.node_id),
-        &inv.envelope.event_id,
-        payload,
-    )
-    .await;
+    publish_event(js, subjects::inventory(&inv.envelope.node_id), inv).await;
 }
