@@ -11,4 +11,13 @@ echo "== console wasm bundle"
 bash infra/dev/build-web.sh
 export NERVE_SITE_DIR="$CARGO_TARGET_DIR/site"
 echo "== cargo test"
-cargo test --workspace --no-fail-fast
+log="$(mktemp)"
+set +e
+cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i == "passed;") p += $(i-1); if ($i == "failed;") f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+exit "$status"
