@@ -1,5 +1,8 @@
 //! Server functions: the console's reads, each a thin call into `nerve_api::fleet` (the same
 //! service the REST API uses) with the `AppState` the server provides as context.
+//!
+//! Endpoints are explicit (`/ui-api/<name>`): the generated default includes a hash that differs
+//! between builds from different checkouts, which would break a wasm bundle built elsewhere.
 
 use leptos::prelude::*;
 use nerve_api::dto::{FleetSummary, MetricsSeries, NodeDetail, NodeListQuery, NodePage};
@@ -15,7 +18,7 @@ fn fail(e: nerve_api::error::ApiError) -> ServerFnError {
 }
 
 /// Status counts, distributions and recent changes.
-#[server(prefix = "/ui-api")]
+#[server(prefix = "/ui-api", endpoint = "fleet-summary")]
 pub async fn get_fleet_summary() -> Result<FleetSummary, ServerFnError> {
     nerve_api::fleet::summary(&state()?, nerve_api::fleet::now_ms())
         .await
@@ -23,7 +26,7 @@ pub async fn get_fleet_summary() -> Result<FleetSummary, ServerFnError> {
 }
 
 /// One page of the node list.
-#[server(prefix = "/ui-api")]
+#[server(prefix = "/ui-api", endpoint = "nodes")]
 pub async fn get_nodes(query: NodeListQuery) -> Result<NodePage, ServerFnError> {
     nerve_api::fleet::list_nodes(&state()?, query, nerve_api::fleet::now_ms())
         .await
@@ -31,7 +34,7 @@ pub async fn get_nodes(query: NodeListQuery) -> Result<NodePage, ServerFnError> 
 }
 
 /// Inventory and latest metrics of a node.
-#[server(prefix = "/ui-api")]
+#[server(prefix = "/ui-api", endpoint = "node-detail")]
 pub async fn get_node_detail(id: String) -> Result<NodeDetail, ServerFnError> {
     nerve_api::fleet::node_detail(&state()?, &id, nerve_api::fleet::now_ms())
         .await
@@ -39,7 +42,7 @@ pub async fn get_node_detail(id: String) -> Result<NodeDetail, ServerFnError> {
 }
 
 /// A node's metrics over the last `range_secs`, about 120 points.
-#[server(prefix = "/ui-api")]
+#[server(prefix = "/ui-api", endpoint = "node-metrics")]
 pub async fn get_node_metrics(id: String, range_secs: u64) -> Result<MetricsSeries, ServerFnError> {
     let now = nerve_api::fleet::now_ms() / 1000 + 1;
     let range = range_secs.clamp(60, 30 * 24 * 3600);

@@ -53,7 +53,11 @@ async fn a_projector_killed_between_write_and_ack_creates_no_duplicates() {
     );
     // It wrote a batch and acked nothing.
     let written = env.count("SELECT count() FROM heartbeats").await;
-    assert_eq!(written, 200, "the crashing projector wrote one batch");
+    // One batch: up to 200 events (fewer if the batch window closed first).
+    assert!(
+        (1..=200).contains(&written),
+        "the crashing projector wrote {written} rows, expected one batch"
+    );
     let (pending, ack_pending) = consumer_pending(&env).await;
     assert_eq!(
         pending + ack_pending as u64,
@@ -70,11 +74,11 @@ async fn a_projector_killed_between_write_and_ack_creates_no_duplicates() {
     // Events published after the restart are projected too.
     let extra = heartbeat("node-late", nerve_platform::now_ms(), 0);
     publish_heartbeat(&env.js, &extra).await;
-    eventually(DEADLINE, "the late event", || async {
-        (env.count("SELECT count() FROM heartbeats WHERE node_id = 'node-late'")
-            .await
-            == 1)
-            .then_some(())
+    // Heartbeats and node_state are separate inserts: wait for both.
+    eventually(DEADLINE, "the late event in both tables", || async {
+        let rows = "SELECT count() FROM heartbeats WHERE node_id = 'node-late'";
+        let state = "SELECT count() FROM node_state WHERE node_id = 'node-late'";
+        (env.count(rows).await == 1 && env.count(state).await == 1).then_some(())
     })
     .await;
 
