@@ -6,6 +6,7 @@
 
 pub mod fingerprint;
 pub mod gpu;
+pub mod gpu_health;
 pub mod host;
 
 use nerve_schemas::{CollectorError, HeartbeatRecorded, InventoryReported};
