@@ -51,20 +51,13 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     publish_fleet(&services.js, args.nodes).await?;
     let n = u64::from(args.nodes);
-    loop {
-        let state: u64 = services
-            .ch
-            .query("SELECT count() FROM node_state")
-            .fetch_one()
-            .await?;
-        let inv: u64 = services
-            .ch
-            .query("SELECT count() FROM inventory")
-            .fetch_one()
-            .await?;
-        if state >= n && inv >= n {
-            break;
-        }
+    let count = |sql: &'static str| {
+        let ch = services.ch.clone();
+        async move { ch.query(sql).fetch_one::<u64>().await }
+    };
+    while count("SELECT count() FROM node_state").await? < n
+        || count("SELECT count() FROM inventory").await? < n
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Let background merges settle as they would in a running system.

@@ -6,9 +6,9 @@ use nerve_schemas::{GpuDevice, GpuSample};
 
 #[cfg(feature = "gpu")]
 mod nvml {
-    use nvml_wrapper::Nvml;
     use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
     use nvml_wrapper::error::NvmlError;
+    use nvml_wrapper::{Device, Nvml};
 
     use super::{GpuDevice, GpuSample};
 
@@ -33,36 +33,22 @@ mod nvml {
                 .sys_cuda_driver_version()
                 .map(|v| format!("{}.{}", v / 1000, (v % 1000) / 10))
                 .unwrap_or_default();
-            let count = n.device_count().map_err(|e| format!("device count: {e}"))?;
-            let mut out = Vec::with_capacity(count as usize);
-            for index in 0..count {
-                let d = n
-                    .device_by_index(index)
-                    .map_err(|e| format!("GPU {index}: {e}"))?;
-                out.push(GpuDevice {
-                    index: index as i32,
-                    uuid: d.uuid().unwrap_or_default(),
-                    name: d.name().unwrap_or_default(),
-                    pci_bus_id: d.pci_info().map(|p| p.bus_id).unwrap_or_default(),
-                    memory_total_bytes: d.memory_info().map(|m| m.total as i64).unwrap_or(0),
-                    driver_version: driver.clone(),
-                    cuda_version: cuda.clone(),
-                });
-            }
-            Ok(out)
+            self.each_device(|index, d| GpuDevice {
+                index: index as i32,
+                uuid: d.uuid().unwrap_or_default(),
+                name: d.name().unwrap_or_default(),
+                pci_bus_id: d.pci_info().map(|p| p.bus_id).unwrap_or_default(),
+                memory_total_bytes: d.memory_info().map(|m| m.total as i64).unwrap_or(0),
+                driver_version: driver.clone(),
+                cuda_version: cuda.clone(),
+            })
         }
 
         pub fn sample(&self) -> Result<Vec<GpuSample>, String> {
-            let n = &self.nvml;
-            let count = n.device_count().map_err(|e| format!("device count: {e}"))?;
-            let mut out = Vec::with_capacity(count as usize);
-            for index in 0..count {
-                let d = n
-                    .device_by_index(index)
-                    .map_err(|e| format!("GPU {index}: {e}"))?;
+            self.each_device(|index, d| {
                 let util = d.utilization_rates().ok();
                 let mem = d.memory_info().ok();
-                out.push(GpuSample {
+                GpuSample {
                     index: index as i32,
                     uuid: d.uuid().unwrap_or_default(),
                     util_pct: util.as_ref().map_or(0.0, |u| u.gpu as f32),
@@ -73,9 +59,25 @@ mod nvml {
                         .temperature(TemperatureSensor::Gpu)
                         .map_or(0.0, |t| t as f32),
                     power_w: d.power_usage().map_or(0.0, |mw| mw as f32 / 1000.0),
-                });
-            }
-            Ok(out)
+                }
+            })
+        }
+
+        /// `f` over every GPU, in index order; any device NVML cannot open is an error.
+        fn each_device<T>(&self, mut f: impl FnMut(u32, &Device) -> T) -> Result<Vec<T>, String> {
+            let count = self
+                .nvml
+                .device_count()
+                .map_err(|e| format!("device count: {e}"))?;
+            (0..count)
+                .map(|index| {
+                    let d = self
+                        .nvml
+                        .device_by_index(index)
+                        .map_err(|e| format!("GPU {index}: {e}"))?;
+                    Ok(f(index, &d))
+                })
+                .collect()
         }
     }
 }

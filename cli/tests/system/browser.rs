@@ -162,17 +162,6 @@ async fn wait_text(c: &Client, css: &str, what: &str, pred: impl Fn(&str) -> boo
     .await
 }
 
-async fn click_link(c: &Client, text: &str) {
-    c.wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::LinkText(text))
-        .await
-        .unwrap_or_else(|e| panic!("link {text:?}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {text:?}: {e}"));
-}
-
 async fn row_ids(c: &Client) -> Vec<String> {
     let mut ids = Vec::new();
     for row in c
@@ -190,15 +179,25 @@ async fn row_ids(c: &Client) -> Vec<String> {
     ids
 }
 
+/// Clicks the element `css` selects, once it exists.
 async fn click(c: &Client, css: &str) {
+    click_on(c, Locator::Css(css)).await;
+}
+
+/// Clicks the link with exactly this text, once it exists.
+async fn click_link(c: &Client, text: &str) {
+    click_on(c, Locator::LinkText(text)).await;
+}
+
+async fn click_on(c: &Client, locator: Locator<'_>) {
     c.wait()
         .at_most(DEADLINE)
-        .for_element(Locator::Css(css))
+        .for_element(locator)
         .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .unwrap_or_else(|e| panic!("{locator:?}: {e}"))
         .click()
         .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        .unwrap_or_else(|e| panic!("click {locator:?}: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
