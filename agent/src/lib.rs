@@ -2,9 +2,11 @@
 //! heartbeat interval) and publishes them to JetStream as Avro events.
 //!
 //! Layout mirrors what it does: [`collectors`] (fingerprint = slow inventory, host = fast stats,
-//! gpu = NVML), [`publisher`] (ordered, acked, deduplicated publishing with a bounded buffer) and
+//! gpu = NVML), [`publisher`] (ordered, acked, deduplicated publishing) over [`buffer`] (the
+//! bounded on-disk outbox that survives NATS outages and restarts), and
 //! [`node_id`] (the stable identity kept in the state dir).
 
+pub mod buffer;
 pub mod collectors;
 pub mod node_id;
 pub mod publisher;
@@ -28,6 +30,8 @@ pub enum AgentError {
     NodeId(#[from] node_id::NodeIdError),
     #[error(transparent)]
     Nats(#[from] nerve_ingest::IngestError),
+    #[error(transparent)]
+    Outbox(#[from] buffer::BufferError),
     #[error("event encoding failed: {0}")]
     Encode(#[from] nerve_schemas::EncodeError),
     #[error("collector thread failed: {0}")]
@@ -48,9 +52,18 @@ pub async fn run(
         let client = nerve_ingest::connect(nats, &format!("nerve-agent {node_id}"), true).await?;
         let js = async_nats::jetstream::new(client.clone());
         let (tx, rx) = mpsc::channel::<Outgoing>(64);
+        let state_dir = config.state_dir.clone();
+        let bounds = buffer::Bounds {
+            max_events: config.buffer_max_events,
+            max_bytes: config.buffer_max_bytes,
+            max_age_ms: (config.buffer_max_age_secs as i64).saturating_mul(1000),
+        };
+        let outbox = tokio::task::spawn_blocking(move || buffer::Outbox::open(&state_dir, bounds))
+            .await
+            .map_err(|e| AgentError::Collector(e.to_string()))??;
         let publisher = Publisher::new(
             js,
-            config.buffer_max_events,
+            outbox,
             Duration::from_secs(config.publish_timeout_secs.max(1)),
             metrics,
         );
@@ -60,7 +73,8 @@ pub async fn run(
         // Collection stopped: let the publisher flush what it holds, then stop it.
         publish_cancel.cancel();
         let _ = publishing.await;
-        let _ = client.flush().await;
+        // Bounded: with NATS unreachable a flush would wait for the reconnect forever.
+        let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
         tracing::info!("agent stopped");
         collected
     }

@@ -1,9 +1,10 @@
 //! Publishes events in order, each with `Nats-Msg-Id` = event id and its JetStream ack awaited.
-//! While NATS is unreachable events wait in a bounded in-memory buffer and are retried with the
-//! same ids (so a retry after a lost ack is deduplicated by JetStream); when the buffer is full the
-//! oldest event is dropped and counted.
+//! Every event first goes to the on-disk [`Outbox`](crate::buffer::Outbox) and leaves it only
+//! once acknowledged, so while NATS is unreachable (or the agent restarts) events wait on disk
+//! and are retried with the same ids — a retry after a lost ack is deduplicated by JetStream.
+//! Beyond the outbox's bounds the oldest events are dropped and counted.
 
-use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -12,6 +13,8 @@ use bytes::Bytes;
 use nerve_platform::metrics::{Counter, Gauge, Registry};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::buffer::{BufferError, Outbox};
 
 /// One encoded event ready to publish.
 #[derive(Debug, Clone)]
@@ -33,13 +36,12 @@ impl Outgoing {
 
 /// Longest pause between publish retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// How long shutdown tries to flush the buffer.
+/// How long shutdown tries to flush the outbox (what remains stays on disk for the next start).
 const FLUSH_ON_STOP: Duration = Duration::from_secs(3);
 
 pub struct Publisher {
     js: Context,
-    queue: VecDeque<Outgoing>,
-    max_events: usize,
+    outbox: Arc<Mutex<Outbox>>,
     timeout: Duration,
     published: Counter,
     dropped: Counter,
@@ -48,11 +50,10 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn new(js: Context, max_events: usize, timeout: Duration, metrics: &Registry) -> Self {
+    pub fn new(js: Context, outbox: Outbox, timeout: Duration, metrics: &Registry) -> Self {
         Self {
             js,
-            queue: VecDeque::new(),
-            max_events: max_events.max(1),
+            outbox: Arc::new(Mutex::new(outbox)),
             timeout,
             published: metrics.counter(
                 "nerve_agent_events_published_total",
@@ -61,7 +62,7 @@ impl Publisher {
             ),
             dropped: metrics.counter(
                 "nerve_agent_events_dropped_total",
-                "Oldest buffered events dropped because the buffer was full.",
+                "Events dropped: the outbox was full or they were too old, or it could not be written.",
                 &[],
             ),
             errors: metrics.counter(
@@ -71,25 +72,41 @@ impl Publisher {
             ),
             buffered: metrics.gauge(
                 "nerve_agent_buffered_events",
-                "Events waiting to be published.",
+                "Events in the outbox waiting to be published.",
                 &[],
             ),
         }
     }
 
-    fn push(&mut self, out: Outgoing) {
-        if self.queue.len() >= self.max_events {
-            self.queue.pop_front();
-            self.dropped.inc();
-        }
-        self.queue.push_back(out);
-        self.buffered.set(self.queue.len() as i64);
+    /// Runs `f` on the outbox on a blocking thread (it reads, writes and syncs files).
+    async fn outbox<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Outbox) -> Result<T, BufferError> + Send + 'static,
+    ) -> Result<T, String> {
+        let outbox = self.outbox.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut guard = outbox.lock().unwrap_or_else(|p| p.into_inner());
+            let r = f(&mut guard);
+            (r, guard.len())
+        })
+        .await
+        .map_err(|e| format!("outbox task failed: {e}"))?;
+        self.buffered.set(result.1 as i64);
+        result.0.map_err(|e| e.to_string())
     }
 
-    async fn publish_front(&self) -> Result<(), String> {
-        let Some(out) = self.queue.front() else {
-            return Ok(());
-        };
+    async fn push(&self, out: Outgoing) {
+        let now = nerve_platform::now_ms();
+        match self.outbox(move |o| o.push(&out, now)).await {
+            Ok(dropped) => self.dropped.add(dropped),
+            Err(error) => {
+                self.dropped.inc();
+                tracing::error!(%error, "cannot write the outbox; event lost");
+            }
+        }
+    }
+
+    async fn publish(&self, out: &Outgoing) -> Result<(), String> {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", out.msg_id.as_str());
         let attempt = async {
@@ -105,39 +122,52 @@ impl Publisher {
             .map_err(|_| format!("no ack within {:?}", self.timeout))?
     }
 
+    /// Publishes the oldest event; `Ok(false)` when the outbox is empty.
+    async fn publish_front(&self) -> Result<bool, String> {
+        let now = nerve_platform::now_ms();
+        let dropped = self.outbox(move |o| o.enforce(now)).await?;
+        if dropped > 0 {
+            self.dropped.add(dropped);
+            tracing::warn!(dropped, "outbox events too old; dropped");
+        }
+        let Some(out) = self.outbox(|o| o.front()).await? else {
+            return Ok(false);
+        };
+        self.publish(&out).await?;
+        self.outbox(|o| o.pop_front()).await?;
+        self.published.inc();
+        Ok(true)
+    }
+
     /// Publishes everything received on `rx` until `cancel`, then flushes for a short while.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Outgoing>, cancel: CancellationToken) {
+    pub async fn run(self, mut rx: mpsc::Receiver<Outgoing>, cancel: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         let mut failing = false;
         loop {
             while let Ok(out) = rx.try_recv() {
-                self.push(out);
-            }
-            if self.queue.is_empty() {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    out = rx.recv() => match out {
-                        Some(out) => self.push(out),
-                        None => break,
-                    },
-                }
-                continue;
+                self.push(out).await;
             }
             match self.publish_front().await {
-                Ok(()) => {
-                    self.queue.pop_front();
-                    self.buffered.set(self.queue.len() as i64);
-                    self.published.inc();
+                Ok(true) => {
                     if failing {
-                        tracing::info!(buffered = self.queue.len(), "publishing again");
+                        tracing::info!("publishing again");
                         failing = false;
                     }
                     backoff = Duration::from_millis(100);
                 }
+                Ok(false) => {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        out = rx.recv() => match out {
+                            Some(out) => self.push(out).await,
+                            None => break,
+                        },
+                    }
+                }
                 Err(error) => {
                     self.errors.inc();
                     if !failing {
-                        tracing::warn!(%error, "publish failed; buffering and retrying");
+                        tracing::warn!(%error, "publish failed; keeping events in the outbox");
                         failing = true;
                     }
                     tokio::select! {
@@ -149,18 +179,21 @@ impl Publisher {
             }
         }
         while let Ok(out) = rx.try_recv() {
-            self.push(out);
+            self.push(out).await;
         }
         let deadline = tokio::time::Instant::now() + FLUSH_ON_STOP;
-        while !self.queue.is_empty() && tokio::time::Instant::now() < deadline {
-            if self.publish_front().await.is_err() {
-                break;
+        while tokio::time::Instant::now() < deadline {
+            match self.publish_front().await {
+                Ok(true) => {}
+                Ok(false) | Err(_) => break,
             }
-            self.queue.pop_front();
-            self.published.inc();
         }
-        if !self.queue.is_empty() {
-            tracing::warn!(lost = self.queue.len(), "stopping with unpublished events");
+        let left = self.buffered.get();
+        if left > 0 {
+            tracing::warn!(
+                events = left,
+                "stopping; events stay in the outbox for the next start"
+            );
         }
     }
 }

@@ -113,8 +113,12 @@ pub(crate) async fn project(
         cancel,
     )
     .await?;
-    // Acks are buffered by the client: make sure they reach the server before exiting.
-    client.flush().await.context("flushing acks")?;
+    // Acks are buffered by the client: try to get them to the server before exiting (bounded:
+    // unflushed acks only mean redelivery, which the projectors deduplicate).
+    match tokio::time::timeout(std::time::Duration::from_secs(5), client.flush()).await {
+        Ok(result) => result.context("flushing acks")?,
+        Err(_) => tracing::warn!("acks not flushed within 5 s; those events will be redelivered"),
+    }
     Ok(())
 }
 

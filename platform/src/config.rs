@@ -115,8 +115,13 @@ pub struct AgentConfig {
     pub heartbeat_interval_secs: u64,
     /// Seconds between inventory scans; a report is published only when something changed.
     pub inventory_interval_secs: u64,
-    /// Events kept while NATS is unreachable; beyond it the oldest are dropped and counted.
+    /// Events kept (on disk, in the state dir) while NATS is unreachable; beyond it the oldest
+    /// are dropped and counted.
     pub buffer_max_events: usize,
+    /// Bytes the outbox may hold; beyond it the oldest events are dropped and counted.
+    pub buffer_max_bytes: u64,
+    /// Events older than this are dropped from the outbox instead of published late.
+    pub buffer_max_age_secs: u64,
     /// Seconds to wait for a publish acknowledgement before retrying.
     pub publish_timeout_secs: u64,
     /// Collect GPU inventory and metrics via NVML (needs the `gpu` build feature).
@@ -129,7 +134,9 @@ impl Default for AgentConfig {
             state_dir: PathBuf::from("/var/lib/nerve-agent"),
             heartbeat_interval_secs: 10,
             inventory_interval_secs: 60,
-            buffer_max_events: 10_000,
+            buffer_max_events: 100_000,
+            buffer_max_bytes: 64 << 20,
+            buffer_max_age_secs: 24 * 3600,
             publish_timeout_secs: 5,
             gpu: true,
         }

@@ -1,6 +1,7 @@
 //! System tests of the whole path against real services: a private nats-server per test and a
 //! fresh database on a real ClickHouse, real `nerve` processes where a process boundary matters.
 
+mod agent_buffer;
 mod agent_e2e;
 mod api_errors;
 mod browser;

@@ -13,8 +13,8 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A private NATS, a fresh ClickHouse database and a config pointing at both.
 pub struct Env {
-    /// Kept alive for the test; killed on drop.
-    _nats: TestNats,
+    /// The test's nats-server; killed on drop.
+    pub nats: TestNats,
     pub config: Config,
     pub js: Context,
     pub ch: clickhouse::Client,
@@ -42,7 +42,7 @@ impl Env {
             .expect("tables");
         let ch = nerve_platform::clickhouse::client(&config.clickhouse);
         Self {
-            _nats: nats,
+            nats,
             config,
             js,
             ch,
