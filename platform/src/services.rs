@@ -207,6 +207,20 @@ fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
+/// Makes `cmd`'s process get SIGTERM when the thread that spawns it (for async code: a runtime
+/// worker, which lives as long as the runtime) or this process dies — for child processes of
+/// tests, which `kill_on_drop` alone does not cover when the test process is killed.
+pub fn die_with_parent(cmd: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the forked child before exec and only calls async-signal-safe
+    // `prctl`; it allocates nothing and touches no locks.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?

@@ -80,7 +80,9 @@ struct Browser {
 
 async fn browser() -> Browser {
     let port = nerve_platform::services::free_port().expect("port");
-    let driver = tokio::process::Command::new("chromedriver")
+    let mut driver = tokio::process::Command::new("chromedriver");
+    nerve_platform::services::die_with_parent(&mut driver);
+    let driver = driver
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -87,8 +87,9 @@ impl Env {
 
     /// Like [`Env::spawn_nerve`] with extra environment.
     pub fn spawn_nerve_with(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Child {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_nerve"))
-            .args(args)
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_nerve"));
+        nerve_platform::services::die_with_parent(&mut cmd);
+        cmd.args(args)
             .envs(self.child_env())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
