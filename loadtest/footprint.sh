@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Agent footprint: runs the release `nerve agent` against a private nats-server at the default
-# heartbeat interval for DURATION seconds (default 300) and reports peak and mean RSS, CPU as a
-# share of one core (utime+stime over wall time, from /proc), and the stripped binary size.
+# Agent footprint: builds the agent-only release `nerve` (no control-plane roles; GPU support
+# included), runs `nerve agent` against a private nats-server at the default heartbeat interval
+# for DURATION seconds (default 300) and reports peak and mean RSS, CPU as a share of one core
+# (utime+stime over wall time, from /proc), and the stripped binary size.
 # Usage: loadtest/footprint.sh [DURATION_SECS]
 set -euo pipefail
 duration="${1:-300}"
 set --  # env.sh passes its arguments to install.sh
 source "$(dirname "$0")/../infra/dev/env.sh"
-cargo build --release -p nerve-cli --bin nerve >&2
-bin="$CARGO_TARGET_DIR/release/nerve"
+agent_target="$CARGO_TARGET_DIR/agent-only"
+cargo build --release -p nerve-cli --bin nerve --no-default-features --features gpu \
+  --target-dir "$agent_target" >&2
+bin="$agent_target/release/nerve"
 work="$(mktemp -d)"
 nats_pid=""; agent_pid=""
 trap 'kill $nats_pid $agent_pid 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -38,5 +41,5 @@ awk -v c="$(( c1 - c0 ))" -v hz="$tick" -v t0="$t0" -v t1="$t1" -v peak="$peak" 
   printf "agent footprint over %d s at the default heartbeat interval\n", d
   printf "RSS peak %.1f MiB, mean %.1f MiB\n", peak / 1024, sum / n / 1024
   printf "CPU %.3f %% of one core\n", 100 * c / hz / (t1 - t0)
-  printf "binary (stripped, release, all roles) %.1f MiB\n", size / 1048576
+  printf "binary (stripped, release, agent-only build) %.1f MiB\n", size / 1048576
 }'

@@ -1,14 +1,16 @@
 //! `nerve`: one binary for every role — `agent`, `ingest`, `project`, `serve`, and `dev` (all of
 //! them on one machine, with NATS and ClickHouse as child processes).
 
+#[cfg(feature = "server")]
 mod dev;
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use nerve_platform::config::Config;
 use nerve_platform::metrics::Registry;
+#[cfg(feature = "server")]
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -32,20 +34,24 @@ enum Command {
     /// Create or update the JetStream streams, then exit.
     Ingest,
     /// Run the projectors: fold the streams into ClickHouse.
+    #[cfg(feature = "server")]
     Project {
         /// Test-only crash point (proves the write-then-ack protocol).
         #[arg(long, hide = true, value_enum)]
         failpoint: Option<FailpointArg>,
     },
     /// Serve the API and console.
+    #[cfg(feature = "server")]
     Serve,
     /// Run everything on this machine: NATS, ClickHouse, projectors, API, console and an agent.
+    #[cfg(feature = "server")]
     Dev,
     /// Check a config file and print the effective configuration.
     Config,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[cfg(feature = "server")]
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum FailpointArg {
     ExitAfterWrite,
 }
@@ -75,13 +81,16 @@ fn main() -> anyhow::Result<()> {
                 nerve_ingest::ensure_streams(&js, &config.streams).await?;
                 tracing::info!("streams are up to date");
             }
+            #[cfg(feature = "server")]
             Command::Project { failpoint } => {
                 let failpoint = failpoint.map(|FailpointArg::ExitAfterWrite| {
                     nerve_projections::Failpoint::ExitAfterWrite
                 });
                 project(&config, &metrics, failpoint, cancel).await?;
             }
+            #[cfg(feature = "server")]
             Command::Serve => serve(&config, &metrics, cancel).await?,
+            #[cfg(feature = "server")]
             Command::Dev => dev::run(config, metrics, cancel).await?,
             Command::Config => {}
         }
@@ -95,6 +104,7 @@ fn effective_config(config: &Config) -> anyhow::Result<String> {
 }
 
 /// Streams, tables, then the projectors until `cancel`.
+#[cfg(feature = "server")]
 pub(crate) async fn project(
     config: &Config,
     metrics: &Registry,
@@ -123,6 +133,7 @@ pub(crate) async fn project(
 }
 
 /// The API and console until `cancel`.
+#[cfg(feature = "server")]
 pub(crate) async fn serve(
     config: &Config,
     metrics: &Registry,

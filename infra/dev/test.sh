@@ -7,6 +7,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo clippy (agent-only build)"
+cargo clippy -p nerve-cli --no-default-features --features gpu -- -D warnings
 echo "== console wasm bundle"
 bash infra/dev/build-web.sh
 export NERVE_SITE_DIR="$CARGO_TARGET_DIR/site"
