@@ -125,12 +125,15 @@ impl Publisher {
     /// Publishes the oldest event; `Ok(false)` when the outbox is empty.
     async fn publish_front(&self) -> Result<bool, String> {
         let now = nerve_platform::now_ms();
-        let dropped = self.outbox(move |o| o.enforce(now)).await?;
+        // One trip to the blocking pool: drop what aged out, then read the oldest event.
+        let (dropped, front) = self
+            .outbox(move |o| Ok((o.enforce(now)?, o.front()?)))
+            .await?;
         if dropped > 0 {
             self.dropped.add(dropped);
             tracing::warn!(dropped, "outbox events too old; dropped");
         }
-        let Some(out) = self.outbox(|o| o.front()).await? else {
+        let Some(out) = front else {
             return Ok(false);
         };
         self.publish(&out).await?;

@@ -124,21 +124,11 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
     for (view, path) in views {
         let url = format!("{base}{path}");
         // Warm up once (connection, first query compile).
-        http.get(&url)
-            .send()
-            .await?
-            .error_for_status()?
-            .bytes()
-            .await?;
+        fetch(&http, &url).await?;
         let mut ms = Vec::with_capacity(args.requests);
         for _ in 0..args.requests {
             let t = Instant::now();
-            http.get(&url)
-                .send()
-                .await?
-                .error_for_status()?
-                .bytes()
-                .await?;
+            fetch(&http, &url).await?;
             ms.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         ms.sort_by(f64::total_cmp);
@@ -169,6 +159,17 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
     stop.cancel();
     server.await??;
     services.stop().await
+}
+
+/// GETs `url` and reads the whole body; a non-2xx answer is an error.
+async fn fetch(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    http.get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    Ok(())
 }
 
 /// One inventory report and one heartbeat per node; every 6th node last beat 10 minutes ago.

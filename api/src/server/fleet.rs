@@ -2,7 +2,7 @@
 //! Liveness (online / suspect / offline) is computed in SQL from each node's last heartbeat and
 //! its own heartbeat interval, so filtering and pagination stay server-side.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use clickhouse::Row;
 use nerve_schemas::subjects;
@@ -669,12 +669,9 @@ pub async fn health(state: &AppState) -> Health {
     }
 }
 
-/// Now, in milliseconds since the epoch.
+/// Now, in milliseconds since the epoch (the platform clock, as the unsigned type queries use).
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    nerve_platform::now_ms().max(0) as u64
 }
 
 #[cfg(test)]
