@@ -135,3 +135,60 @@ async fn events_survive_a_nats_outage_and_an_agent_restart_exactly_once() {
     cancel.cancel();
     projectors.await.expect("join").expect("projectors");
 }
+
+/// One agent process rides through a nats-server stop/start: it reconnects by itself and every
+/// heartbeat it produced, before, during and after the outage, is stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_agent_reconnects_by_itself_and_loses_nothing() {
+    let mut env = Env::start().await;
+    let cancel = CancellationToken::new();
+    let projectors = env.spawn_projectors(&Registry::new(), &cancel);
+    let state = env.state_dir.path().join("agent");
+    let mut agent = env.spawn_nerve(&["agent"]);
+    let node = eventually(DEADLINE, "first heartbeats stored", || async {
+        let id = std::fs::read_to_string(state.join("node_id")).ok()?;
+        let id = id.trim().to_owned();
+        let n = env
+            .count(&format!(
+                "SELECT count() FROM heartbeats WHERE node_id = '{id}'"
+            ))
+            .await;
+        (n >= 2).then_some(id)
+    })
+    .await;
+    let stored =
+        |extra: &'static str| format!("SELECT {extra} FROM heartbeats WHERE node_id = '{node}'");
+
+    env.nats.server.stop(Duration::from_secs(10));
+    let before_outage = env.count(&stored("count()")).await;
+    let log = state.join("outbox/log");
+    eventually(
+        DEADLINE,
+        "heartbeats buffered during the outage",
+        || async { (std::fs::metadata(&log).ok()?.len() > 1000).then_some(()) },
+    )
+    .await;
+    env.nats.server.restart().expect("restart nats");
+
+    // The same process delivers its backlog and keeps reporting.
+    eventually(
+        Duration::from_secs(60),
+        "backlog and new heartbeats stored",
+        || async { (env.count(&stored("count()")).await >= before_outage + 6).then_some(()) },
+    )
+    .await;
+    sigterm(&mut agent).await;
+    // After a clean stop with NATS up, the outbox is empty: everything was acknowledged.
+    assert_eq!(std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0), 0);
+    let total = eventually(DEADLINE, "the last acked heartbeat projected", || async {
+        let n = env.count(&stored("count()")).await;
+        let max = env.count(&stored("toUInt64(max(seq))")).await;
+        (n == max + 1).then_some(n)
+    })
+    .await;
+    assert_eq!(env.count(&stored("uniqExact(seq)")).await, total);
+    assert_eq!(env.count(&stored("uniqExact(event_id)")).await, total);
+
+    cancel.cancel();
+    projectors.await.expect("join").expect("projectors");
+}
