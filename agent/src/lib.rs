@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use nerve_platform::config::{AgentConfig, NatsConfig};
 use nerve_platform::metrics::Registry;
-use nerve_schemas::{Envelope, HeartbeatRecorded, InventoryReported, subjects};
+use nerve_schemas::{Envelope, GpuXidOccurred, HeartbeatRecorded, InventoryReported, subjects};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -90,29 +90,85 @@ async fn collect_loop(
 ) -> Result<(), AgentError> {
     let interval = Duration::from_secs(config.heartbeat_interval_secs);
     let inventory_every = Duration::from_secs(config.inventory_interval_secs.max(1));
+    let refresh_every = Duration::from_secs(config.inventory_refresh_secs.max(1));
     let gpu_enabled = config.gpu;
-    let mut collectors = tokio::task::spawn_blocking(move || Collectors::new(gpu_enabled))
-        .await
-        .map_err(|e| AgentError::Collector(e.to_string()))?;
+    let paths = collectors::fingerprint::HostPaths {
+        procfs: config.procfs_path.clone(),
+        sysfs: config.sysfs_path.clone(),
+        rootfs: config.rootfs_path.clone(),
+    };
+    let ledger = collectors::gpu::XidLedger::default();
+    let xid_ledger = ledger.clone();
+    let mut collectors =
+        tokio::task::spawn_blocking(move || Collectors::new(gpu_enabled, paths, xid_ledger))
+            .await
+            .map_err(|e| AgentError::Collector(e.to_string()))?;
+    let (xid_tx, mut xid_rx) = mpsc::channel::<collectors::gpu::XidEvent>(256);
+    let stop_xids = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _stop_xids_on_exit = StopOnDrop(stop_xids.clone());
+    #[cfg(feature = "gpu")]
+    if collectors.has_nvml() {
+        let tx = xid_tx.clone();
+        collectors::gpu::XidWatcher::spawn(ledger, stop_xids, move |e| tx.blocking_send(e).is_ok())
+            .map_err(|e| AgentError::Collector(e.to_string()))?;
+    }
+    #[cfg(not(feature = "gpu"))]
+    let _ = (ledger, stop_xids);
+    drop(xid_tx);
+    let mut xids_open = true;
     let mut heartbeat_tick = tokio::time::interval(interval);
     heartbeat_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut inventory_tick = tokio::time::interval(inventory_every);
     inventory_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_inventory: Option<String> = None;
+    // The content key of the last report, and when it was sent (for the daily refresh).
+    let mut last_inventory: Option<(String, tokio::time::Instant)> = None;
     let mut seq: i64 = 0;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
+            xid = xid_rx.recv(), if xids_open => {
+                let Some(x) = xid else {
+                    xids_open = false;
+                    continue;
+                };
+                let info = collectors::gpu_health::decode_xid(x.xid.min(u32::MAX as u64) as u32);
+                let event = GpuXidOccurred {
+                    envelope: Envelope::new::<GpuXidOccurred>(node_id, x.at_ms),
+                    gpu_index: x.gpu_index.min(i32::MAX as u32) as i32,
+                    gpu_uuid: x.gpu_uuid,
+                    pci_bus_id: x.pci_bus_id,
+                    xid: x.xid.min(i64::MAX as u64) as i64,
+                    meaning: info.meaning.to_owned(),
+                    severity: match info.severity {
+                        collectors::gpu_health::Verdict::Critical => "critical",
+                        _ => "warning",
+                    }
+                    .to_owned(),
+                    likely_application: info.likely_application,
+                    gpu_xid_total: x.gpu_total.min(i64::MAX as u64) as i64,
+                };
+                let payload = nerve_schemas::encode(&event)?;
+                let out = Outgoing::new(subjects::gpu_xid(node_id), event.envelope.event_id, payload);
+                if tx.send(out).await.is_err() {
+                    return Ok(());
+                }
+            }
             _ = inventory_tick.tick() => {
+                let refresh = last_inventory
+                    .as_ref()
+                    .is_none_or(|(_, at)| at.elapsed() >= refresh_every);
                 let (c, inventory) = tokio::task::spawn_blocking(move || {
-                    let inv = collectors.inventory();
+                    let inv = collectors.inventory(refresh);
                     (collectors, inv)
                 })
                 .await
                 .map_err(|e| AgentError::Collector(e.to_string()))?;
                 collectors = c;
                 let fingerprint = collectors::fingerprint::content_key(&inventory);
-                if last_inventory.as_deref() == Some(fingerprint.as_str()) {
+                let unchanged = last_inventory
+                    .as_ref()
+                    .is_some_and(|(key, _)| *key == fingerprint);
+                if unchanged && !refresh {
                     continue;
                 }
                 let event = InventoryReported {
@@ -120,12 +176,16 @@ async fn collect_loop(
                     ..inventory
                 };
                 let payload = nerve_schemas::encode(&event)?;
-                tracing::info!(event_id = %event.envelope.event_id, "inventory changed; reporting");
+                tracing::info!(
+                    event_id = %event.envelope.event_id,
+                    why = if unchanged { "daily refresh" } else { "changed" },
+                    "reporting inventory"
+                );
                 let out = Outgoing::new(subjects::inventory(node_id), event.envelope.event_id, payload);
                 if tx.send(out).await.is_err() {
                     return Ok(());
                 }
-                last_inventory = Some(fingerprint);
+                last_inventory = Some((fingerprint, tokio::time::Instant::now()));
             }
             _ = heartbeat_tick.tick() => {
                 let (c, sample) = tokio::task::spawn_blocking(move || {
@@ -149,5 +209,14 @@ async fn collect_loop(
                 }
             }
         }
+    }
+}
+
+/// Sets the flag when dropped: stops the XID thread however the collect loop ends.
+struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }

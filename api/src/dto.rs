@@ -110,6 +110,8 @@ pub struct NodeSummary {
     /// Empty until the node's first inventory report is projected.
     pub hostname: String,
     pub status: NodeStatus,
+    /// The worst GPU verdict (`ok`, `warning`, `critical`); empty without GPUs.
+    pub gpu_health: String,
     /// RFC 3339, UTC.
     pub last_seen: String,
     pub last_seen_ms: u64,
@@ -135,9 +137,32 @@ pub struct NodePage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeDetail {
     pub id: String,
+    /// The liveness tracker's judgement; `None` before the first heartbeat.
     pub status: Option<NodeStatus>,
+    /// When the tracker last changed it (RFC 3339); `None` if it never judged the node.
+    pub status_since: Option<String>,
     pub inventory: Option<Inventory>,
     pub latest: Option<LatestMetrics>,
+    /// The worst GPU verdict of the latest heartbeat; empty without GPUs.
+    pub gpu_health: String,
+    /// The latest heartbeat's GPU samples: utilisation, memory, clocks, power, ECC, retired
+    /// pages / remapped rows, throttling, NVLink, MIG, XID count, `health` and `health_reasons`.
+    pub gpus: serde_json::Value,
+    /// The node's newest events (GPU XIDs, liveness changes), newest first.
+    pub events: Vec<NodeEventItem>,
+}
+
+/// One event about a node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeEventItem {
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub at_ms: u64,
+    /// The event name, e.g. `GpuXidOccurred`, `NodeWentOffline`.
+    pub kind: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    pub summary: String,
 }
 
 /// The node's last reported inventory.
@@ -158,6 +183,9 @@ pub struct Inventory {
     pub interfaces: serde_json::Value,
     pub gpus: serde_json::Value,
     pub collector_errors: serde_json::Value,
+    /// CPU (sockets, threads, frequencies, caches, flags), memory (DIMMs, ECC, source), whole
+    /// disks with SMART, and system identity (virtualisation, container, DMI); from v2 agents.
+    pub detail: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

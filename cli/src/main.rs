@@ -103,7 +103,8 @@ fn effective_config(config: &Config) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(&value)?)
 }
 
-/// Streams, tables, then the projectors until `cancel`.
+/// Streams, tables, then the projectors (and the liveness tracker, unless configured off) until
+/// `cancel`.
 #[cfg(feature = "server")]
 pub(crate) async fn project(
     config: &Config,
@@ -114,15 +115,30 @@ pub(crate) async fn project(
     let client = nerve_ingest::connect(&config.nats, "nerve-project", false).await?;
     let js = async_nats::jetstream::new(client.clone());
     nerve_ingest::ensure_streams(&js, &config.streams).await?;
-    nerve_projections::run_all(
+    let liveness = config.liveness.enabled.then(|| {
+        let (client, config, metrics, cancel) = (
+            client.clone(),
+            config.liveness.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        );
+        tokio::spawn(async move { nerve_liveness::run(client, &config, &metrics, cancel).await })
+    });
+    let projected = nerve_projections::run_all(
         js,
         config.clickhouse.clone(),
         config.projector.clone(),
         metrics.clone(),
         failpoint,
-        cancel,
+        cancel.clone(),
     )
-    .await?;
+    .await;
+    // The tracker stops with the projectors, whichever way they ended.
+    cancel.cancel();
+    if let Some(handle) = liveness {
+        handle.await.context("liveness tracker")??;
+    }
+    projected?;
     // Acks are buffered by the client: try to get them to the server before exiting (bounded:
     // unflushed acks only mean redelivery, which the projectors deduplicate).
     match tokio::time::timeout(std::time::Duration::from_secs(5), client.flush()).await {

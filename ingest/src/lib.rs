@@ -11,6 +11,8 @@ use nerve_schemas::subjects;
 pub const TELEMETRY_STREAM: &str = "NERVE_TELEMETRY";
 /// Inventory reports of every node.
 pub const INVENTORY_STREAM: &str = "NERVE_INVENTORY";
+/// Node events: GPU XIDs and liveness changes.
+pub const EVENTS_STREAM: &str = "NERVE_EVENTS";
 
 /// Why NATS setup failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,16 @@ pub fn stream_configs(config: &StreamsConfig) -> Vec<stream::Config> {
             } else {
                 -1
             },
+            ..common.clone()
+        },
+        stream::Config {
+            name: EVENTS_STREAM.into(),
+            description: Some(
+                "Node events (GpuXidOccurred, NodeBecameSuspect, NodeWentOffline, NodeCameBack)"
+                    .into(),
+            ),
+            subjects: vec![subjects::EVENTS_ALL.into()],
+            max_age: Duration::from_secs(config.events_max_age_secs),
             ..common
         },
     ]

@@ -69,6 +69,10 @@ pub fn inventory(node: &str, ts_ms: i64) -> nerve_schemas::InventoryReported {
             physical_cores: Some(64),
             logical_cores: 128,
             frequency_mhz: 3_700,
+            sockets: Some(2),
+            threads_per_core: Some(2),
+            max_frequency_mhz: Some(3_700),
+            ..CpuInfo::default()
         },
         memory_total_bytes: 1 << 40,
         swap_total_bytes: 0,
@@ -85,6 +89,9 @@ pub fn inventory(node: &str, ts_ms: i64) -> nerve_schemas::InventoryReported {
             mac: "02:00:00:00:00:01".into(),
             addresses: vec!["10.1.0.1/16".into()],
             mtu: 4092,
+            speed_mbps: Some(400_000),
+            state: "up".into(),
+            driver: "mlx5_core".into(),
         }],
         gpus: (0..8)
             .map(|i| GpuDevice {
@@ -95,8 +102,17 @@ pub fn inventory(node: &str, ts_ms: i64) -> nerve_schemas::InventoryReported {
                 memory_total_bytes: 80 << 30,
                 driver_version: "550.54".into(),
                 cuda_version: "12.4".into(),
+                compute_capability: "9.0".into(),
+                power_limit_w: Some(700.0),
+                ecc_enabled: Some(true),
+                mig_mode: "disabled".into(),
+                nvlink_count: Some(18),
+                ..GpuDevice::default()
             })
             .collect(),
+        memory: None,
+        block_devices: vec![],
+        system: None,
         collector_errors: vec![],
     }
 }
@@ -132,6 +148,28 @@ pub fn heartbeat(node: &str, seq: i64, ts_ms: i64) -> HeartbeatRecorded {
                 mem_total_bytes: 80 << 30,
                 temperature_c: 65.0 + wobble * 0.1,
                 power_w: 600.0,
+                // The fields a real H100 fills, so messages have their real size.
+                power_limit_w: Some(700.0),
+                enc_util_pct: Some(0.0),
+                dec_util_pct: Some(0.0),
+                sm_clock_mhz: Some(1980),
+                mem_clock_mhz: Some(2619),
+                graphics_clock_mhz: Some(1980),
+                temp_slowdown_c: Some(87),
+                temp_shutdown_c: Some(92),
+                ecc_corrected: Some(0),
+                ecc_uncorrected: Some(0),
+                remapped_rows_correctable: Some(0),
+                remapped_rows_uncorrectable: Some(0),
+                remapped_rows_pending: Some(false),
+                remapped_rows_failure: Some(false),
+                throttle_reasons: 0x4,
+                throttle_reason_names: vec!["sw_power_cap".into()],
+                nvlink_active: Some(18),
+                nvlink_total: Some(18),
+                mig_mode: "disabled".into(),
+                health: "ok".into(),
+                ..GpuSample::default()
             })
             .collect(),
     }

@@ -29,6 +29,7 @@ pub struct Config {
     pub streams: StreamsConfig,
     pub agent: AgentConfig,
     pub projector: ProjectorConfig,
+    pub liveness: LivenessConfig,
     pub api: ApiConfig,
     pub dev: DevConfig,
 }
@@ -87,6 +88,8 @@ pub struct StreamsConfig {
     pub inventory_max_age_secs: u64,
     /// Inventory reports kept per node (older ones are dropped first); 0 = no limit.
     pub inventory_max_per_node: i64,
+    /// How long node events (GPU XIDs, liveness changes) stay in the events stream.
+    pub events_max_age_secs: u64,
     /// Window in which a re-published event id is dropped as a duplicate.
     pub duplicate_window_secs: u64,
     /// Stream replicas (1 for a single server, 3 for a JetStream cluster).
@@ -99,6 +102,7 @@ impl Default for StreamsConfig {
             telemetry_max_age_secs: 7 * 24 * 3600,
             inventory_max_age_secs: 30 * 24 * 3600,
             inventory_max_per_node: 1000,
+            events_max_age_secs: 90 * 24 * 3600,
             duplicate_window_secs: 120,
             replicas: 1,
         }
@@ -115,6 +119,8 @@ pub struct AgentConfig {
     pub heartbeat_interval_secs: u64,
     /// Seconds between inventory scans; a report is published only when something changed.
     pub inventory_interval_secs: u64,
+    /// Seconds after which the inventory is published even if nothing changed (daily refresh).
+    pub inventory_refresh_secs: u64,
     /// Events kept (on disk, in the state dir) while NATS is unreachable; beyond it the oldest
     /// are dropped and counted.
     pub buffer_max_events: usize,
@@ -126,6 +132,11 @@ pub struct AgentConfig {
     pub publish_timeout_secs: u64,
     /// Collect GPU inventory and metrics via NVML (needs the `gpu` build feature).
     pub gpu: bool,
+    /// Where the host's procfs, sysfs and root filesystem are (an agent in a container sees the
+    /// host's at e.g. `/host/proc`).
+    pub procfs_path: PathBuf,
+    pub sysfs_path: PathBuf,
+    pub rootfs_path: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -134,11 +145,15 @@ impl Default for AgentConfig {
             state_dir: PathBuf::from("/var/lib/nerve-agent"),
             heartbeat_interval_secs: 10,
             inventory_interval_secs: 60,
+            inventory_refresh_secs: 24 * 3600,
             buffer_max_events: 100_000,
             buffer_max_bytes: 64 << 20,
             buffer_max_age_secs: 24 * 3600,
             publish_timeout_secs: 5,
             gpu: true,
+            procfs_path: PathBuf::from("/proc"),
+            sysfs_path: PathBuf::from("/sys"),
+            rootfs_path: PathBuf::from("/"),
         }
     }
 }
@@ -168,16 +183,39 @@ impl Default for ProjectorConfig {
     }
 }
 
+/// The liveness tracker (runs with `nerve project`): turns missing heartbeats into
+/// `NodeBecameSuspect` / `NodeWentOffline` events and returning ones into `NodeCameBack`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LivenessConfig {
+    /// Run the tracker in `nerve project` (one tracker per deployment is enough; more are harmless:
+    /// they derive the same event ids and JetStream drops the duplicates).
+    pub enabled: bool,
+    /// A node is `suspect` after this many of its heartbeat intervals without a heartbeat.
+    pub suspect_after_missed_heartbeats: u32,
+    /// A suspect node is `offline` after this many further seconds of silence.
+    pub offline_grace_secs: u64,
+    /// How often silences are judged, in milliseconds.
+    pub check_interval_ms: u64,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            suspect_after_missed_heartbeats: 3,
+            offline_grace_secs: 60,
+            check_interval_ms: 1000,
+        }
+    }
+}
+
 /// The API and console server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     /// Address the HTTP server listens on.
     pub listen_addr: SocketAddr,
-    /// A node is `suspect` after this many heartbeat intervals without a heartbeat.
-    pub suspect_after_missed_heartbeats: u32,
-    /// A node is `offline` after this many heartbeat intervals without a heartbeat.
-    pub offline_after_missed_heartbeats: u32,
     /// Most nodes one page of `/api/v1/nodes` returns.
     pub max_page_size: u32,
     /// Most points one metrics query returns.
@@ -191,8 +229,6 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            suspect_after_missed_heartbeats: 3,
-            offline_after_missed_heartbeats: 6,
             max_page_size: 1000,
             max_series_points: 10_000,
             site_dir: PathBuf::from("site"),
@@ -284,12 +320,11 @@ impl Config {
         if self.projector.ack_wait_secs == 0 {
             return bad("projector.ack_wait_secs must be at least 1");
         }
-        if self.api.suspect_after_missed_heartbeats == 0
-            || self.api.offline_after_missed_heartbeats <= self.api.suspect_after_missed_heartbeats
-        {
-            return bad(
-                "api: need 0 < suspect_after_missed_heartbeats < offline_after_missed_heartbeats",
-            );
+        if self.liveness.suspect_after_missed_heartbeats == 0 {
+            return bad("liveness.suspect_after_missed_heartbeats must be at least 1");
+        }
+        if self.liveness.check_interval_ms == 0 {
+            return bad("liveness.check_interval_ms must be at least 1");
         }
         if self.api.max_page_size == 0 {
             return bad("api.max_page_size must be at least 1");

@@ -1,6 +1,7 @@
 //! Heartbeats projection: `HeartbeatRecorded` → `heartbeats` (time series, MergeTree by day,
 //! ORDER BY (node_id, ts)) and `node_state` (latest sample per node, ReplacingMergeTree keyed by
-//! node id with the sample time as version).
+//! node id with the sample time as version, including each GPU's full sample and health verdict
+//! as JSON and the node's worst GPU verdict).
 
 use clickhouse::{Client, Row};
 use nerve_schemas::{HeartbeatRecorded, decode};
@@ -43,7 +44,8 @@ pub fn ddl(db: &str) -> Vec<String> {
                 gpu_temperature_c Array(Float32),
                 gpu_power_w Array(Float32),
                 stream_seq UInt64,
-                ingested_at DateTime('UTC')
+                ingested_at DateTime('UTC'),
+                gpu_health Array(String)
             ) ENGINE = MergeTree()
             PARTITION BY toDate(ts)
             ORDER BY (node_id, ts)"
@@ -66,7 +68,9 @@ pub fn ddl(db: &str) -> Vec<String> {
                 net_tx_bytes_per_sec Float64,
                 gpu_count UInt16,
                 gpu_util_pct_avg Float32,
-                stream_seq UInt64
+                stream_seq UInt64,
+                gpu_health String,
+                gpus_json String
             ) ENGINE = ReplacingMergeTree(last_seen_ms)
             ORDER BY node_id"
         ),
@@ -203,6 +207,7 @@ pub struct HeartbeatRow {
     pub gpu_power_w: Vec<f32>,
     pub stream_seq: u64,
     pub ingested_at: u32,
+    pub gpu_health: Vec<String>,
 }
 
 fn u(v: i64) -> u64 {
@@ -242,6 +247,7 @@ impl HeartbeatRow {
             gpu_power_w: e.gpus.iter().map(|g| g.power_w).collect(),
             stream_seq: p.stream_seq,
             ingested_at: now,
+            gpu_health: e.gpus.iter().map(|g| g.health.clone()).collect(),
         }
     }
 }
@@ -266,6 +272,10 @@ pub struct NodeStateRow {
     pub gpu_count: u16,
     pub gpu_util_pct_avg: f32,
     pub stream_seq: u64,
+    /// The worst GPU verdict (`critical`, `warning`, `ok`), empty without GPUs or verdicts.
+    pub gpu_health: String,
+    /// The GPU samples as JSON.
+    pub gpus_json: String,
 }
 
 impl NodeStateRow {
@@ -294,6 +304,22 @@ impl NodeStateRow {
             gpu_count: e.gpus.len().min(u16::MAX as usize) as u16,
             gpu_util_pct_avg,
             stream_seq: p.stream_seq,
+            gpu_health: worst_health(e.gpus.iter().map(|g| g.health.as_str())).to_owned(),
+            gpus_json: serde_json::to_string(&e.gpus).unwrap_or_else(|_| "[]".into()),
         }
     }
+}
+
+/// The worst of some GPU verdicts.
+pub fn worst_health<'a>(verdicts: impl Iterator<Item = &'a str>) -> &'a str {
+    let rank = |v: &str| match v {
+        "critical" => 3,
+        "warning" => 2,
+        "ok" => 1,
+        _ => 0,
+    };
+    verdicts
+        .max_by_key(|v| rank(v))
+        .filter(|v| rank(v) > 0)
+        .unwrap_or("")
 }

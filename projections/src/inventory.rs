@@ -1,6 +1,8 @@
 //! Inventory projection: `InventoryReported` → `inventory`, the latest report per node
 //! (ReplacingMergeTree keyed by node id, versioned by report time). Lists (disks, interfaces,
-//! GPUs, collector errors) are stored as JSON documents; the full history stays in the stream.
+//! GPUs, collector errors) are stored as JSON documents, and so are the v2 sections (CPU caches and
+//! flags, DIMMs, whole disks with SMART, system identity) in `detail_json`; the full history
+//! stays in the stream.
 
 use clickhouse::{Client, Row};
 use nerve_schemas::{InventoryReported, decode};
@@ -37,7 +39,8 @@ pub fn ddl(db: &str) -> Vec<String> {
             interfaces_json String,
             gpus_json String,
             collector_errors_json String,
-            stream_seq UInt64
+            stream_seq UInt64,
+            detail_json String
         ) ENGINE = ReplacingMergeTree(reported_at_ms)
         ORDER BY node_id"
     )]
@@ -129,6 +132,7 @@ pub struct InventoryRow {
     pub gpus_json: String,
     pub collector_errors_json: String,
     pub stream_seq: u64,
+    pub detail_json: String,
 }
 
 impl InventoryRow {
@@ -162,6 +166,12 @@ impl InventoryRow {
             gpus_json: json(&e.gpus),
             collector_errors_json: json(&e.collector_errors),
             stream_seq: p.stream_seq,
+            detail_json: json(&Detail {
+                cpu: &e.cpu,
+                memory: e.memory.as_ref(),
+                block_devices: &e.block_devices,
+                system: e.system.as_ref(),
+            }),
         }
     }
 }
@@ -169,4 +179,13 @@ impl InventoryRow {
 /// Lists as JSON documents; the event types are plain data, so this does not fail in practice.
 fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The parts of an inventory report kept whole in `detail_json`.
+#[derive(Serialize)]
+struct Detail<'a> {
+    cpu: &'a nerve_schemas::CpuInfo,
+    memory: Option<&'a nerve_schemas::MemoryInfo>,
+    block_devices: &'a [nerve_schemas::BlockDevice],
+    system: Option<&'a nerve_schemas::SystemInfo>,
 }

@@ -9,6 +9,7 @@
 
 pub mod heartbeats;
 pub mod inventory;
+pub mod node_events;
 pub mod rejected;
 pub mod runner;
 
@@ -25,16 +26,49 @@ pub use runner::{Failpoint, ProjectorError, Runner, RunnerOptions};
 pub fn all_ddl(db: &str) -> Vec<String> {
     let mut ddl = heartbeats::ddl(db);
     ddl.extend(inventory::ddl(db));
+    ddl.extend(node_events::ddl(db));
     ddl.extend(rejected::ddl(db));
     ddl
 }
 
-/// Creates the database and every table if missing. Safe at every start.
+/// Columns added to a table after it was first released: (table, column, type). The `CREATE`
+/// statements have them; databases created before get them added at start (ClickHouse 18.16
+/// has no `ADD COLUMN IF NOT EXISTS`, so the columns are looked up first).
+pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("heartbeats", "gpu_health", "Array(String)"),
+    ("node_state", "gpu_health", "String"),
+    ("node_state", "gpus_json", "String"),
+    ("inventory", "detail_json", "String"),
+];
+
+/// Creates the database and every table if missing, and adds columns released later. Safe at
+/// every start.
 pub async fn ensure_tables(config: &ClickHouseConfig) -> Result<(), clickhouse::error::Error> {
     nerve_platform::clickhouse::ensure_database(config).await?;
     let client = nerve_platform::clickhouse::server_client(config);
     for statement in all_ddl(&config.database) {
         client.query(&statement).execute().await?;
+    }
+    let db = &config.database;
+    for (table, column, ty) in ADDED_COLUMNS {
+        let present: u64 = client
+            .query(
+                "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?",
+            )
+            .bind(db.as_str())
+            .bind(*table)
+            .bind(*column)
+            .fetch_one()
+            .await?;
+        if present == 0 {
+            tracing::info!(table, column, "adding column released after the table");
+            client
+                .query(&format!(
+                    "ALTER TABLE {db}.{table} ADD COLUMN {column} {ty}"
+                ))
+                .execute()
+                .await?;
+        }
     }
     Ok(())
 }
@@ -64,12 +98,25 @@ pub async fn run_all(
     let inv = Runner::new(
         inventory::InventoryProjection,
         &js,
+        client.clone(),
+        ack_wait,
+        options.clone(),
+        &metrics,
+    )
+    .await?;
+    let events = Runner::new(
+        node_events::NodeEventsProjection,
+        &js,
         client,
         ack_wait,
         options,
         &metrics,
     )
     .await?;
-    let (a, b) = tokio::join!(hb.run(cancel.clone()), inv.run(cancel.clone()));
-    a.and(b)
+    let (a, b, c) = tokio::join!(
+        hb.run(cancel.clone()),
+        inv.run(cancel.clone()),
+        events.run(cancel.clone())
+    );
+    a.and(b).and(c)
 }

@@ -48,7 +48,14 @@ fn every_table_is_created_by_current_clickhouse() {
         "current ClickHouse rejected the DDL (is chdb installed? infra/dev/install.sh --test):\n{stderr}"
     );
     let tables = String::from_utf8_lossy(&out.stdout);
-    for table in ["heartbeats", "node_state", "inventory", "rejected_events"] {
+    for table in [
+        "heartbeats",
+        "node_state",
+        "inventory",
+        "rejected_events",
+        "node_events",
+        "node_liveness",
+    ] {
         assert!(
             tables.contains(&format!("\"{table}\"")),
             "{table} missing: {tables}"

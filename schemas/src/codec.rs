@@ -79,6 +79,23 @@ pub fn encode_into<E: Event>(event: &E, out: &mut Vec<u8>) -> Result<(), EncodeE
     Ok(())
 }
 
+/// The event name and version these bytes were written as, for subjects that carry several
+/// event types (liveness). Reads only the header.
+pub fn written_as(bytes: &[u8]) -> Result<(&'static str, i32), DecodeError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(DecodeError::TooShort(bytes.len()));
+    }
+    if bytes[..2] != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    let mut fingerprint = [0u8; 8];
+    fingerprint.copy_from_slice(&bytes[2..HEADER_LEN]);
+    registry()
+        .by_fingerprint(&fingerprint)
+        .map(|r| (r.file.name, r.file.version))
+        .ok_or_else(|| DecodeError::UnknownFingerprint(hex(&fingerprint)))
+}
+
 /// Decodes bytes written with any released version of `E`'s schema into `E`.
 pub fn decode<E: Event>(bytes: &[u8]) -> Result<E, DecodeError> {
     if bytes.len() < HEADER_LEN {
@@ -157,6 +174,24 @@ mod tests {
                 mem_total_bytes: 80 << 30,
                 temperature_c: 71.0,
                 power_w: 410.5,
+                power_limit_w: Some(700.0),
+                sm_clock_mhz: Some(1980),
+                fan_pct: None,
+                ecc_uncorrected: Some(0),
+                remapped_rows_pending: Some(false),
+                throttle_reasons: 0x4,
+                throttle_reason_names: vec!["sw_power_cap".into()],
+                nvlink_active: Some(18),
+                nvlink_total: Some(18),
+                mig_mode: "disabled".into(),
+                xid_total: 1,
+                health: "warning".into(),
+                health_reasons: vec![GpuHealthReason {
+                    severity: "warning".into(),
+                    code: "xid_13".into(),
+                    message: "XID 13".into(),
+                }],
+                ..GpuSample::default()
             }],
         }
     }
@@ -177,6 +212,15 @@ mod tests {
                 physical_cores: None,
                 logical_cores: 2,
                 frequency_mhz: 2450,
+                sockets: Some(1),
+                caches: vec![CpuCache {
+                    level: 3,
+                    kind: "Unified".into(),
+                    size_bytes: 32 << 20,
+                    instances: 1,
+                }],
+                flags: vec!["avx2".into()],
+                ..CpuInfo::default()
             },
             memory_total_bytes: 24 << 30,
             swap_total_bytes: 0,
@@ -193,8 +237,33 @@ mod tests {
                 mac: "52:54:00:12:34:56".into(),
                 addresses: vec!["10.0.2.15/24".into(), "fe80::1/64".into()],
                 mtu: 1500,
+                speed_mbps: Some(25_000),
+                state: "up".into(),
+                driver: "mlx5_core".into(),
             }],
             gpus: vec![],
+            memory: Some(MemoryInfo {
+                source: "dmidecode".into(),
+                ecc: "Multi-bit ECC".into(),
+                slots: Some(16),
+                dimms: vec![Dimm {
+                    locator: "DIMM_A1".into(),
+                    size_bytes: 32 << 30,
+                    kind: "DDR5".into(),
+                    speed_mts: Some(4800),
+                    ecc: Some(true),
+                    ..Dimm::default()
+                }],
+            }),
+            block_devices: vec![BlockDevice {
+                name: "nvme0n1".into(),
+                kind: "nvme".into(),
+                size_bytes: 3_840_000_000_000,
+                smart_health: "passed".into(),
+                smart_temperature_c: Some(38),
+                ..BlockDevice::default()
+            }],
+            system: None,
             collector_errors: vec![CollectorError {
                 collector: "gpu".into(),
                 message: "NVML unavailable".into(),
@@ -239,6 +308,88 @@ mod tests {
         }
         check(&heartbeat());
         check(&inventory());
+        check(&xid());
+        check(&NodeWentOffline(liveness::<NodeWentOffline>()));
+        check(&NodeBecameSuspect(liveness::<NodeBecameSuspect>()));
+        check(&NodeCameBack(liveness::<NodeCameBack>()));
+    }
+
+    fn xid() -> GpuXidOccurred {
+        GpuXidOccurred {
+            envelope: Envelope::new::<GpuXidOccurred>("node-1", 1_700_000_000_000),
+            gpu_index: 3,
+            gpu_uuid: "GPU-3".into(),
+            pci_bus_id: "00000000:3B:00.0".into(),
+            xid: 79,
+            meaning: "GPU has fallen off the bus".into(),
+            severity: "critical".into(),
+            likely_application: false,
+            gpu_xid_total: 1,
+        }
+    }
+
+    fn liveness<E: Event>() -> LivenessChange {
+        LivenessChange {
+            envelope: Envelope::new::<E>("node-1", 1_700_000_000_000),
+            last_heartbeat_at_ms: 1_699_999_940_000,
+            silent_for_ms: 60_000,
+            heartbeat_interval_secs: 10,
+            missed_heartbeats: 6,
+            previous_state: "suspect".into(),
+            detector: "cp-1/4242".into(),
+        }
+    }
+
+    #[test]
+    fn new_event_types_round_trip_and_name_themselves() {
+        let x = xid();
+        let bytes = encode(&x).expect("encode");
+        assert_eq!(written_as(&bytes).expect("header"), ("GpuXidOccurred", 1));
+        assert_eq!(decode::<GpuXidOccurred>(&bytes).expect("decode"), x);
+        let off = NodeWentOffline(liveness::<NodeWentOffline>());
+        let bytes = encode(&off).expect("encode");
+        assert_eq!(written_as(&bytes).expect("header"), ("NodeWentOffline", 1));
+        assert_eq!(decode::<NodeWentOffline>(&bytes).expect("decode"), off);
+        assert!(matches!(
+            decode::<NodeCameBack>(&bytes),
+            Err(DecodeError::WrongEvent { .. })
+        ));
+    }
+
+    /// Bytes an old agent wrote (v1) decode into today's types, new fields at their defaults.
+    #[test]
+    fn v1_events_decode_into_v2_types() {
+        fn downgrade<E: Event>(event: &E) -> Vec<u8> {
+            let v2 = registry().get(E::NAME, 2).expect("v2");
+            let v1 = registry().get(E::NAME, 1).expect("v1");
+            let body = encode(event).expect("encode");
+            let mut cursor = Cursor::new(&body[HEADER_LEN..]);
+            let as_v1 = from_avro_datum(&v2.schema, &mut cursor, Some(&v1.schema)).expect("v1");
+            let mut out = MAGIC.to_vec();
+            out.extend_from_slice(&v1.fingerprint);
+            out.extend(apache_avro::to_avro_datum(&v1.schema, as_v1).expect("datum"));
+            out
+        }
+        let hb = heartbeat();
+        let old = decode::<HeartbeatRecorded>(&downgrade(&hb)).expect("decode v1 heartbeat");
+        assert_eq!(
+            written_as(&downgrade(&hb)).expect("h"),
+            ("HeartbeatRecorded", 1)
+        );
+        assert_eq!(old.gpus[0].power_w, hb.gpus[0].power_w);
+        assert_eq!(old.gpus[0].health, "");
+        assert_eq!(old.gpus[0].nvlink_active, None);
+        assert!(old.gpus[0].health_reasons.is_empty());
+
+        let inv = inventory();
+        let old = decode::<InventoryReported>(&downgrade(&inv)).expect("decode v1 inventory");
+        assert_eq!(old.cpu.model, inv.cpu.model);
+        assert_eq!(old.cpu.sockets, None);
+        assert!(old.cpu.caches.is_empty());
+        assert_eq!(old.memory, None);
+        assert!(old.block_devices.is_empty());
+        assert_eq!(old.interfaces[0].speed_mbps, None);
+        assert_eq!(old.interfaces[0].mac, inv.interfaces[0].mac);
     }
 
     #[test]

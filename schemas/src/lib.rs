@@ -11,8 +11,10 @@ pub mod events;
 pub mod registry;
 pub mod subjects;
 
-pub use codec::{DecodeError, EncodeError, decode, encode};
+pub use codec::{DecodeError, EncodeError, decode, encode, written_as};
 pub use events::{
-    CollectorError, CpuInfo, Disk, Envelope, Event, GpuDevice, GpuSample, HeartbeatRecorded,
-    InventoryReported, NetInterface,
+    BlockDevice, CollectorError, CpuCache, CpuInfo, Dimm, Disk, Envelope, Event, GpuDevice,
+    GpuHealthReason, GpuSample, GpuXidOccurred, HeartbeatRecorded, InventoryReported,
+    LivenessChange, MemoryInfo, MigDevice, NetInterface, NodeBecameSuspect, NodeCameBack,
+    NodeWentOffline, SystemInfo,
 };

@@ -36,7 +36,13 @@ macro_rules! schema_file {
 /// Every released schema, oldest version first within each event.
 pub const RELEASED: &[SchemaFile] = &[
     schema_file!("HeartbeatRecorded", 1, "heartbeat_recorded.v1.avsc"),
+    schema_file!("HeartbeatRecorded", 2, "heartbeat_recorded.v2.avsc"),
     schema_file!("InventoryReported", 1, "inventory_reported.v1.avsc"),
+    schema_file!("InventoryReported", 2, "inventory_reported.v2.avsc"),
+    schema_file!("GpuXidOccurred", 1, "gpu_xid_occurred.v1.avsc"),
+    schema_file!("NodeBecameSuspect", 1, "node_became_suspect.v1.avsc"),
+    schema_file!("NodeWentOffline", 1, "node_went_offline.v1.avsc"),
+    schema_file!("NodeCameBack", 1, "node_came_back.v1.avsc"),
 ];
 
 /// A parsed schema with its 8-byte CRC-64-AVRO (Rabin) fingerprint.

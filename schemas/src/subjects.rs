@@ -13,6 +13,24 @@ pub const HEARTBEATS_ALL: &str = "nerve.v1.telemetry.heartbeat.*";
 /// All inventory reports of all nodes.
 pub const INVENTORY_ALL: &str = "nerve.v1.inventory.>";
 
+/// Node events: GPU XIDs (from agents) and liveness changes (from the liveness tracker).
+pub const EVENTS_ALL: &str = "nerve.v1.events.>";
+/// Every node's GPU XID events.
+pub const GPU_XID_ALL: &str = "nerve.v1.events.gpu_xid.*";
+/// Every node's liveness events (`NodeBecameSuspect`, `NodeWentOffline`, `NodeCameBack`).
+pub const LIVENESS_ALL: &str = "nerve.v1.events.liveness.*";
+
+/// Subject a node's GPU XID events are published on.
+pub fn gpu_xid(node_id: &str) -> String {
+    format!("{PREFIX}.events.gpu_xid.{node_id}")
+}
+
+/// Subject the liveness events about a node are published on; the last message on it is the
+/// node's current liveness.
+pub fn liveness(node_id: &str) -> String {
+    format!("{PREFIX}.events.liveness.{node_id}")
+}
+
 /// Subject a node's heartbeats are published on.
 pub fn heartbeat(node_id: &str) -> String {
     format!("{PREFIX}.telemetry.heartbeat.{node_id}")
@@ -51,6 +69,8 @@ mod tests {
         assert_eq!(heartbeat("n1"), "nerve.v1.telemetry.heartbeat.n1");
         assert_eq!(node_id_of(&heartbeat("n-1_a")), Some("n-1_a"));
         assert_eq!(node_id_of(&inventory("abc")), Some("abc"));
+        assert_eq!(node_id_of(&gpu_xid("g1")), Some("g1"));
+        assert_eq!(node_id_of(&liveness("l1")), Some("l1"));
         assert_eq!(node_id_of("other.v1.x.n1"), None);
     }
 

@@ -20,15 +20,13 @@ fn fail(e: nerve_api::error::ApiError) -> ServerFnError {
 /// Status counts, distributions and recent changes.
 #[server(prefix = "/ui-api", endpoint = "fleet-summary")]
 pub async fn get_fleet_summary() -> Result<FleetSummary, ServerFnError> {
-    nerve_api::fleet::summary(&state()?, nerve_api::fleet::now_ms())
-        .await
-        .map_err(fail)
+    nerve_api::fleet::summary(&state()?).await.map_err(fail)
 }
 
 /// One page of the node list.
 #[server(prefix = "/ui-api", endpoint = "nodes")]
 pub async fn get_nodes(query: NodeListQuery) -> Result<NodePage, ServerFnError> {
-    nerve_api::fleet::list_nodes(&state()?, query, nerve_api::fleet::now_ms())
+    nerve_api::fleet::list_nodes(&state()?, query)
         .await
         .map_err(fail)
 }
@@ -36,7 +34,7 @@ pub async fn get_nodes(query: NodeListQuery) -> Result<NodePage, ServerFnError> 
 /// Inventory and latest metrics of a node.
 #[server(prefix = "/ui-api", endpoint = "node-detail")]
 pub async fn get_node_detail(id: String) -> Result<NodeDetail, ServerFnError> {
-    nerve_api::fleet::node_detail(&state()?, &id, nerve_api::fleet::now_ms())
+    nerve_api::fleet::node_detail(&state()?, &id)
         .await
         .map_err(fail)
 }

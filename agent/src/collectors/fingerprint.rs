@@ -1,49 +1,111 @@
-//! Slow inventory: OS, CPU, memory, disks, network interfaces. Reported at start and when its
-//! content changes (compared by [`content_key`], which ignores the envelope).
+//! The inventory: every inventory collector (os, cpu, memory, storage, network, system) run in
+//! isolation — one that fails or panics leaves its part empty and its error in
+//! `collector_errors`, the others still report — and [`content_key`], which decides whether a
+//! scan changed anything.
 
-use nerve_schemas::{CpuInfo, Disk, Envelope, InventoryReported, NetInterface};
-use sysinfo::{DiskKind, Disks, Networks, System};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::time::Instant;
 
-/// Collects the inventory; keeps the CPU frequency seen first (the current frequency changes
-/// all the time and would make every scan look like a change).
-pub struct Fingerprinter {
-    cpu_frequency_mhz: Option<u64>,
+use nerve_schemas::{CollectorError, CpuInfo, Envelope, InventoryReported, MemoryInfo};
+use sysinfo::System;
+
+use super::{cpu, memory, network, storage, system};
+
+/// Where the collectors read the host from: `/proc`, `/sys` and `/` normally; the host's
+/// mounts when the agent runs in a container (`/host/proc`, ...).
+#[derive(Debug, Clone)]
+pub struct HostPaths {
+    pub procfs: PathBuf,
+    pub sysfs: PathBuf,
+    pub rootfs: PathBuf,
 }
 
-impl Default for Fingerprinter {
+impl Default for HostPaths {
     fn default() -> Self {
-        Self::new()
+        Self {
+            procfs: "/proc".into(),
+            sysfs: "/sys".into(),
+            rootfs: "/".into(),
+        }
     }
+}
+
+/// Runs one collector; an error or a panic becomes a [`CollectorError`] and `None`.
+pub fn isolated<T>(
+    name: &str,
+    errors: &mut Vec<CollectorError>,
+    f: impl FnOnce() -> Result<T, String>,
+) -> Option<T> {
+    let outcome = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(format!("collector panicked: {what}"))
+    });
+    match outcome {
+        Ok(v) => Some(v),
+        Err(message) => {
+            tracing::warn!(collector = name, error = %message, "inventory collector failed");
+            errors.push(CollectorError {
+                collector: name.to_owned(),
+                message,
+            });
+            None
+        }
+    }
+}
+
+/// Collects the inventory; keeps what is slow or static between scans (SMART, DIMMs).
+pub struct Fingerprinter {
+    paths: HostPaths,
+    storage: storage::StorageCollector,
+    memory: Option<(Instant, MemoryInfo)>,
 }
 
 impl Fingerprinter {
-    pub fn new() -> Self {
+    pub fn new(paths: HostPaths) -> Self {
         Self {
-            cpu_frequency_mhz: None,
+            paths,
+            storage: storage::StorageCollector::default(),
+            memory: None,
         }
     }
 
-    pub fn inventory(&mut self) -> InventoryReported {
+    /// One scan. `fresh` re-reads what is otherwise cached (the daily refresh).
+    pub fn inventory(&mut self, fresh: bool) -> InventoryReported {
+        let p = self.paths.clone();
+        let mut errors = Vec::new();
         let mut system = System::new();
-        system.refresh_cpu_all();
         system.refresh_memory();
-        let first_cpu = system.cpus().first();
-        let frequency = *self.cpu_frequency_mhz.get_or_insert_with(|| {
-            max_cpu_frequency_mhz()
-                .or(first_cpu.map(|c| c.frequency()))
-                .unwrap_or(0)
+
+        let cpu = isolated("cpu", &mut errors, || cpu::collect(&p.procfs, &p.sysfs));
+        let hypervisor = cpu
+            .as_ref()
+            .is_some_and(|c| c.flags.iter().any(|f| f == "hypervisor"));
+        let memory = isolated("memory", &mut errors, || {
+            if fresh || self.memory.is_none() {
+                self.memory = Some((Instant::now(), memory::collect(&p.sysfs)));
+            }
+            Ok(self.memory.as_ref().map(|(_, m)| m.clone()))
+        })
+        .flatten();
+        let block_devices = isolated("storage", &mut errors, || {
+            self.storage.block_devices(&p.sysfs, fresh)
+        })
+        .unwrap_or_default();
+        let disks =
+            isolated("filesystems", &mut errors, || Ok(storage::filesystems())).unwrap_or_default();
+        let interfaces = isolated("network", &mut errors, || {
+            network::interfaces(&p.sysfs, &network::addresses())
+        })
+        .unwrap_or_default();
+        let system_info = isolated("system", &mut errors, || {
+            Ok(system::collect(&p.procfs, &p.sysfs, &p.rootfs, hypervisor))
         });
-        let cpu = CpuInfo {
-            model: first_cpu
-                .map(|c| c.brand().trim().to_owned())
-                .unwrap_or_default(),
-            vendor: first_cpu
-                .map(|c| c.vendor_id().to_owned())
-                .unwrap_or_default(),
-            physical_cores: System::physical_core_count().map(|n| n as i32),
-            logical_cores: system.cpus().len() as i32,
-            frequency_mhz: frequency as i64,
-        };
+
         InventoryReported {
             envelope: Envelope::new::<InventoryReported>("", 0),
             hostname: System::host_name().unwrap_or_default(),
@@ -53,74 +115,25 @@ impl Fingerprinter {
             arch: System::cpu_arch(),
             boot_time_ms: (System::boot_time() as i64).saturating_mul(1000),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-            cpu,
+            cpu: cpu.unwrap_or_else(|| CpuInfo {
+                logical_cores: System::new_all().cpus().len() as i32,
+                ..CpuInfo::default()
+            }),
             memory_total_bytes: system.total_memory() as i64,
             swap_total_bytes: system.total_swap() as i64,
-            disks: disks(),
-            interfaces: interfaces(),
+            disks,
+            interfaces,
             gpus: Vec::new(),
-            collector_errors: Vec::new(),
+            memory,
+            block_devices,
+            system: system_info,
+            collector_errors: errors,
         }
     }
 }
 
-/// The CPU's maximum frequency from cpufreq, where the kernel exposes it.
-fn max_cpu_frequency_mhz() -> Option<u64> {
-    let khz: u64 = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(khz / 1000)
-}
-
-fn disks() -> Vec<Disk> {
-    let disks = Disks::new_with_refreshed_list();
-    let mut out: Vec<Disk> = disks
-        .list()
-        .iter()
-        .map(|d| Disk {
-            name: d.name().to_string_lossy().into_owned(),
-            mount_point: d.mount_point().to_string_lossy().into_owned(),
-            file_system: d.file_system().to_string_lossy().into_owned(),
-            kind: match d.kind() {
-                DiskKind::SSD => "ssd",
-                DiskKind::HDD => "hdd",
-                _ => "unknown",
-            }
-            .to_owned(),
-            total_bytes: d.total_space() as i64,
-            removable: d.is_removable(),
-        })
-        .collect();
-    out.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
-    out
-}
-
-fn interfaces() -> Vec<NetInterface> {
-    let networks = Networks::new_with_refreshed_list();
-    let mut out: Vec<NetInterface> = networks
-        .iter()
-        .map(|(name, data)| {
-            let mut addresses: Vec<String> = data
-                .ip_networks()
-                .iter()
-                .map(|n| format!("{}/{}", n.addr, n.prefix))
-                .collect();
-            addresses.sort();
-            NetInterface {
-                name: name.clone(),
-                mac: data.mac_address().to_string(),
-                addresses,
-                mtu: data.mtu() as i64,
-            }
-        })
-        .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
-}
-
-/// What identifies the inventory's content: everything but the envelope.
+/// What identifies the inventory's content: everything but the envelope and the readings that
+/// move on their own (SMART temperature and power-on hours, refreshed with the next report).
 pub fn content_key(inventory: &InventoryReported) -> String {
     let mut copy = inventory.clone();
     copy.envelope = Envelope {
@@ -130,6 +143,10 @@ pub fn content_key(inventory: &InventoryReported) -> String {
         schema_name: String::new(),
         schema_version: 0,
     };
+    for d in &mut copy.block_devices {
+        d.smart_temperature_c = None;
+        d.smart_power_on_hours = None;
+    }
     format!("{copy:?}")
 }
 
@@ -139,13 +156,17 @@ mod tests {
 
     #[test]
     fn this_machine_has_an_inventory_and_rescanning_is_stable() {
-        let mut f = Fingerprinter::new();
-        let a = f.inventory();
+        let mut f = Fingerprinter::new(HostPaths::default());
+        let a = f.inventory(true);
+        assert!(a.collector_errors.is_empty(), "{:?}", a.collector_errors);
         assert!(!a.hostname.is_empty());
         assert!(a.cpu.logical_cores >= 1);
+        assert!(!a.cpu.flags.is_empty() || a.arch != "x86_64");
         assert!(a.memory_total_bytes > 0);
+        assert!(a.memory.is_some());
+        assert!(a.system.is_some());
         assert!(!a.interfaces.is_empty());
-        let b = f.inventory();
+        let b = f.inventory(false);
         assert_eq!(
             content_key(&a),
             content_key(&b),
@@ -154,13 +175,45 @@ mod tests {
     }
 
     #[test]
-    fn content_key_ignores_the_envelope_but_not_the_content() {
-        let mut f = Fingerprinter::new();
-        let a = f.inventory();
+    fn content_key_ignores_the_envelope_and_smart_readings_but_not_the_content() {
+        let mut f = Fingerprinter::new(HostPaths::default());
+        let a = f.inventory(false);
         let mut b = a.clone();
         b.envelope.event_id = "other".into();
-        assert_eq!(content_key(&a), content_key(&b));
+        b.block_devices.push(nerve_schemas::BlockDevice::default());
+        let mut c = b.clone();
+        c.block_devices.last_mut().expect("one").smart_temperature_c = Some(50);
+        assert_eq!(content_key(&b), content_key(&c));
         b.memory_total_bytes += 1;
-        assert_ne!(content_key(&a), content_key(&b));
+        assert_ne!(content_key(&b), content_key(&c));
+    }
+
+    #[test]
+    fn a_failing_collector_leaves_the_others_reporting() {
+        let missing = tempfile::tempdir().expect("tmp");
+        let mut f = Fingerprinter::new(HostPaths {
+            sysfs: missing.path().to_owned(),
+            ..HostPaths::default()
+        });
+        let inv = f.inventory(true);
+        let failed: Vec<&str> = inv
+            .collector_errors
+            .iter()
+            .map(|e| e.collector.as_str())
+            .collect();
+        assert_eq!(failed, ["storage", "network"]);
+        assert!(inv.collector_errors[0].message.contains("block"));
+        assert!(inv.cpu.logical_cores >= 1, "cpu still reports");
+        assert!(inv.memory_total_bytes > 0);
+        assert!(!inv.disks.is_empty(), "filesystems still report");
+    }
+
+    #[test]
+    fn a_panicking_collector_is_an_error_not_a_crash() {
+        let mut errors = Vec::new();
+        let got: Option<u8> = isolated("boom", &mut errors, || panic!("bad sysfs value"));
+        assert_eq!(got, None);
+        assert_eq!(errors[0].collector, "boom");
+        assert!(errors[0].message.contains("bad sysfs value"));
     }
 }

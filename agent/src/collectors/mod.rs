@@ -1,13 +1,22 @@
-//! Collectors: `fingerprint` (inventory, slow, reported on change), `host` (CPU, memory, disk,
-//! network, load; every heartbeat) and `gpu` (NVML). One failing collector never stops the
+//! Collectors. Inventory (slow, reported on change): `cpu`, `memory`, `storage`, `network`,
+//! `system`, assembled by `fingerprint`; every heartbeat: `host` (CPU, memory, disk, network,
+//! load); both: `gpu` (NVML, with `gpu_health` verdicts). One failing collector never stops the
 //! others: its error travels in the inventory event's `collector_errors`.
 //!
-//! All of them block (they read `/proc`, `/sys`, NVML) and run on a blocking thread.
+//! All of them block (they read `/proc`, `/sys`, NVML, run `dmidecode`/`smartctl`) and run on a
+//! blocking thread.
 
+pub mod cpu;
 pub mod fingerprint;
 pub mod gpu;
 pub mod gpu_health;
 pub mod host;
+pub mod memory;
+pub mod network;
+pub mod storage;
+pub mod system;
+
+use std::path::Path;
 
 use nerve_schemas::{CollectorError, HeartbeatRecorded, InventoryReported};
 
@@ -20,12 +29,17 @@ pub struct Collectors {
 
 impl Collectors {
     /// Prepares the collectors; `gpu` false skips NVML entirely.
-    pub fn new(gpu: bool) -> Self {
+    pub fn new(gpu: bool, paths: fingerprint::HostPaths, xids: gpu::XidLedger) -> Self {
         Self {
             host: host::HostSampler::new(),
-            fingerprint: fingerprint::Fingerprinter::new(),
-            gpu: gpu::GpuCollector::new(gpu),
+            fingerprint: fingerprint::Fingerprinter::new(paths),
+            gpu: gpu::GpuCollector::new(gpu, xids),
         }
+    }
+
+    /// Whether NVML is open, so XIDs can be watched.
+    pub fn has_nvml(&self) -> bool {
+        self.gpu.has_nvml()
     }
 
     /// A heartbeat body (the caller sets the envelope, seq and interval).
@@ -36,9 +50,9 @@ impl Collectors {
         hb
     }
 
-    /// An inventory body (the caller sets the envelope).
-    pub fn inventory(&mut self) -> InventoryReported {
-        let mut inv = self.fingerprint.inventory();
+    /// An inventory body (the caller sets the envelope); `fresh` re-reads cached parts.
+    pub fn inventory(&mut self, fresh: bool) -> InventoryReported {
+        let mut inv = self.fingerprint.inventory(fresh);
         match self.gpu.inventory() {
             Ok(gpus) => inv.gpus = gpus,
             Err(message) => inv.collector_errors.push(CollectorError {
@@ -48,4 +62,11 @@ impl Collectors {
         }
         inv
     }
+}
+
+/// A sysfs/procfs attribute, trimmed; `None` when unreadable.
+pub(crate) fn read_trimmed(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
 }

@@ -1,6 +1,7 @@
-//! The fleet read service: every query the API (and later the console) makes over ClickHouse.
-//! Liveness (online / suspect / offline) is computed in SQL from each node's last heartbeat and
-//! its own heartbeat interval, so filtering and pagination stay server-side.
+//! The fleet read service: every query the API and the console make over ClickHouse.
+//! A node's status (online / suspect / offline) is the liveness tracker's last judgement
+//! (`node_liveness`, from `NodeBecameSuspect` / `NodeWentOffline` / `NodeCameBack`); a node it
+//! never judged is online. Filtering, sorting and pagination stay in SQL.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -17,31 +18,10 @@ pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// Points the metrics series aims at when no step is given.
 pub const DEFAULT_POINTS: u64 = 360;
 
-/// Status of a node last seen at `last_seen_ms` that beats every `interval_secs`.
-pub fn status_of(
-    now_ms: u64,
-    last_seen_ms: u64,
-    interval_secs: u32,
-    suspect_after: u32,
-    offline_after: u32,
-) -> NodeStatus {
-    let age = now_ms.saturating_sub(last_seen_ms);
-    let interval_ms = u64::from(interval_secs.max(1)) * 1000;
-    if age <= interval_ms * u64::from(suspect_after) {
-        NodeStatus::Online
-    } else if age <= interval_ms * u64::from(offline_after) {
-        NodeStatus::Suspect
-    } else {
-        NodeStatus::Offline
-    }
+/// A node's status from its liveness state (`''` = never judged = online).
+fn status_from(state: &str) -> NodeStatus {
+    NodeStatus::parse(state).unwrap_or(NodeStatus::Online)
 }
-
-/// The same rule as [`status_of`] as a SQL expression over `node_state` columns; binds, in order:
-/// now_ms, suspect_after, now_ms, offline_after.
-const STATUS_SQL: &str = "multiIf(\
-    toInt64(?) - toInt64(last_seen_ms) <= toInt64(greatest(interval_secs, 1)) * 1000 * ?, 'online', \
-    toInt64(?) - toInt64(last_seen_ms) <= toInt64(greatest(interval_secs, 1)) * 1000 * ?, 'suspect', \
-    'offline')";
 
 fn rfc3339_ms(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
@@ -73,17 +53,20 @@ struct NodeRow {
     mem_total_bytes: u64,
     gpu_count: u16,
     gpu_util_pct_avg: f32,
+    gpu_health: String,
+    status: String,
 }
 
-/// Every node with its hostname and computed `status`; binds as [`STATUS_SQL`] does.
-fn nodes_subquery() -> String {
-    format!(
-        "(SELECT node_id, hostname, last_seen_ms, interval_secs, cpu_pct, mem_used_bytes, \
-                 mem_total_bytes, gpu_count, gpu_util_pct_avg, {STATUS_SQL} AS status \
+/// Every node with its hostname and `status` (ClickHouse 18.16 joins one table per SELECT,
+/// hence the nesting).
+const NODES: &str = "(SELECT node_id, hostname, last_seen_ms, interval_secs, cpu_pct, \
+        mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health, \
+        if(live = '', 'online', live) AS status \
+    FROM (SELECT node_id, hostname, last_seen_ms, interval_secs, cpu_pct, mem_used_bytes, \
+                 mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health \
           FROM node_state FINAL \
-          ANY LEFT JOIN (SELECT node_id, hostname FROM inventory FINAL) USING node_id)"
-    )
-}
+          ANY LEFT JOIN (SELECT node_id, hostname FROM inventory FINAL) USING node_id) \
+    ANY LEFT JOIN (SELECT node_id, state AS live FROM node_liveness FINAL) USING node_id)";
 
 /// Which nodes a list query returns.
 #[derive(Debug, Default)]
@@ -155,15 +138,10 @@ fn search_text(q: &Option<String>) -> Result<Option<&str>, ApiError> {
 }
 
 impl NodeRow {
-    fn summary(self, now_ms: u64, suspect_after: u32, offline_after: u32) -> NodeSummary {
+    fn summary(self) -> NodeSummary {
         NodeSummary {
-            status: status_of(
-                now_ms,
-                self.last_seen_ms,
-                self.interval_secs,
-                suspect_after,
-                offline_after,
-            ),
+            status: status_from(&self.status),
+            gpu_health: self.gpu_health,
             last_seen: rfc3339_ms(self.last_seen_ms),
             id: self.node_id,
             hostname: self.hostname,
@@ -184,44 +162,32 @@ async fn query_nodes(
     order: &str,
     offset: u64,
     limit: u32,
-    now_ms: u64,
 ) -> Result<(Vec<NodeSummary>, u64), ApiError> {
-    let cfg = state.config();
-    let (s, o) = (
-        cfg.suspect_after_missed_heartbeats,
-        cfg.offline_after_missed_heartbeats,
-    );
-    let bind_status = |q: clickhouse::query::Query| q.bind(now_ms).bind(s).bind(now_ms).bind(o);
-    let from = nodes_subquery();
     let where_sql = filter.sql();
     let rows: Vec<NodeRow> = filter
-        .bind(bind_status(state.ch().query(&format!(
+        .bind(state.ch().query(&format!(
             "SELECT node_id, hostname, last_seen_ms, interval_secs, cpu_pct, mem_used_bytes, \
-                    mem_total_bytes, gpu_count, gpu_util_pct_avg \
-             FROM {from} {where_sql} {order} LIMIT ?, ?"
-        ))))
+                    mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health, status \
+             FROM {NODES} {where_sql} {order} LIMIT ?, ?"
+        )))
         .bind(offset)
         .bind(limit)
         .fetch_all()
         .await?;
     let total: u64 = filter
-        .bind(bind_status(
+        .bind(
             state
                 .ch()
-                .query(&format!("SELECT count() FROM {from} {where_sql}")),
-        ))
+                .query(&format!("SELECT count() FROM {NODES} {where_sql}")),
+        )
         .fetch_one()
         .await?;
-    let nodes = rows.into_iter().map(|r| r.summary(now_ms, s, o)).collect();
+    let nodes = rows.into_iter().map(NodeRow::summary).collect();
     Ok((nodes, total))
 }
 
 /// One page of nodes: filtered by status and search text, sorted, paginated, all in ClickHouse.
-pub async fn list_nodes(
-    state: &AppState,
-    query: NodeListQuery,
-    now_ms: u64,
-) -> Result<NodePage, ApiError> {
+pub async fn list_nodes(state: &AppState, query: NodeListQuery) -> Result<NodePage, ApiError> {
     let cfg = state.config();
     let limit = query
         .limit
@@ -242,7 +208,7 @@ pub async fn list_nodes(
         query.sort.unwrap_or(NodeSort::Id),
         query.order.unwrap_or(SortOrder::Asc),
     );
-    let (nodes, total) = query_nodes(state, &filter, &order, offset, limit, now_ms).await?;
+    let (nodes, total) = query_nodes(state, &filter, &order, offset, limit).await?;
     Ok(NodePage {
         nodes,
         total,
@@ -270,29 +236,23 @@ struct ChangeRow {
 }
 
 /// Status counts, utilisation distributions and what changed: one scan of `node_state`.
-pub async fn summary(state: &AppState, now_ms: u64) -> Result<FleetSummary, ApiError> {
-    let cfg = state.config();
-    let (s, o) = (
-        cfg.suspect_after_missed_heartbeats,
-        cfg.offline_after_missed_heartbeats,
-    );
+pub async fn summary(state: &AppState) -> Result<FleetSummary, ApiError> {
     let rows: Vec<BucketRow> = state
         .ch()
-        .query(&format!(
+        .query(
             "SELECT status, \
                     toUInt8(least(floor(cpu_pct / 10), 9)) AS cpu_bucket, \
                     toUInt8(least(floor(100 * mem_used_bytes / greatest(mem_total_bytes, 1) / 10), 9)) AS mem_bucket, \
                     toUInt8(least(floor(gpu_util_pct_avg / 10), 9)) AS gpu_bucket, \
                     toUInt8(gpu_count > 0) AS has_gpu, \
                     count() AS nodes, toUInt64(sum(gpu_count)) AS gpus \
-             FROM (SELECT {STATUS_SQL} AS status, cpu_pct, mem_used_bytes, mem_total_bytes, \
-                          gpu_util_pct_avg, gpu_count FROM node_state FINAL) \
+             FROM (SELECT if(live = '', 'online', live) AS status, cpu_pct, mem_used_bytes, \
+                          mem_total_bytes, gpu_util_pct_avg, gpu_count \
+                   FROM node_state FINAL \
+                   ANY LEFT JOIN (SELECT node_id, state AS live FROM node_liveness FINAL) \
+                   USING node_id) \
              GROUP BY status, cpu_bucket, mem_bucket, gpu_bucket, has_gpu"
-        ))
-        .bind(now_ms)
-        .bind(s)
-        .bind(now_ms)
-        .bind(o)
+        )
         .fetch_all()
         .await?;
     let mut out = FleetSummary {
@@ -345,7 +305,7 @@ pub async fn summary(state: &AppState, now_ms: u64) -> Result<FleetSummary, ApiE
         ..Filter::default()
     };
     let order = order_by(NodeSort::LastSeen, SortOrder::Desc);
-    out.attention = query_nodes(state, &filter, &order, 0, 8, now_ms).await?.0;
+    out.attention = query_nodes(state, &filter, &order, 0, 8).await?.0;
     Ok(out)
 }
 
@@ -370,7 +330,25 @@ struct InventoryRow {
     interfaces_json: String,
     gpus_json: String,
     collector_errors_json: String,
+    detail_json: String,
 }
+
+#[derive(Debug, Row, Deserialize)]
+struct LivenessRow {
+    state: String,
+    changed_at_ms: u64,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct EventRow {
+    ts_ms: u64,
+    kind: String,
+    severity: String,
+    summary: String,
+}
+
+/// Events shown with a node.
+const NODE_EVENTS_SHOWN: u32 = 50;
 
 #[derive(Debug, Row, Deserialize)]
 struct StateRow {
@@ -388,14 +366,17 @@ struct StateRow {
     net_tx_bytes_per_sec: f64,
     gpu_count: u16,
     gpu_util_pct_avg: f32,
+    gpu_health: String,
+    gpus_json: String,
 }
 
 fn json_doc(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
 }
 
-/// Inventory and latest metrics of one node; 404 if the node never reported anything.
-pub async fn node_detail(state: &AppState, id: &str, now_ms: u64) -> Result<NodeDetail, ApiError> {
+/// Inventory, latest metrics, GPU health, liveness and recent events of one node; 404 if the
+/// node never reported anything.
+pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiError> {
     check_node_id(id)?;
     let inventory: Option<InventoryRow> = state
         .ch()
@@ -403,7 +384,7 @@ pub async fn node_detail(state: &AppState, id: &str, now_ms: u64) -> Result<Node
             "SELECT reported_at_ms, hostname, os_name, os_version, kernel_version, arch, boot_time, \
                     agent_version, cpu_model, cpu_vendor, cpu_physical_cores, cpu_logical_cores, \
                     cpu_frequency_mhz, memory_total_bytes, swap_total_bytes, disks_json, \
-                    interfaces_json, gpus_json, collector_errors_json \
+                    interfaces_json, gpus_json, collector_errors_json, detail_json \
              FROM inventory FINAL WHERE node_id = ? LIMIT 1",
         )
         .bind(id)
@@ -414,7 +395,8 @@ pub async fn node_detail(state: &AppState, id: &str, now_ms: u64) -> Result<Node
         .query(
             "SELECT last_seen_ms, interval_secs, uptime_secs, cpu_pct, cpu_count, load1, \
                     mem_used_bytes, mem_total_bytes, disk_used_bytes, disk_total_bytes, \
-                    net_rx_bytes_per_sec, net_tx_bytes_per_sec, gpu_count, gpu_util_pct_avg \
+                    net_rx_bytes_per_sec, net_tx_bytes_per_sec, gpu_count, gpu_util_pct_avg, \
+                    gpu_health, gpus_json \
              FROM node_state FINAL WHERE node_id = ? LIMIT 1",
         )
         .bind(id)
@@ -423,18 +405,47 @@ pub async fn node_detail(state: &AppState, id: &str, now_ms: u64) -> Result<Node
     if inventory.is_none() && latest.is_none() {
         return Err(ApiError::NotFound(format!("node {id} not found")));
     }
-    let cfg = state.config();
+    let liveness: Option<LivenessRow> = state
+        .ch()
+        .query("SELECT state, changed_at_ms FROM node_liveness FINAL WHERE node_id = ? LIMIT 1")
+        .bind(id)
+        .fetch_optional()
+        .await?;
+    let events: Vec<EventRow> = state
+        .ch()
+        .query(
+            "SELECT ts_ms, kind, severity, summary FROM node_events WHERE node_id = ? \
+             ORDER BY ts_ms DESC, stream_seq DESC LIMIT ?",
+        )
+        .bind(id)
+        .bind(NODE_EVENTS_SHOWN)
+        .fetch_all()
+        .await?;
     Ok(NodeDetail {
         id: id.to_owned(),
-        status: latest.as_ref().map(|l| {
-            status_of(
-                now_ms,
-                l.last_seen_ms,
-                l.interval_secs,
-                cfg.suspect_after_missed_heartbeats,
-                cfg.offline_after_missed_heartbeats,
-            )
-        }),
+        status: latest
+            .as_ref()
+            .map(|_| status_from(liveness.as_ref().map_or("", |l| l.state.as_str()))),
+        status_since: liveness.as_ref().map(|l| rfc3339_ms(l.changed_at_ms)),
+        gpu_health: latest
+            .as_ref()
+            .map(|l| l.gpu_health.clone())
+            .unwrap_or_default(),
+        gpus: latest
+            .as_ref()
+            .map_or(serde_json::Value::Array(Vec::new()), |l| {
+                json_doc(&l.gpus_json)
+            }),
+        events: events
+            .into_iter()
+            .map(|e| NodeEventItem {
+                at: rfc3339_ms(e.ts_ms),
+                at_ms: e.ts_ms,
+                kind: e.kind,
+                severity: e.severity,
+                summary: e.summary,
+            })
+            .collect(),
         inventory: inventory.map(|i| Inventory {
             reported_at: rfc3339_ms(i.reported_at_ms),
             hostname: i.hostname,
@@ -457,6 +468,7 @@ pub async fn node_detail(state: &AppState, id: &str, now_ms: u64) -> Result<Node
             interfaces: json_doc(&i.interfaces_json),
             gpus: json_doc(&i.gpus_json),
             collector_errors: json_doc(&i.collector_errors_json),
+            detail: json_doc(&i.detail_json),
         }),
         latest: latest.map(|l| LatestMetrics {
             last_seen: rfc3339_ms(l.last_seen_ms),
@@ -677,19 +689,6 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_follows_missed_heartbeats() {
-        let now = 1_000_000_000;
-        let st = |age_ms: u64| status_of(now, now - age_ms, 10, 3, 6);
-        assert_eq!(st(0), NodeStatus::Online);
-        assert_eq!(st(30_000), NodeStatus::Online);
-        assert_eq!(st(30_001), NodeStatus::Suspect);
-        assert_eq!(st(60_000), NodeStatus::Suspect);
-        assert_eq!(st(60_001), NodeStatus::Offline);
-        // A clock slightly ahead is not "offline".
-        assert_eq!(status_of(now, now + 5_000, 10, 3, 6), NodeStatus::Online);
-    }
 
     #[test]
     fn times_and_steps_parse_or_explain() {

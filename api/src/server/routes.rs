@@ -41,25 +41,21 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn summary(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(fleet::summary(&state, fleet::now_ms()).await?))
+    Ok(Json(fleet::summary(&state).await?))
 }
 
 async fn list_nodes(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<NodeListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(
-        fleet::list_nodes(&state, query, fleet::now_ms()).await?,
-    ))
+    Ok(Json(fleet::list_nodes(&state, query).await?))
 }
 
 async fn node_detail(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(
-        fleet::node_detail(&state, &id, fleet::now_ms()).await?,
-    ))
+    Ok(Json(fleet::node_detail(&state, &id).await?))
 }
 
 async fn node_metrics(

@@ -14,9 +14,12 @@ use nerve_platform::testkit::eventually;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{DEADLINE, Env, heartbeat, inventory, publish_heartbeat, publish_inventory};
+use crate::support::{
+    DEADLINE, Env, heartbeat, inventory, publish_heartbeat, publish_inventory, publish_went_offline,
+};
 
-/// Simulated nodes: `sim-000` … `sim-119`; every 6th one last beat 10 minutes ago (offline).
+/// Simulated nodes: `sim-000` … `sim-119`; every 6th one last beat 10 minutes ago and was judged
+/// offline then; the others beat now, every 10 minutes (so none turns suspect during the test).
 const SIM_NODES: usize = 120;
 
 fn site_dir() -> PathBuf {
@@ -208,6 +211,7 @@ async fn the_console_works_in_a_real_browser() {
     let cancel = CancellationToken::new();
     let metrics = Registry::new();
     let projectors = env.spawn_projectors(&metrics, &cancel);
+    let liveness = env.spawn_liveness(&metrics, &cancel).await;
     let state = nerve_api::AppState::new(env.ch.clone(), None, env.config.api.clone(), metrics);
     let app = nerve_ui::server::app(state, &site_dir());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -223,9 +227,12 @@ async fn the_console_works_in_a_real_browser() {
         publish_inventory(&env.js, &inventory(&id, &format!("gpu-host-{i:03}"), now)).await;
         let age_ms = if i % 6 == 0 { 600_000 } else { 0 };
         let mut hb = heartbeat(&id, now - age_ms, 0);
-        hb.interval_secs = 10;
+        hb.interval_secs = 600;
         hb.cpu_pct = (i as f32 * 7.0) % 100.0;
         publish_heartbeat(&env.js, &hb).await;
+        if age_ms > 0 {
+            publish_went_offline(&env.js, &id, now - age_ms).await;
+        }
     }
     let mut agent = env.spawn_nerve(&["agent"]);
     let agent_id = eventually(DEADLINE, "the real agent's node", || async {
@@ -245,6 +252,17 @@ async fn the_console_works_in_a_real_browser() {
             == SIM_NODES as u64 + 1)
             .then_some(())
     })
+    .await;
+    eventually(
+        DEADLINE,
+        "the earlier offline judgements projected",
+        || async {
+            (env.count("SELECT count() FROM node_liveness FINAL WHERE state = 'offline'")
+                .await
+                == (SIM_NODES as u64).div_ceil(6))
+            .then_some(())
+        },
+    )
     .await;
 
     let b = browser().await;
@@ -389,5 +407,6 @@ async fn the_console_works_in_a_real_browser() {
     b.client.close().await.expect("close");
     cancel.cancel();
     projectors.await.expect("join").expect("projectors");
+    liveness.await.expect("join").expect("liveness");
     server.await.expect("join").expect("server");
 }

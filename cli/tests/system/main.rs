@@ -6,5 +6,6 @@ mod agent_e2e;
 mod api_errors;
 mod browser;
 mod config_cli;
+mod liveness;
 mod projector;
 mod support;

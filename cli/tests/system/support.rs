@@ -30,6 +30,11 @@ impl Env {
         config.projector.ack_wait_secs = 2;
         config.projector.batch_max_wait_ms = 50;
         config.agent.heartbeat_interval_secs = 1;
+        // Suspect after 5 missed 1 s heartbeats, offline 2 s later: tests see both quickly, and
+        // a test machine busy for a moment does not look like a dead node.
+        config.liveness.suspect_after_missed_heartbeats = 5;
+        config.liveness.offline_grace_secs = 2;
+        config.liveness.check_interval_ms = 100;
         let state_dir = tempfile::tempdir().expect("tmp");
         config.agent.state_dir = state_dir.path().join("agent");
         let client = async_nats::connect(nats.url()).await.expect("connect");
@@ -76,6 +81,18 @@ impl Env {
                 "NERVE_AGENT__STATE_DIR".into(),
                 c.agent.state_dir.display().to_string(),
             ),
+            (
+                "NERVE_LIVENESS__SUSPECT_AFTER_MISSED_HEARTBEATS".into(),
+                c.liveness.suspect_after_missed_heartbeats.to_string(),
+            ),
+            (
+                "NERVE_LIVENESS__OFFLINE_GRACE_SECS".into(),
+                c.liveness.offline_grace_secs.to_string(),
+            ),
+            (
+                "NERVE_LIVENESS__CHECK_INTERVAL_MS".into(),
+                c.liveness.check_interval_ms.to_string(),
+            ),
             ("RUST_LOG".into(), "warn".into()),
         ]
     }
@@ -114,6 +131,21 @@ impl Env {
             None,
             cancel.clone(),
         ))
+    }
+
+    /// Runs the liveness tracker in this process until `cancel`.
+    pub async fn spawn_liveness(
+        &self,
+        metrics: &nerve_platform::metrics::Registry,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<Result<(), nerve_liveness::LivenessError>> {
+        let client = async_nats::connect(self.nats.url()).await.expect("connect");
+        let (config, metrics, cancel) = (
+            self.config.liveness.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        );
+        tokio::spawn(async move { nerve_liveness::run(client, &config, &metrics, cancel).await })
     }
 
     pub async fn count(&self, sql: &str) -> u64 {
@@ -185,6 +217,7 @@ pub fn inventory(node_id: &str, hostname: &str, ts_ms: i64) -> nerve_schemas::In
             physical_cores: Some(32),
             logical_cores: 64,
             frequency_mhz: 3000,
+            ..CpuInfo::default()
         },
         memory_total_bytes: 256 << 30,
         swap_total_bytes: 0,
@@ -201,10 +234,30 @@ pub fn inventory(node_id: &str, hostname: &str, ts_ms: i64) -> nerve_schemas::In
             mac: "02:00:00:00:00:01".into(),
             addresses: vec!["10.0.0.1/16".into()],
             mtu: 9000,
+            ..NetInterface::default()
         }],
         gpus: vec![],
+        memory: None,
+        block_devices: vec![],
+        system: None,
         collector_errors: vec![],
     }
+}
+
+/// Publishes the judgement of an earlier liveness tracker: `node_id` went offline after its
+/// heartbeat at `last_heartbeat_ms`.
+pub async fn publish_went_offline(js: &Context, node_id: &str, last_heartbeat_ms: i64) {
+    let now = nerve_platform::now_ms();
+    let event = nerve_schemas::NodeWentOffline(nerve_schemas::LivenessChange {
+        envelope: Envelope::new::<nerve_schemas::NodeWentOffline>(node_id, now),
+        last_heartbeat_at_ms: last_heartbeat_ms,
+        silent_for_ms: now - last_heartbeat_ms,
+        heartbeat_interval_secs: 10,
+        missed_heartbeats: ((now - last_heartbeat_ms) / 10_000) as i32,
+        previous_state: "suspect".into(),
+        detector: "test".into(),
+    });
+    publish_event(js, subjects::liveness(node_id), &event).await;
 }
 
 /// Publishes an inventory report and awaits the ack.
