@@ -14,9 +14,57 @@ use nerve_platform::testkit::eventually;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use nerve_schemas::{Envelope, GpuHealthReason, GpuSample, GpuXidOccurred, subjects};
+
 use crate::support::{
-    DEADLINE, Env, heartbeat, inventory, publish_heartbeat, publish_inventory, publish_went_offline,
+    DEADLINE, Env, heartbeat, inventory, publish_event, publish_heartbeat, publish_inventory,
+    publish_went_offline,
 };
+
+/// The simulated node with GPUs: one healthy, one that fell off the bus (XID 79).
+const GPU_NODE: usize = 1;
+
+fn gpu_samples() -> Vec<GpuSample> {
+    let ok = GpuSample {
+        index: 0,
+        uuid: "GPU-sim-0".into(),
+        util_pct: 91.0,
+        temperature_c: 61.0,
+        power_w: 590.0,
+        power_limit_w: Some(700.0),
+        ecc_corrected: Some(0),
+        ecc_uncorrected: Some(0),
+        health: "ok".into(),
+        ..GpuSample::default()
+    };
+    let bad = GpuSample {
+        index: 1,
+        uuid: "GPU-sim-1".into(),
+        xid_total: 1,
+        health: "critical".into(),
+        health_reasons: vec![GpuHealthReason {
+            severity: "critical".into(),
+            code: "xid_79".into(),
+            message: "XID 79: GPU has fallen off the bus".into(),
+        }],
+        ..ok.clone()
+    };
+    vec![ok, bad]
+}
+
+fn xid_79(node: &str, now: i64) -> GpuXidOccurred {
+    GpuXidOccurred {
+        envelope: Envelope::new::<GpuXidOccurred>(node, now),
+        gpu_index: 1,
+        gpu_uuid: "GPU-sim-1".into(),
+        pci_bus_id: "00000000:2A:00.0".into(),
+        xid: 79,
+        meaning: "GPU has fallen off the bus".into(),
+        severity: "critical".into(),
+        likely_application: false,
+        gpu_xid_total: 1,
+    }
+}
 
 /// Simulated nodes: `sim-000` … `sim-119`; every 6th one last beat 10 minutes ago and was judged
 /// offline then; the others beat now, every 10 minutes (so none turns suspect during the test).
@@ -229,11 +277,20 @@ async fn the_console_works_in_a_real_browser() {
         let mut hb = heartbeat(&id, now - age_ms, 0);
         hb.interval_secs = 600;
         hb.cpu_pct = (i as f32 * 7.0) % 100.0;
+        if i == GPU_NODE {
+            hb.gpus = gpu_samples();
+        }
         publish_heartbeat(&env.js, &hb).await;
         if age_ms > 0 {
             publish_went_offline(&env.js, &id, now - age_ms).await;
         }
     }
+    publish_event(
+        &env.js,
+        subjects::gpu_xid("sim-001"),
+        &xid_79("sim-001", now),
+    )
+    .await;
     let mut agent = env.spawn_nerve(&["agent"]);
     let agent_id = eventually(DEADLINE, "the real agent's node", || async {
         let id = std::fs::read_to_string(env.state_dir.path().join("agent/node_id")).ok()?;
@@ -367,6 +424,16 @@ async fn the_console_works_in_a_real_browser() {
     assert_eq!(text(c, "[data-testid=node-title]").await, hostname.trim());
     assert!(text(c, "[data-testid=inv-cpu]").await.contains("logical"));
     assert!(text(c, "[data-testid=inv-network]").await.contains("lo"));
+    // The full inventory of this machine: caches, memory source, whole disks, identity.
+    assert!(text(c, "[data-testid=inv-caches]").await.contains("L1"));
+    assert!(
+        text(c, "[data-testid=inv-memory]")
+            .await
+            .contains("Source:")
+    );
+    assert_ne!(text(c, "[data-testid=inv-virt]").await, "—");
+    let block = text(c, "[data-testid=inv-block]").await;
+    assert!(block.contains("SMART"), "{block}");
     eventually(
         Duration::from_secs(60),
         "a CPU chart with data points",
@@ -385,6 +452,18 @@ async fn the_console_works_in_a_real_browser() {
     visit(c, &base, "/nodes", "nodes-phone").await;
     c.set_window_size(1280, 1000).await.expect("resize");
 
+    // A GPU node: per-GPU verdicts with reasons, and the XID event.
+    visit(c, &base, "/nodes/sim-001", "node-gpu-health").await;
+    let health = text(c, "[data-testid=gpu-health]").await;
+    assert!(
+        health.contains("critical") && health.contains("fallen off the bus"),
+        "{health}"
+    );
+    wait_text(c, "[data-testid=events]", "the XID event", |t| {
+        t.contains("XID 79")
+    })
+    .await;
+
     // Stop the agent: the node turns offline on screen without a reload.
     visit(c, &base, &format!("/nodes/{agent_id}"), "node-before-stop").await;
     assert_eq!(text(c, ".section-head .badge").await, "online");
@@ -400,6 +479,10 @@ async fn the_console_works_in_a_real_browser() {
         "the stopped agent's node offline",
         |t| t == "offline",
     )
+    .await;
+    wait_text(c, "[data-testid=events]", "the offline event", |t| {
+        t.contains("NodeBecameSuspect") && t.contains("NodeWentOffline")
+    })
     .await;
     screenshot(c, "node-offline").await;
     assert!(console_errors(c).await.is_empty());

@@ -1,5 +1,7 @@
-//! Node detail: status, inventory (CPU, memory, GPUs, disks, network) and charts of CPU, memory,
-//! network and GPU over 15 min / 1 h / 24 h / 7 d.
+//! Node detail: status (with when the liveness tracker last changed it), GPU health per GPU with
+//! its reasons, recent events (XIDs, liveness), the full inventory (system, CPU, memory and DIMMs,
+//! GPUs, disks with SMART, filesystems, network) and charts of CPU, memory, network and GPU over
+//! 15 min / 1 h / 24 h / 7 d.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -82,10 +84,14 @@ fn Detail(d: NodeDetail) -> impl IntoView {
         .map(|i| i.hostname.clone())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| d.id.clone());
+    let since = d.status_since.clone();
+    let gpus = d.gpus.clone();
+    let events = d.events.clone();
     view! {
         <div class="section-head">
             <h1 data-testid="node-title">{title}</h1>
             {d.status.map(|s| view! { <StatusBadge status=s/> })}
+            {since.map(|t| view! { <span class="muted small">"since " {format::time(&t)}</span> })}
         </div>
         {d.latest.map(|l| view! {
             <section class="cards" aria-label="Latest">
@@ -98,9 +104,15 @@ fn Detail(d: NodeDetail) -> impl IntoView {
                     <span>{format!("last heartbeat (every {} s)", l.heartbeat_interval_secs)}</span></div>
             </section>
         })}
+        <GpuHealth gpus/>
+        <Events events/>
         {match inv {
             None => view! { <p class="muted">"No inventory reported yet."</p> }.into_any(),
-            Some(i) => view! {
+            Some(i) => {
+                let det = i.detail.clone();
+                let v = move |path: &str| text(det.pointer(path));
+                let det = i.detail.clone();
+                view! {
                 <section class="grid2" aria-label="Inventory">
                     <div class="panel" data-testid="inv-system">
                         <h2>"System"</h2>
@@ -111,6 +123,11 @@ fn Detail(d: NodeDetail) -> impl IntoView {
                             <dt>"Booted"</dt><dd>{format::time(&i.boot_time)}</dd>
                             <dt>"Agent"</dt><dd>{i.agent_version.clone()}</dd>
                             <dt>"Inventory from"</dt><dd>{format::time(&i.reported_at)}</dd>
+                            <dt>"Virtualisation"</dt><dd data-testid="inv-virt">{v("/system/virtualization")}</dd>
+                            <dt>"Container"</dt><dd>{v("/system/container")}</dd>
+                            <dt>"Machine"</dt><dd>{words(&[v("/system/system_vendor"), v("/system/product_name")])}</dd>
+                            <dt>"Board"</dt><dd>{words(&[v("/system/board_vendor"), v("/system/board_name")])}</dd>
+                            <dt>"BIOS"</dt><dd>{words(&[v("/system/bios_vendor"), v("/system/bios_version"), v("/system/bios_date")])}</dd>
                         </dl>
                     </div>
                     <div class="panel" data-testid="inv-cpu">
@@ -120,22 +137,45 @@ fn Detail(d: NodeDetail) -> impl IntoView {
                             <dt>"Vendor"</dt><dd>{i.cpu.vendor.clone()}</dd>
                             <dt>"Cores"</dt><dd>{format!("{} logical{}", i.cpu.logical_cores,
                                 i.cpu.physical_cores.map(|p| format!(", {p} physical")).unwrap_or_default())}</dd>
-                            <dt>"Frequency"</dt><dd>{format!("{} MHz", i.cpu.frequency_mhz)}</dd>
+                            <dt>"Sockets"</dt><dd>{v("/cpu/sockets")}</dd>
+                            <dt>"Threads per core"</dt><dd>{v("/cpu/threads_per_core")}</dd>
+                            <dt>"Frequency"</dt><dd>{format!("{} MHz (base {}, max {})", i.cpu.frequency_mhz,
+                                v("/cpu/base_frequency_mhz"), v("/cpu/max_frequency_mhz"))}</dd>
+                            <dt>"Caches"</dt><dd data-testid="inv-caches">{caches(det.pointer("/cpu/caches"))}</dd>
+                            <dt>"Flags"</dt><dd>{flags(det.pointer("/cpu/flags"))}</dd>
                             <dt>"Memory"</dt><dd>{format::bytes(i.memory_total_bytes as f64)}</dd>
                             <dt>"Swap"</dt><dd>{format::bytes(i.swap_total_bytes as f64)}</dd>
                         </dl>
                     </div>
+                    <div class="panel wide" data-testid="inv-memory">
+                        <h2>"Memory modules"</h2>
+                        <p class="muted">{format!("Source: {} · ECC: {} · slots: {}", v("/memory/source"), v("/memory/ecc"), v("/memory/slots"))}</p>
+                        {json_table(det.pointer("/memory/dimms").unwrap_or(&serde_json::Value::Null),
+                            &[("locator", "Slot"), ("size_bytes", "Size"), ("kind", "Type"), ("speed_mts", "MT/s"),
+                              ("configured_speed_mts", "Configured"), ("ecc", "ECC"), ("manufacturer", "Maker"), ("part_number", "Part")],
+                            "DIMMs not readable here (needs dmidecode as root, or an EDAC driver).")}
+                    </div>
                     <div class="panel" data-testid="inv-gpus">
                         <h2>"GPUs"</h2>
-                        {json_table(&i.gpus, &[("index", "#"), ("name", "Model"), ("memory_total_bytes", "Memory"), ("pci_bus_id", "PCI"), ("driver_version", "Driver")], "No GPUs.")}
+                        {json_table(&i.gpus, &[("index", "#"), ("name", "Model"), ("memory_total_bytes", "Memory"), ("pci_bus_id", "PCI"),
+                    ("driver_version", "Driver"), ("cuda_version", "CUDA"), ("compute_capability", "CC"), ("mig_mode", "MIG"),
+                    ("nvlink_count", "NVLinks"), ("vbios_version", "VBIOS")], "No GPUs.")}
                     </div>
-                    <div class="panel" data-testid="inv-disks">
+                    <div class="panel" data-testid="inv-block">
                         <h2>"Disks"</h2>
-                        {json_table(&i.disks, &[("mount_point", "Mount"), ("name", "Device"), ("file_system", "FS"), ("kind", "Kind"), ("total_bytes", "Size")], "No disks.")}
+                        {json_table(det.pointer("/block_devices").unwrap_or(&serde_json::Value::Null),
+                            &[("name", "Disk"), ("model", "Model"), ("kind", "Kind"), ("size_bytes", "Size"),
+                              ("smart_health", "SMART"), ("smart_temperature_c", "°C"), ("smart_note", "Note")],
+                            "No disks reported.")}
+                    </div>
+                    <div class="panel wide" data-testid="inv-disks">
+                        <h2>"Filesystems"</h2>
+                        {json_table(&i.disks, &[("mount_point", "Mount"), ("name", "Device"), ("file_system", "FS"), ("kind", "Kind"), ("total_bytes", "Size")], "No filesystems.")}
                     </div>
                     <div class="panel wide" data-testid="inv-network">
                         <h2>"Network"</h2>
-                        {json_table(&i.interfaces, &[("name", "Interface"), ("mac", "MAC"), ("addresses", "Addresses"), ("mtu", "MTU")], "No interfaces.")}
+                        {json_table(&i.interfaces, &[("name", "Interface"), ("state", "State"), ("speed_mbps", "Mbit/s"), ("mac", "MAC"),
+                            ("addresses", "Addresses"), ("mtu", "MTU"), ("driver", "Driver")], "No interfaces.")}
                     </div>
                     {(!i.collector_errors.as_array().is_none_or(|a| a.is_empty())).then(|| view! {
                         <div class="panel wide">
@@ -144,9 +184,162 @@ fn Detail(d: NodeDetail) -> impl IntoView {
                         </div>
                     })}
                 </section>
-            }.into_any(),
+            }.into_any()
+            }
         }}
     }
+}
+
+/// A JSON value as text; null and missing as a dash.
+fn text(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "—".into(),
+        Some(serde_json::Value::String(s)) if s.is_empty() => "—".into(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Known parts joined by spaces; a dash when none is known.
+fn words(parts: &[String]) -> String {
+    let known: Vec<&str> = parts
+        .iter()
+        .map(String::as_str)
+        .filter(|p| *p != "—")
+        .collect();
+    if known.is_empty() {
+        "—".into()
+    } else {
+        known.join(" ")
+    }
+}
+
+/// `L1 Data 48 KiB ×32, L3 Unified 105 MiB ×2`.
+fn caches(v: Option<&serde_json::Value>) -> String {
+    let list = v.and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    if list.is_empty() {
+        return "—".into();
+    }
+    list.iter()
+        .map(|c| {
+            format!(
+                "L{} {} {} ×{}",
+                text(c.get("level")),
+                text(c.get("kind")),
+                format::bytes(c.get("size_bytes").and_then(|s| s.as_f64()).unwrap_or(0.0)),
+                text(c.get("instances"))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The CPU flags, folded behind their count.
+fn flags(v: Option<&serde_json::Value>) -> AnyView {
+    let list: Vec<String> = v
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if list.is_empty() {
+        return view! { "—" }.into_any();
+    }
+    view! {
+        <details><summary>{format!("{} flags", list.len())}</summary>
+            <p class="mono small">{list.join(" ")}</p></details>
+    }
+    .into_any()
+}
+
+/// Each GPU's live state and health verdict with its reasons (from the latest heartbeat).
+#[component]
+fn GpuHealth(gpus: serde_json::Value) -> impl IntoView {
+    let gpus = gpus.as_array().cloned().unwrap_or_default();
+    (!gpus.is_empty()).then(|| {
+        let rows = gpus
+            .iter()
+            .map(|g| {
+                let health = g.get("health").and_then(|h| h.as_str()).unwrap_or("").to_owned();
+                let reasons: Vec<String> = g
+                    .get("health_reasons")
+                    .and_then(|r| r.as_array())
+                    .map(|r| {
+                        r.iter()
+                            .map(|x| text(x.get("message")))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let power = format!(
+                    "{} / {} W",
+                    text(g.get("power_w")),
+                    text(g.get("power_limit_w"))
+                );
+                view! {
+                    <tr data-testid="gpu-row">
+                        <td>{text(g.get("index"))}</td>
+                        <td><span class=format!("badge {}", match health.as_str() {
+                            "critical" => "offline", "warning" => "suspect", _ => "online" })>
+                            {if health.is_empty() { "—".to_owned() } else { health.clone() }}</span></td>
+                        <td>{format!("{} %", text(g.get("util_pct")))}</td>
+                        <td>{format!("{} °C", text(g.get("temperature_c")))}</td>
+                        <td>{power}</td>
+                        <td>{format!("{} / {}", text(g.get("ecc_corrected")), text(g.get("ecc_uncorrected")))}</td>
+                        <td>{text(g.get("xid_total"))}</td>
+                        <td>{if reasons.is_empty() { "—".to_owned() } else { reasons.join("; ") }}</td>
+                    </tr>
+                }
+            })
+            .collect_view();
+        view! {
+            <section class="panel wide" aria-labelledby="gpu-health-h" data-testid="gpu-health">
+                <h2 id="gpu-health-h">"GPU health"</h2>
+                <div class="table-wrap"><table class="kv">
+                    <thead><tr><th scope="col">"#"</th><th scope="col">"Verdict"</th><th scope="col">"Util"</th>
+                        <th scope="col">"Temp"</th><th scope="col">"Power"</th><th scope="col">"ECC corr. / uncorr."</th>
+                        <th scope="col">"XIDs"</th><th scope="col">"Reasons"</th></tr></thead>
+                    <tbody>{rows}</tbody>
+                </table></div>
+            </section>
+        }
+    })
+}
+
+/// The node's newest events.
+#[component]
+fn Events(events: Vec<nerve_api::dto::NodeEventItem>) -> impl IntoView {
+    (!events.is_empty()).then(|| {
+        let rows = events
+            .into_iter()
+            .map(|e| {
+                let sev = match e.severity.as_str() {
+                    "critical" => "offline",
+                    "warning" => "suspect",
+                    _ => "online",
+                };
+                view! {
+                    <tr data-testid="event-row">
+                        <td>{format::time(&e.at)}</td>
+                        <td><span class=format!("badge {sev}")>{e.severity.clone()}</span></td>
+                        <td class="mono">{e.kind}</td>
+                        <td>{e.summary}</td>
+                    </tr>
+                }
+            })
+            .collect_view();
+        view! {
+            <section class="panel wide" aria-labelledby="events-h" data-testid="events">
+                <h2 id="events-h">"Events"</h2>
+                <div class="table-wrap"><table class="kv">
+                    <thead><tr><th scope="col">"When"</th><th scope="col">"Severity"</th>
+                        <th scope="col">"Event"</th><th scope="col">"What"</th></tr></thead>
+                    <tbody>{rows}</tbody>
+                </table></div>
+            </section>
+        }
+    })
 }
 
 /// A table of the `columns` of a JSON array of objects; byte counts are formatted.
@@ -165,7 +358,9 @@ fn json_table(
             Some(serde_json::Value::Number(n)) if key.ends_with("_bytes") => {
                 format::bytes(n.as_f64().unwrap_or(0.0))
             }
+            Some(serde_json::Value::String(s)) if s.is_empty() => "—".into(),
             Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Bool(b)) => if *b { "yes" } else { "no" }.into(),
             Some(serde_json::Value::Array(a)) => a
                 .iter()
                 .map(|x| {
