@@ -41,6 +41,11 @@ if [ ! -x /usr/sbin/clickhouse-server ]; then
   apt_install clickhouse-server clickhouse-client
 fi
 
+# The tools the agent's inventory uses when present: DIMMs (dmidecode) and SMART (smartctl).
+if ! command -v smartctl >/dev/null 2>&1 || ! command -v dmidecode >/dev/null 2>&1; then
+  apt_install smartmontools dmidecode
+fi
+
 # Python venv for nats-server (and chdb for tests).
 if [ ! -x "$venv/bin/python" ]; then
   if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then

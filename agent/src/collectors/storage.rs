@@ -225,6 +225,14 @@ mod tests {
         assert_eq!(s.health, "unknown");
         assert!(s.note.contains("Permission denied"), "{}", s.note);
         assert_eq!(parse_smartctl("garbage").health, "unknown");
+        // Captured on the CI machine: a virtio disk smartctl cannot talk to.
+        let s = parse_smartctl(&fixture("smartctl_virtio_captured.json"));
+        assert_eq!(s.health, "unknown");
+        assert!(
+            s.note.contains("Unable to detect device type"),
+            "{}",
+            s.note
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod agent_buffer;
 mod agent_e2e;
+mod agent_inventory;
 mod api_errors;
 mod browser;
 mod config_cli;
