@@ -24,7 +24,8 @@ NERVE_NATS__URL="nats://127.0.0.1:$port" NERVE_AGENT__STATE_DIR="$work/agent" RU
   "$bin" agent >"$work/agent.log" 2>&1 &
 agent_pid=$!
 tick="$(getconf CLK_TCK)"
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$agent_pid/stat"; }
+# utime + stime, plus the children it waited for (smartctl, dmidecode).
+cpu_ticks() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$agent_pid/stat"; }
 sleep 2  # start-up is not the steady state
 t0="$(date +%s.%N)"; c0="$(cpu_ticks)"
 peak=0; sum=0; n=0

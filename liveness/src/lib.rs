@@ -204,6 +204,8 @@ pub async fn run(
         std::env::var("HOSTNAME").unwrap_or_else(|_| "nerve".into()),
         std::process::id()
     );
+    let resume_grace_ms = (config.resume_grace_secs as i64).saturating_mul(1000);
+    let resume = move || nerve_platform::now_ms() + resume_grace_ms;
     let mut tracker = Tracker::new(Thresholds {
         suspect_after_missed: config.suspect_after_missed_heartbeats.max(1),
         offline_grace_ms: (config.offline_grace_secs as i64).saturating_mul(1000),
@@ -242,7 +244,7 @@ pub async fn run(
     .await?;
     let mut caught_up = pending == 0;
     if caught_up {
-        tracker.watch_from(0);
+        tracker.watch_from(resume());
     }
     let mut connected = true;
     let mut tick = tokio::time::interval(Duration::from_millis(config.check_interval_ms.max(1)));
@@ -270,7 +272,7 @@ pub async fn run(
                 let now = nerve_platform::now_ms();
                 if !caught_up && left == 0 {
                     caught_up = true;
-                    tracker.watch_from(0);
+                    tracker.watch_from(resume());
                     tracing::info!("caught up with the heartbeat stream; judging");
                 }
                 if caught_up {
@@ -279,7 +281,7 @@ pub async fn run(
                         tracing::warn!(pending = left, "behind the heartbeat stream; not judging");
                         tracker.pause();
                     } else if !behind && !tracker.is_watching() && connected {
-                        tracker.watch_from(now);
+                        tracker.watch_from(resume());
                     }
                 }
                 let node = subjects::node_id_of(msg.subject.as_str()).map(str::to_owned);
@@ -298,7 +300,13 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 let up = matches!(client.connection_state(), async_nats::connection::State::Connected);
-
+                if !up && connected {
+                    tracing::warn!("NATS unreachable; not judging until it is back");
+                    tracker.pause();
+                } else if up && !connected && caught_up {
+                    tracing::info!("NATS back; silence counts again after the resume grace");
+                    tracker.watch_from(resume());
+                }
                 connected = up;
                 for t in tracker.judge(nerve_platform::now_ms()) {
                     publish(&js, &mut tracker, &m, t, &detector).await;

@@ -7,7 +7,8 @@
 //!   further grace period. One late heartbeat never makes a node suspect.
 //! - Silence is only counted while the tracker itself is watching: the clock of every node starts
 //!   no earlier than the moment the tracker (re)started, caught up with the stream, or got its NATS
-//!   connection back. So a restart or outage of the control plane never turns the fleet offline.
+//!   connection back (plus a resume grace the caller adds, for agents to reconnect). So a restart
+//!   or outage of the control plane never turns the fleet offline.
 //! - Any heartbeat that arrives after a node was judged suspect or offline brings it back.
 
 use std::collections::HashMap;
@@ -117,7 +118,8 @@ impl Tracker {
         })
     }
 
-    /// Starts (or restarts, after an outage) counting silence from `now_ms`.
+    /// Starts (or restarts, after an outage) counting silence from `now_ms` (which may lie in the
+    /// future: the resume grace).
     pub fn watch_from(&mut self, now_ms: i64) {
         self.watching_since_ms = Some(now_ms);
     }

@@ -197,6 +197,9 @@ pub struct LivenessConfig {
     pub offline_grace_secs: u64,
     /// How often silences are judged, in milliseconds.
     pub check_interval_ms: u64,
+    /// After the tracker starts or NATS comes back, silence starts counting this much later:
+    /// agents need a moment to reconnect (the NATS client backs off up to 4 s) and flush.
+    pub resume_grace_secs: u64,
 }
 
 impl Default for LivenessConfig {
@@ -206,6 +209,7 @@ impl Default for LivenessConfig {
             suspect_after_missed_heartbeats: 3,
             offline_grace_secs: 60,
             check_interval_ms: 1000,
+            resume_grace_secs: 30,
         }
     }
 }

@@ -35,6 +35,7 @@ impl Env {
         config.liveness.suspect_after_missed_heartbeats = 5;
         config.liveness.offline_grace_secs = 2;
         config.liveness.check_interval_ms = 100;
+        config.liveness.resume_grace_secs = 8;
         let state_dir = tempfile::tempdir().expect("tmp");
         config.agent.state_dir = state_dir.path().join("agent");
         let client = async_nats::connect(nats.url()).await.expect("connect");
@@ -92,6 +93,10 @@ impl Env {
             (
                 "NERVE_LIVENESS__CHECK_INTERVAL_MS".into(),
                 c.liveness.check_interval_ms.to_string(),
+            ),
+            (
+                "NERVE_LIVENESS__RESUME_GRACE_SECS".into(),
+                c.liveness.resume_grace_secs.to_string(),
             ),
             ("RUST_LOG".into(), "warn".into()),
         ]
