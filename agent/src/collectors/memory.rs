@@ -198,13 +198,7 @@ pub fn collect(sysfs: &Path) -> MemoryInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> String {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/host")
-            .join(name);
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
+    use crate::collectors::fixture;
 
     #[test]
     fn dmidecode_lists_installed_dimms_with_speed_type_and_ecc() {

@@ -70,3 +70,12 @@ pub(crate) fn read_trimmed(path: &Path) -> Option<String> {
         .ok()
         .map(|s| s.trim().to_owned())
 }
+
+/// A recorded tool output from `tests/fixtures/host/`.
+#[cfg(test)]
+pub(crate) fn fixture(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/host")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

@@ -198,13 +198,7 @@ impl StorageCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> String {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/host")
-            .join(name);
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
+    use crate::collectors::fixture;
 
     #[test]
     fn smartctl_json_gives_health_temperature_and_hours() {

@@ -9,15 +9,10 @@ use nerve_platform::testkit::eventually;
 use nerve_schemas::HeartbeatRecorded;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{DEADLINE, Env};
+use crate::support::{DEADLINE, Env, signal};
 
 async fn sigterm(child: &mut tokio::process::Child) {
-    let pid = child.id().expect("pid");
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    let status = child.wait().await.expect("wait");
+    let status = signal(child, "-TERM").await;
     assert!(status.success(), "agent exited with {status}");
 }
 
@@ -30,17 +25,9 @@ async fn events_survive_a_nats_outage_and_an_agent_restart_exactly_once() {
 
     // Agent 1 reports while NATS is up…
     let mut agent = env.spawn_nerve(&["agent"]);
-    let node = eventually(DEADLINE, "agent 1's first heartbeats stored", || async {
-        let id = std::fs::read_to_string(state.join("node_id")).ok()?;
-        let id = id.trim().to_owned();
-        let n = env
-            .count(&format!(
-                "SELECT count() FROM heartbeats WHERE node_id = '{id}'"
-            ))
-            .await;
-        (n >= 2).then_some(id)
-    })
-    .await;
+    let node = env
+        .agent_node_with_heartbeats(2, "agent 1's first heartbeats stored")
+        .await;
 
     // …then NATS goes away: heartbeats pile up in the outbox on disk.
     env.nats.server.stop(Duration::from_secs(10));
@@ -145,17 +132,9 @@ async fn a_running_agent_reconnects_by_itself_and_loses_nothing() {
     let projectors = env.spawn_projectors(&Registry::new(), &cancel);
     let state = env.state_dir.path().join("agent");
     let mut agent = env.spawn_nerve(&["agent"]);
-    let node = eventually(DEADLINE, "first heartbeats stored", || async {
-        let id = std::fs::read_to_string(state.join("node_id")).ok()?;
-        let id = id.trim().to_owned();
-        let n = env
-            .count(&format!(
-                "SELECT count() FROM heartbeats WHERE node_id = '{id}'"
-            ))
-            .await;
-        (n >= 2).then_some(id)
-    })
-    .await;
+    let node = env
+        .agent_node_with_heartbeats(2, "first heartbeats stored")
+        .await;
     let stored =
         |extra: &'static str| format!("SELECT {extra} FROM heartbeats WHERE node_id = '{node}'");
 

@@ -12,16 +12,7 @@ use nerve_platform::metrics::Registry;
 use nerve_platform::testkit::eventually;
 use nerve_schemas::subjects;
 
-use crate::support::{DEADLINE, Env, heartbeat};
-
-async fn signal(child: &mut tokio::process::Child, sig: &str) {
-    let pid = child.id().expect("pid");
-    std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill");
-    child.wait().await.expect("wait");
-}
+use crate::support::{DEADLINE, Env, heartbeat, signal};
 
 /// The liveness event kinds recorded for `node`, oldest first.
 async fn liveness_events(env: &Env, node: &str) -> Vec<String> {
@@ -64,18 +55,9 @@ async fn a_stopped_agent_goes_suspect_then_offline_and_comes_back() {
     let env = Env::start().await;
     let mut project = env.spawn_nerve(&["project"]);
     let mut agent = env.spawn_nerve(&["agent"]);
-    let state = env.state_dir.path().join("agent");
-    let node = eventually(DEADLINE, "the agent's heartbeats", || async {
-        let id = std::fs::read_to_string(state.join("node_id")).ok()?;
-        let id = id.trim().to_owned();
-        let n = env
-            .count(&format!(
-                "SELECT count() FROM heartbeats WHERE node_id = '{id}'"
-            ))
-            .await;
-        (n >= 2).then_some(id)
-    })
-    .await;
+    let node = env
+        .agent_node_with_heartbeats(2, "the agent's heartbeats")
+        .await;
     assert_eq!(api_status(&env, &node).await, NodeStatus::Online);
 
     signal(&mut agent, "-TERM").await;

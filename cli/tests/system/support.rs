@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, Context};
 use nerve_platform::config::Config;
-use nerve_platform::testkit::{TestNats, fresh_database};
+use nerve_platform::testkit::{TestNats, eventually, fresh_database};
 use nerve_schemas::{Envelope, HeartbeatRecorded, subjects};
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -153,9 +153,35 @@ impl Env {
         tokio::spawn(async move { nerve_liveness::run(client, &config, &metrics, cancel).await })
     }
 
+    /// The node id of the agent using this env's state dir, once it has `n` heartbeats stored.
+    pub async fn agent_node_with_heartbeats(&self, n: u64, what: &str) -> String {
+        let path = self.state_dir.path().join("agent/node_id");
+        eventually(DEADLINE, what, || async {
+            let id = std::fs::read_to_string(&path).ok()?;
+            let id = id.trim().to_owned();
+            let stored = self
+                .count(&format!(
+                    "SELECT count() FROM heartbeats WHERE node_id = '{id}'"
+                ))
+                .await;
+            (stored >= n).then_some(id)
+        })
+        .await
+    }
+
     pub async fn count(&self, sql: &str) -> u64 {
         self.ch.query(sql).fetch_one::<u64>().await.expect(sql)
     }
+}
+
+/// Sends `sig` (e.g. `-TERM`, `-KILL`) to a child process and waits for it to exit.
+pub async fn signal(child: &mut tokio::process::Child, sig: &str) -> std::process::ExitStatus {
+    let pid = child.id().expect("pid");
+    std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill");
+    child.wait().await.expect("wait")
 }
 
 /// A valid heartbeat of `node_id` at `ts_ms`.
