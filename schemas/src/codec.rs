@@ -271,12 +271,19 @@ mod tests {
         }
     }
 
+    /// Encodes `event`, checks the header names its type and version and that it decodes back
+    /// to the same value; returns the bytes.
+    fn round_trips<E: Event + PartialEq + std::fmt::Debug>(event: &E) -> Vec<u8> {
+        let bytes = encode(event).expect("encode");
+        assert_eq!(bytes[..2], MAGIC);
+        assert_eq!(written_as(&bytes).expect("header"), (E::NAME, E::VERSION));
+        assert_eq!(&decode::<E>(&bytes).expect("decode"), event);
+        bytes
+    }
+
     #[test]
     fn heartbeat_round_trips() {
-        let hb = heartbeat();
-        let bytes = encode(&hb).expect("encode");
-        assert_eq!(bytes[..2], MAGIC);
-        assert_eq!(decode::<HeartbeatRecorded>(&bytes).expect("decode"), hb);
+        round_trips(&heartbeat());
     }
 
     #[test]
@@ -342,14 +349,9 @@ mod tests {
 
     #[test]
     fn new_event_types_round_trip_and_name_themselves() {
-        let x = xid();
-        let bytes = encode(&x).expect("encode");
-        assert_eq!(written_as(&bytes).expect("header"), ("GpuXidOccurred", 1));
-        assert_eq!(decode::<GpuXidOccurred>(&bytes).expect("decode"), x);
-        let off = NodeWentOffline(liveness::<NodeWentOffline>());
-        let bytes = encode(&off).expect("encode");
-        assert_eq!(written_as(&bytes).expect("header"), ("NodeWentOffline", 1));
-        assert_eq!(decode::<NodeWentOffline>(&bytes).expect("decode"), off);
+        round_trips(&xid());
+        let bytes = round_trips(&NodeWentOffline(liveness::<NodeWentOffline>()));
+        round_trips(&NodeCameBack(liveness::<NodeCameBack>()));
         assert!(matches!(
             decode::<NodeCameBack>(&bytes),
             Err(DecodeError::WrongEvent { .. })
