@@ -13,6 +13,8 @@ pub const TELEMETRY_STREAM: &str = "NERVE_TELEMETRY";
 pub const INVENTORY_STREAM: &str = "NERVE_INVENTORY";
 /// Node events: GPU XIDs and liveness changes.
 pub const EVENTS_STREAM: &str = "NERVE_EVENTS";
+/// Tasks: requests, cancellations, and every node's progress, output and result.
+pub const TASKS_STREAM: &str = "NERVE_TASKS";
 
 /// Why NATS setup failed.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +99,15 @@ pub fn stream_configs(config: &StreamsConfig) -> Vec<stream::Config> {
             ),
             subjects: vec![subjects::EVENTS_ALL.into()],
             max_age: Duration::from_secs(config.events_max_age_secs),
+            ..common.clone()
+        },
+        stream::Config {
+            name: TASKS_STREAM.into(),
+            description: Some(
+                "Tasks: requests, dispatch, per-node progress, output, results".into(),
+            ),
+            subjects: vec![subjects::TASKS_ALL.into()],
+            max_age: Duration::from_secs(config.tasks_max_age_secs),
             ..common
         },
     ]

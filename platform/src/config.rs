@@ -90,6 +90,8 @@ pub struct StreamsConfig {
     pub inventory_max_per_node: i64,
     /// How long node events (GPU XIDs, liveness changes) stay in the events stream.
     pub events_max_age_secs: u64,
+    /// How long task events (requests, per-node progress and output) stay in the tasks stream.
+    pub tasks_max_age_secs: u64,
     /// Window in which a re-published event id is dropped as a duplicate.
     pub duplicate_window_secs: u64,
     /// Stream replicas (1 for a single server, 3 for a JetStream cluster).
@@ -103,6 +105,7 @@ impl Default for StreamsConfig {
             inventory_max_age_secs: 30 * 24 * 3600,
             inventory_max_per_node: 1000,
             events_max_age_secs: 90 * 24 * 3600,
+            tasks_max_age_secs: 30 * 24 * 3600,
             duplicate_window_secs: 120,
             replicas: 1,
         }

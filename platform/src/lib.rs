@@ -4,6 +4,7 @@
 pub mod clickhouse;
 pub mod config;
 pub mod metrics;
+pub mod process;
 pub mod services;
 pub mod shutdown;
 pub mod telemetry;

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod events;
 pub mod registry;
 pub mod subjects;
+pub mod tasks;
 
 pub use codec::{DecodeError, EncodeError, decode, encode, written_as};
 pub use events::{
@@ -17,4 +18,9 @@ pub use events::{
     GpuHealthReason, GpuSample, GpuXidOccurred, HeartbeatRecorded, InventoryReported,
     LivenessChange, MemoryInfo, MigDevice, NetInterface, NodeBecameSuspect, NodeCameBack,
     NodeWentOffline, SystemInfo,
+};
+pub use tasks::{
+    EnvVar, TaskAccepted, TaskCancelRequested, TaskCancelled, TaskDispatched, TaskFinished,
+    TaskOutputProduced, TaskRequested, TaskSelector, TaskSpec, TaskStarted, TaskTimedOut,
+    TaskUnreachable,
 };

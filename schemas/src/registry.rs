@@ -43,6 +43,16 @@ pub const RELEASED: &[SchemaFile] = &[
     schema_file!("NodeBecameSuspect", 1, "node_became_suspect.v1.avsc"),
     schema_file!("NodeWentOffline", 1, "node_went_offline.v1.avsc"),
     schema_file!("NodeCameBack", 1, "node_came_back.v1.avsc"),
+    schema_file!("TaskRequested", 1, "task_requested.v1.avsc"),
+    schema_file!("TaskCancelRequested", 1, "task_cancel_requested.v1.avsc"),
+    schema_file!("TaskDispatched", 1, "task_dispatched.v1.avsc"),
+    schema_file!("TaskAccepted", 1, "task_accepted.v1.avsc"),
+    schema_file!("TaskStarted", 1, "task_started.v1.avsc"),
+    schema_file!("TaskOutputProduced", 1, "task_output_produced.v1.avsc"),
+    schema_file!("TaskFinished", 1, "task_finished.v1.avsc"),
+    schema_file!("TaskTimedOut", 1, "task_timed_out.v1.avsc"),
+    schema_file!("TaskCancelled", 1, "task_cancelled.v1.avsc"),
+    schema_file!("TaskUnreachable", 1, "task_unreachable.v1.avsc"),
 ];
 
 /// A parsed schema with its 8-byte CRC-64-AVRO (Rabin) fingerprint.

@@ -31,6 +31,34 @@ pub fn liveness(node_id: &str) -> String {
     format!("{PREFIX}.events.liveness.{node_id}")
 }
 
+/// Every task event (stream `NERVE_TASKS`).
+pub const TASKS_ALL: &str = "nerve.v1.tasks.>";
+/// Task requests and cancellations (about a task, not a node).
+pub const TASK_REQUESTS_ALL: &str = "nerve.v1.tasks.request.>";
+/// Every node's task progress (dispatched, accepted, started, output, result).
+pub const TASK_NODES_ALL: &str = "nerve.v1.tasks.node.*";
+
+/// Subject of a task's `TaskRequested` / `TaskCancelRequested` (its last token is the task id).
+pub fn task_request(task_id: &str) -> String {
+    format!("{PREFIX}.tasks.request.{task_id}")
+}
+
+/// Subject of a node's task progress events, written by its agent and the dispatcher.
+pub fn task_node(node_id: &str) -> String {
+    format!("{PREFIX}.tasks.node.{node_id}")
+}
+
+/// Core NATS subject a node's agent answers task dispatch requests on. Outside every stream:
+/// a stream listening here would answer the request itself.
+pub fn dispatch(node_id: &str) -> String {
+    format!("{PREFIX}.dispatch.{node_id}")
+}
+
+/// Core NATS subject a node's agent hears task cancellations on.
+pub fn cancel(node_id: &str) -> String {
+    format!("{PREFIX}.cancel.{node_id}")
+}
+
 /// Subject a node's heartbeats are published on.
 pub fn heartbeat(node_id: &str) -> String {
     format!("{PREFIX}.telemetry.heartbeat.{node_id}")
@@ -71,6 +99,11 @@ mod tests {
         assert_eq!(node_id_of(&inventory("abc")), Some("abc"));
         assert_eq!(node_id_of(&gpu_xid("g1")), Some("g1"));
         assert_eq!(node_id_of(&liveness("l1")), Some("l1"));
+        assert_eq!(node_id_of(&task_node("t1")), Some("t1"));
+        assert_eq!(node_id_of(&dispatch("d1")), Some("d1"));
+        // Dispatch and cancel stay outside the task stream's subjects.
+        assert!(!dispatch("d1").starts_with("nerve.v1.tasks."));
+        assert!(!cancel("d1").starts_with("nerve.v1.tasks."));
         assert_eq!(node_id_of("other.v1.x.n1"), None);
     }
 
