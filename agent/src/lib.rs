@@ -10,6 +10,7 @@ pub mod buffer;
 pub mod collectors;
 pub mod node_id;
 pub mod publisher;
+pub mod tasks;
 
 use std::time::Duration;
 
@@ -69,7 +70,24 @@ pub async fn run(
         );
         let publish_cancel = cancel.child_token();
         let publishing = tokio::spawn(publisher.run(rx, publish_cancel.clone()));
+        let tasks = config.tasks.then(|| {
+            tokio::spawn(tasks::serve(
+                client.clone(),
+                node_id.clone(),
+                config.hooks_dir.clone(),
+                config.state_dir.clone(),
+                tx.clone(),
+                cancel.clone(),
+            ))
+        });
         let collected = collect_loop(&node_id, config, tx, cancel.clone()).await;
+        if let Some(handle) = tasks {
+            match handle.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "task runner could not subscribe"),
+                Err(e) => tracing::warn!(error = %e, "task runner failed"),
+                Ok(Ok(())) => {}
+            }
+        }
         // Collection stopped: let the publisher flush what it holds, then stop it.
         publish_cancel.cancel();
         let _ = publishing.await;

@@ -4,6 +4,7 @@ pub mod error;
 pub mod extract;
 pub mod fleet;
 mod routes;
+pub mod tasks;
 
 use std::sync::Arc;
 

@@ -103,8 +103,8 @@ fn effective_config(config: &Config) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(&value)?)
 }
 
-/// Streams, tables, then the projectors (and the liveness tracker, unless configured off) until
-/// `cancel`.
+/// Streams, tables, then the projectors, the task dispatcher and (unless configured off) the
+/// liveness tracker until `cancel`.
 #[cfg(feature = "server")]
 pub(crate) async fn project(
     config: &Config,
@@ -124,6 +124,10 @@ pub(crate) async fn project(
         );
         tokio::spawn(async move { nerve_liveness::run(client, &config, &metrics, cancel).await })
     });
+    let dispatcher = {
+        let (client, metrics, cancel) = (client.clone(), metrics.clone(), cancel.clone());
+        tokio::spawn(async move { nerve_dispatch::run(client, &metrics, cancel).await })
+    };
     let projected = nerve_projections::run_all(
         js,
         config.clickhouse.clone(),
@@ -138,6 +142,7 @@ pub(crate) async fn project(
     if let Some(handle) = liveness {
         handle.await.context("liveness tracker")??;
     }
+    dispatcher.await.context("task dispatcher")??;
     projected?;
     // Acks are buffered by the client: try to get them to the server before exiting (bounded:
     // unflushed acks only mean redelivery, which the projectors deduplicate).

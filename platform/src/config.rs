@@ -140,6 +140,10 @@ pub struct AgentConfig {
     pub procfs_path: PathBuf,
     pub sysfs_path: PathBuf,
     pub rootfs_path: PathBuf,
+    /// Run tasks dispatched to this node (commands, scripts, hooks).
+    pub tasks: bool,
+    /// Directory of the executables a `hook` task may name.
+    pub hooks_dir: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -157,6 +161,8 @@ impl Default for AgentConfig {
             procfs_path: PathBuf::from("/proc"),
             sysfs_path: PathBuf::from("/sys"),
             rootfs_path: PathBuf::from("/"),
+            tasks: true,
+            hooks_dir: PathBuf::from("/etc/nerve/hooks"),
         }
     }
 }

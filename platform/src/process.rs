@@ -5,8 +5,6 @@
 // `kill` of a process group and `setrlimit` in the child need libc; each use is commented.
 #![allow(unsafe_code)]
 
-use std::os::unix::process::CommandExt;
-
 /// Limits applied to a child process before it executes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {

@@ -12,6 +12,7 @@ pub mod inventory;
 pub mod node_events;
 pub mod rejected;
 pub mod runner;
+pub mod tasks;
 
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ pub fn all_ddl(db: &str) -> Vec<String> {
     let mut ddl = heartbeats::ddl(db);
     ddl.extend(inventory::ddl(db));
     ddl.extend(node_events::ddl(db));
+    ddl.extend(tasks::ddl(db));
     ddl.extend(rejected::ddl(db));
     ddl
 }
@@ -107,16 +109,26 @@ pub async fn run_all(
     let events = Runner::new(
         node_events::NodeEventsProjection,
         &js,
+        client.clone(),
+        ack_wait,
+        options.clone(),
+        &metrics,
+    )
+    .await?;
+    let tasks = Runner::new(
+        tasks::TaskProjection,
+        &js,
         client,
         ack_wait,
         options,
         &metrics,
     )
     .await?;
-    let (a, b, c) = tokio::join!(
+    let (a, b, c, d) = tokio::join!(
         hb.run(cancel.clone()),
         inv.run(cancel.clone()),
-        events.run(cancel.clone())
+        events.run(cancel.clone()),
+        tasks.run(cancel.clone())
     );
-    a.and(b).and(c)
+    a.and(b).and(c).and(d)
 }

@@ -55,6 +55,10 @@ fn every_table_is_created_by_current_clickhouse() {
         "rejected_events",
         "node_events",
         "node_liveness",
+        "tasks",
+        "task_nodes",
+        "task_output",
+        "task_events",
     ] {
         assert!(
             tables.contains(&format!("\"{table}\"")),

@@ -15,6 +15,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("storage unavailable")]
     Storage(#[from] clickhouse::error::Error),
+    /// The event log (NATS JetStream) cannot take the request now.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 #[derive(Serialize)]
@@ -33,7 +36,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Storage(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -42,6 +45,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
             ApiError::Storage(_) => "storage_unavailable",
+            ApiError::Unavailable(_) => "event_log_unavailable",
         }
     }
 }

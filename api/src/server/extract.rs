@@ -35,3 +35,18 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
             .map_err(|e| ApiError::BadRequest(format!("invalid path: {}", e.body_text())))
     }
 }
+
+/// `Json<T>` answering 400 with the reason (bad JSON, wrong type, unknown field).
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::Json::<T>::from_request(req, state)
+            .await
+            .map(|axum::Json(v)| ApiJson(v))
+            .map_err(|e| ApiError::BadRequest(format!("invalid body: {}", e.body_text())))
+    }
+}

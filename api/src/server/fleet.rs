@@ -23,7 +23,7 @@ fn status_from(state: &str) -> NodeStatus {
     NodeStatus::parse(state).unwrap_or(NodeStatus::Online)
 }
 
-fn rfc3339_ms(ms: u64) -> String {
+pub(crate) fn rfc3339_ms(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
@@ -59,7 +59,7 @@ struct NodeRow {
 
 /// Every node with its hostname and `status` (ClickHouse 18.16 joins one table per SELECT,
 /// hence the nesting).
-const NODES: &str = "(SELECT node_id, hostname, last_seen_ms, interval_secs, cpu_pct, \
+pub(crate) const NODES: &str = "(SELECT node_id, hostname, last_seen_ms, interval_secs, cpu_pct, \
         mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health, \
         if(live = '', 'online', live) AS status \
     FROM (SELECT node_id, hostname, last_seen_ms, interval_secs, cpu_pct, mem_used_bytes, \

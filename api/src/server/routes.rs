@@ -5,14 +5,14 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::trace::TraceLayer;
 
 use crate::AppState;
-use crate::dto::{MetricsQuery, NodeListQuery};
+use crate::dto::{CreateTask, MetricsQuery, NodeListQuery, TaskListQuery};
 use crate::error::ApiError;
-use crate::extract::{ApiPath, ApiQuery};
-use crate::fleet;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::{fleet, tasks};
 
 /// The API router: `/api/v1/...` and the Prometheus `/metrics`.
 pub fn router(state: AppState) -> Router {
@@ -22,9 +22,12 @@ pub fn router(state: AppState) -> Router {
         .route("/nodes", get(list_nodes))
         .route("/nodes/{id}", get(node_detail))
         .route("/nodes/{id}/metrics", get(node_metrics))
+        .merge(task_routes())
         .fallback(not_found);
     Router::new()
         .nest("/api/v1", v1)
+        // The seed's aliases, onto the same service.
+        .nest("/api", task_routes().fallback(not_found))
         .route("/metrics", get(prometheus))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -65,6 +68,55 @@ async fn node_metrics(
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(
         fleet::node_metrics(&state, &id, query, fleet::now_ms()).await?,
+    ))
+}
+
+/// `/tasks`: create, list, detail, per-node output, cancel.
+fn task_routes() -> Router<AppState> {
+    Router::new()
+        .route("/tasks", post(create_task).get(list_tasks))
+        .route("/tasks/{id}", get(task_detail).delete(cancel_task))
+        .route("/tasks/{id}/nodes/{node}/output", get(task_output))
+}
+
+async fn create_task(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateTask>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(tasks::create(&state, req).await?),
+    ))
+}
+
+async fn list_tasks(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<TaskListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(tasks::list(&state, query).await?))
+}
+
+async fn task_detail(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(tasks::detail(&state, &id).await?))
+}
+
+async fn task_output(
+    State(state): State<AppState>,
+    ApiPath((id, node)): ApiPath<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(tasks::output(&state, &id, &node).await?))
+}
+
+async fn cancel_task(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(tasks::cancel(&state, &id, "api").await?),
     ))
 }
 

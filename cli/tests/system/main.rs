@@ -10,3 +10,4 @@ mod config_cli;
 mod liveness;
 mod projector;
 mod support;
+mod tasks;

@@ -1,0 +1,488 @@
+//! The agent's task runner. It answers dispatch requests on the node's core NATS subject
+//! (`nerve.v1.dispatch.<node>`), runs each task as its own process group (so a timeout or a
+//! cancel kills the whole tree), streams output in numbered chunks up to the task's byte limit,
+//! and reports every step — accepted, started, output, finished / timed out / cancelled — as
+//! events through the outbox, so they survive NATS outages like heartbeats do.
+//!
+//! A dispatch that repeats (the dispatcher retries when a reply is lost) is answered again
+//! without running the task twice.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use nerve_platform::process::{self, Limits};
+use nerve_schemas::{
+    Envelope, Event, TaskAccepted, TaskCancelled, TaskDispatched, TaskFinished, TaskOutputProduced,
+    TaskSpec, TaskStarted, TaskTimedOut, subjects,
+};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::publisher::Outgoing;
+
+/// Bytes per output event at most.
+pub const CHUNK_BYTES: usize = 16 * 1024;
+/// Task ids remembered to answer repeated dispatches.
+const REMEMBERED: usize = 4096;
+/// After SIGTERM on cancel, how long before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(2);
+
+/// Why a task could not be prepared; reported as `TaskFinished { error }`.
+fn prepare(
+    spec: &TaskSpec,
+    hooks_dir: &Path,
+    work_dir: &Path,
+    task_id: &str,
+) -> Result<tokio::process::Command, String> {
+    let mut cmd = match spec.kind.as_str() {
+        "command" => {
+            let (program, args) = spec.argv.split_first().ok_or("command: argv is empty")?;
+            let mut c = tokio::process::Command::new(program);
+            c.args(args);
+            c
+        }
+        "script" => {
+            if spec.interpreter.is_empty() {
+                return Err("script: no interpreter".into());
+            }
+            let dir = work_dir.join("tasks");
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let path = dir.join(format!("{task_id}.script"));
+            std::fs::write(&path, &spec.script).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut c = tokio::process::Command::new(&spec.interpreter);
+            c.arg(path);
+            c
+        }
+        "hook" => {
+            let name = &spec.hook;
+            let valid = !name.is_empty()
+                && !name.starts_with('.')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !valid {
+                return Err(format!("hook: invalid name {name:?}"));
+            }
+            let path = hooks_dir.join(name);
+            if !path.is_file() {
+                return Err(format!("hook: no {} on this node", path.display()));
+            }
+            let mut c = tokio::process::Command::new(path);
+            c.args(&spec.args);
+            c
+        }
+        other => return Err(format!("unknown task kind {other:?}")),
+    };
+    if !spec.run_as.is_empty() {
+        if !process::is_root() {
+            return Err(format!(
+                "run_as {:?}: the agent does not run as root",
+                spec.run_as
+            ));
+        }
+        let (uid, gid) = process::lookup_user(&spec.run_as)
+            .ok_or_else(|| format!("run_as: no user {:?} on this node", spec.run_as))?;
+        cmd.uid(uid).gid(gid);
+    }
+    let dir = if spec.working_dir.is_empty() {
+        work_dir.to_path_buf()
+    } else {
+        PathBuf::from(&spec.working_dir)
+    };
+    cmd.current_dir(dir)
+        .envs(spec.env.iter().map(|e| (e.name.as_str(), e.value.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    process::isolate(
+        &mut cmd,
+        Limits {
+            cpu_secs: spec.cpu_limit_secs.and_then(|v| u64::try_from(v).ok()),
+            address_space_bytes: spec.memory_limit_bytes.and_then(|v| u64::try_from(v).ok()),
+        },
+    );
+    Ok(cmd)
+}
+
+/// Turns events into outbox entries on the node's task subject.
+#[derive(Clone)]
+struct Reporter {
+    node_id: String,
+    tx: mpsc::Sender<Outgoing>,
+}
+
+impl Reporter {
+    fn envelope<E: Event>(&self) -> Envelope {
+        Envelope::new::<E>(self.node_id.clone(), nerve_platform::now_ms())
+    }
+
+    async fn send<E: Event>(&self, event: &E) -> Vec<u8> {
+        let payload = match nerve_schemas::encode(event) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "task event does not encode");
+                return Vec::new();
+            }
+        };
+        let out = Outgoing::new(
+            subjects::task_node(&self.node_id),
+            event.envelope().event_id.clone(),
+            payload.clone(),
+        );
+        if self.tx.send(out).await.is_err() {
+            tracing::warn!("publisher stopped; task event not queued");
+        }
+        payload
+    }
+}
+
+/// Running tasks by id (their cancel switches) and the ids already accepted.
+#[derive(Default)]
+struct Ledger {
+    running: HashMap<String, CancellationToken>,
+    seen: VecDeque<String>,
+}
+
+impl Ledger {
+    fn already_seen(&self, id: &str) -> bool {
+        self.seen.iter().any(|s| s == id)
+    }
+
+    fn remember(&mut self, id: &str) {
+        if self.seen.len() >= REMEMBERED {
+            self.seen.pop_front();
+        }
+        self.seen.push_back(id.to_owned());
+    }
+}
+
+/// Answers dispatches and cancellations for `node_id` until `cancel`.
+pub async fn serve(
+    client: async_nats::Client,
+    node_id: String,
+    hooks_dir: PathBuf,
+    work_dir: PathBuf,
+    tx: mpsc::Sender<Outgoing>,
+    cancel: CancellationToken,
+) -> Result<(), async_nats::SubscribeError> {
+    let mut dispatches = client.subscribe(subjects::dispatch(&node_id)).await?;
+    let mut cancels = client.subscribe(subjects::cancel(&node_id)).await?;
+    let reporter = Reporter { node_id, tx };
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            Some(msg) = dispatches.next() => {
+                let task = match nerve_schemas::decode::<TaskDispatched>(&msg.payload) {
+                    Ok(t) if t.envelope.node_id == reporter.node_id => t,
+                    Ok(t) => {
+                        tracing::warn!(node = %t.envelope.node_id, "dispatch for another node ignored");
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "undecodable dispatch ignored");
+                        continue;
+                    }
+                };
+                let first_time = {
+                    let mut l = ledger.lock().unwrap_or_else(|p| p.into_inner());
+                    let first = !l.already_seen(&task.task_id);
+                    if first {
+                        l.remember(&task.task_id);
+                    }
+                    first
+                };
+                let accepted = TaskAccepted {
+                    envelope: reporter.envelope::<TaskAccepted>(),
+                    task_id: task.task_id.clone(),
+                };
+                let reply = if first_time {
+                    reporter.send(&accepted).await
+                } else {
+                    nerve_schemas::encode(&accepted).unwrap_or_default()
+                };
+                if let Some(to) = msg.reply
+                    && let Err(e) = client.publish(to, reply.into()).await
+                {
+                    tracing::warn!(error = %e, "dispatch reply not sent; the dispatcher retries");
+                }
+                if first_time {
+                    let token = cancel.child_token();
+                    ledger
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .running
+                        .insert(task.task_id.clone(), token.clone());
+                    let (reporter, ledger, hooks, work) =
+                        (reporter.clone(), ledger.clone(), hooks_dir.clone(), work_dir.clone());
+                    tokio::spawn(async move {
+                        run(&reporter, &task, &hooks, &work, token).await;
+                        ledger
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .running
+                            .remove(&task.task_id);
+                    });
+                }
+            }
+            Some(msg) = cancels.next() => {
+                let task_id = String::from_utf8_lossy(&msg.payload).trim().to_owned();
+                let token = ledger
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .running
+                    .get(&task_id)
+                    .cloned();
+                match token {
+                    Some(t) => t.cancel(),
+                    None => tracing::debug!(task_id, "cancel for a task not running here"),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How a run ended.
+enum End {
+    Exited(std::process::ExitStatus),
+    TimedOut,
+    Cancelled,
+}
+
+/// Runs one task to its end and reports it.
+async fn run(
+    reporter: &Reporter,
+    task: &TaskDispatched,
+    hooks_dir: &Path,
+    work_dir: &Path,
+    cancel: CancellationToken,
+) {
+    let started = Instant::now();
+    let spec = &task.spec;
+    let finished = |error: String| TaskFinished {
+        envelope: reporter.envelope::<TaskFinished>(),
+        task_id: task.task_id.clone(),
+        exit_code: None,
+        signal: None,
+        duration_ms: 0,
+        output_bytes: 0,
+        truncated: false,
+        error,
+    };
+    let mut child = match prepare(spec, hooks_dir, work_dir, &task.task_id)
+        .and_then(|mut cmd| cmd.spawn().map_err(|e| format!("cannot start: {e}")))
+    {
+        Ok(c) => c,
+        Err(error) => {
+            reporter.send(&finished(error)).await;
+            return;
+        }
+    };
+    let pid = child.id().unwrap_or(0);
+    reporter
+        .send(&TaskStarted {
+            envelope: reporter.envelope::<TaskStarted>(),
+            task_id: task.task_id.clone(),
+            pid: i64::from(pid),
+        })
+        .await;
+
+    // Both pipes feed one channel; this task numbers the chunks and enforces the byte limit.
+    let (chunks_tx, mut chunks) = mpsc::channel::<(&'static str, Vec<u8>)>(16);
+    for (name, pipe) in [
+        (
+            "stdout",
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ),
+        (
+            "stderr",
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ),
+    ] {
+        let Some(mut pipe) = pipe else { continue };
+        let tx = chunks_tx.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; CHUNK_BYTES];
+            while let Ok(n) = pipe.read(&mut buf).await {
+                if n == 0 || tx.send((name, buf[..n].to_vec())).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(chunks_tx);
+
+    let limit = u64::try_from(spec.max_output_bytes).unwrap_or(0);
+    let (mut seq, mut kept, mut total, mut truncated) = (0i64, 0u64, 0u64, false);
+    let timeout = tokio::time::sleep(Duration::from_secs(
+        u64::try_from(spec.timeout_secs.max(1)).unwrap_or(1),
+    ));
+    tokio::pin!(timeout);
+    let mut end: Option<End> = None;
+    let mut pipes_open = true;
+    // Until the process ended and both pipes are drained.
+    while end.is_none() || pipes_open {
+        tokio::select! {
+            chunk = chunks.recv(), if pipes_open => {
+                let Some((stream, data)) = chunk else {
+                    pipes_open = false;
+                    continue;
+                };
+                total += data.len() as u64;
+                let room = limit.saturating_sub(kept) as usize;
+                if data.len() > room {
+                    truncated = true;
+                }
+                let data = &data[..data.len().min(room)];
+                if data.is_empty() {
+                    continue;
+                }
+                kept += data.len() as u64;
+                reporter
+                    .send(&TaskOutputProduced {
+                        envelope: reporter.envelope::<TaskOutputProduced>(),
+                        task_id: task.task_id.clone(),
+                        stream: stream.to_owned(),
+                        seq,
+                        data: data.to_vec(),
+                    })
+                    .await;
+                seq += 1;
+            }
+            status = child.wait(), if end.is_none() => {
+                end = Some(match status {
+                    Ok(s) => End::Exited(s),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "waiting for a task failed");
+                        End::Cancelled
+                    }
+                });
+                // Whatever the process left behind in its group goes with it, so pipes close.
+                let _ = process::signal_group(pid, process::SIGKILL);
+            }
+            _ = &mut timeout, if end.is_none() => {
+                let _ = process::signal_group(pid, process::SIGKILL);
+                let _ = child.wait().await;
+                end = Some(End::TimedOut);
+            }
+            _ = cancel.cancelled(), if end.is_none() => {
+                let _ = process::signal_group(pid, process::SIGTERM);
+                if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_err() {
+                    let _ = process::signal_group(pid, process::SIGKILL);
+                    let _ = child.wait().await;
+                }
+                end = Some(End::Cancelled);
+            }
+        }
+    }
+    let duration_ms = started.elapsed().as_millis().min(i64::MAX as u128) as i64;
+    let output_bytes = total.min(i64::MAX as u64) as i64;
+    match end {
+        Some(End::Exited(status)) => {
+            use std::os::unix::process::ExitStatusExt;
+            reporter
+                .send(&TaskFinished {
+                    exit_code: status.code(),
+                    signal: status.signal(),
+                    duration_ms,
+                    output_bytes,
+                    truncated,
+                    ..finished(String::new())
+                })
+                .await;
+        }
+        Some(End::TimedOut) => {
+            reporter
+                .send(&TaskTimedOut {
+                    envelope: reporter.envelope::<TaskTimedOut>(),
+                    task_id: task.task_id.clone(),
+                    timeout_secs: spec.timeout_secs,
+                    duration_ms,
+                    output_bytes,
+                    truncated,
+                })
+                .await;
+        }
+        Some(End::Cancelled) | None => {
+            reporter
+                .send(&TaskCancelled {
+                    envelope: reporter.envelope::<TaskCancelled>(),
+                    task_id: task.task_id.clone(),
+                    was_running: true,
+                    duration_ms,
+                })
+                .await;
+        }
+    }
+    if spec.kind == "script" {
+        let _ = std::fs::remove_file(
+            work_dir
+                .join("tasks")
+                .join(format!("{}.script", task.task_id)),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: &str) -> TaskSpec {
+        TaskSpec {
+            kind: kind.into(),
+            timeout_secs: 10,
+            max_output_bytes: 1 << 20,
+            ..TaskSpec::default()
+        }
+    }
+
+    #[test]
+    fn bad_specs_are_explained() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let err = |s: TaskSpec| {
+            prepare(&s, dir.path(), dir.path(), "t")
+                .err()
+                .unwrap_or_default()
+        };
+        assert!(err(spec("command")).contains("argv is empty"));
+        assert!(err(spec("script")).contains("no interpreter"));
+        assert!(err(spec("teleport")).contains("unknown task kind"));
+        let hook = |name: &str| TaskSpec {
+            hook: name.into(),
+            ..spec("hook")
+        };
+        assert!(err(hook("../etc/passwd")).contains("invalid name"));
+        assert!(err(hook(".hidden")).contains("invalid name"));
+        assert!(err(hook("drain-node")).contains("no "));
+        let run_as = TaskSpec {
+            argv: vec!["true".into()],
+            run_as: "no-such-user-here".into(),
+            ..spec("command")
+        };
+        assert!(err(run_as).contains("run_as"));
+    }
+
+    #[test]
+    fn repeated_dispatches_are_remembered_within_bounds() {
+        let mut l = Ledger::default();
+        for i in 0..(REMEMBERED + 10) {
+            l.remember(&format!("t{i}"));
+        }
+        assert!(!l.already_seen("t0"), "the oldest are forgotten");
+        assert!(l.already_seen(&format!("t{}", REMEMBERED + 9)));
+        assert_eq!(l.seen.len(), REMEMBERED);
+    }
+}

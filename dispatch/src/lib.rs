@@ -1,0 +1,320 @@
+//! The task dispatcher, run inside `nerve project`. It reads `TaskRequested` and
+//! `TaskCancelRequested` from the tasks stream with one durable consumer and offers each task to
+//! every expected node with a core NATS request on the node's dispatch subject — no JetStream
+//! consumer per node, so it scales with the number of tasks, not of nodes.
+//!
+//! Per node: a `TaskDispatched` event records the first offer; a node that does not answer
+//! (not connected: no responders; or silent) is offered again every [`RETRY_EVERY`] until the
+//! task's accept deadline, so a node that comes back in time still runs it; one that never
+//! accepts gets `TaskUnreachable`. The agent's `TaskAccepted` and everything after come from the
+//! agent itself. The request is acked when its dispatch is over (progress is signalled while it
+//! runs), so a dispatcher that dies mid-way is replaced by one that offers again — agents answer a
+//! repeated offer without running the task twice.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer};
+use futures::StreamExt;
+use nerve_platform::metrics::{Counter, Registry};
+use nerve_schemas::{
+    Envelope, Event, TaskCancelRequested, TaskCancelled, TaskDispatched, TaskRequested,
+    TaskUnreachable, subjects,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Durable consumer name.
+pub const NAME: &str = "dispatcher";
+/// How long one offer waits for the agent's answer.
+pub const OFFER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often unanswered nodes are offered the task again.
+pub const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// Offers in flight at once, per task.
+pub const MAX_INFLIGHT: usize = 2_000;
+
+/// Why the dispatcher could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("dispatcher: {0}")]
+    Setup(String),
+}
+
+#[derive(Clone)]
+struct Metrics {
+    offers: Counter,
+    accepted: Counter,
+    unreachable: Counter,
+    publish_errors: Counter,
+}
+
+impl Metrics {
+    fn new(r: &Registry) -> Self {
+        Self {
+            offers: r.counter(
+                "nerve_dispatch_offers_total",
+                "Task offers sent to nodes (retries included).",
+                &[],
+            ),
+            accepted: r.counter(
+                "nerve_dispatch_accepted_total",
+                "Offers a node accepted.",
+                &[],
+            ),
+            unreachable: r.counter(
+                "nerve_dispatch_unreachable_total",
+                "Nodes that did not accept a task before its deadline.",
+                &[],
+            ),
+            publish_errors: r.counter(
+                "nerve_dispatch_publish_errors_total",
+                "Ledger events the dispatcher could not publish.",
+                &[],
+            ),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    metrics: Metrics,
+    /// Running dispatches by task id, to stop on cancel.
+    running: Arc<Mutex<HashMap<String, CancellationToken>>>,
+}
+
+impl Ctx {
+    async fn publish<E: Event>(&self, subject: String, event: &E) {
+        let Ok(payload) = nerve_schemas::encode(event) else {
+            self.metrics.publish_errors.inc();
+            return;
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", event.envelope().event_id.as_str());
+        let sent = async {
+            self.js
+                .publish_with_headers(subject, headers, payload.into())
+                .await
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())
+        };
+        if let Err(e) = sent.await {
+            self.metrics.publish_errors.inc();
+            tracing::warn!(error = %e, "ledger event not published");
+        }
+    }
+}
+
+/// Runs the dispatcher until `cancel`.
+pub async fn run(
+    client: async_nats::Client,
+    metrics: &Registry,
+    cancel: CancellationToken,
+) -> Result<(), DispatchError> {
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .get_stream(nerve_ingest::TASKS_STREAM)
+        .await
+        .map_err(|e| DispatchError::Setup(e.to_string()))?;
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(NAME.into()),
+            description: Some("task dispatcher".into()),
+            filter_subject: subjects::TASK_REQUESTS_ALL.into(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 10_000,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| DispatchError::Setup(e.to_string()))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| DispatchError::Setup(e.to_string()))?;
+    let ctx = Ctx {
+        client,
+        js,
+        metrics: Metrics::new(metrics),
+        running: Arc::default(),
+    };
+    tracing::info!("task dispatcher started");
+    loop {
+        let msg = tokio::select! {
+            _ = cancel.cancelled() => break,
+            msg = messages.next() => msg,
+        };
+        let msg = match msg {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "task request consumer error; it resumes by itself");
+                continue;
+            }
+            None => break,
+        };
+        match nerve_schemas::written_as(&msg.payload) {
+            Ok((TaskRequested::NAME, _)) => {
+                match nerve_schemas::decode::<TaskRequested>(&msg.payload) {
+                    Ok(task) => {
+                        let ctx = ctx.clone();
+                        let stop = cancel.child_token();
+                        ctx.running
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(task.task_id.clone(), stop.clone());
+                        tokio::spawn(async move {
+                            let progress = async {
+                                loop {
+                                    tokio::time::sleep(Duration::from_secs(10)).await;
+                                    let _ = msg.ack_with(AckKind::Progress).await;
+                                }
+                            };
+                            tokio::select! {
+                                _ = dispatch(&ctx, &task, stop) => {}
+                                _ = progress => {}
+                            }
+                            ctx.running
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&task.task_id);
+                            let _ = msg.ack().await;
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "undecodable task request dropped");
+                        let _ = msg.ack_with(AckKind::Term).await;
+                    }
+                }
+            }
+            Ok((TaskCancelRequested::NAME, _)) => {
+                match nerve_schemas::decode::<TaskCancelRequested>(&msg.payload) {
+                    Ok(c) => {
+                        let token = ctx
+                            .running
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get(&c.task_id)
+                            .cloned();
+                        if let Some(t) = token {
+                            t.cancel();
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "undecodable cancel request dropped"),
+                }
+                let _ = msg.ack().await;
+            }
+            other => {
+                tracing::warn!(?other, subject = %msg.subject, "not a task request; dropped");
+                let _ = msg.ack_with(AckKind::Term).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How one offer went.
+enum Offer {
+    Accepted,
+    Offline,
+    Silent,
+}
+
+async fn offer(ctx: &Ctx, node: &str, payload: bytes::Bytes) -> Offer {
+    ctx.metrics.offers.inc();
+    let request = ctx.client.request(subjects::dispatch(node), payload);
+    match tokio::time::timeout(OFFER_TIMEOUT, request).await {
+        Ok(Ok(_)) => {
+            ctx.metrics.accepted.inc();
+            Offer::Accepted
+        }
+        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => Offer::Offline,
+        Ok(Err(_)) | Err(_) => Offer::Silent,
+    }
+}
+
+/// Offers `task` to its expected nodes until each accepted or the accept deadline passed; a
+/// cancel stops it and records the nodes never reached as cancelled.
+async fn dispatch(ctx: &Ctx, task: &TaskRequested, stop: CancellationToken) {
+    let accept_deadline =
+        task.envelope.occurred_at_ms + i64::from(task.accept_deadline_secs.max(1)) * 1000;
+    let deadline_ms = accept_deadline + i64::from(task.spec.timeout_secs.max(1)) * 1000;
+    // Node → (attempts, last outcome offline?).
+    let mut pending: Vec<(String, i32, bool)> = task
+        .expected_nodes
+        .iter()
+        .map(|n| (n.clone(), 0, false))
+        .collect();
+    let mut round = 0;
+    while !pending.is_empty() && !stop.is_cancelled() {
+        round += 1;
+        let offers = futures::stream::iter(pending.drain(..).map(|(node, attempts, _)| {
+            let event = TaskDispatched {
+                envelope: Envelope::new::<TaskDispatched>(node.clone(), nerve_platform::now_ms()),
+                task_id: task.task_id.clone(),
+                attempt: attempts + 1,
+                deadline_ms,
+                spec: task.spec.clone(),
+            };
+            async move {
+                let payload = nerve_schemas::encode(&event).unwrap_or_default();
+                if event.attempt == 1 {
+                    ctx.publish(subjects::task_node(&node), &event).await;
+                }
+                let outcome = offer(ctx, &node, payload.into()).await;
+                (node, event.attempt, outcome)
+            }
+        }))
+        .buffer_unordered(MAX_INFLIGHT)
+        .collect::<Vec<_>>()
+        .await;
+        for (node, attempts, outcome) in offers {
+            match outcome {
+                Offer::Accepted => {}
+                Offer::Offline => pending.push((node, attempts, true)),
+                Offer::Silent => pending.push((node, attempts, false)),
+            }
+        }
+        if pending.is_empty() || nerve_platform::now_ms() >= accept_deadline {
+            break;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(RETRY_EVERY) => {}
+        }
+    }
+    let cancelled = stop.is_cancelled();
+    if cancelled {
+        // Nodes running it stop it themselves; those never reached are recorded as cancelled.
+        for node in &task.expected_nodes {
+            let _ = ctx
+                .client
+                .publish(subjects::cancel(node), task.task_id.clone().into())
+                .await;
+        }
+        let _ = ctx.client.flush().await;
+    }
+    for (node, attempts, offline) in pending {
+        if cancelled {
+            let event = TaskCancelled {
+                envelope: Envelope::new::<TaskCancelled>(node.clone(), nerve_platform::now_ms()),
+                task_id: task.task_id.clone(),
+                was_running: false,
+                duration_ms: 0,
+            };
+            ctx.publish(subjects::task_node(&node), &event).await;
+        } else {
+            ctx.metrics.unreachable.inc();
+            let event = TaskUnreachable {
+                envelope: Envelope::new::<TaskUnreachable>(node.clone(), nerve_platform::now_ms()),
+                task_id: task.task_id.clone(),
+                reason: if offline { "offline" } else { "no_accept" }.into(),
+                attempts,
+            };
+            ctx.publish(subjects::task_node(&node), &event).await;
+        }
+    }
+    tracing::info!(task_id = %task.task_id, rounds = round, cancelled, "dispatch over");
+}

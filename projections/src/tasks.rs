@@ -1,0 +1,405 @@
+//! Tasks projection: the tasks stream → `tasks` (one row per request), `task_nodes` (the ledger:
+//! each expected node's state, ReplacingMergeTree keyed by (task, node) and versioned by state
+//! rank then stream sequence, so a later step never loses to an earlier one), `task_output`
+//! (output chunks, readable per node in order) and `task_events` (every event, the history; also
+//! the redelivery check, so it is written last).
+
+use clickhouse::{Client, Row};
+use nerve_schemas::{
+    Event, TaskAccepted, TaskCancelRequested, TaskCancelled, TaskDispatched, TaskFinished,
+    TaskOutputProduced, TaskRequested, TaskStarted, TaskTimedOut, TaskUnreachable,
+};
+use serde::Serialize;
+
+use crate::runner::{EventKey, Positioned, Projection, validate_envelope};
+
+/// Durable consumer name.
+pub const NAME: &str = "proj_tasks";
+
+pub fn ddl(db: &str) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.tasks (
+                task_id String,
+                requested_at DateTime('UTC'),
+                requested_at_ms UInt64,
+                requested_by String,
+                kind String,
+                spec_json String,
+                selector_json String,
+                expected UInt32,
+                batch_size UInt32,
+                accept_deadline_secs UInt32,
+                stream_seq UInt64
+            ) ENGINE = ReplacingMergeTree(stream_seq)
+            ORDER BY task_id"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.task_nodes (
+                task_id String,
+                node_id String,
+                state String,
+                attempts UInt32,
+                exit_code Nullable(Int32),
+                signal Nullable(Int32),
+                duration_ms UInt64,
+                output_bytes UInt64,
+                truncated UInt8,
+                error String,
+                updated_at_ms UInt64,
+                version UInt64
+            ) ENGINE = ReplacingMergeTree(version)
+            ORDER BY (task_id, node_id)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.task_output (
+                task_id String,
+                node_id String,
+                seq UInt64,
+                stream String,
+                data String,
+                ts_ms UInt64,
+                stream_seq UInt64
+            ) ENGINE = MergeTree()
+            ORDER BY (task_id, node_id, seq)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.task_events (
+                task_id String,
+                node_id String,
+                ts DateTime('UTC'),
+                ts_ms UInt64,
+                event_id UUID,
+                kind String,
+                stream_seq UInt64
+            ) ENGINE = MergeTree()
+            PARTITION BY toYYYYMM(ts)
+            ORDER BY (task_id, node_id, ts)"
+        ),
+    ]
+}
+
+/// A decoded task event.
+#[derive(Debug)]
+pub enum TaskEvent {
+    Requested(TaskRequested),
+    CancelRequested(TaskCancelRequested),
+    Dispatched(TaskDispatched),
+    Accepted(TaskAccepted),
+    Started(TaskStarted),
+    Output(TaskOutputProduced),
+    Finished(TaskFinished),
+    TimedOut(TaskTimedOut),
+    Cancelled(TaskCancelled),
+    Unreachable(TaskUnreachable),
+}
+
+impl TaskEvent {
+    fn envelope(&self) -> &nerve_schemas::Envelope {
+        match self {
+            TaskEvent::Requested(e) => &e.envelope,
+            TaskEvent::CancelRequested(e) => &e.envelope,
+            TaskEvent::Dispatched(e) => &e.envelope,
+            TaskEvent::Accepted(e) => &e.envelope,
+            TaskEvent::Started(e) => &e.envelope,
+            TaskEvent::Output(e) => &e.envelope,
+            TaskEvent::Finished(e) => &e.envelope,
+            TaskEvent::TimedOut(e) => &e.envelope,
+            TaskEvent::Cancelled(e) => &e.envelope,
+            TaskEvent::Unreachable(e) => &e.envelope,
+        }
+    }
+
+    fn task_id(&self) -> &str {
+        match self {
+            TaskEvent::Requested(e) => &e.task_id,
+            TaskEvent::CancelRequested(e) => &e.task_id,
+            TaskEvent::Dispatched(e) => &e.task_id,
+            TaskEvent::Accepted(e) => &e.task_id,
+            TaskEvent::Started(e) => &e.task_id,
+            TaskEvent::Output(e) => &e.task_id,
+            TaskEvent::Finished(e) => &e.task_id,
+            TaskEvent::TimedOut(e) => &e.task_id,
+            TaskEvent::Cancelled(e) => &e.task_id,
+            TaskEvent::Unreachable(e) => &e.task_id,
+        }
+    }
+
+    /// Whether it is about the task (on a request subject) rather than one node.
+    fn is_request(&self) -> bool {
+        matches!(
+            self,
+            TaskEvent::Requested(_) | TaskEvent::CancelRequested(_)
+        )
+    }
+}
+
+fn decode_any(payload: &[u8]) -> Result<TaskEvent, String> {
+    use nerve_schemas::decode;
+    let (name, _) = nerve_schemas::written_as(payload).map_err(|e| e.to_string())?;
+    let e = |e: nerve_schemas::DecodeError| e.to_string();
+    Ok(match name {
+        TaskRequested::NAME => TaskEvent::Requested(decode(payload).map_err(e)?),
+        TaskCancelRequested::NAME => TaskEvent::CancelRequested(decode(payload).map_err(e)?),
+        TaskDispatched::NAME => TaskEvent::Dispatched(decode(payload).map_err(e)?),
+        TaskAccepted::NAME => TaskEvent::Accepted(decode(payload).map_err(e)?),
+        TaskStarted::NAME => TaskEvent::Started(decode(payload).map_err(e)?),
+        TaskOutputProduced::NAME => TaskEvent::Output(decode(payload).map_err(e)?),
+        TaskFinished::NAME => TaskEvent::Finished(decode(payload).map_err(e)?),
+        TaskTimedOut::NAME => TaskEvent::TimedOut(decode(payload).map_err(e)?),
+        TaskCancelled::NAME => TaskEvent::Cancelled(decode(payload).map_err(e)?),
+        TaskUnreachable::NAME => TaskEvent::Unreachable(decode(payload).map_err(e)?),
+        other => return Err(format!("{other} does not belong on the tasks stream")),
+    })
+}
+
+/// A validated task event.
+#[derive(Debug)]
+pub struct Decoded {
+    pub event: TaskEvent,
+    pub event_id: uuid::Uuid,
+}
+
+/// Folds task events.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TaskProjection;
+
+impl Projection for TaskProjection {
+    type Item = Decoded;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn stream(&self) -> &'static str {
+        nerve_ingest::TASKS_STREAM
+    }
+
+    fn decode(&self, subject: &str, payload: &[u8], published_ms: i64) -> Result<Decoded, String> {
+        let event = decode_any(payload)?;
+        let on_request_subject = subject.starts_with("nerve.v1.tasks.request.");
+        if event.is_request() != on_request_subject {
+            return Err(format!("event does not belong on subject {subject}"));
+        }
+        if !nerve_schemas::subjects::is_valid_node_id(event.task_id()) {
+            return Err(format!("invalid task_id {:?}", event.task_id()));
+        }
+        if event.is_request() && event.envelope().node_id != event.task_id() {
+            return Err("a task request's envelope must name its task".into());
+        }
+        let event_id = validate_envelope(event.envelope(), subject, published_ms)?;
+        Ok(Decoded { event, event_id })
+    }
+
+    fn key(item: &Decoded) -> EventKey<'_> {
+        let env = item.event.envelope();
+        EventKey {
+            node_id: &env.node_id,
+            event_id: &env.event_id,
+            occurred_at_ms: env.occurred_at_ms,
+        }
+    }
+
+    fn append_only_table(&self) -> Option<&'static str> {
+        Some("task_events")
+    }
+
+    async fn write(
+        &self,
+        ch: &Client,
+        items: &[Positioned<Decoded>],
+    ) -> Result<(), clickhouse::error::Error> {
+        let mut tasks = Vec::new();
+        let mut nodes = Vec::new();
+        let mut output = Vec::new();
+        for p in items {
+            let seq = p.stream_seq;
+            let env = p.item.event.envelope();
+            let at = env.occurred_at_ms.max(0) as u64;
+            let node = |state: &str, rank: u64| NodeRow {
+                task_id: p.item.event.task_id().to_owned(),
+                node_id: env.node_id.clone(),
+                state: state.to_owned(),
+                attempts: 0,
+                exit_code: None,
+                signal: None,
+                duration_ms: 0,
+                output_bytes: 0,
+                truncated: 0,
+                error: String::new(),
+                updated_at_ms: at,
+                version: (rank << 40) | (seq & ((1 << 40) - 1)),
+            };
+            match &p.item.event {
+                TaskEvent::Requested(t) => {
+                    tasks.push(TaskRow {
+                        task_id: t.task_id.clone(),
+                        requested_at: (at / 1000).min(u64::from(u32::MAX)) as u32,
+                        requested_at_ms: at,
+                        requested_by: t.requested_by.clone(),
+                        kind: t.spec.kind.clone(),
+                        spec_json: serde_json::to_string(&t.spec).unwrap_or_default(),
+                        selector_json: serde_json::to_string(&t.selector).unwrap_or_default(),
+                        expected: t.expected_nodes.len().min(u32::MAX as usize) as u32,
+                        batch_size: t.batch_size.max(0) as u32,
+                        accept_deadline_secs: t.accept_deadline_secs.max(0) as u32,
+                        stream_seq: seq,
+                    });
+                    for n in &t.expected_nodes {
+                        nodes.push(NodeRow {
+                            node_id: n.clone(),
+                            ..node("expected", 0)
+                        });
+                    }
+                }
+                TaskEvent::CancelRequested(_) => {}
+                TaskEvent::Dispatched(d) => nodes.push(NodeRow {
+                    attempts: d.attempt.max(0) as u32,
+                    ..node("dispatched", 1)
+                }),
+                TaskEvent::Accepted(_) => nodes.push(node("accepted", 2)),
+                TaskEvent::Started(_) => nodes.push(node("running", 3)),
+                TaskEvent::Output(o) => output.push(OutputRow {
+                    task_id: o.task_id.clone(),
+                    node_id: env.node_id.clone(),
+                    seq: o.seq.max(0) as u64,
+                    stream: o.stream.clone(),
+                    data: o.data.clone(),
+                    ts_ms: at,
+                    stream_seq: seq,
+                }),
+                TaskEvent::Finished(f) => {
+                    let ok = f.exit_code == Some(0) && f.error.is_empty();
+                    nodes.push(NodeRow {
+                        exit_code: f.exit_code,
+                        signal: f.signal,
+                        duration_ms: f.duration_ms.max(0) as u64,
+                        output_bytes: f.output_bytes.max(0) as u64,
+                        truncated: u8::from(f.truncated),
+                        error: f.error.clone(),
+                        ..node(if ok { "succeeded" } else { "failed" }, 4)
+                    });
+                }
+                TaskEvent::TimedOut(t) => nodes.push(NodeRow {
+                    duration_ms: t.duration_ms.max(0) as u64,
+                    output_bytes: t.output_bytes.max(0) as u64,
+                    truncated: u8::from(t.truncated),
+                    ..node("timed_out", 4)
+                }),
+                TaskEvent::Cancelled(c) => nodes.push(NodeRow {
+                    duration_ms: c.duration_ms.max(0) as u64,
+                    ..node("cancelled", 4)
+                }),
+                TaskEvent::Unreachable(u) => nodes.push(NodeRow {
+                    attempts: u.attempts.max(0) as u32,
+                    error: u.reason.clone(),
+                    ..node("unreachable", 4)
+                }),
+            }
+        }
+        if !tasks.is_empty() {
+            let mut insert = ch.insert::<TaskRow>("tasks").await?;
+            for r in &tasks {
+                insert.write(r).await?;
+            }
+            insert.end().await?;
+        }
+        if !nodes.is_empty() {
+            let mut insert = ch.insert::<NodeRow>("task_nodes").await?;
+            for r in &nodes {
+                insert.write(r).await?;
+            }
+            insert.end().await?;
+        }
+        if !output.is_empty() {
+            let mut insert = ch.insert::<OutputRow>("task_output").await?;
+            for r in &output {
+                insert.write(r).await?;
+            }
+            insert.end().await?;
+        }
+        // Last: an event found here had everything above written.
+        let mut insert = ch.insert::<EventRow>("task_events").await?;
+        for p in items {
+            let env = p.item.event.envelope();
+            insert
+                .write(&EventRow {
+                    task_id: p.item.event.task_id().to_owned(),
+                    node_id: env.node_id.clone(),
+                    ts: (env.occurred_at_ms.max(0) / 1000).min(i64::from(u32::MAX)) as u32,
+                    ts_ms: env.occurred_at_ms.max(0) as u64,
+                    event_id: p.item.event_id,
+                    kind: env.schema_name.clone(),
+                    stream_seq: p.stream_seq,
+                })
+                .await?;
+        }
+        insert.end().await
+    }
+}
+
+/// A row of `tasks`.
+#[derive(Debug, Row, Serialize)]
+pub struct TaskRow {
+    pub task_id: String,
+    pub requested_at: u32,
+    pub requested_at_ms: u64,
+    pub requested_by: String,
+    pub kind: String,
+    pub spec_json: String,
+    pub selector_json: String,
+    pub expected: u32,
+    pub batch_size: u32,
+    pub accept_deadline_secs: u32,
+    pub stream_seq: u64,
+}
+
+/// A row of `task_nodes`.
+#[derive(Debug, Row, Serialize)]
+pub struct NodeRow {
+    pub task_id: String,
+    pub node_id: String,
+    pub state: String,
+    pub attempts: u32,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub duration_ms: u64,
+    pub output_bytes: u64,
+    pub truncated: u8,
+    pub error: String,
+    pub updated_at_ms: u64,
+    pub version: u64,
+}
+
+/// A row of `task_output`.
+#[derive(Debug, Row, Serialize)]
+pub struct OutputRow {
+    pub task_id: String,
+    pub node_id: String,
+    pub seq: u64,
+    pub stream: String,
+    #[serde(with = "serde_bytes_as_string")]
+    pub data: Vec<u8>,
+    pub ts_ms: u64,
+    pub stream_seq: u64,
+}
+
+/// ClickHouse `String` holds arbitrary bytes; RowBinary writes them as a length-prefixed blob.
+mod serde_bytes_as_string {
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+}
+
+/// A row of `task_events`.
+#[derive(Debug, Row, Serialize)]
+pub struct EventRow {
+    pub task_id: String,
+    pub node_id: String,
+    pub ts: u32,
+    pub ts_ms: u64,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub event_id: uuid::Uuid,
+    pub kind: String,
+    pub stream_seq: u64,
+}
