@@ -11,6 +11,7 @@ mod nodes_page;
 mod probe;
 mod services;
 mod sim;
+mod tasks_fanout;
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,8 @@ enum Command {
     Ingest(Args),
     /// N simulated nodes; server-side latency of the fleet list (API and /nodes page).
     NodesPage(nodes_page::NodesPageArgs),
+    /// One task fanned out to N simulated nodes: time until every result is in the ledger.
+    Tasks(tasks_fanout::TasksArgs),
 }
 
 /// `ingest` options.
@@ -88,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Ingest(args) => run(args).await,
             Command::NodesPage(args) => nodes_page::run(args).await,
+            Command::Tasks(args) => tasks_fanout::run(args).await,
         }
     })
 }

@@ -57,6 +57,7 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
     };
     while count("SELECT count() FROM node_state").await? < n
         || count("SELECT count() FROM inventory").await? < n
+        || count("SELECT count() FROM node_liveness").await? < n.div_ceil(6)
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -173,7 +174,12 @@ async fn fetch(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
 }
 
 /// One inventory report and one heartbeat per node; every 6th node last beat 10 minutes ago.
-async fn publish_fleet(js: &async_nats::jetstream::Context, nodes: u32) -> anyhow::Result<()> {
+/// One inventory report and one heartbeat for each of `nodes` simulated nodes `sim-000000`…;
+/// every 6th one last beat 10 minutes ago and carries the liveness tracker's offline judgement.
+pub(crate) async fn publish_fleet(
+    js: &async_nats::jetstream::Context,
+    nodes: u32,
+) -> anyhow::Result<()> {
     let now = nerve_platform::now_ms();
     let mut inflight = FuturesUnordered::new();
     for i in 0..nodes {
@@ -182,6 +188,25 @@ async fn publish_fleet(js: &async_nats::jetstream::Context, nodes: u32) -> anyho
         inv.hostname = format!("host-{i:06}");
         let age = if i % 6 == 0 { 600_000 } else { 0 };
         let hb = crate::sim::heartbeat(&id, 0, now - age);
+        let offline = nerve_schemas::NodeWentOffline(nerve_schemas::LivenessChange {
+            envelope: nerve_schemas::Envelope::new::<nerve_schemas::NodeWentOffline>(
+                id.clone(),
+                now,
+            ),
+            last_heartbeat_at_ms: now - age,
+            silent_for_ms: age,
+            heartbeat_interval_secs: hb.interval_secs,
+            missed_heartbeats: (age / 30_000) as i32,
+            previous_state: "suspect".into(),
+            detector: "loadtest".into(),
+        });
+        let judged = (age > 0).then(|| {
+            (
+                nerve_schemas::subjects::liveness(&id),
+                offline.0.envelope.event_id.clone(),
+                nerve_schemas::encode(&offline),
+            )
+        });
         for (subject, msg_id, payload) in [
             (
                 nerve_schemas::subjects::inventory(&id),
@@ -193,7 +218,10 @@ async fn publish_fleet(js: &async_nats::jetstream::Context, nodes: u32) -> anyho
                 hb.envelope.event_id.clone(),
                 nerve_schemas::encode(&hb)?,
             ),
-        ] {
+        ]
+        .into_iter()
+        .chain(judged.map(|(s, m, p)| p.map(|p| (s, m, p))).transpose()?)
+        {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", msg_id.as_str());
             inflight.push(
