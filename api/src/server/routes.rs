@@ -77,6 +77,10 @@ fn task_routes() -> Router<AppState> {
         .route("/tasks", post(create_task).get(list_tasks))
         .route("/tasks/{id}", get(task_detail).delete(cancel_task))
         .route("/tasks/{id}/nodes/{node}/output", get(task_output))
+        .route(
+            "/tasks/{id}/nodes/{node}/output/live",
+            get(task_output_live),
+        )
 }
 
 async fn create_task(
@@ -108,6 +112,29 @@ async fn task_output(
     ApiPath((id, node)): ApiPath<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(tasks::output(&state, &id, &node).await?))
+}
+
+/// Server-sent events: `output` (JSON `{seq, stream, data}`) per chunk, then one `end` (JSON
+/// `{state}`).
+async fn task_output_live(
+    State(state): State<AppState>,
+    ApiPath((id, node)): ApiPath<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let rx = tasks::live_output(&state, &id, &node).await?;
+    let events = futures::stream::unfold(rx, |mut rx| async move {
+        let item = rx.recv().await?;
+        let event = match item {
+            tasks::Live::Output { seq, stream, data } => Event::default()
+                .event("output")
+                .json_data(serde_json::json!({ "seq": seq, "stream": stream, "data": data })),
+            tasks::Live::End { state } => Event::default()
+                .event("end")
+                .json_data(serde_json::json!({ "state": state })),
+        };
+        Some((event, rx))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
 async fn cancel_task(

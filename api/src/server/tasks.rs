@@ -522,3 +522,170 @@ pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<TaskDetail, 
     }
     Ok(detail)
 }
+
+/// One item of a live output stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Live {
+    /// An output chunk, in order.
+    Output {
+        seq: u64,
+        stream: String,
+        data: String,
+    },
+    /// The node's line reached a final state; the stream ends.
+    End { state: String },
+}
+
+const FINAL_STATES: [&str; 5] = [
+    "succeeded",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "unreachable",
+];
+
+async fn final_state(state: &AppState, id: &str, node: &str) -> Result<Option<String>, ApiError> {
+    let s: Option<String> = state
+        .ch()
+        .query("SELECT state FROM task_nodes FINAL WHERE task_id = ? AND node_id = ? LIMIT 1")
+        .bind(id)
+        .bind(node)
+        .fetch_optional()
+        .await?;
+    Ok(s.filter(|s| FINAL_STATES.contains(&s.as_str())))
+}
+
+/// A node's output as it is produced: what ClickHouse already has, then chunks as the agent
+/// publishes them (a core subscription on the node's task subject, taken before the history is
+/// read, so nothing falls between), ending with the final state. The ledger is re-checked every
+/// 2 s in case the end was published before the subscription started.
+pub async fn live_output(
+    state: &AppState,
+    id: &str,
+    node: &str,
+) -> Result<tokio::sync::mpsc::Receiver<Live>, ApiError> {
+    check_task_id(id)?;
+    if !subjects::is_valid_node_id(node) {
+        return Err(bad(format!("invalid node id {node:?}")));
+    }
+    // A client may open the stream right after creating the task, before the projector has
+    // stored it: give the projection a moment before answering 404.
+    let appear_by = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match task_row(state, id).await {
+            Err(ApiError::NotFound(_)) if std::time::Instant::now() < appear_by => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => {
+                other?;
+                break;
+            }
+        }
+    }
+    let client = state
+        .nats()
+        .ok_or_else(|| ApiError::Unavailable("no event log configured".into()))?
+        .clone();
+    let mut live = client
+        .subscribe(subjects::task_node(node))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("cannot follow the node: {e}")))?;
+    let history: Vec<SeqChunkRow> = state
+        .ch()
+        .query(
+            "SELECT seq, stream, data FROM (SELECT seq, any(stream) AS stream, any(data) AS data \
+             FROM task_output WHERE task_id = ? AND node_id = ? GROUP BY seq) ORDER BY seq",
+        )
+        .bind(id)
+        .bind(node)
+        .fetch_all()
+        .await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let (state, id, node) = (state.clone(), id.to_owned(), node.to_owned());
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut next_seq = 0u64;
+        for c in history {
+            next_seq = c.seq + 1;
+            let item = Live::Output {
+                seq: c.seq,
+                stream: c.stream,
+                data: String::from_utf8_lossy(&c.data).into_owned(),
+            };
+            if tx.send(item).await.is_err() {
+                return;
+            }
+        }
+        let mut recheck = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = tx.closed() => return,
+                _ = recheck.tick() => {
+                    if let Ok(Some(s)) = final_state(&state, &id, &node).await {
+                        let _ = tx.send(Live::End { state: s }).await;
+                        return;
+                    }
+                }
+                msg = live.next() => {
+                    let Some(msg) = msg else { return };
+                    let Some(item) = live_item(&msg.payload, &id, &mut next_seq) else {
+                        continue;
+                    };
+                    let end = matches!(item, Live::End { .. });
+                    if tx.send(item).await.is_err() || end {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct SeqChunkRow {
+    seq: u64,
+    stream: String,
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+}
+
+/// What a task event on the node's subject means for a live stream of task `id`.
+fn live_item(payload: &[u8], id: &str, next_seq: &mut u64) -> Option<Live> {
+    use nerve_schemas::{
+        TaskCancelled, TaskFinished, TaskOutputProduced, TaskTimedOut, TaskUnreachable, decode,
+    };
+    let (name, _) = nerve_schemas::written_as(payload).ok()?;
+    let end = |task_id: &str, state: &str| {
+        (task_id == id).then(|| Live::End {
+            state: state.to_owned(),
+        })
+    };
+    match name {
+        TaskOutputProduced::NAME => {
+            let o = decode::<TaskOutputProduced>(payload).ok()?;
+            let seq = u64::try_from(o.seq).ok()?;
+            if o.task_id != id || seq < *next_seq {
+                return None;
+            }
+            *next_seq = seq + 1;
+            Some(Live::Output {
+                seq,
+                stream: o.stream,
+                data: String::from_utf8_lossy(&o.data).into_owned(),
+            })
+        }
+        TaskFinished::NAME => {
+            let f = decode::<TaskFinished>(payload).ok()?;
+            let ok = f.exit_code == Some(0) && f.error.is_empty();
+            end(&f.task_id, if ok { "succeeded" } else { "failed" })
+        }
+        TaskTimedOut::NAME => end(&decode::<TaskTimedOut>(payload).ok()?.task_id, "timed_out"),
+        TaskCancelled::NAME => end(&decode::<TaskCancelled>(payload).ok()?.task_id, "cancelled"),
+        TaskUnreachable::NAME => end(
+            &decode::<TaskUnreachable>(payload).ok()?.task_id,
+            "unreachable",
+        ),
+        _ => None,
+    }
+}

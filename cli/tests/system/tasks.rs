@@ -204,6 +204,38 @@ async fn tasks_fan_out_to_real_agents_with_an_exact_ledger() {
         d.nodes[0]
     );
 
+    // Live output: chunks as they come, then the end, over server-sent events.
+    let t = f
+        .create(json!({
+            "kind": "script",
+            "script": "echo first\nsleep 1\necho second >&2\n",
+            "targets": { "node_ids": [ids[0]] },
+        }))
+        .await;
+    let request = Request::get(format!(
+        "/api/v1/tasks/{}/nodes/{}/output/live",
+        t.task_id, ids[0]
+    ))
+    .body(Body::empty())
+    .expect("request");
+    let response = f.app.clone().oneshot(request).await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = tokio::time::timeout(
+        DEADLINE,
+        axum::body::to_bytes(response.into_body(), 1 << 20),
+    )
+    .await
+    .expect("the stream ends with the task")
+    .expect("body");
+    let body = String::from_utf8_lossy(&body);
+    let first = body.find(r#""data":"first\n""#).expect(&body);
+    let second = body.find(r#""data":"second\n""#).expect(&body);
+    assert!(first < second, "{body}");
+    assert!(
+        body.contains("event: end") && body.contains(r#""state":"succeeded""#),
+        "{body}"
+    );
+
     // Output over the limit is cut at the limit and flagged.
     let t = f
         .create(json!({
@@ -300,7 +332,7 @@ async fn tasks_fan_out_to_real_agents_with_an_exact_ledger() {
     // The list shows them all, newest first, through the seed's alias too.
     let (status, list) = call(&f.app, Method::GET, "/api/tasks?limit=3", Value::Null).await;
     assert_eq!(status, StatusCode::OK, "{list}");
-    assert_eq!(list["total"], 8);
+    assert_eq!(list["total"], 9);
     assert_eq!(list["tasks"][0]["task_id"], t.task_id.as_str());
 
     for (_, mut child) in f.agents.drain(..) {
