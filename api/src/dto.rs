@@ -324,8 +324,12 @@ pub struct CreateTask {
     pub max_output_bytes: Option<u64>,
     pub cpu_limit_secs: Option<u64>,
     pub memory_limit_bytes: Option<u64>,
-    /// How long nodes have to accept; default 30 s.
+    /// How long nodes have to accept; default 30 s (per batch in a rollout).
     pub accept_deadline_secs: Option<u32>,
+    /// Rollout: this many nodes at a time, the next batch once the current one is done.
+    pub batch_size: Option<u32>,
+    /// Rollout: this percentage of the nodes at a time (1–100); instead of `batch_size`.
+    pub batch_percent: Option<u32>,
     pub targets: TaskTargets,
     /// Who asks (recorded in the event); default `api`.
     pub requested_by: String,

@@ -83,6 +83,67 @@ struct Ctx {
     metrics: Metrics,
     /// Running dispatches by task id, to stop on cancel.
     running: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    /// Rollouts waiting for a batch to end: task id → the batch's nodes not done yet.
+    batches: Arc<Mutex<HashMap<String, Batch>>>,
+}
+
+/// A rollout batch still running.
+struct Batch {
+    open: std::collections::HashSet<String>,
+    done: Arc<tokio::sync::Notify>,
+}
+
+/// Follows every node's task events (core subscription; JetStream publishes reach it too) and
+/// closes the batches whose nodes all reached a final state.
+async fn watch_batches(ctx: Ctx, cancel: CancellationToken) {
+    let mut events = match ctx.client.subscribe(subjects::TASK_NODES_ALL).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot follow task results; batches wait for their deadline");
+            return;
+        }
+    };
+    loop {
+        let msg = tokio::select! {
+            _ = cancel.cancelled() => return,
+            msg = events.next() => match msg {
+                Some(m) => m,
+                None => return,
+            },
+        };
+        let Some((task_id, node)) = final_event(&msg.payload) else {
+            continue;
+        };
+        let mut batches = ctx.batches.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = batches.get_mut(&task_id)
+            && b.open.remove(&node)
+            && b.open.is_empty()
+        {
+            b.done.notify_one();
+        }
+    }
+}
+
+/// The (task, node) of an event that ends a node's part of a task.
+fn final_event(payload: &[u8]) -> Option<(String, String)> {
+    use nerve_schemas::{TaskCancelled, TaskFinished, TaskTimedOut, decode};
+    let (name, _) = nerve_schemas::written_as(payload).ok()?;
+    let (task_id, env) = match name {
+        TaskFinished::NAME => decode::<TaskFinished>(payload)
+            .ok()
+            .map(|e| (e.task_id, e.envelope))?,
+        TaskTimedOut::NAME => decode::<TaskTimedOut>(payload)
+            .ok()
+            .map(|e| (e.task_id, e.envelope))?,
+        TaskCancelled::NAME => decode::<TaskCancelled>(payload)
+            .ok()
+            .map(|e| (e.task_id, e.envelope))?,
+        TaskUnreachable::NAME => decode::<TaskUnreachable>(payload)
+            .ok()
+            .map(|e| (e.task_id, e.envelope))?,
+        _ => return None,
+    };
+    Some((task_id, env.node_id))
 }
 
 impl Ctx {
@@ -140,7 +201,9 @@ pub async fn run(
         js,
         metrics: Metrics::new(metrics),
         running: Arc::default(),
+        batches: Arc::default(),
     };
+    tokio::spawn(watch_batches(ctx.clone(), cancel.clone()));
     tracing::info!("task dispatcher started");
     loop {
         let msg = tokio::select! {
@@ -235,18 +298,95 @@ async fn offer(ctx: &Ctx, node: &str, payload: bytes::Bytes) -> Offer {
     }
 }
 
-/// Offers `task` to its expected nodes until each accepted or the accept deadline passed; a
-/// cancel stops it and records the nodes never reached as cancelled.
+/// Offers `task` to its nodes, all at once or batch by batch (the next batch once every node
+/// of the current one is done, or its deadline passed); a cancel stops it and records the nodes
+/// never reached as cancelled.
 async fn dispatch(ctx: &Ctx, task: &TaskRequested, stop: CancellationToken) {
-    let accept_deadline =
-        task.envelope.occurred_at_ms + i64::from(task.accept_deadline_secs.max(1)) * 1000;
+    let size = match usize::try_from(task.batch_size) {
+        Ok(n) if n > 0 => n,
+        _ => task.expected_nodes.len().max(1),
+    };
+    let batches: Vec<&[String]> = task.expected_nodes.chunks(size).collect();
+    let last = batches.len().saturating_sub(1);
+    for (i, batch) in batches.into_iter().enumerate() {
+        if stop.is_cancelled() {
+            record_cancelled(ctx, task, batch).await;
+            continue;
+        }
+        // Batches after the first get their own accept window, from when they start.
+        let start_ms = if i == 0 {
+            task.envelope.occurred_at_ms
+        } else {
+            nerve_platform::now_ms()
+        };
+        let done = Arc::new(tokio::sync::Notify::new());
+        if i < last {
+            ctx.batches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    task.task_id.clone(),
+                    Batch {
+                        open: batch.iter().cloned().collect(),
+                        done: done.clone(),
+                    },
+                );
+        }
+        let deadline_ms = offer_batch(ctx, task, batch, start_ms, &stop).await;
+        if i < last {
+            let wait_ms = (deadline_ms - nerve_platform::now_ms()).max(0) as u64;
+            let all_done = ctx
+                .batches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&task.task_id)
+                .is_none_or(|b| b.open.is_empty());
+            if !all_done {
+                tokio::select! {
+                    _ = done.notified() => {}
+                    _ = stop.cancelled() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {
+                        tracing::warn!(task_id = %task.task_id, batch = i, "batch not done by its deadline; going on");
+                    }
+                }
+            }
+            ctx.batches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&task.task_id);
+        }
+    }
+    tracing::info!(task_id = %task.task_id, cancelled = stop.is_cancelled(), "dispatch over");
+}
+
+/// Records `nodes` as cancelled before they were reached.
+async fn record_cancelled(ctx: &Ctx, task: &TaskRequested, nodes: &[String]) {
+    for node in nodes {
+        let event = TaskCancelled {
+            envelope: Envelope::new::<TaskCancelled>(node.clone(), nerve_platform::now_ms()),
+            task_id: task.task_id.clone(),
+            was_running: false,
+            duration_ms: 0,
+        };
+        ctx.publish(subjects::task_node(node), &event).await;
+    }
+}
+
+/// Offers the task to `nodes` until each accepted or the accept deadline (counted from
+/// `start_ms`) passed, then records the rest unreachable. Returns when this batch's nodes time
+/// out at the latest.
+async fn offer_batch(
+    ctx: &Ctx,
+    task: &TaskRequested,
+    nodes: &[String],
+    start_ms: i64,
+    stop: &CancellationToken,
+) -> i64 {
+    let accept_deadline = start_ms + i64::from(task.accept_deadline_secs.max(1)) * 1000;
     let deadline_ms = accept_deadline + i64::from(task.spec.timeout_secs.max(1)) * 1000;
     // Node → (attempts, last outcome offline?).
-    let mut pending: Vec<(String, i32, bool)> = task
-        .expected_nodes
-        .iter()
-        .map(|n| (n.clone(), 0, false))
-        .collect();
+    let mut pending: Vec<(String, i32, bool)> =
+        nodes.iter().map(|n| (n.clone(), 0, false)).collect();
     let mut round = 0;
     while !pending.is_empty() && !stop.is_cancelled() {
         round += 1;
@@ -285,36 +425,29 @@ async fn dispatch(ctx: &Ctx, task: &TaskRequested, stop: CancellationToken) {
             _ = tokio::time::sleep(RETRY_EVERY) => {}
         }
     }
-    let cancelled = stop.is_cancelled();
-    if cancelled {
+    if stop.is_cancelled() {
         // Nodes running it stop it themselves; those never reached are recorded as cancelled.
-        for node in &task.expected_nodes {
+        for node in nodes {
             let _ = ctx
                 .client
                 .publish(subjects::cancel(node), task.task_id.clone().into())
                 .await;
         }
         let _ = ctx.client.flush().await;
+        let never: Vec<String> = pending.into_iter().map(|(n, _, _)| n).collect();
+        record_cancelled(ctx, task, &never).await;
+        return deadline_ms;
     }
     for (node, attempts, offline) in pending {
-        if cancelled {
-            let event = TaskCancelled {
-                envelope: Envelope::new::<TaskCancelled>(node.clone(), nerve_platform::now_ms()),
-                task_id: task.task_id.clone(),
-                was_running: false,
-                duration_ms: 0,
-            };
-            ctx.publish(subjects::task_node(&node), &event).await;
-        } else {
-            ctx.metrics.unreachable.inc();
-            let event = TaskUnreachable {
-                envelope: Envelope::new::<TaskUnreachable>(node.clone(), nerve_platform::now_ms()),
-                task_id: task.task_id.clone(),
-                reason: if offline { "offline" } else { "no_accept" }.into(),
-                attempts,
-            };
-            ctx.publish(subjects::task_node(&node), &event).await;
-        }
+        ctx.metrics.unreachable.inc();
+        let event = TaskUnreachable {
+            envelope: Envelope::new::<TaskUnreachable>(node.clone(), nerve_platform::now_ms()),
+            task_id: task.task_id.clone(),
+            reason: if offline { "offline" } else { "no_accept" }.into(),
+            attempts,
+        };
+        ctx.publish(subjects::task_node(&node), &event).await;
     }
-    tracing::info!(task_id = %task.task_id, rounds = round, cancelled, "dispatch over");
+    tracing::debug!(task_id = %task.task_id, rounds = round, "batch offered");
+    deadline_ms
 }

@@ -1,7 +1,8 @@
 //! Tasks projection: the tasks stream → `tasks` (one row per request), `task_nodes` (the ledger:
 //! each expected node's state, ReplacingMergeTree keyed by (task, node) and versioned by state
 //! rank then stream sequence, so a later step never loses to an earlier one), `task_output`
-//! (output chunks, readable per node in order) and `task_events` (every event, the history; also
+//! (output chunks, readable per node in order; written before the ledger, so a final state in
+//! the ledger means its output is readable) and `task_events` (every event, the history; also
 //! the redelivery check, so it is written last).
 
 use clickhouse::{Client, Row};
@@ -304,16 +305,16 @@ impl Projection for TaskProjection {
             }
             insert.end().await?;
         }
-        if !nodes.is_empty() {
-            let mut insert = ch.insert::<NodeRow>("task_nodes").await?;
-            for r in &nodes {
+        if !output.is_empty() {
+            let mut insert = ch.insert::<OutputRow>("task_output").await?;
+            for r in &output {
                 insert.write(r).await?;
             }
             insert.end().await?;
         }
-        if !output.is_empty() {
-            let mut insert = ch.insert::<OutputRow>("task_output").await?;
-            for r in &output {
+        if !nodes.is_empty() {
+            let mut insert = ch.insert::<NodeRow>("task_nodes").await?;
+            for r in &nodes {
                 insert.write(r).await?;
             }
             insert.end().await?;

@@ -216,6 +216,14 @@ async fn publish<E: Event>(state: &AppState, subject: String, event: &E) -> Resu
 /// Validates, resolves and records a task request.
 pub async fn create(state: &AppState, req: CreateTask) -> Result<TaskCreated, ApiError> {
     let spec = validate(&req)?;
+    match (req.batch_size, req.batch_percent) {
+        (Some(_), Some(_)) => return Err(bad("give batch_size or batch_percent, not both")),
+        (Some(0), _) => return Err(bad("batch_size must be at least 1")),
+        (None, Some(p)) if !(1..=100).contains(&p) => {
+            return Err(bad("batch_percent must be between 1 and 100"));
+        }
+        _ => {}
+    }
     let accept_deadline = req
         .accept_deadline_secs
         .unwrap_or(DEFAULT_ACCEPT_DEADLINE_SECS);
@@ -223,6 +231,11 @@ pub async fn create(state: &AppState, req: CreateTask) -> Result<TaskCreated, Ap
         return Err(bad("accept_deadline_secs must be between 1 and 3600"));
     }
     let expected = resolve(state, &req.targets).await?;
+    let batch_size = match (req.batch_size, req.batch_percent) {
+        (Some(n), _) => n,
+        (None, Some(p)) => ((expected.len() as u64 * u64::from(p)).div_ceil(100)).max(1) as u32,
+        (None, None) => 0,
+    };
     let task_id = uuid::Uuid::now_v7().to_string();
     let event = TaskRequested {
         envelope: Envelope::new::<TaskRequested>(task_id.clone(), nerve_platform::now_ms()),
@@ -248,7 +261,7 @@ pub async fn create(state: &AppState, req: CreateTask) -> Result<TaskCreated, Ap
             },
         },
         expected_nodes: expected.clone(),
-        batch_size: 0,
+        batch_size: batch_size.min(i32::MAX as u32) as i32,
         accept_deadline_secs: accept_deadline as i32,
     };
     publish(state, subjects::task_request(&task_id), &event).await?;
@@ -590,56 +603,136 @@ pub async fn live_output(
         .subscribe(subjects::task_node(node))
         .await
         .map_err(|e| ApiError::Unavailable(format!("cannot follow the node: {e}")))?;
-    let history: Vec<SeqChunkRow> = state
-        .ch()
-        .query(
-            "SELECT seq, stream, data FROM (SELECT seq, any(stream) AS stream, any(data) AS data \
-             FROM task_output WHERE task_id = ? AND node_id = ? GROUP BY seq) ORDER BY seq",
-        )
-        .bind(id)
-        .bind(node)
-        .fetch_all()
-        .await?;
+    let history = stored_chunks(state, id, node, 0).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let (state, id, node) = (state.clone(), id.to_owned(), node.to_owned());
     tokio::spawn(async move {
         use futures::StreamExt;
         let mut next_seq = 0u64;
-        for c in history {
-            next_seq = c.seq + 1;
-            let item = Live::Output {
-                seq: c.seq,
-                stream: c.stream,
-                data: String::from_utf8_lossy(&c.data).into_owned(),
-            };
-            if tx.send(item).await.is_err() {
-                return;
-            }
+        if !send_chunks(&tx, history, &mut next_seq).await {
+            return;
         }
         let mut recheck = tokio::time::interval(std::time::Duration::from_secs(2));
         loop {
-            tokio::select! {
+            let ended = tokio::select! {
                 _ = tx.closed() => return,
-                _ = recheck.tick() => {
-                    if let Ok(Some(s)) = final_state(&state, &id, &node).await {
-                        let _ = tx.send(Live::End { state: s }).await;
-                        return;
-                    }
-                }
+                _ = recheck.tick() => matches!(final_state(&state, &id, &node).await, Ok(Some(_))),
                 msg = live.next() => {
                     let Some(msg) = msg else { return };
-                    let Some(item) = live_item(&msg.payload, &id, &mut next_seq) else {
-                        continue;
-                    };
-                    let end = matches!(item, Live::End { .. });
-                    if tx.send(item).await.is_err() || end {
-                        return;
+                    match live_item(&msg.payload, &id) {
+                        Some(Live::End { .. }) => true,
+                        Some(Live::Output { seq, stream, data }) => {
+                            if seq > next_seq {
+                                // Chunks published before the subscription: from ClickHouse.
+                                let gap = wait_for_chunks(&state, &id, &node, next_seq, seq).await;
+                                if !send_chunks(&tx, gap, &mut next_seq).await {
+                                    return;
+                                }
+                            }
+                            if seq == next_seq {
+                                next_seq += 1;
+                                let item = Live::Output { seq, stream, data };
+                                if tx.send(item).await.is_err() {
+                                    return;
+                                }
+                            }
+                            false
+                        }
+                        None => false,
                     }
                 }
+            };
+            if ended {
+                // The ledger's final state is written after the output: once it shows, every
+                // chunk is readable; send what is left, then the end.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                let final_state = loop {
+                    match final_state(&state, &id, &node).await {
+                        Ok(Some(s)) => break s,
+                        _ if std::time::Instant::now() < deadline => {
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                        _ => break "unknown".to_owned(),
+                    }
+                };
+                if let Ok(rest) = stored_chunks(&state, &id, &node, next_seq).await
+                    && !send_chunks(&tx, rest, &mut next_seq).await
+                {
+                    return;
+                }
+                let _ = tx.send(Live::End { state: final_state }).await;
+                return;
             }
         }
     });
     Ok(rx)
+}
+
+/// Stored chunks of a node's output from sequence `from`, in order.
+async fn stored_chunks(
+    state: &AppState,
+    id: &str,
+    node: &str,
+    from: u64,
+) -> Result<Vec<SeqChunkRow>, ApiError> {
+    Ok(state
+        .ch()
+        .query(
+            "SELECT seq, stream, data FROM (SELECT seq, any(stream) AS stream, any(data) AS data \
+             FROM task_output WHERE task_id = ? AND node_id = ? AND seq >= ? GROUP BY seq) \
+             ORDER BY seq",
+        )
+        .bind(id)
+        .bind(node)
+        .bind(from)
+        .fetch_all()
+        .await?)
+}
+
+/// Chunks `from..to` once the projector has stored them (up to 5 s).
+async fn wait_for_chunks(
+    state: &AppState,
+    id: &str,
+    node: &str,
+    from: u64,
+    to: u64,
+) -> Vec<SeqChunkRow> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let chunks: Vec<SeqChunkRow> = stored_chunks(state, id, node, from)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.seq < to)
+            .collect();
+        if chunks.len() as u64 >= to - from || std::time::Instant::now() >= deadline {
+            return chunks;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends the chunks that continue the sequence; false once the client is gone.
+async fn send_chunks(
+    tx: &tokio::sync::mpsc::Sender<Live>,
+    chunks: Vec<SeqChunkRow>,
+    next_seq: &mut u64,
+) -> bool {
+    for c in chunks {
+        if c.seq < *next_seq {
+            continue;
+        }
+        *next_seq = c.seq + 1;
+        let item = Live::Output {
+            seq: c.seq,
+            stream: c.stream,
+            data: String::from_utf8_lossy(&c.data).into_owned(),
+        };
+        if tx.send(item).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -651,7 +744,7 @@ struct SeqChunkRow {
 }
 
 /// What a task event on the node's subject means for a live stream of task `id`.
-fn live_item(payload: &[u8], id: &str, next_seq: &mut u64) -> Option<Live> {
+fn live_item(payload: &[u8], id: &str) -> Option<Live> {
     use nerve_schemas::{
         TaskCancelled, TaskFinished, TaskOutputProduced, TaskTimedOut, TaskUnreachable, decode,
     };
@@ -665,10 +758,9 @@ fn live_item(payload: &[u8], id: &str, next_seq: &mut u64) -> Option<Live> {
         TaskOutputProduced::NAME => {
             let o = decode::<TaskOutputProduced>(payload).ok()?;
             let seq = u64::try_from(o.seq).ok()?;
-            if o.task_id != id || seq < *next_seq {
+            if o.task_id != id {
                 return None;
             }
-            *next_seq = seq + 1;
             Some(Live::Output {
                 seq,
                 stream: o.stream,
