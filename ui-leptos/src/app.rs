@@ -5,7 +5,10 @@ use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::path;
 
-use crate::pages::{dashboard::Dashboard, node::NodePage, nodes::NodesPage};
+use crate::pages::dashboard::Dashboard;
+use crate::pages::node::NodePage;
+use crate::pages::nodes::NodesPage;
+use crate::pages::tasks::{NewTaskPage, TaskPage, TasksPage};
 
 /// The stylesheet, inlined so the first paint needs no second request.
 const STYLE: &str = include_str!("../style/nerve.css");
@@ -52,6 +55,7 @@ pub fn App() -> impl IntoView {
                 <nav aria-label="Sections">
                     <A href="/" exact=true>"Dashboard"</A>
                     <A href="/nodes">"Nodes"</A>
+                    <A href="/tasks">"Tasks"</A>
                 </nav>
             </header>
             <main id="main">
@@ -59,6 +63,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=Dashboard/>
                     <Route path=path!("/nodes") view=NodesPage/>
                     <Route path=path!("/nodes/:id") view=NodePage/>
+                    <Route path=path!("/tasks") view=TasksPage/>
+                    <Route path=path!("/tasks/new") view=NewTaskPage/>
+                    <Route path=path!("/tasks/:id") view=TaskPage/>
                 </Routes>
             </main>
         </Router>

@@ -53,3 +53,75 @@ pub async fn get_node_metrics(id: String, range_secs: u64) -> Result<MetricsSeri
         .await
         .map_err(fail)
 }
+
+/// A page of tasks, newest first.
+#[server(prefix = "/ui-api", endpoint = "tasks")]
+pub async fn get_tasks(
+    query: nerve_api::dto::TaskListQuery,
+) -> Result<nerve_api::dto::TaskPage, ServerFnError> {
+    nerve_api::tasks::list(&state()?, query).await.map_err(fail)
+}
+
+/// A task's request, counts and ledger; `None` while the task is not recorded yet (right after
+/// it was requested).
+#[server(prefix = "/ui-api", endpoint = "task-detail")]
+pub async fn get_task_detail(
+    id: String,
+) -> Result<Option<nerve_api::dto::TaskDetail>, ServerFnError> {
+    match nerve_api::tasks::detail(&state()?, &id).await {
+        Ok(d) => Ok(Some(d)),
+        Err(nerve_api::error::ApiError::NotFound(_)) => Ok(None),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// One node's output of a task.
+#[server(prefix = "/ui-api", endpoint = "task-output")]
+pub async fn get_task_output(
+    id: String,
+    node: String,
+) -> Result<nerve_api::dto::TaskOutput, ServerFnError> {
+    nerve_api::tasks::output(&state()?, &id, &node)
+        .await
+        .map_err(fail)
+}
+
+/// The nodes some targets resolve to now (the new-task form's preview): `Err` with the reason
+/// when they resolve to none (input being typed is not a server failure).
+#[server(prefix = "/ui-api", endpoint = "task-preview")]
+pub async fn preview_targets(
+    targets: nerve_api::dto::TaskTargets,
+) -> Result<Result<Vec<String>, String>, ServerFnError> {
+    match nerve_api::tasks::resolve(&state()?, &targets).await {
+        Ok(nodes) => Ok(Ok(nodes)),
+        Err(nerve_api::error::ApiError::BadRequest(reason)) => Ok(Err(reason)),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// Requests a task.
+#[server(prefix = "/ui-api", endpoint = "task-create")]
+pub async fn create_task(
+    request: nerve_api::dto::CreateTask,
+) -> Result<nerve_api::dto::TaskCreated, ServerFnError> {
+    let request = nerve_api::dto::CreateTask {
+        requested_by: if request.requested_by.is_empty() {
+            "console".into()
+        } else {
+            request.requested_by
+        },
+        ..request
+    };
+    nerve_api::tasks::create(&state()?, request)
+        .await
+        .map_err(fail)
+}
+
+/// Cancels a task.
+#[server(prefix = "/ui-api", endpoint = "task-cancel")]
+pub async fn cancel_task(id: String) -> Result<(), ServerFnError> {
+    nerve_api::tasks::cancel(&state()?, &id, "console")
+        .await
+        .map(|_| ())
+        .map_err(fail)
+}

@@ -126,7 +126,7 @@ pub fn validate(req: &CreateTask) -> Result<TaskSpec, ApiError> {
 }
 
 /// The nodes a request targets, as of now.
-async fn resolve(state: &AppState, targets: &TaskTargets) -> Result<Vec<String>, ApiError> {
+pub async fn resolve(state: &AppState, targets: &TaskTargets) -> Result<Vec<String>, ApiError> {
     if !targets.labels.is_empty() || !targets.clusters.is_empty() {
         return Err(bad(
             "targets.labels and targets.clusters are not available yet (they come with clusters); \

@@ -260,7 +260,13 @@ async fn the_console_works_in_a_real_browser() {
     let metrics = Registry::new();
     let projectors = env.spawn_projectors(&metrics, &cancel);
     let liveness = env.spawn_liveness(&metrics, &cancel).await;
-    let state = nerve_api::AppState::new(env.ch.clone(), None, env.config.api.clone(), metrics);
+    let nats = async_nats::connect(env.nats.url()).await.expect("nats");
+    let dispatcher = {
+        let (client, metrics, cancel) = (nats.clone(), metrics.clone(), cancel.clone());
+        tokio::spawn(async move { nerve_dispatch::run(client, &metrics, cancel).await })
+    };
+    let state =
+        nerve_api::AppState::new(env.ch.clone(), Some(nats), env.config.api.clone(), metrics);
     let app = nerve_ui::server::app(state, &site_dir());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -464,6 +470,54 @@ async fn the_console_works_in_a_real_browser() {
     })
     .await;
 
+    // A task through the console: the form previews the target, Run leads to the task's page,
+    // whose grid turns the node green and shows its output.
+    visit(c, &base, "/tasks/new", "task-new").await;
+    let command = c
+        .find(Locator::Css("#task-command"))
+        .await
+        .expect("command input");
+    command
+        .send_keys("echo hello-from-the-console")
+        .await
+        .expect("type");
+    let nodes = c
+        .find(Locator::Css("#task-nodes"))
+        .await
+        .expect("nodes input");
+    nodes.send_keys(&agent_id).await.expect("type");
+    wait_text(c, "[data-testid=task-preview]", "the target preview", |t| {
+        t.contains("1 node") && t.contains(&agent_id)
+    })
+    .await;
+    screenshot(c, "task-new-filled").await;
+    click(c, "[data-testid=task-submit]").await;
+    eventually(DEADLINE, "the task's page", || async {
+        let url = c.current_url().await.ok()?;
+        let path = url.path().to_owned();
+        (path.starts_with("/tasks/") && path != "/tasks/new").then_some(())
+    })
+    .await;
+    let cell = format!("[data-testid=task-grid] a[data-node='{agent_id}']");
+    eventually(
+        Duration::from_secs(60),
+        "the node's cell succeeded",
+        || async {
+            let el = c.find(Locator::Css(&cell)).await.ok()?;
+            (el.attr("data-state").await.ok()?? == "succeeded").then_some(())
+        },
+    )
+    .await;
+    click(c, &cell).await;
+    wait_text(c, "[data-testid=task-stdout]", "the node's output", |t| {
+        t.contains("hello-from-the-console")
+    })
+    .await;
+    screenshot(c, "task-detail").await;
+    visit(c, &base, "/tasks", "tasks").await;
+    assert!(text(c, "tbody tr[data-task-id]").await.contains("1 / 1"));
+    assert!(console_errors(c).await.is_empty());
+
     // Stop the agent: the node turns offline on screen without a reload.
     visit(c, &base, &format!("/nodes/{agent_id}"), "node-before-stop").await;
     assert_eq!(text(c, ".section-head .badge").await, "online");
@@ -491,5 +545,6 @@ async fn the_console_works_in_a_real_browser() {
     cancel.cancel();
     projectors.await.expect("join").expect("projectors");
     liveness.await.expect("join").expect("liveness");
+    dispatcher.await.expect("join").expect("dispatcher");
     server.await.expect("join").expect("server");
 }

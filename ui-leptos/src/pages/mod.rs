@@ -3,6 +3,7 @@
 pub mod dashboard;
 pub mod node;
 pub mod nodes;
+pub mod tasks;
 
 use leptos::prelude::*;
 use nerve_api::dto::NodeStatus;
