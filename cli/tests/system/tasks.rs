@@ -204,6 +204,39 @@ async fn tasks_fan_out_to_real_agents_with_an_exact_ledger() {
         d.nodes[0]
     );
 
+    // Resource limits and run-as: a busy loop dies of its CPU limit (SIGXCPU or SIGKILL); a
+    // command runs as another user when the agent is root.
+    let t = f
+        .create(json!({
+            "kind": "script",
+            "script": "while :; do :; done\n",
+            "cpu_limit_secs": 1,
+            "timeout_secs": 30,
+            "targets": { "node_ids": [ids[0]] },
+        }))
+        .await;
+    let d = f.finished(&t.task_id).await;
+    let n = &d.nodes[0];
+    assert_eq!(n.state, "failed", "{n:?}");
+    assert!(
+        matches!(n.signal, Some(9) | Some(24)),
+        "killed by its CPU limit: {n:?}"
+    );
+    if nerve_platform::process::is_root() {
+        let t = f
+            .create(json!({
+                "kind": "command",
+                "argv": ["id", "-un"],
+                "run_as": "nobody",
+                "working_dir": "/",
+                "targets": { "node_ids": [ids[0]] },
+            }))
+            .await;
+        let d = f.finished(&t.task_id).await;
+        assert_eq!(d.nodes[0].state, "succeeded", "{:?}", d.nodes[0]);
+        assert_eq!(f.output(&t.task_id, &ids[0]).await.stdout, "nobody\n");
+    }
+
     // Live output: chunks as they come, then the end, over server-sent events.
     let t = f
         .create(json!({
@@ -377,7 +410,12 @@ async fn tasks_fan_out_to_real_agents_with_an_exact_ledger() {
     // The list shows them all, newest first, through the seed's alias too.
     let (status, list) = call(&f.app, Method::GET, "/api/tasks?limit=3", Value::Null).await;
     assert_eq!(status, StatusCode::OK, "{list}");
-    assert_eq!(list["total"], 10);
+    let expected_total = if nerve_platform::process::is_root() {
+        12
+    } else {
+        11
+    };
+    assert_eq!(list["total"], expected_total);
     assert_eq!(list["tasks"][0]["task_id"], t.task_id.as_str());
 
     for (_, mut child) in f.agents.drain(..) {
