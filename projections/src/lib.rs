@@ -88,42 +88,24 @@ pub async fn run_all(
     let options = RunnerOptions::from_config(&config, failpoint);
     let ack_wait = Duration::from_secs(config.ack_wait_secs);
     let client = nerve_platform::clickhouse::client(&ch);
-    let hb = Runner::new(
-        heartbeats::HeartbeatProjection,
-        &js,
-        client.clone(),
-        ack_wait,
-        options.clone(),
-        &metrics,
-    )
-    .await?;
-    let inv = Runner::new(
-        inventory::InventoryProjection,
-        &js,
-        client.clone(),
-        ack_wait,
-        options.clone(),
-        &metrics,
-    )
-    .await?;
-    let events = Runner::new(
-        node_events::NodeEventsProjection,
-        &js,
-        client.clone(),
-        ack_wait,
-        options.clone(),
-        &metrics,
-    )
-    .await?;
-    let tasks = Runner::new(
-        tasks::TaskProjection,
-        &js,
-        client,
-        ack_wait,
-        options,
-        &metrics,
-    )
-    .await?;
+    // One runner per projection, each with its own durable consumer.
+    macro_rules! runner {
+        ($projection:expr) => {
+            Runner::new(
+                $projection,
+                &js,
+                client.clone(),
+                ack_wait,
+                options.clone(),
+                &metrics,
+            )
+            .await?
+        };
+    }
+    let hb = runner!(heartbeats::HeartbeatProjection);
+    let inv = runner!(inventory::InventoryProjection);
+    let events = runner!(node_events::NodeEventsProjection);
+    let tasks = runner!(tasks::TaskProjection);
     let (a, b, c, d) = tokio::join!(
         hb.run(cancel.clone()),
         inv.run(cancel.clone()),

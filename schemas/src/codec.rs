@@ -82,6 +82,11 @@ pub fn encode_into<E: Event>(event: &E, out: &mut Vec<u8>) -> Result<(), EncodeE
 /// The event name and version these bytes were written as, for subjects that carry several
 /// event types (liveness). Reads only the header.
 pub fn written_as(bytes: &[u8]) -> Result<(&'static str, i32), DecodeError> {
+    writer_of(bytes).map(|r| (r.file.name, r.file.version))
+}
+
+/// The released schema the header names.
+fn writer_of(bytes: &[u8]) -> Result<&'static crate::registry::Registered, DecodeError> {
     if bytes.len() < HEADER_LEN {
         return Err(DecodeError::TooShort(bytes.len()));
     }
@@ -92,23 +97,12 @@ pub fn written_as(bytes: &[u8]) -> Result<(&'static str, i32), DecodeError> {
     fingerprint.copy_from_slice(&bytes[2..HEADER_LEN]);
     registry()
         .by_fingerprint(&fingerprint)
-        .map(|r| (r.file.name, r.file.version))
         .ok_or_else(|| DecodeError::UnknownFingerprint(hex(&fingerprint)))
 }
 
 /// Decodes bytes written with any released version of `E`'s schema into `E`.
 pub fn decode<E: Event>(bytes: &[u8]) -> Result<E, DecodeError> {
-    if bytes.len() < HEADER_LEN {
-        return Err(DecodeError::TooShort(bytes.len()));
-    }
-    if bytes[..2] != MAGIC {
-        return Err(DecodeError::BadMagic);
-    }
-    let mut fingerprint = [0u8; 8];
-    fingerprint.copy_from_slice(&bytes[2..HEADER_LEN]);
-    let writer = registry()
-        .by_fingerprint(&fingerprint)
-        .ok_or_else(|| DecodeError::UnknownFingerprint(hex(&fingerprint)))?;
+    let writer = writer_of(bytes)?;
     if writer.file.name != E::NAME {
         return Err(DecodeError::WrongEvent {
             found: writer.file.name,
