@@ -37,6 +37,27 @@ pub enum AgentError {
     Encode(#[from] nerve_schemas::EncodeError),
     #[error("collector thread failed: {0}")]
     Collector(String),
+    #[error("agent.labels: {0}")]
+    Labels(String),
+}
+
+/// This node's labels from the config, as the event that publishes them (always sent at start,
+/// so removing a label from the config removes it from the node).
+pub fn labels_event(
+    node_id: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Result<nerve_schemas::NodeLabelsSet, AgentError> {
+    let labels = labels
+        .iter()
+        .map(|(k, v)| nerve_schemas::control::parse_label(&format!("{k}={v}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(AgentError::Labels)?;
+    Ok(nerve_schemas::NodeLabelsSet {
+        envelope: Envelope::new::<nerve_schemas::NodeLabelsSet>(node_id, nerve_platform::now_ms()),
+        source: "agent".into(),
+        labels,
+        requested_by: "agent".into(),
+    })
 }
 
 /// Runs the agent until `cancel`: heartbeats every interval, inventory at start and on change.
@@ -47,6 +68,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), AgentError> {
     let node_id = node_id::load_or_create(&config.state_dir)?;
+    let labels = labels_event(&node_id, &config.labels)?;
     let span = tracing::info_span!("agent", node_id = %node_id);
     async move {
         tracing::info!(nats = %nats.url, "agent starting");
@@ -70,6 +92,12 @@ pub async fn run(
         );
         let publish_cancel = cancel.child_token();
         let publishing = tokio::spawn(publisher.run(rx, publish_cancel.clone()));
+        let out = Outgoing::new(
+            subjects::control_node(&node_id),
+            labels.envelope.event_id.clone(),
+            nerve_schemas::encode(&labels)?,
+        );
+        let _ = tx.send(out).await;
         let tasks = config.tasks.then(|| {
             tokio::spawn(tasks::serve(
                 client.clone(),

@@ -15,6 +15,8 @@ pub const INVENTORY_STREAM: &str = "NERVE_INVENTORY";
 pub const EVENTS_STREAM: &str = "NERVE_EVENTS";
 /// Tasks: requests, cancellations, and every node's progress, output and result.
 pub const TASKS_STREAM: &str = "NERVE_TASKS";
+/// Control: clusters, membership, labels — every change, who and when.
+pub const CONTROL_STREAM: &str = "NERVE_CONTROL";
 
 /// Why NATS setup failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +110,13 @@ pub fn stream_configs(config: &StreamsConfig) -> Vec<stream::Config> {
             ),
             subjects: vec![subjects::TASKS_ALL.into()],
             max_age: Duration::from_secs(config.tasks_max_age_secs),
+            ..common.clone()
+        },
+        stream::Config {
+            name: CONTROL_STREAM.into(),
+            description: Some("Control: clusters, membership, labels".into()),
+            subjects: vec![subjects::CONTROL_ALL.into()],
+            max_age: Duration::from_secs(config.control_max_age_secs),
             ..common
         },
     ]

@@ -92,6 +92,9 @@ pub struct StreamsConfig {
     pub events_max_age_secs: u64,
     /// How long task events (requests, per-node progress and output) stay in the tasks stream.
     pub tasks_max_age_secs: u64,
+    /// How long control events (clusters, membership, labels) stay; 0 = forever (they are the
+    /// only record of how the fleet is organised).
+    pub control_max_age_secs: u64,
     /// Window in which a re-published event id is dropped as a duplicate.
     pub duplicate_window_secs: u64,
     /// Stream replicas (1 for a single server, 3 for a JetStream cluster).
@@ -106,6 +109,7 @@ impl Default for StreamsConfig {
             inventory_max_per_node: 1000,
             events_max_age_secs: 90 * 24 * 3600,
             tasks_max_age_secs: 30 * 24 * 3600,
+            control_max_age_secs: 0,
             duplicate_window_secs: 120,
             replicas: 1,
         }
@@ -144,6 +148,8 @@ pub struct AgentConfig {
     pub tasks: bool,
     /// Directory of the executables a `hook` task may name.
     pub hooks_dir: PathBuf,
+    /// This node's labels (`key = "value"`), published at start; operators can add more.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for AgentConfig {
@@ -163,6 +169,7 @@ impl Default for AgentConfig {
             rootfs_path: PathBuf::from("/"),
             tasks: true,
             hooks_dir: PathBuf::from("/etc/nerve/hooks"),
+            labels: std::collections::BTreeMap::new(),
         }
     }
 }

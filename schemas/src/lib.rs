@@ -7,12 +7,17 @@
 //! and compiles to wasm, so the console can decode events too.
 
 pub mod codec;
+pub mod control;
 pub mod events;
 pub mod registry;
 pub mod subjects;
 pub mod tasks;
 
 pub use codec::{DecodeError, EncodeError, decode, encode, written_as};
+pub use control::{
+    ClusterCreated, ClusterDeleted, ClusterRenamed, Label, NodeAssignedToCluster, NodeLabelsSet,
+    NodeUnassignedFromCluster,
+};
 pub use events::{
     BlockDevice, CollectorError, CpuCache, CpuInfo, Dimm, Disk, Envelope, Event, GpuDevice,
     GpuHealthReason, GpuSample, GpuXidOccurred, HeartbeatRecorded, InventoryReported,

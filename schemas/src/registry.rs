@@ -53,6 +53,20 @@ pub const RELEASED: &[SchemaFile] = &[
     schema_file!("TaskTimedOut", 1, "task_timed_out.v1.avsc"),
     schema_file!("TaskCancelled", 1, "task_cancelled.v1.avsc"),
     schema_file!("TaskUnreachable", 1, "task_unreachable.v1.avsc"),
+    schema_file!("ClusterCreated", 1, "cluster_created.v1.avsc"),
+    schema_file!("ClusterRenamed", 1, "cluster_renamed.v1.avsc"),
+    schema_file!("ClusterDeleted", 1, "cluster_deleted.v1.avsc"),
+    schema_file!(
+        "NodeAssignedToCluster",
+        1,
+        "node_assigned_to_cluster.v1.avsc"
+    ),
+    schema_file!(
+        "NodeUnassignedFromCluster",
+        1,
+        "node_unassigned_from_cluster.v1.avsc"
+    ),
+    schema_file!("NodeLabelsSet", 1, "node_labels_set.v1.avsc"),
 ];
 
 /// A parsed schema with its 8-byte CRC-64-AVRO (Rabin) fingerprint.

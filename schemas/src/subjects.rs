@@ -59,6 +59,19 @@ pub fn cancel(node_id: &str) -> String {
     format!("{PREFIX}.cancel.{node_id}")
 }
 
+/// Every control event (stream `NERVE_CONTROL`): clusters, membership, labels.
+pub const CONTROL_ALL: &str = "nerve.v1.control.>";
+
+/// Subject of a cluster's events (created, renamed, deleted); last token the cluster id.
+pub fn control_cluster(cluster_id: &str) -> String {
+    format!("{PREFIX}.control.cluster.{cluster_id}")
+}
+
+/// Subject of a node's organisation events (membership, labels); last token the node id.
+pub fn control_node(node_id: &str) -> String {
+    format!("{PREFIX}.control.node.{node_id}")
+}
+
 /// Subject a node's heartbeats are published on.
 pub fn heartbeat(node_id: &str) -> String {
     format!("{PREFIX}.telemetry.heartbeat.{node_id}")

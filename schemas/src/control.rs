@@ -1,0 +1,202 @@
+//! Control events: operators' (and agents') changes to how the fleet is organised — clusters,
+//! membership, labels. Each mirrors its `.avsc` file field for field (checked by tests).
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::{Envelope, Event};
+
+macro_rules! event {
+    ($name:ident) => {
+        impl Event for $name {
+            const NAME: &'static str = stringify!($name);
+            const VERSION: i32 = 1;
+            fn envelope(&self) -> &Envelope {
+                &self.envelope
+            }
+        }
+    };
+}
+
+/// `ClusterCreated` v1. The envelope's `node_id` is the cluster id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterCreated {
+    pub envelope: Envelope,
+    pub cluster_id: String,
+    pub name: String,
+    pub description: String,
+    pub requested_by: String,
+}
+event!(ClusterCreated);
+
+/// `ClusterRenamed` v1. The envelope's `node_id` is the cluster id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterRenamed {
+    pub envelope: Envelope,
+    pub cluster_id: String,
+    pub name: String,
+    pub requested_by: String,
+}
+event!(ClusterRenamed);
+
+/// `ClusterDeleted` v1. The envelope's `node_id` is the cluster id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterDeleted {
+    pub envelope: Envelope,
+    pub cluster_id: String,
+    pub requested_by: String,
+}
+event!(ClusterDeleted);
+
+/// `NodeAssignedToCluster` v1. The envelope's `node_id` is the node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeAssignedToCluster {
+    pub envelope: Envelope,
+    pub cluster_id: String,
+    pub requested_by: String,
+}
+event!(NodeAssignedToCluster);
+
+/// `NodeUnassignedFromCluster` v1. The envelope's `node_id` is the node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeUnassignedFromCluster {
+    pub envelope: Envelope,
+    pub cluster_id: String,
+    pub requested_by: String,
+}
+event!(NodeUnassignedFromCluster);
+
+/// One `key=value` label.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Label {
+    pub key: String,
+    pub value: String,
+}
+
+/// `NodeLabelsSet` v1: a node's labels from one source, replacing that source's earlier set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeLabelsSet {
+    pub envelope: Envelope,
+    /// `agent` or `operator`.
+    pub source: String,
+    pub labels: Vec<Label>,
+    pub requested_by: String,
+}
+event!(NodeLabelsSet);
+
+/// Whether `key` can be a label key: 1..=63 of `[a-z0-9_.-]`, or with a `domain/` prefix.
+pub fn is_valid_label_key(key: &str) -> bool {
+    let name = key.rsplit_once('/').map_or(key, |(_, n)| n);
+    !name.is_empty()
+        && key.len() <= 128
+        && name.len() <= 63
+        && key.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-' | b'/')
+        })
+}
+
+/// Whether `value` can be a label value: up to 128 printable ASCII characters, no `,` or `=`.
+pub fn is_valid_label_value(value: &str) -> bool {
+    value.len() <= 128
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b',' && b != b'=')
+}
+
+/// Parses `key=value`.
+pub fn parse_label(text: &str) -> Result<Label, String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("label {text:?} is not key=value"))?;
+    if !is_valid_label_key(key) {
+        return Err(format!(
+            "label key {key:?}: 1 to 63 of [a-z0-9_.-], optionally behind a domain/ prefix"
+        ));
+    }
+    if !is_valid_label_value(value) {
+        return Err(format!(
+            "label value {value:?}: up to 128 printable characters without ',' or '='"
+        ));
+    }
+    Ok(Label {
+        key: key.to_owned(),
+        value: value.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{decode, encode, written_as};
+
+    fn check<E: Event + PartialEq + std::fmt::Debug>(event: &E) {
+        let reg = crate::registry::registry()
+            .get(E::NAME, E::VERSION)
+            .expect("registered");
+        let value = apache_avro::to_value(event).expect("to_value");
+        assert!(value.validate(&reg.schema), "{} does not validate", E::NAME);
+        let bytes = encode(event).expect("encode");
+        assert_eq!(written_as(&bytes).expect("header"), (E::NAME, E::VERSION));
+        assert_eq!(&decode::<E>(&bytes).expect("decode"), event);
+    }
+
+    #[test]
+    fn every_control_event_follows_its_schema_and_round_trips() {
+        let env = |name: &str| Envelope {
+            schema_name: name.to_owned(),
+            ..Envelope::new::<ClusterCreated>("c-1", 1_700_000_000_000)
+        };
+        let cid = "0192f0c4-7d1a-7c3e-9d51-1f2e3a4b5c6d".to_owned();
+        check(&ClusterCreated {
+            envelope: env(ClusterCreated::NAME),
+            cluster_id: cid.clone(),
+            name: "training-a".into(),
+            description: "H100 pods".into(),
+            requested_by: "ops".into(),
+        });
+        check(&ClusterRenamed {
+            envelope: env(ClusterRenamed::NAME),
+            cluster_id: cid.clone(),
+            name: "training-b".into(),
+            requested_by: "ops".into(),
+        });
+        check(&ClusterDeleted {
+            envelope: env(ClusterDeleted::NAME),
+            cluster_id: cid.clone(),
+            requested_by: "ops".into(),
+        });
+        check(&NodeAssignedToCluster {
+            envelope: env(NodeAssignedToCluster::NAME),
+            cluster_id: cid.clone(),
+            requested_by: "ops".into(),
+        });
+        check(&NodeUnassignedFromCluster {
+            envelope: env(NodeUnassignedFromCluster::NAME),
+            cluster_id: cid,
+            requested_by: "ops".into(),
+        });
+        check(&NodeLabelsSet {
+            envelope: env(NodeLabelsSet::NAME),
+            source: "agent".into(),
+            labels: vec![Label {
+                key: "gpu".into(),
+                value: "h100".into(),
+            }],
+            requested_by: "agent".into(),
+        });
+    }
+
+    #[test]
+    fn labels_parse_and_bad_ones_are_explained() {
+        assert_eq!(
+            parse_label("nerve.io/rack=r12").expect("ok"),
+            Label {
+                key: "nerve.io/rack".into(),
+                value: "r12".into()
+            }
+        );
+        assert!(parse_label("gpu").unwrap_err().contains("key=value"));
+        assert!(parse_label("GPU=h100").unwrap_err().contains("label key"));
+        assert!(parse_label("gpu=a,b").unwrap_err().contains("label value"));
+        assert!(parse_label("gpu=").is_ok(), "empty values are allowed");
+    }
+}
