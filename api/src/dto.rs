@@ -43,6 +43,10 @@ pub struct NodeListQuery {
     pub sort: Option<NodeSort>,
     /// Sort direction (default `asc`).
     pub order: Option<SortOrder>,
+    /// Only nodes in this cluster (id or name).
+    pub cluster: Option<String>,
+    /// Only nodes with this label (`key=value`).
+    pub label: Option<String>,
 }
 
 /// What the node list can be sorted by.
@@ -150,6 +154,17 @@ pub struct NodeDetail {
     pub gpus: serde_json::Value,
     /// The node's newest events (GPU XIDs, liveness changes), newest first.
     pub events: Vec<NodeEventItem>,
+    /// Clusters it belongs to.
+    pub clusters: Vec<ClusterRef>,
+    /// Its labels (`key=value`): the agent's, with the operator's overriding the same key.
+    pub labels: Vec<String>,
+}
+
+/// A cluster as other objects mention it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterRef {
+    pub cluster_id: String,
+    pub name: String,
 }
 
 /// One event about a node.
@@ -444,4 +459,64 @@ pub struct TaskOutput {
     pub stderr: String,
     pub chunks: u64,
     pub truncated: bool,
+}
+
+/// A cluster: a named group of nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cluster {
+    pub cluster_id: String,
+    pub name: String,
+    pub description: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// Nodes assigned to it.
+    pub nodes: u64,
+}
+
+/// `GET /api/v1/clusters`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterList {
+    pub clusters: Vec<Cluster>,
+}
+
+/// `GET /api/v1/clusters/{id}`: the cluster and its nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterDetail {
+    pub cluster: Cluster,
+    pub node_ids: Vec<String>,
+}
+
+/// `POST /api/v1/clusters`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CreateCluster {
+    pub name: String,
+    pub description: String,
+    pub requested_by: String,
+}
+
+/// `PATCH /api/v1/clusters/{id}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RenameCluster {
+    pub name: String,
+    pub requested_by: String,
+}
+
+/// `PUT /api/v1/nodes/{id}/labels`: the operator's labels of a node (`key=value`), replacing
+/// the operator's earlier set; an operator label overrides the agent's label of the same key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SetLabels {
+    pub labels: Vec<String>,
+    pub requested_by: String,
+}
+
+/// A change the control plane accepted; it is visible once projected (typically well under a
+/// second).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Accepted {
+    pub event_id: String,
+    /// The cluster the change is about, where there is one.
+    pub cluster_id: Option<String>,
 }

@@ -1,5 +1,6 @@
 //! The server half of the API: state, router, error mapping and the fleet read service.
 
+pub mod clusters;
 pub mod error;
 pub mod extract;
 pub mod fleet;

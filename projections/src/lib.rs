@@ -7,6 +7,7 @@
 //! accepted the batch; redelivered events are checked against the table by event id, so a crash
 //! between write and ack creates no duplicate rows.
 
+pub mod control;
 pub mod heartbeats;
 pub mod inventory;
 pub mod node_events;
@@ -29,6 +30,7 @@ pub fn all_ddl(db: &str) -> Vec<String> {
     ddl.extend(inventory::ddl(db));
     ddl.extend(node_events::ddl(db));
     ddl.extend(tasks::ddl(db));
+    ddl.extend(control::ddl(db));
     ddl.extend(rejected::ddl(db));
     ddl
 }
@@ -106,11 +108,13 @@ pub async fn run_all(
     let inv = runner!(inventory::InventoryProjection);
     let events = runner!(node_events::NodeEventsProjection);
     let tasks = runner!(tasks::TaskProjection);
-    let (a, b, c, d) = tokio::join!(
+    let control = runner!(control::ControlProjection);
+    let (a, b, c, d, e) = tokio::join!(
         hb.run(cancel.clone()),
         inv.run(cancel.clone()),
         events.run(cancel.clone()),
-        tasks.run(cancel.clone())
+        tasks.run(cancel.clone()),
+        control.run(cancel.clone())
     );
-    a.and(b).and(c).and(d)
+    a.and(b).and(c).and(d).and(e)
 }

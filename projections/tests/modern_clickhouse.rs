@@ -59,6 +59,9 @@ fn every_table_is_created_by_current_clickhouse() {
         "task_nodes",
         "task_output",
         "task_events",
+        "cluster_log",
+        "cluster_members",
+        "node_labels",
     ] {
         assert!(
             tables.contains(&format!("\"{table}\"")),

@@ -74,21 +74,35 @@ struct Filter<'a> {
     status: Option<NodeStatus>,
     not_online: bool,
     search: Option<&'a str>,
+    /// A cluster id.
+    cluster: Option<String>,
+    /// `key=value`.
+    label: Option<String>,
 }
 
 impl Filter<'_> {
     fn sql(&self) -> String {
         let mut clauses = Vec::new();
         if self.status.is_some() {
-            clauses.push("status = ?");
+            clauses.push("status = ?".to_owned());
         }
         if self.not_online {
-            clauses.push("status != 'online'");
+            clauses.push("status != 'online'".to_owned());
         }
         if self.search.is_some() {
             clauses.push(
-                "(positionCaseInsensitive(hostname, ?) > 0 OR positionCaseInsensitive(node_id, ?) > 0)",
+                "(positionCaseInsensitive(hostname, ?) > 0 OR positionCaseInsensitive(node_id, ?) > 0)"
+                    .to_owned(),
             );
+        }
+        if self.cluster.is_some() {
+            clauses.push(format!(
+                "node_id IN (SELECT node_id FROM {} WHERE cluster_id = ?)",
+                crate::clusters::MEMBERS
+            ));
+        }
+        if self.label.is_some() {
+            clauses.push(crate::clusters::label_match());
         }
         if clauses.is_empty() {
             String::new()
@@ -103,6 +117,12 @@ impl Filter<'_> {
         }
         if let Some(text) = self.search {
             q = q.bind(text).bind(text);
+        }
+        if let Some(c) = &self.cluster {
+            q = q.bind(c.as_str());
+        }
+        if let Some(l) = &self.label {
+            q = crate::clusters::label_binds(q, l);
         }
         q
     }
@@ -199,10 +219,28 @@ pub async fn list_nodes(state: &AppState, query: NodeListQuery) -> Result<NodePa
         )));
     }
     let offset = query.offset.unwrap_or(0);
+    let cluster = match query.cluster.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(key) => Some(
+            crate::clusters::resolve_clusters(state, &[key.to_owned()])
+                .await?
+                .remove(0),
+        ),
+    };
+    let label = match query.label.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(l) => Some(
+            nerve_schemas::control::parse_label(l)
+                .map(|l| format!("{}={}", l.key, l.value))
+                .map_err(|e| ApiError::BadRequest(format!("label: {e}")))?,
+        ),
+    };
     let filter = Filter {
         status: query.status,
         not_online: false,
         search: search_text(&query.q)?,
+        cluster,
+        label,
     };
     let order = order_by(
         query.sort.unwrap_or(NodeSort::Id),
@@ -421,7 +459,10 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
         .bind(NODE_EVENTS_SHOWN)
         .fetch_all()
         .await?;
+    let (clusters, labels) = crate::clusters::of_node(state, id).await?;
     Ok(NodeDetail {
+        clusters,
+        labels,
         id: id.to_owned(),
         status: latest
             .as_ref()

@@ -5,14 +5,16 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower_http::trace::TraceLayer;
 
 use crate::AppState;
-use crate::dto::{CreateTask, MetricsQuery, NodeListQuery, TaskListQuery};
+use crate::dto::{
+    CreateCluster, CreateTask, MetricsQuery, NodeListQuery, RenameCluster, SetLabels, TaskListQuery,
+};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::{fleet, tasks};
+use crate::{clusters, fleet, tasks};
 
 /// The API router: `/api/v1/...` and the Prometheus `/metrics`.
 pub fn router(state: AppState) -> Router {
@@ -22,11 +24,27 @@ pub fn router(state: AppState) -> Router {
         .route("/nodes", get(list_nodes))
         .route("/nodes/{id}", get(node_detail))
         .route("/nodes/{id}/metrics", get(node_metrics))
+        .route("/nodes/{id}/labels", put(set_labels))
+        .route("/clusters", get(list_clusters).post(create_cluster))
+        .route(
+            "/clusters/{id}",
+            get(cluster_detail)
+                .patch(rename_cluster)
+                .delete(delete_cluster),
+        )
+        .route(
+            "/clusters/{id}/nodes/{node}",
+            put(assign_node).delete(unassign_node),
+        )
+        // The seed's aliases.
+        .route("/clusters/list", get(list_clusters))
+        .route("/agents/list", get(list_nodes))
         .merge(task_routes())
         .fallback(not_found);
     Router::new()
         .nest("/api/v1", v1)
         // The seed's aliases, onto the same service.
+        .route("/api/discovery/nodes", get(list_nodes))
         .nest("/api", task_routes().fallback(not_found))
         .route("/metrics", get(prometheus))
         .layer(TraceLayer::new_for_http())
@@ -144,6 +162,79 @@ async fn cancel_task(
     Ok((
         StatusCode::ACCEPTED,
         Json(tasks::cancel(&state, &id, "api").await?),
+    ))
+}
+
+async fn list_clusters(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(clusters::list(&state).await?))
+}
+
+async fn cluster_detail(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(clusters::detail(&state, &id).await?))
+}
+
+async fn create_cluster(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateCluster>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(clusters::create(&state, req).await?),
+    ))
+}
+
+async fn rename_cluster(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<RenameCluster>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(clusters::rename(&state, &id, req).await?),
+    ))
+}
+
+async fn delete_cluster(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(clusters::delete(&state, &id).await?),
+    ))
+}
+
+async fn assign_node(
+    State(state): State<AppState>,
+    ApiPath((id, node)): ApiPath<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(clusters::assign(&state, &id, &node, true).await?),
+    ))
+}
+
+async fn unassign_node(
+    State(state): State<AppState>,
+    ApiPath((id, node)): ApiPath<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(clusters::assign(&state, &id, &node, false).await?),
+    ))
+}
+
+async fn set_labels(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<SetLabels>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(clusters::set_labels(&state, &id, req).await?),
     ))
 }
 

@@ -127,12 +127,21 @@ pub fn validate(req: &CreateTask) -> Result<TaskSpec, ApiError> {
 
 /// The nodes a request targets, as of now.
 pub async fn resolve(state: &AppState, targets: &TaskTargets) -> Result<Vec<String>, ApiError> {
-    if !targets.labels.is_empty() || !targets.clusters.is_empty() {
-        return Err(bad(
-            "targets.labels and targets.clusters are not available yet (they come with clusters); \
-             use targets.node_ids and targets.status",
-        ));
-    }
+    let labels = targets
+        .labels
+        .iter()
+        .map(|l| {
+            nerve_schemas::control::parse_label(l)
+                .map(|l| format!("{}={}", l.key, l.value))
+                .map_err(|e| bad(format!("targets.labels: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let clusters = crate::clusters::resolve_clusters(state, &targets.clusters)
+        .await
+        .map_err(|e| match e {
+            ApiError::BadRequest(m) => bad(format!("targets.clusters: {m}")),
+            other => other,
+        })?;
     for id in &targets.node_ids {
         if !subjects::is_valid_node_id(id) {
             return Err(bad(format!("targets.node_ids: invalid node id {id:?}")));
@@ -149,12 +158,31 @@ pub async fn resolve(state: &AppState, targets: &TaskTargets) -> Result<Vec<Stri
         status: String,
     }
     let mut sql = format!("SELECT node_id, status FROM {}", crate::fleet::NODES);
+    let mut clauses = Vec::new();
     if !targets.node_ids.is_empty() {
-        sql.push_str(" WHERE has(?, node_id)");
+        clauses.push("has(?, node_id)".to_owned());
+    }
+    if !clusters.is_empty() {
+        clauses.push(format!(
+            "node_id IN (SELECT node_id FROM {} WHERE has(?, cluster_id))",
+            crate::clusters::MEMBERS
+        ));
+    }
+    for _ in &labels {
+        clauses.push(crate::clusters::label_match());
+    }
+    if !clauses.is_empty() {
+        sql.push_str(&format!(" WHERE {}", clauses.join(" AND ")));
     }
     let mut q = state.ch().query(&sql);
     if !targets.node_ids.is_empty() {
         q = q.bind(&targets.node_ids);
+    }
+    if !clusters.is_empty() {
+        q = q.bind(&clusters);
+    }
+    for label in &labels {
+        q = crate::clusters::label_binds(q, label);
     }
     let found: Vec<Found> = q.fetch_all().await?;
     if !targets.node_ids.is_empty() {
@@ -192,7 +220,12 @@ pub async fn resolve(state: &AppState, targets: &TaskTargets) -> Result<Vec<Stri
     Ok(nodes)
 }
 
-async fn publish<E: Event>(state: &AppState, subject: String, event: &E) -> Result<(), ApiError> {
+/// Records `event` in the event log (JetStream, with its id as `Nats-Msg-Id`).
+pub(crate) async fn publish<E: Event>(
+    state: &AppState,
+    subject: String,
+    event: &E,
+) -> Result<(), ApiError> {
     let client = state
         .nats()
         .ok_or_else(|| ApiError::Unavailable("no event log configured".into()))?;

@@ -59,6 +59,8 @@ impl View {
             q: (!self.q.is_empty()).then(|| self.q.clone()),
             sort: Some(self.sort),
             order: Some(self.order),
+            cluster: None,
+            label: None,
         }
     }
 }

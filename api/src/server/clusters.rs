@@ -1,0 +1,400 @@
+//! Clusters and labels: create, rename, delete clusters; assign and unassign nodes; set an
+//! operator's labels on a node. Every change is a control event in the event log (who, when,
+//! what); reads fold the projected tables. Also the SQL the other services filter with: the
+//! nodes of some clusters, and each node's effective labels.
+
+use clickhouse::Row;
+use nerve_schemas::{
+    ClusterCreated, ClusterDeleted, ClusterRenamed, Envelope, Event, NodeAssignedToCluster,
+    NodeLabelsSet, NodeUnassignedFromCluster, subjects,
+};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::dto::*;
+use crate::error::ApiError;
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(message.into())
+}
+
+/// Every live cluster with its name; ClickHouse 18.16 and current releases.
+pub(crate) const CLUSTERS: &str = "(SELECT cluster_id, \
+        argMaxIf(name, stream_seq, kind IN ('ClusterCreated', 'ClusterRenamed')) AS name, \
+        anyIf(description, kind = 'ClusterCreated') AS description, \
+        minIf(ts_ms, kind = 'ClusterCreated') AS created_at_ms, \
+        max(kind = 'ClusterDeleted') AS deleted, \
+        max(kind = 'ClusterCreated') AS created \
+    FROM cluster_log \
+    WHERE kind IN ('ClusterCreated', 'ClusterRenamed', 'ClusterDeleted') \
+    GROUP BY cluster_id HAVING created = 1 AND deleted = 0)";
+
+/// (cluster_id, node_id) of every current membership in a live cluster.
+pub(crate) const MEMBERS: &str = "(SELECT cluster_id, node_id FROM cluster_members FINAL \
+    WHERE assigned = 1 AND cluster_id IN (SELECT cluster_id FROM (SELECT cluster_id, \
+        max(kind = 'ClusterDeleted') AS deleted, max(kind = 'ClusterCreated') AS created \
+        FROM cluster_log GROUP BY cluster_id HAVING created = 1 AND deleted = 0)))";
+
+/// (node_id, op, op_keys, ag): each node's operator labels, their keys, and agent labels.
+/// A node has label `k=v` when the operator set it, or the agent did and the operator set no
+/// `k` ([`LABEL_MATCH`]; 18.16's lambdas cannot reach other columns, so no merged array).
+pub(crate) const LABELS: &str = "(SELECT node_id, anyIf(labels, source = 'operator') AS op, \
+        anyIf(keys, source = 'operator') AS op_keys, anyIf(labels, source = 'agent') AS ag \
+    FROM node_labels FINAL GROUP BY node_id)";
+
+/// A node id condition for one label; binds `key=value`, `key=value`, `key` ([`label_binds`]).
+pub(crate) fn label_match() -> String {
+    format!(
+        "node_id IN (SELECT node_id FROM {LABELS} \
+         WHERE has(op, ?) OR (has(ag, ?) AND NOT has(op_keys, ?)))"
+    )
+}
+
+/// What [`label_match`] binds for `label` (`key=value`, already validated).
+pub(crate) fn label_binds(q: clickhouse::query::Query, label: &str) -> clickhouse::query::Query {
+    let key = label.split_once('=').map_or(label, |(k, _)| k);
+    q.bind(label).bind(label).bind(key)
+}
+
+/// A node's effective labels: the operator's, plus the agent's whose keys the operator did not
+/// set; sorted.
+pub fn effective_labels(op: &[String], op_keys: &[String], agent: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = op.to_vec();
+    out.extend(
+        agent
+            .iter()
+            .filter(|l| {
+                let key = l.split_once('=').map_or(l.as_str(), |(k, _)| k);
+                !op_keys.iter().any(|k| k == key)
+            })
+            .cloned(),
+    );
+    out.sort();
+    out
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct ClusterRow {
+    cluster_id: String,
+    name: String,
+    description: String,
+    created_at_ms: u64,
+    nodes: u64,
+}
+
+impl ClusterRow {
+    fn dto(self) -> Cluster {
+        Cluster {
+            created_at: crate::fleet::rfc3339_ms(self.created_at_ms),
+            cluster_id: self.cluster_id,
+            name: self.name,
+            description: self.description,
+            nodes: self.nodes,
+        }
+    }
+}
+
+async fn clusters(state: &AppState, only: Option<&str>) -> Result<Vec<ClusterRow>, ApiError> {
+    let filter = if only.is_some() {
+        "WHERE c.cluster_id = ? OR c.name = ?"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT cluster_id, name, description, created_at_ms, count(m.node_id) AS nodes \
+         FROM (SELECT cluster_id, name, description, created_at_ms FROM {CLUSTERS}) AS c \
+         ANY LEFT JOIN (SELECT cluster_id, node_id FROM {MEMBERS}) AS m USING cluster_id \
+         {filter} GROUP BY cluster_id, name, description, created_at_ms ORDER BY name"
+    );
+    let mut q = state.ch().query(&sql);
+    if let Some(key) = only {
+        q = q.bind(key).bind(key);
+    }
+    Ok(q.fetch_all().await?)
+}
+
+/// Every cluster, by name.
+pub async fn list(state: &AppState) -> Result<ClusterList, ApiError> {
+    Ok(ClusterList {
+        clusters: clusters(state, None)
+            .await?
+            .into_iter()
+            .map(ClusterRow::dto)
+            .collect(),
+    })
+}
+
+/// One cluster (by id or name) and its nodes.
+pub async fn detail(state: &AppState, key: &str) -> Result<ClusterDetail, ApiError> {
+    let cluster = find(state, key).await?;
+    let node_ids: Vec<String> = state
+        .ch()
+        .query(&format!(
+            "SELECT node_id FROM {MEMBERS} WHERE cluster_id = ? ORDER BY node_id"
+        ))
+        .bind(&cluster.cluster_id)
+        .fetch_all()
+        .await?;
+    Ok(ClusterDetail { cluster, node_ids })
+}
+
+async fn find(state: &AppState, key: &str) -> Result<Cluster, ApiError> {
+    if key.is_empty() || key.len() > 64 {
+        return Err(bad("a cluster is named by its id or name"));
+    }
+    clusters(state, Some(key))
+        .await?
+        .into_iter()
+        .next()
+        .map(ClusterRow::dto)
+        .ok_or_else(|| ApiError::NotFound(format!("cluster {key} not found")))
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !valid {
+        return Err(bad(format!("name {name:?}: 1 to 64 of [A-Za-z0-9._-]")));
+    }
+    if uuid::Uuid::parse_str(name).is_ok() {
+        return Err(bad("name: a UUID would be confused with a cluster id"));
+    }
+    Ok(())
+}
+
+async fn unique(state: &AppState, name: &str) -> Result<(), ApiError> {
+    if clusters(state, Some(name))
+        .await?
+        .iter()
+        .any(|c| c.name == name)
+    {
+        return Err(bad(format!("name: a cluster named {name:?} exists")));
+    }
+    Ok(())
+}
+
+fn by(who: &str) -> String {
+    if who.is_empty() {
+        "api".into()
+    } else {
+        who.to_owned()
+    }
+}
+
+async fn record<E: Event>(state: &AppState, subject: String, event: &E) -> Result<(), ApiError> {
+    crate::tasks::publish(state, subject, event).await
+}
+
+/// Creates a cluster.
+pub async fn create(state: &AppState, req: CreateCluster) -> Result<Accepted, ApiError> {
+    check_name(&req.name)?;
+    if req.description.len() > 1024 {
+        return Err(bad("description: at most 1024 bytes"));
+    }
+    unique(state, &req.name).await?;
+    let cluster_id = uuid::Uuid::now_v7().to_string();
+    let event = ClusterCreated {
+        envelope: Envelope::new::<ClusterCreated>(cluster_id.clone(), nerve_platform::now_ms()),
+        cluster_id: cluster_id.clone(),
+        name: req.name,
+        description: req.description,
+        requested_by: by(&req.requested_by),
+    };
+    record(state, subjects::control_cluster(&cluster_id), &event).await?;
+    Ok(Accepted {
+        event_id: event.envelope.event_id,
+        cluster_id: Some(cluster_id),
+    })
+}
+
+/// Renames a cluster.
+pub async fn rename(state: &AppState, key: &str, req: RenameCluster) -> Result<Accepted, ApiError> {
+    let cluster = find(state, key).await?;
+    check_name(&req.name)?;
+    if req.name != cluster.name {
+        unique(state, &req.name).await?;
+    }
+    let id = cluster.cluster_id;
+    let event = ClusterRenamed {
+        envelope: Envelope::new::<ClusterRenamed>(id.clone(), nerve_platform::now_ms()),
+        cluster_id: id.clone(),
+        name: req.name,
+        requested_by: by(&req.requested_by),
+    };
+    record(state, subjects::control_cluster(&id), &event).await?;
+    Ok(Accepted {
+        event_id: event.envelope.event_id,
+        cluster_id: Some(id),
+    })
+}
+
+/// Deletes a cluster (its nodes simply stop being in it).
+pub async fn delete(state: &AppState, key: &str) -> Result<Accepted, ApiError> {
+    let id = find(state, key).await?.cluster_id;
+    let event = ClusterDeleted {
+        envelope: Envelope::new::<ClusterDeleted>(id.clone(), nerve_platform::now_ms()),
+        cluster_id: id.clone(),
+        requested_by: "api".into(),
+    };
+    record(state, subjects::control_cluster(&id), &event).await?;
+    Ok(Accepted {
+        event_id: event.envelope.event_id,
+        cluster_id: Some(id),
+    })
+}
+
+async fn check_node(state: &AppState, node: &str) -> Result<(), ApiError> {
+    if !subjects::is_valid_node_id(node) {
+        return Err(bad(format!("invalid node id {node:?}")));
+    }
+    let known: u64 = state
+        .ch()
+        .query("SELECT count() FROM node_state WHERE node_id = ?")
+        .bind(node)
+        .fetch_one()
+        .await?;
+    if known == 0 {
+        return Err(ApiError::NotFound(format!("node {node} not found")));
+    }
+    Ok(())
+}
+
+/// Puts a node in a cluster, or takes it out.
+pub async fn assign(
+    state: &AppState,
+    key: &str,
+    node: &str,
+    assigned: bool,
+) -> Result<Accepted, ApiError> {
+    let id = find(state, key).await?.cluster_id;
+    check_node(state, node).await?;
+    let now = nerve_platform::now_ms();
+    let subject = subjects::control_node(node);
+    let event_id = if assigned {
+        let e = NodeAssignedToCluster {
+            envelope: Envelope::new::<NodeAssignedToCluster>(node, now),
+            cluster_id: id.clone(),
+            requested_by: "api".into(),
+        };
+        record(state, subject, &e).await?;
+        e.envelope.event_id
+    } else {
+        let e = NodeUnassignedFromCluster {
+            envelope: Envelope::new::<NodeUnassignedFromCluster>(node, now),
+            cluster_id: id.clone(),
+            requested_by: "api".into(),
+        };
+        record(state, subject, &e).await?;
+        e.envelope.event_id
+    };
+    Ok(Accepted {
+        event_id,
+        cluster_id: Some(id),
+    })
+}
+
+/// Replaces the operator's labels of a node.
+pub async fn set_labels(
+    state: &AppState,
+    node: &str,
+    req: SetLabels,
+) -> Result<Accepted, ApiError> {
+    check_node(state, node).await?;
+    if req.labels.len() > 64 {
+        return Err(bad("labels: at most 64"));
+    }
+    let labels = req
+        .labels
+        .iter()
+        .map(|l| nerve_schemas::control::parse_label(l).map_err(|e| bad(format!("labels: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let event = NodeLabelsSet {
+        envelope: Envelope::new::<NodeLabelsSet>(node, nerve_platform::now_ms()),
+        source: "operator".into(),
+        labels,
+        requested_by: by(&req.requested_by),
+    };
+    record(state, subjects::control_node(node), &event).await?;
+    Ok(Accepted {
+        event_id: event.envelope.event_id,
+        cluster_id: None,
+    })
+}
+
+/// The clusters and effective labels of one node.
+pub async fn of_node(
+    state: &AppState,
+    node: &str,
+) -> Result<(Vec<ClusterRef>, Vec<String>), ApiError> {
+    #[derive(Row, Deserialize)]
+    struct Ref {
+        cluster_id: String,
+        name: String,
+    }
+    let refs: Vec<Ref> = state
+        .ch()
+        .query(&format!(
+            "SELECT cluster_id, name FROM {CLUSTERS} \
+             WHERE cluster_id IN (SELECT cluster_id FROM {MEMBERS} WHERE node_id = ?) ORDER BY name"
+        ))
+        .bind(node)
+        .fetch_all()
+        .await?;
+    #[derive(Row, Deserialize)]
+    struct Sets {
+        op: Vec<String>,
+        op_keys: Vec<String>,
+        ag: Vec<String>,
+    }
+    let sets: Option<Sets> = state
+        .ch()
+        .query(&format!(
+            "SELECT op, op_keys, ag FROM {LABELS} WHERE node_id = ?"
+        ))
+        .bind(node)
+        .fetch_optional()
+        .await?;
+    let labels = sets.map_or_else(Vec::new, |s| effective_labels(&s.op, &s.op_keys, &s.ag));
+    Ok((
+        refs.into_iter()
+            .map(|r| ClusterRef {
+                cluster_id: r.cluster_id,
+                name: r.name,
+            })
+            .collect(),
+        labels,
+    ))
+}
+
+/// The ids of the clusters named by id or name; an unknown one is a 400.
+pub async fn resolve_clusters(state: &AppState, keys: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut ids = Vec::new();
+    for key in keys {
+        match find(state, key).await {
+            Ok(c) => ids.push(c.cluster_id),
+            Err(ApiError::NotFound(_)) => return Err(bad(format!("unknown cluster {key:?}"))),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operator_labels_override_the_agents_by_key() {
+        let op = ["rack=r9".to_owned()];
+        let keys = ["rack".to_owned()];
+        let agent = ["gpu=h100".to_owned(), "rack=r1".to_owned()];
+        assert_eq!(
+            effective_labels(&op, &keys, &agent),
+            ["gpu=h100", "rack=r9"]
+        );
+        assert_eq!(effective_labels(&[], &[], &agent), ["gpu=h100", "rack=r1"]);
+    }
+}

@@ -1,0 +1,297 @@
+//! Control projection: the control stream → `cluster_log` (every cluster event; clusters are
+//! few, so their current state is folded at query time), `cluster_members` (membership,
+//! ReplacingMergeTree keyed by (cluster, node), last change wins) and `node_labels` (each node's
+//! label set per source, ReplacingMergeTree keyed by (node, source), last set wins).
+
+use clickhouse::{Client, Row};
+use nerve_schemas::{
+    ClusterCreated, ClusterDeleted, ClusterRenamed, Event, NodeAssignedToCluster, NodeLabelsSet,
+    NodeUnassignedFromCluster,
+};
+use serde::Serialize;
+
+use crate::runner::{EventKey, Positioned, Projection, validate_envelope};
+
+/// Durable consumer name.
+pub const NAME: &str = "proj_control";
+
+pub fn ddl(db: &str) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.cluster_log (
+                node_id String,
+                ts DateTime('UTC'),
+                ts_ms UInt64,
+                event_id UUID,
+                kind String,
+                cluster_id String,
+                name String,
+                description String,
+                requested_by String,
+                stream_seq UInt64
+            ) ENGINE = MergeTree()
+            ORDER BY (cluster_id, stream_seq)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.cluster_members (
+                cluster_id String,
+                node_id String,
+                assigned UInt8,
+                changed_at_ms UInt64,
+                requested_by String,
+                stream_seq UInt64
+            ) ENGINE = ReplacingMergeTree(stream_seq)
+            ORDER BY (cluster_id, node_id)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.node_labels (
+                node_id String,
+                source String,
+                keys Array(String),
+                labels Array(String),
+                changed_at_ms UInt64,
+                requested_by String,
+                stream_seq UInt64
+            ) ENGINE = ReplacingMergeTree(stream_seq)
+            ORDER BY (node_id, source)"
+        ),
+    ]
+}
+
+/// A decoded control event.
+#[derive(Debug)]
+pub enum ControlEvent {
+    Created(ClusterCreated),
+    Renamed(ClusterRenamed),
+    Deleted(ClusterDeleted),
+    Assigned(NodeAssignedToCluster),
+    Unassigned(NodeUnassignedFromCluster),
+    Labels(NodeLabelsSet),
+}
+
+impl ControlEvent {
+    fn envelope(&self) -> &nerve_schemas::Envelope {
+        match self {
+            ControlEvent::Created(e) => &e.envelope,
+            ControlEvent::Renamed(e) => &e.envelope,
+            ControlEvent::Deleted(e) => &e.envelope,
+            ControlEvent::Assigned(e) => &e.envelope,
+            ControlEvent::Unassigned(e) => &e.envelope,
+            ControlEvent::Labels(e) => &e.envelope,
+        }
+    }
+}
+
+/// A validated control event.
+#[derive(Debug)]
+pub struct Decoded {
+    pub event: ControlEvent,
+    pub event_id: uuid::Uuid,
+}
+
+/// Folds control events.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ControlProjection;
+
+fn decode_any(payload: &[u8]) -> Result<ControlEvent, String> {
+    use nerve_schemas::decode;
+    let (name, _) = nerve_schemas::written_as(payload).map_err(|e| e.to_string())?;
+    let e = |e: nerve_schemas::DecodeError| e.to_string();
+    Ok(match name {
+        ClusterCreated::NAME => ControlEvent::Created(decode(payload).map_err(e)?),
+        ClusterRenamed::NAME => ControlEvent::Renamed(decode(payload).map_err(e)?),
+        ClusterDeleted::NAME => ControlEvent::Deleted(decode(payload).map_err(e)?),
+        NodeAssignedToCluster::NAME => ControlEvent::Assigned(decode(payload).map_err(e)?),
+        NodeUnassignedFromCluster::NAME => ControlEvent::Unassigned(decode(payload).map_err(e)?),
+        NodeLabelsSet::NAME => ControlEvent::Labels(decode(payload).map_err(e)?),
+        other => return Err(format!("{other} does not belong on the control stream")),
+    })
+}
+
+impl Projection for ControlProjection {
+    type Item = Decoded;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn stream(&self) -> &'static str {
+        nerve_ingest::CONTROL_STREAM
+    }
+
+    fn decode(&self, subject: &str, payload: &[u8], published_ms: i64) -> Result<Decoded, String> {
+        let event = decode_any(payload)?;
+        let cluster_subject = subject.starts_with("nerve.v1.control.cluster.");
+        let about_cluster = matches!(
+            event,
+            ControlEvent::Created(_) | ControlEvent::Renamed(_) | ControlEvent::Deleted(_)
+        );
+        if about_cluster != cluster_subject {
+            return Err(format!("event does not belong on subject {subject}"));
+        }
+        let cluster_id = match &event {
+            ControlEvent::Created(e) => Some(&e.cluster_id),
+            ControlEvent::Renamed(e) => Some(&e.cluster_id),
+            ControlEvent::Deleted(e) => Some(&e.cluster_id),
+            ControlEvent::Assigned(e) => Some(&e.cluster_id),
+            ControlEvent::Unassigned(e) => Some(&e.cluster_id),
+            ControlEvent::Labels(_) => None,
+        };
+        if let Some(id) = cluster_id
+            && uuid::Uuid::parse_str(id).is_err()
+        {
+            return Err(format!("cluster_id {id:?} is not a UUID"));
+        }
+        if about_cluster
+            && cluster_id.map(String::as_str) != Some(event.envelope().node_id.as_str())
+        {
+            return Err("a cluster event's envelope must name its cluster".into());
+        }
+        let event_id = validate_envelope(event.envelope(), subject, published_ms)?;
+        Ok(Decoded { event, event_id })
+    }
+
+    fn key(item: &Decoded) -> EventKey<'_> {
+        let env = item.event.envelope();
+        EventKey {
+            node_id: &env.node_id,
+            event_id: &env.event_id,
+            occurred_at_ms: env.occurred_at_ms,
+        }
+    }
+
+    fn append_only_table(&self) -> Option<&'static str> {
+        Some("cluster_log")
+    }
+
+    async fn write(
+        &self,
+        ch: &Client,
+        items: &[Positioned<Decoded>],
+    ) -> Result<(), clickhouse::error::Error> {
+        let mut members = Vec::new();
+        let mut labels = Vec::new();
+        let mut log = Vec::new();
+        for p in items {
+            let env = p.item.event.envelope();
+            let at = env.occurred_at_ms.max(0) as u64;
+            let entry = |cluster_id: &str, name: &str, description: &str, by: &str| LogRow {
+                node_id: env.node_id.clone(),
+                ts: (at / 1000).min(u64::from(u32::MAX)) as u32,
+                ts_ms: at,
+                event_id: p.item.event_id,
+                kind: env.schema_name.clone(),
+                cluster_id: cluster_id.to_owned(),
+                name: name.to_owned(),
+                description: description.to_owned(),
+                requested_by: by.to_owned(),
+                stream_seq: p.stream_seq,
+            };
+            let member = |cluster_id: &str, assigned: bool, by: &str| MemberRow {
+                cluster_id: cluster_id.to_owned(),
+                node_id: env.node_id.clone(),
+                assigned: u8::from(assigned),
+                changed_at_ms: at,
+                requested_by: by.to_owned(),
+                stream_seq: p.stream_seq,
+            };
+            match &p.item.event {
+                ControlEvent::Created(e) => log.push(entry(
+                    &e.cluster_id,
+                    &e.name,
+                    &e.description,
+                    &e.requested_by,
+                )),
+                ControlEvent::Renamed(e) => {
+                    log.push(entry(&e.cluster_id, &e.name, "", &e.requested_by))
+                }
+                ControlEvent::Deleted(e) => log.push(entry(&e.cluster_id, "", "", &e.requested_by)),
+                ControlEvent::Assigned(e) => {
+                    members.push(member(&e.cluster_id, true, &e.requested_by));
+                    log.push(entry(&e.cluster_id, "", "", &e.requested_by));
+                }
+                ControlEvent::Unassigned(e) => {
+                    members.push(member(&e.cluster_id, false, &e.requested_by));
+                    log.push(entry(&e.cluster_id, "", "", &e.requested_by));
+                }
+                ControlEvent::Labels(e) => {
+                    let mut set = e.labels.clone();
+                    set.sort();
+                    set.dedup_by(|a, b| a.key == b.key);
+                    labels.push(LabelsRow {
+                        node_id: env.node_id.clone(),
+                        source: e.source.clone(),
+                        keys: set.iter().map(|l| l.key.clone()).collect(),
+                        labels: set
+                            .iter()
+                            .map(|l| format!("{}={}", l.key, l.value))
+                            .collect(),
+                        changed_at_ms: at,
+                        requested_by: e.requested_by.clone(),
+                        stream_seq: p.stream_seq,
+                    });
+                    log.push(entry("", "", "", &e.requested_by));
+                }
+            }
+        }
+        if !members.is_empty() {
+            let mut insert = ch.insert::<MemberRow>("cluster_members").await?;
+            for r in &members {
+                insert.write(r).await?;
+            }
+            insert.end().await?;
+        }
+        if !labels.is_empty() {
+            let mut insert = ch.insert::<LabelsRow>("node_labels").await?;
+            for r in &labels {
+                insert.write(r).await?;
+            }
+            insert.end().await?;
+        }
+        // Last: an event found here had everything above written.
+        let mut insert = ch.insert::<LogRow>("cluster_log").await?;
+        for r in &log {
+            insert.write(r).await?;
+        }
+        insert.end().await
+    }
+}
+
+/// A row of `cluster_log` (every control event; the redelivery check).
+#[derive(Debug, Row, Serialize)]
+pub struct LogRow {
+    pub node_id: String,
+    pub ts: u32,
+    pub ts_ms: u64,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub event_id: uuid::Uuid,
+    pub kind: String,
+    pub cluster_id: String,
+    pub name: String,
+    pub description: String,
+    pub requested_by: String,
+    pub stream_seq: u64,
+}
+
+/// A row of `cluster_members`.
+#[derive(Debug, Row, Serialize)]
+pub struct MemberRow {
+    pub cluster_id: String,
+    pub node_id: String,
+    pub assigned: u8,
+    pub changed_at_ms: u64,
+    pub requested_by: String,
+    pub stream_seq: u64,
+}
+
+/// A row of `node_labels`.
+#[derive(Debug, Row, Serialize)]
+pub struct LabelsRow {
+    pub node_id: String,
+    pub source: String,
+    pub keys: Vec<String>,
+    pub labels: Vec<String>,
+    pub changed_at_ms: u64,
+    pub requested_by: String,
+    pub stream_seq: u64,
+}
