@@ -5,6 +5,7 @@ use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::path;
 
+use crate::pages::clusters::ClustersPage;
 use crate::pages::dashboard::Dashboard;
 use crate::pages::node::NodePage;
 use crate::pages::nodes::NodesPage;
@@ -56,6 +57,7 @@ pub fn App() -> impl IntoView {
                     <A href="/" exact=true>"Dashboard"</A>
                     <A href="/nodes">"Nodes"</A>
                     <A href="/tasks">"Tasks"</A>
+                    <A href="/clusters">"Clusters"</A>
                 </nav>
             </header>
             <main id="main">
@@ -64,6 +66,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/nodes") view=NodesPage/>
                     <Route path=path!("/nodes/:id") view=NodePage/>
                     <Route path=path!("/tasks") view=TasksPage/>
+                    <Route path=path!("/clusters") view=ClustersPage/>
                     <Route path=path!("/tasks/new") view=NewTaskPage/>
                     <Route path=path!("/tasks/:id") view=TaskPage/>
                 </Routes>

@@ -125,3 +125,36 @@ pub async fn cancel_task(id: String) -> Result<(), ServerFnError> {
         .map(|_| ())
         .map_err(fail)
 }
+
+/// Every cluster.
+#[server(prefix = "/ui-api", endpoint = "clusters")]
+pub async fn get_clusters() -> Result<nerve_api::dto::ClusterList, ServerFnError> {
+    nerve_api::clusters::list(&state()?).await.map_err(fail)
+}
+
+/// Creates a cluster; `Err` with the reason when the name is not acceptable.
+#[server(prefix = "/ui-api", endpoint = "cluster-create")]
+pub async fn create_cluster(
+    name: String,
+    description: String,
+) -> Result<Result<String, String>, ServerFnError> {
+    let req = nerve_api::dto::CreateCluster {
+        name,
+        description,
+        requested_by: "console".into(),
+    };
+    match nerve_api::clusters::create(&state()?, req).await {
+        Ok(a) => Ok(Ok(a.cluster_id.unwrap_or_default())),
+        Err(nerve_api::error::ApiError::BadRequest(reason)) => Ok(Err(reason)),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// Deletes a cluster.
+#[server(prefix = "/ui-api", endpoint = "cluster-delete")]
+pub async fn delete_cluster(id: String) -> Result<(), ServerFnError> {
+    nerve_api::clusters::delete(&state()?, &id)
+        .await
+        .map(|_| ())
+        .map_err(fail)
+}

@@ -518,6 +518,50 @@ async fn the_console_works_in_a_real_browser() {
     assert!(text(c, "tbody tr[data-task-id]").await.contains("1 / 1"));
     assert!(console_errors(c).await.is_empty());
 
+    // Clusters: create one in the console, put the real node in it (API), follow it from the
+    // node's page to the filtered node list.
+    visit(c, &base, "/clusters", "clusters-empty").await;
+    let name = c
+        .find(Locator::Css("#cluster-name"))
+        .await
+        .expect("name input");
+    name.send_keys("gpu-pool").await.expect("type");
+    click(c, "[data-testid=cluster-create]").await;
+    wait_text(
+        c,
+        "tr[data-cluster=gpu-pool]",
+        "the new cluster listed",
+        |t| t.contains("gpu-pool"),
+    )
+    .await;
+    let assigned = reqwest::Client::new()
+        .put(format!("{base}/api/v1/clusters/gpu-pool/nodes/{agent_id}"))
+        .send()
+        .await
+        .expect("assign");
+    assert_eq!(assigned.status(), 202);
+    wait_text(
+        c,
+        "tr[data-cluster=gpu-pool] [data-testid=cluster-nodes]",
+        "one node in it",
+        |t| t == "1",
+    )
+    .await;
+    screenshot(c, "clusters").await;
+    visit(c, &base, &format!("/nodes/{agent_id}"), "node-in-cluster").await;
+    click_link(c, "cluster gpu-pool").await;
+    wait_text(c, "[data-testid=range]", "the cluster's nodes", |t| {
+        t == "1–1 of 1 nodes"
+    })
+    .await;
+    assert!(
+        text(c, "[data-testid=scope]")
+            .await
+            .contains("cluster gpu-pool")
+    );
+    assert_eq!(row_ids(c).await, [agent_id.clone()]);
+    assert!(console_errors(c).await.is_empty());
+
     // Stop the agent: the node turns offline on screen without a reload.
     visit(c, &base, &format!("/nodes/{agent_id}"), "node-before-stop").await;
     assert_eq!(text(c, ".section-head .badge").await, "online");

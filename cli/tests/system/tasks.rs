@@ -468,8 +468,12 @@ async fn bad_task_requests_are_400_with_the_reason() {
             "unknown field",
         ),
         (
-            json!({"kind": "command", "argv": ["true"], "targets": {"labels": ["gpu=h100"]}}),
-            "not available yet",
+            json!({"kind": "command", "argv": ["true"], "targets": {"labels": ["Bad Key=1"]}}),
+            "targets.labels",
+        ),
+        (
+            json!({"kind": "command", "argv": ["true"], "targets": {"clusters": ["nowhere"]}}),
+            "unknown cluster",
         ),
         (
             json!({"kind": "command", "argv": ["true"], "targets": {"node_ids": ["ghost-1"]}}),

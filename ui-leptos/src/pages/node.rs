@@ -85,6 +85,8 @@ fn Detail(d: NodeDetail) -> impl IntoView {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| d.id.clone());
     let since = d.status_since.clone();
+    let clusters = d.clusters.clone();
+    let labels = d.labels.clone();
     let gpus = d.gpus.clone();
     let events = d.events.clone();
     view! {
@@ -104,6 +106,12 @@ fn Detail(d: NodeDetail) -> impl IntoView {
                     <span>{format!("last heartbeat (every {} s)", l.heartbeat_interval_secs)}</span></div>
             </section>
         })}
+        <p class="chips" data-testid="node-org" aria-label="Clusters and labels">
+            {clusters.into_iter().map(|c| view! {
+                <A href=format!("/nodes?cluster={}", c.name) attr:class="chip">{format!("cluster {}", c.name)}</A>
+            }).collect_view()}
+            {labels.into_iter().map(|l| view! { <span class="chip mono">{l}</span> }).collect_view()}
+        </p>
         <GpuHealth gpus/>
         <Events events/>
         {match inv {

@@ -21,6 +21,9 @@ pub const PAGE_SIZE: u32 = 50;
 struct View {
     q: String,
     status: Option<NodeStatus>,
+    /// Cluster (id or name) and label (`key=value`) filters, from links elsewhere.
+    cluster: String,
+    label: String,
     sort: NodeSort,
     order: SortOrder,
     page: u64,
@@ -34,6 +37,12 @@ impl View {
         }
         if let Some(s) = self.status {
             parts.push(format!("status={}", s.as_str()));
+        }
+        if !self.cluster.is_empty() {
+            parts.push(format!("cluster={}", encode(&self.cluster)));
+        }
+        if !self.label.is_empty() {
+            parts.push(format!("label={}", encode(&self.label)));
         }
         if self.sort != NodeSort::Id {
             parts.push(format!("sort={}", self.sort.as_str()));
@@ -59,8 +68,8 @@ impl View {
             q: (!self.q.is_empty()).then(|| self.q.clone()),
             sort: Some(self.sort),
             order: Some(self.order),
-            cluster: None,
-            label: None,
+            cluster: (!self.cluster.is_empty()).then(|| self.cluster.clone()),
+            label: (!self.label.is_empty()).then(|| self.label.clone()),
         }
     }
 }
@@ -85,6 +94,8 @@ pub fn NodesPage() -> impl IntoView {
         View {
             q: q.get("q").unwrap_or_default(),
             status: q.get("status").and_then(|s| NodeStatus::parse(&s)),
+            cluster: q.get("cluster").unwrap_or_default(),
+            label: q.get("label").unwrap_or_default(),
             sort: q
                 .get("sort")
                 .and_then(|s| NodeSort::parse(&s))
@@ -155,6 +166,20 @@ pub fn NodesPage() -> impl IntoView {
     view! {
         <Title text="Nodes · Nerve"/>
         <h1>"Nodes"</h1>
+        {move || {
+            let v = view_state.get();
+            let scope: Vec<String> = [
+                (!v.cluster.is_empty()).then(|| format!("cluster {}", v.cluster)),
+                (!v.label.is_empty()).then(|| format!("label {}", v.label)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            (!scope.is_empty()).then(|| view! {
+                <p class="muted" data-testid="scope">{format!("Only {} · ", scope.join(" and "))}
+                    <A href="/nodes">"show all"</A></p>
+            })
+        }}
         <div class="toolbar">
             <Form action="/nodes" attr:role="search">
                 <label for="node-search" class="sr-only">"Search nodes"</label>
@@ -163,6 +188,12 @@ pub fn NodesPage() -> impl IntoView {
                 {move || view_state.get().status.map(|s| view! {
                     <input type="hidden" name="status" value=s.as_str()/>
                 })}
+                {move || { let c = view_state.get().cluster; (!c.is_empty()).then(|| view! {
+                    <input type="hidden" name="cluster" value=c/>
+                })}}
+                {move || { let l = view_state.get().label; (!l.is_empty()).then(|| view! {
+                    <input type="hidden" name="label" value=l/>
+                })}}
                 <button type="submit">"Search"</button>
             </Form>
             <div class="chips" role="group" aria-label="Filter by status">
