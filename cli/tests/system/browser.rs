@@ -559,7 +559,7 @@ async fn the_console_works_in_a_real_browser() {
             .await
             .contains("cluster gpu-pool")
     );
-    assert_eq!(row_ids(c).await, [agent_id.clone()]);
+    assert_eq!(row_ids(c).await, vec![agent_id.clone()]);
     assert!(console_errors(c).await.is_empty());
 
     // Stop the agent: the node turns offline on screen without a reload.
