@@ -48,7 +48,7 @@ pub fn isolated<T>(
     match outcome {
         Ok(v) => Some(v),
         Err(message) => {
-            tracing::warn!(collector = name, error = %message, "inventory collector failed");
+            tracing::debug!(collector = name, error = %message, "inventory collector failed");
             errors.push(CollectorError {
                 collector: name.to_owned(),
                 message,
@@ -63,6 +63,8 @@ pub struct Fingerprinter {
     paths: HostPaths,
     storage: storage::StorageCollector,
     memory: Option<(Instant, MemoryInfo)>,
+    /// The previous scan's errors: a collector failing every scan is logged once.
+    last_errors: Vec<CollectorError>,
 }
 
 impl Fingerprinter {
@@ -71,6 +73,7 @@ impl Fingerprinter {
             paths,
             storage: storage::StorageCollector::default(),
             memory: None,
+            last_errors: Vec::new(),
         }
     }
 
@@ -106,6 +109,17 @@ impl Fingerprinter {
             Ok(system::collect(&p.procfs, &p.sysfs, &p.rootfs, hypervisor))
         });
 
+        for e in errors.iter().filter(|e| !self.last_errors.contains(e)) {
+            tracing::warn!(collector = %e.collector, error = %e.message, "inventory collector failed");
+        }
+        for e in self
+            .last_errors
+            .iter()
+            .filter(|e| !errors.iter().any(|n| n.collector == e.collector))
+        {
+            tracing::info!(collector = %e.collector, "inventory collector works again");
+        }
+        self.last_errors = errors.clone();
         InventoryReported {
             envelope: Envelope::new::<InventoryReported>("", 0),
             hostname: System::host_name().unwrap_or_default(),
