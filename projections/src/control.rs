@@ -10,7 +10,7 @@ use nerve_schemas::{
 };
 use serde::Serialize;
 
-use crate::runner::{EventKey, Positioned, Projection, validate_envelope};
+use crate::runner::{EventKey, Positioned, Projection, insert_rows, validate_envelope};
 
 /// Durable consumer name.
 pub const NAME: &str = "proj_control";
@@ -152,12 +152,7 @@ impl Projection for ControlProjection {
     }
 
     fn key(item: &Decoded) -> EventKey<'_> {
-        let env = item.event.envelope();
-        EventKey {
-            node_id: &env.node_id,
-            event_id: &env.event_id,
-            occurred_at_ms: env.occurred_at_ms,
-        }
+        EventKey::of(item.event.envelope())
     }
 
     fn append_only_table(&self) -> Option<&'static str> {
@@ -234,26 +229,10 @@ impl Projection for ControlProjection {
                 }
             }
         }
-        if !members.is_empty() {
-            let mut insert = ch.insert::<MemberRow>("cluster_members").await?;
-            for r in &members {
-                insert.write(r).await?;
-            }
-            insert.end().await?;
-        }
-        if !labels.is_empty() {
-            let mut insert = ch.insert::<LabelsRow>("node_labels").await?;
-            for r in &labels {
-                insert.write(r).await?;
-            }
-            insert.end().await?;
-        }
+        insert_rows(ch, "cluster_members", &members).await?;
+        insert_rows(ch, "node_labels", &labels).await?;
         // Last: an event found here had everything above written.
-        let mut insert = ch.insert::<LogRow>("cluster_log").await?;
-        for r in &log {
-            insert.write(r).await?;
-        }
-        insert.end().await
+        insert_rows(ch, "cluster_log", &log).await
     }
 }
 

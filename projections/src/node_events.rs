@@ -132,12 +132,7 @@ impl Projection for NodeEventsProjection {
     }
 
     fn key(item: &Decoded) -> EventKey<'_> {
-        let env = item.event.envelope();
-        EventKey {
-            node_id: &env.node_id,
-            event_id: &env.event_id,
-            occurred_at_ms: env.occurred_at_ms,
-        }
+        EventKey::of(item.event.envelope())
     }
 
     fn append_only_table(&self) -> Option<&'static str> {

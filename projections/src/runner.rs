@@ -114,6 +114,36 @@ pub struct EventKey<'a> {
     pub occurred_at_ms: i64,
 }
 
+impl<'a> EventKey<'a> {
+    /// The key of an event with this envelope.
+    pub fn of(env: &'a nerve_schemas::Envelope) -> Self {
+        Self {
+            node_id: &env.node_id,
+            event_id: &env.event_id,
+            occurred_at_ms: env.occurred_at_ms,
+        }
+    }
+}
+
+/// Inserts `rows` into `table` in one INSERT; nothing when there are none.
+pub async fn insert_rows<R>(
+    ch: &Client,
+    table: &str,
+    rows: &[R],
+) -> Result<(), clickhouse::error::Error>
+where
+    R: clickhouse::RowOwned + clickhouse::RowWrite,
+{
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = ch.insert::<R>(table).await?;
+    for r in rows {
+        insert.write(r).await?;
+    }
+    insert.end().await
+}
+
 /// One read model fed from one stream.
 pub trait Projection: Send + Sync + 'static {
     type Item: Send + Sync;

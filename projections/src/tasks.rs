@@ -12,7 +12,7 @@ use nerve_schemas::{
 };
 use serde::Serialize;
 
-use crate::runner::{EventKey, Positioned, Projection, validate_envelope};
+use crate::runner::{EventKey, Positioned, Projection, insert_rows, validate_envelope};
 
 /// Durable consumer name.
 pub const NAME: &str = "proj_tasks";
@@ -193,12 +193,7 @@ impl Projection for TaskProjection {
     }
 
     fn key(item: &Decoded) -> EventKey<'_> {
-        let env = item.event.envelope();
-        EventKey {
-            node_id: &env.node_id,
-            event_id: &env.event_id,
-            occurred_at_ms: env.occurred_at_ms,
-        }
+        EventKey::of(item.event.envelope())
     }
 
     fn append_only_table(&self) -> Option<&'static str> {
@@ -298,27 +293,9 @@ impl Projection for TaskProjection {
                 }),
             }
         }
-        if !tasks.is_empty() {
-            let mut insert = ch.insert::<TaskRow>("tasks").await?;
-            for r in &tasks {
-                insert.write(r).await?;
-            }
-            insert.end().await?;
-        }
-        if !output.is_empty() {
-            let mut insert = ch.insert::<OutputRow>("task_output").await?;
-            for r in &output {
-                insert.write(r).await?;
-            }
-            insert.end().await?;
-        }
-        if !nodes.is_empty() {
-            let mut insert = ch.insert::<NodeRow>("task_nodes").await?;
-            for r in &nodes {
-                insert.write(r).await?;
-            }
-            insert.end().await?;
-        }
+        insert_rows(ch, "tasks", &tasks).await?;
+        insert_rows(ch, "task_output", &output).await?;
+        insert_rows(ch, "task_nodes", &nodes).await?;
         // Last: an event found here had everything above written.
         let mut insert = ch.insert::<EventRow>("task_events").await?;
         for p in items {

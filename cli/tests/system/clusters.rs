@@ -3,36 +3,12 @@
 //! deleted; nodes assigned and unassigned; operator labels override the agent's; the node
 //! list, node detail and task targets all filter by them; every change is in the control log.
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use nerve_platform::metrics::Registry;
 use nerve_platform::testkit::eventually;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use crate::support::{DEADLINE, Env, signal};
-
-async fn call(app: &axum::Router, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(if body.is_null() {
-            Body::empty()
-        } else {
-            Body::from(body.to_string())
-        })
-        .expect("request");
-    let response = app.clone().oneshot(request).await.expect("response");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
-        .await
-        .expect("body");
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
+use crate::support::{DEADLINE, Env, call, signal};
 
 /// `GET uri` once it answers 200 with a body that satisfies `check`.
 async fn until(app: &axum::Router, uri: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {

@@ -174,6 +174,36 @@ impl Env {
     }
 }
 
+/// One API request through the router (no socket); the answer's status and JSON body (`Null`
+/// when it is not JSON).
+pub async fn call(
+    app: &axum::Router,
+    method: axum::http::Method,
+    uri: &str,
+    body: serde_json::Value,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    use tower::ServiceExt;
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(if body.is_null() {
+            axum::body::Body::empty()
+        } else {
+            axum::body::Body::from(body.to_string())
+        })
+        .expect("request");
+    let response = app.clone().oneshot(request).await.expect("response");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 64 << 20)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// Sends `sig` (e.g. `-TERM`, `-KILL`) to a child process and waits for it to exit.
 pub async fn signal(child: &mut tokio::process::Child, sig: &str) -> std::process::ExitStatus {
     let pid = child.id().expect("pid");

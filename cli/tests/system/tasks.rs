@@ -15,29 +15,7 @@ use nerve_platform::testkit::eventually;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::support::{DEADLINE, Env, signal};
-
-async fn call(app: &axum::Router, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(if body.is_null() {
-            Body::empty()
-        } else {
-            Body::from(body.to_string())
-        })
-        .expect("request");
-    let response = app.clone().oneshot(request).await.expect("response");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 64 << 20)
-        .await
-        .expect("body");
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
+use crate::support::{DEADLINE, Env, call, signal};
 
 struct Fleet {
     env: Env,
