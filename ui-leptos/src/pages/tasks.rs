@@ -1,6 +1,6 @@
 //! Tasks: the list (`/tasks`), the new-task form with a preview of the nodes it will reach
 //! (`/tasks/new`), and a task's page (`/tasks/:id`) with its counts, a per-node status grid and
-//! the selected node's output (`?node=`), all refreshing while the page is open.
+//! the selected node's output (`?node=`), refreshing every second while the page is open.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -13,7 +13,7 @@ use crate::data::{
     cancel_task, create_task, get_task_detail, get_task_output, get_tasks, preview_targets,
 };
 use crate::format;
-use crate::live::use_tick;
+use crate::live::{FAST_REFRESH_MS, use_tick, use_tick_every};
 
 /// A state's badge class (the status colours: green done well, amber in flight or not done,
 /// red failed).
@@ -247,7 +247,8 @@ pub fn TaskPage() -> impl IntoView {
     let query = use_query_map();
     let id = Memo::new(move |_| params.get().get("id").unwrap_or_default());
     let selected = Memo::new(move |_| query.get().get("node"));
-    let tick = use_tick();
+    // A task's grid and output follow the work closely.
+    let tick = use_tick_every(FAST_REFRESH_MS);
     let detail = Resource::new(
         move || (id.get(), tick.get()),
         |(id, _)| get_task_detail(id),
