@@ -247,6 +247,10 @@ fn check_bin(name: &'static str, path: &Path, env: &'static str) -> Result<(), S
     }
 }
 
+/// The largest message the nats-server this module runs accepts (task requests carry their
+/// expected node list). Production servers need the same (`max_payload` in nats-server.conf).
+pub const MAX_PAYLOAD_BYTES: u64 = 16 << 20;
+
 /// A running nats-server with JetStream.
 #[derive(Debug)]
 pub struct NatsServer {
@@ -272,8 +276,19 @@ impl NatsServer {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+        // A task request lists every expected node: 100,000 ids are ≈ 3.7 MB, past the 1 MB
+        // default message size.
+        let conf = dir.join("nats.conf");
+        std::fs::write(&conf, format!("max_payload: {MAX_PAYLOAD_BYTES}\n")).map_err(|source| {
+            ServiceError::Io {
+                path: conf.clone(),
+                source,
+            }
+        })?;
         let mut cmd = Command::new(&bin);
-        cmd.arg("-a")
+        cmd.arg("-c")
+            .arg(&conf)
+            .arg("-a")
             .arg("127.0.0.1")
             .arg("-p")
             .arg(port.map_or("-1".to_owned(), |p| p.to_string()))

@@ -21,8 +21,11 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1 << 20;
 pub const MAX_OUTPUT_BYTES: u64 = 64 << 20;
 /// Default time nodes have to accept.
 pub const DEFAULT_ACCEPT_DEADLINE_SECS: u32 = 30;
-/// Most nodes one task may target.
+/// Most nodes one task may target (the request lists them: ≈ 7.4 MB at this count, within the
+/// event log's 16 MB message limit).
 pub const MAX_NODES: usize = 200_000;
+/// Largest script body (it travels to every node with each offer).
+pub const MAX_SCRIPT_BYTES: usize = 256 << 10;
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into())
@@ -46,6 +49,9 @@ pub fn validate(req: &CreateTask) -> Result<TaskSpec, ApiError> {
         "script" => {
             if req.script.trim().is_empty() {
                 return Err(bad("script: the body is empty"));
+            }
+            if req.script.len() > MAX_SCRIPT_BYTES {
+                return Err(bad(format!("script: at most {MAX_SCRIPT_BYTES} bytes")));
             }
             spec.script = req.script.clone();
             spec.interpreter = if req.interpreter.is_empty() {

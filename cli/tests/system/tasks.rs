@@ -500,3 +500,47 @@ async fn bad_task_requests_are_400_with_the_reason() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// A task request lists its expected nodes: one for 100,000 nodes (≈ 3.7 MB) must fit in the
+/// event log, and the projector must fold every node's ledger line from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_request_for_100k_nodes_fits_in_the_event_log() {
+    use nerve_schemas::{Envelope, TaskRequested, TaskSelector, TaskSpec, subjects};
+    let env = Env::start().await;
+    let task_id = uuid::Uuid::now_v7().to_string();
+    let nodes: Vec<String> = (0..100_000)
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect();
+    let request = TaskRequested {
+        envelope: Envelope::new::<TaskRequested>(task_id.clone(), nerve_platform::now_ms()),
+        task_id: task_id.clone(),
+        requested_by: "test".into(),
+        spec: TaskSpec {
+            kind: "command".into(),
+            argv: vec!["true".into()],
+            timeout_secs: 10,
+            max_output_bytes: 1024,
+            ..TaskSpec::default()
+        },
+        selector: TaskSelector::default(),
+        expected_nodes: nodes,
+        batch_size: 0,
+        accept_deadline_secs: 1,
+    };
+    let size = nerve_schemas::encode(&request).expect("encode").len();
+    assert!(size > 3_000_000, "{size} bytes");
+    crate::support::publish_event(&env.js, subjects::task_request(&task_id), &request).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let projectors = env.spawn_projectors(&Registry::new(), &cancel);
+    eventually(Duration::from_secs(60), "100,000 ledger lines", || async {
+        let n = env
+            .count(&format!(
+                "SELECT count() FROM task_nodes WHERE task_id = '{task_id}'"
+            ))
+            .await;
+        (n == 100_000).then_some(())
+    })
+    .await;
+    cancel.cancel();
+    projectors.await.expect("join").expect("projectors");
+}
