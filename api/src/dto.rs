@@ -520,3 +520,49 @@ pub struct Accepted {
     /// The cluster the change is about, where there is one.
     pub cluster_id: Option<String>,
 }
+
+/// A notification channel as the API shows it (the secret is never returned).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Channel {
+    pub channel_id: String,
+    pub name: String,
+    /// `webhook` or `slack`.
+    pub kind: String,
+    pub url: String,
+    pub has_secret: bool,
+}
+
+/// `GET /api/v1/channels`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChannelList {
+    pub channels: Vec<Channel>,
+}
+
+/// `POST /api/v1/channels`: a webhook (JSON body, `X-Nerve-Signature: sha256=<hex HMAC of the
+/// body>` when a secret is set) or a Slack incoming webhook.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SaveChannel {
+    pub name: String,
+    pub kind: String,
+    pub url: String,
+    pub secret: String,
+    pub requested_by: String,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryAttempt {
+    pub attempt: u32,
+    pub ok: bool,
+    pub http_status: Option<u16>,
+    pub error: String,
+    pub latency_ms: u64,
+}
+
+/// `POST /api/v1/channels/{id}/test`: whether the test message got through, and every attempt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryReport {
+    pub delivered: bool,
+    pub attempts: Vec<DeliveryAttempt>,
+}

@@ -4,6 +4,7 @@ pub mod clusters;
 pub mod error;
 pub mod extract;
 pub mod fleet;
+pub mod notify;
 mod routes;
 pub mod tasks;
 

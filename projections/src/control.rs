@@ -1,12 +1,15 @@
 //! Control projection: the control stream → `cluster_log` (every cluster event; clusters are
 //! few, so their current state is folded at query time), `cluster_members` (membership,
 //! ReplacingMergeTree keyed by (cluster, node), last change wins) and `node_labels` (each node's
-//! label set per source, ReplacingMergeTree keyed by (node, source), last set wins).
+//! label set per source, ReplacingMergeTree keyed by (node, source), last set wins),
+//! `channels` (notification channels, last save wins, deletion kept as a flag) and
+//! `notification_attempts` (every delivery attempt with its result).
 
 use clickhouse::{Client, Row};
 use nerve_schemas::{
     ClusterCreated, ClusterDeleted, ClusterRenamed, Event, NodeAssignedToCluster, NodeLabelsSet,
-    NodeUnassignedFromCluster,
+    NodeUnassignedFromCluster, NotificationAttempted, NotificationChannelDeleted,
+    NotificationChannelSaved,
 };
 use serde::Serialize;
 
@@ -55,6 +58,33 @@ pub fn ddl(db: &str) -> Vec<String> {
             ) ENGINE = ReplacingMergeTree(stream_seq)
             ORDER BY (node_id, source)"
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.channels (
+                channel_id String,
+                name String,
+                kind String,
+                url String,
+                secret String,
+                deleted UInt8,
+                updated_at_ms UInt64,
+                stream_seq UInt64
+            ) ENGINE = ReplacingMergeTree(stream_seq)
+            ORDER BY channel_id"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.notification_attempts (
+                channel_id String,
+                alert_id String,
+                attempt UInt32,
+                ok UInt8,
+                http_status Nullable(Int32),
+                error String,
+                latency_ms UInt64,
+                ts_ms UInt64,
+                stream_seq UInt64
+            ) ENGINE = MergeTree()
+            ORDER BY (channel_id, ts_ms, stream_seq)"
+        ),
     ]
 }
 
@@ -67,6 +97,9 @@ pub enum ControlEvent {
     Assigned(NodeAssignedToCluster),
     Unassigned(NodeUnassignedFromCluster),
     Labels(NodeLabelsSet),
+    ChannelSaved(NotificationChannelSaved),
+    ChannelDeleted(NotificationChannelDeleted),
+    Attempted(NotificationAttempted),
 }
 
 impl ControlEvent {
@@ -78,6 +111,19 @@ impl ControlEvent {
             ControlEvent::Assigned(e) => &e.envelope,
             ControlEvent::Unassigned(e) => &e.envelope,
             ControlEvent::Labels(e) => &e.envelope,
+            ControlEvent::ChannelSaved(e) => &e.envelope,
+            ControlEvent::ChannelDeleted(e) => &e.envelope,
+            ControlEvent::Attempted(e) => &e.envelope,
+        }
+    }
+
+    /// The channel id of a channel event.
+    fn channel_id(&self) -> Option<&str> {
+        match self {
+            ControlEvent::ChannelSaved(e) => Some(&e.channel_id),
+            ControlEvent::ChannelDeleted(e) => Some(&e.channel_id),
+            ControlEvent::Attempted(e) => Some(&e.channel_id),
+            _ => None,
         }
     }
 }
@@ -104,6 +150,11 @@ fn decode_any(payload: &[u8]) -> Result<ControlEvent, String> {
         NodeAssignedToCluster::NAME => ControlEvent::Assigned(decode(payload).map_err(e)?),
         NodeUnassignedFromCluster::NAME => ControlEvent::Unassigned(decode(payload).map_err(e)?),
         NodeLabelsSet::NAME => ControlEvent::Labels(decode(payload).map_err(e)?),
+        NotificationChannelSaved::NAME => ControlEvent::ChannelSaved(decode(payload).map_err(e)?),
+        NotificationChannelDeleted::NAME => {
+            ControlEvent::ChannelDeleted(decode(payload).map_err(e)?)
+        }
+        NotificationAttempted::NAME => ControlEvent::Attempted(decode(payload).map_err(e)?),
         other => return Err(format!("{other} does not belong on the control stream")),
     })
 }
@@ -121,6 +172,16 @@ impl Projection for ControlProjection {
 
     fn decode(&self, subject: &str, payload: &[u8], published_ms: i64) -> Result<Decoded, String> {
         let event = decode_any(payload)?;
+        if let Some(channel) = event.channel_id() {
+            if !subject.starts_with("nerve.v1.control.channel.") {
+                return Err(format!("event does not belong on subject {subject}"));
+            }
+            if uuid::Uuid::parse_str(channel).is_err() || event.envelope().node_id != channel {
+                return Err("a channel event's envelope must name its channel (a UUID)".into());
+            }
+            let event_id = validate_envelope(event.envelope(), subject, published_ms)?;
+            return Ok(Decoded { event, event_id });
+        }
         let cluster_subject = subject.starts_with("nerve.v1.control.cluster.");
         let about_cluster = matches!(
             event,
@@ -135,7 +196,7 @@ impl Projection for ControlProjection {
             ControlEvent::Deleted(e) => Some(&e.cluster_id),
             ControlEvent::Assigned(e) => Some(&e.cluster_id),
             ControlEvent::Unassigned(e) => Some(&e.cluster_id),
-            ControlEvent::Labels(_) => None,
+            _ => None,
         };
         if let Some(id) = cluster_id
             && uuid::Uuid::parse_str(id).is_err()
@@ -166,6 +227,8 @@ impl Projection for ControlProjection {
     ) -> Result<(), clickhouse::error::Error> {
         let mut members = Vec::new();
         let mut labels = Vec::new();
+        let mut channels = Vec::new();
+        let mut attempts = Vec::new();
         let mut log = Vec::new();
         for p in items {
             let env = p.item.event.envelope();
@@ -227,10 +290,52 @@ impl Projection for ControlProjection {
                     });
                     log.push(entry("", "", "", &e.requested_by));
                 }
+                ControlEvent::ChannelSaved(e) => {
+                    channels.push(ChannelRow {
+                        channel_id: e.channel_id.clone(),
+                        name: e.name.clone(),
+                        kind: e.kind.clone(),
+                        url: e.url.clone(),
+                        secret: e.secret.clone(),
+                        deleted: 0,
+                        updated_at_ms: at,
+                        stream_seq: p.stream_seq,
+                    });
+                    log.push(entry("", &e.name, "", &e.requested_by));
+                }
+                ControlEvent::ChannelDeleted(e) => {
+                    channels.push(ChannelRow {
+                        channel_id: e.channel_id.clone(),
+                        name: String::new(),
+                        kind: String::new(),
+                        url: String::new(),
+                        secret: String::new(),
+                        deleted: 1,
+                        updated_at_ms: at,
+                        stream_seq: p.stream_seq,
+                    });
+                    log.push(entry("", "", "", &e.requested_by));
+                }
+                ControlEvent::Attempted(e) => {
+                    attempts.push(AttemptRow {
+                        channel_id: e.channel_id.clone(),
+                        alert_id: e.alert_id.clone(),
+                        attempt: e.attempt.max(0) as u32,
+                        ok: u8::from(e.ok),
+                        http_status: e.http_status,
+                        error: e.error.clone(),
+                        latency_ms: e.latency_ms.max(0) as u64,
+                        ts_ms: at,
+                        stream_seq: p.stream_seq,
+                    });
+                    log.push(entry("", "", "", "notifier"));
+                }
             }
         }
         insert_rows(ch, "cluster_members", &members).await?;
         insert_rows(ch, "node_labels", &labels).await?;
+        insert_rows(ch, "channels", &channels).await?;
+        insert_rows(ch, "notification_attempts", &attempts).await?;
         // Last: an event found here had everything above written.
         insert_rows(ch, "cluster_log", &log).await
     }
@@ -272,5 +377,32 @@ pub struct LabelsRow {
     pub labels: Vec<String>,
     pub changed_at_ms: u64,
     pub requested_by: String,
+    pub stream_seq: u64,
+}
+
+/// A row of `channels`.
+#[derive(Debug, Row, Serialize)]
+pub struct ChannelRow {
+    pub channel_id: String,
+    pub name: String,
+    pub kind: String,
+    pub url: String,
+    pub secret: String,
+    pub deleted: u8,
+    pub updated_at_ms: u64,
+    pub stream_seq: u64,
+}
+
+/// A row of `notification_attempts`.
+#[derive(Debug, Row, Serialize)]
+pub struct AttemptRow {
+    pub channel_id: String,
+    pub alert_id: String,
+    pub attempt: u32,
+    pub ok: u8,
+    pub http_status: Option<i32>,
+    pub error: String,
+    pub latency_ms: u64,
+    pub ts_ms: u64,
     pub stream_seq: u64,
 }

@@ -62,6 +62,8 @@ fn every_table_is_created_by_current_clickhouse() {
         "cluster_log",
         "cluster_members",
         "node_labels",
+        "channels",
+        "notification_attempts",
     ] {
         assert!(
             tables.contains(&format!("\"{table}\"")),

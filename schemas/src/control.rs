@@ -174,6 +174,30 @@ mod tests {
             cluster_id: cid,
             requested_by: "ops".into(),
         });
+        check(&NotificationChannelSaved {
+            envelope: env(NotificationChannelSaved::NAME),
+            channel_id: "0192f0c4-7d1a-7c3e-9d51-1f2e3a4b5c6e".into(),
+            name: "ops-hook".into(),
+            kind: "webhook".into(),
+            url: "https://hooks.example/nerve".into(),
+            secret: "s3cret".into(),
+            requested_by: "ops".into(),
+        });
+        check(&NotificationChannelDeleted {
+            envelope: env(NotificationChannelDeleted::NAME),
+            channel_id: "0192f0c4-7d1a-7c3e-9d51-1f2e3a4b5c6e".into(),
+            requested_by: "ops".into(),
+        });
+        check(&NotificationAttempted {
+            envelope: env(NotificationAttempted::NAME),
+            channel_id: "0192f0c4-7d1a-7c3e-9d51-1f2e3a4b5c6e".into(),
+            alert_id: String::new(),
+            attempt: 2,
+            ok: true,
+            http_status: Some(200),
+            error: String::new(),
+            latency_ms: 12,
+        });
         check(&NodeLabelsSet {
             envelope: env(NodeLabelsSet::NAME),
             source: "agent".into(),
@@ -200,3 +224,42 @@ mod tests {
         assert!(parse_label("gpu=").is_ok(), "empty values are allowed");
     }
 }
+
+/// `NotificationChannelSaved` v1. The envelope's `node_id` is the channel id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationChannelSaved {
+    pub envelope: Envelope,
+    pub channel_id: String,
+    pub name: String,
+    /// `webhook` or `slack`.
+    pub kind: String,
+    pub url: String,
+    /// webhook: the HMAC key.
+    pub secret: String,
+    pub requested_by: String,
+}
+event!(NotificationChannelSaved);
+
+/// `NotificationChannelDeleted` v1. The envelope's `node_id` is the channel id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationChannelDeleted {
+    pub envelope: Envelope,
+    pub channel_id: String,
+    pub requested_by: String,
+}
+event!(NotificationChannelDeleted);
+
+/// `NotificationAttempted` v1: one delivery attempt. The envelope's `node_id` is the channel id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationAttempted {
+    pub envelope: Envelope,
+    pub channel_id: String,
+    /// Empty for a test send.
+    pub alert_id: String,
+    pub attempt: i32,
+    pub ok: bool,
+    pub http_status: Option<i32>,
+    pub error: String,
+    pub latency_ms: i64,
+}
+event!(NotificationAttempted);

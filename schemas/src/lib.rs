@@ -16,7 +16,8 @@ pub mod tasks;
 pub use codec::{DecodeError, EncodeError, decode, encode, written_as};
 pub use control::{
     ClusterCreated, ClusterDeleted, ClusterRenamed, Label, NodeAssignedToCluster, NodeLabelsSet,
-    NodeUnassignedFromCluster,
+    NodeUnassignedFromCluster, NotificationAttempted, NotificationChannelDeleted,
+    NotificationChannelSaved,
 };
 pub use events::{
     BlockDevice, CollectorError, CpuCache, CpuInfo, Dimm, Disk, Envelope, Event, GpuDevice,

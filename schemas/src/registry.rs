@@ -67,6 +67,17 @@ pub const RELEASED: &[SchemaFile] = &[
         "node_unassigned_from_cluster.v1.avsc"
     ),
     schema_file!("NodeLabelsSet", 1, "node_labels_set.v1.avsc"),
+    schema_file!(
+        "NotificationChannelSaved",
+        1,
+        "notification_channel_saved.v1.avsc"
+    ),
+    schema_file!(
+        "NotificationChannelDeleted",
+        1,
+        "notification_channel_deleted.v1.avsc"
+    ),
+    schema_file!("NotificationAttempted", 1, "notification_attempted.v1.avsc"),
 ];
 
 /// A parsed schema with its 8-byte CRC-64-AVRO (Rabin) fingerprint.

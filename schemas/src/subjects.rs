@@ -72,6 +72,11 @@ pub fn control_node(node_id: &str) -> String {
     format!("{PREFIX}.control.node.{node_id}")
 }
 
+/// Subject of a notification channel's events (saved, deleted, every delivery attempt).
+pub fn control_channel(channel_id: &str) -> String {
+    format!("{PREFIX}.control.channel.{channel_id}")
+}
+
 /// Subject a node's heartbeats are published on.
 pub fn heartbeat(node_id: &str) -> String {
     format!("{PREFIX}.telemetry.heartbeat.{node_id}")

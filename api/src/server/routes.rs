@@ -10,11 +10,12 @@ use tower_http::trace::TraceLayer;
 
 use crate::AppState;
 use crate::dto::{
-    CreateCluster, CreateTask, MetricsQuery, NodeListQuery, RenameCluster, SetLabels, TaskListQuery,
+    CreateCluster, CreateTask, MetricsQuery, NodeListQuery, RenameCluster, SaveChannel, SetLabels,
+    TaskListQuery,
 };
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::{clusters, fleet, tasks};
+use crate::{clusters, fleet, notify, tasks};
 
 /// The API router: `/api/v1/...` and the Prometheus `/metrics`.
 pub fn router(state: AppState) -> Router {
@@ -36,6 +37,9 @@ pub fn router(state: AppState) -> Router {
             "/clusters/{id}/nodes/{node}",
             put(assign_node).delete(unassign_node),
         )
+        .route("/channels", get(list_channels).post(create_channel))
+        .route("/channels/{id}", axum::routing::delete(delete_channel))
+        .route("/channels/{id}/test", post(test_channel))
         // The seed's aliases.
         .route("/clusters/list", get(list_clusters))
         .route("/agents/list", get(list_nodes))
@@ -236,6 +240,37 @@ async fn set_labels(
         StatusCode::ACCEPTED,
         Json(clusters::set_labels(&state, &id, req).await?),
     ))
+}
+
+async fn list_channels(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(notify::list(&state).await?))
+}
+
+async fn create_channel(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SaveChannel>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(notify::create(&state, req).await?),
+    ))
+}
+
+async fn delete_channel(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(notify::delete(&state, &id).await?),
+    ))
+}
+
+async fn test_channel(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(notify::test_send(&state, &id).await?))
 }
 
 async fn not_found() -> ApiError {

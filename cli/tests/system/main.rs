@@ -6,6 +6,7 @@ mod agent_e2e;
 mod agent_inventory;
 mod api_errors;
 mod browser;
+mod channels;
 mod clusters;
 mod config_cli;
 mod liveness;
