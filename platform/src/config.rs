@@ -240,6 +240,15 @@ pub struct ApiConfig {
     pub max_page_size: u32,
     /// Most points one metrics query returns.
     pub max_series_points: u32,
+    /// SMTP relay for email channels: host (empty: email channels cannot deliver), port,
+    /// STARTTLS (required when true), login (empty: no AUTH) and the From address.
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_starttls: bool,
+    pub smtp_username: String,
+    /// Prefer the environment: `NERVE_API__SMTP_PASSWORD`.
+    pub smtp_password: String,
+    pub smtp_from: String,
     /// Directory holding the console's wasm bundle (`pkg/nerve_ui.js` and `pkg/nerve_ui_bg.wasm`, built by
     /// `infra/dev/build-web.sh`). Without it pages render on the server but do not hydrate.
     pub site_dir: PathBuf,
@@ -251,6 +260,12 @@ impl Default for ApiConfig {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_page_size: 1000,
             max_series_points: 10_000,
+            smtp_host: String::new(),
+            smtp_port: 587,
+            smtp_starttls: true,
+            smtp_username: String::new(),
+            smtp_password: String::new(),
+            smtp_from: "nerve@localhost".into(),
             site_dir: PathBuf::from("site"),
         }
     }

@@ -1,7 +1,9 @@
 //! Notification channels and delivery: webhooks (JSON; with a secret, the body is signed with
-//! HMAC-SHA256 in `X-Nerve-Signature: sha256=<hex>`) and Slack incoming webhooks. A delivery is
-//! retried with backoff on connection errors and 5xx answers (not on 4xx), and every attempt
-//! is recorded as `NotificationAttempted` in the control log. Channels are saved and deleted as
+//! HMAC-SHA256 in `X-Nerve-Signature: sha256=<hex>`), Slack incoming webhooks, and email
+//! (`mailto:` recipients through the SMTP relay in the config, with STARTTLS and AUTH as
+//! configured). A delivery is retried with backoff on transient failures (connection errors,
+//! HTTP 5xx, SMTP 4xx) but not on permanent ones, and every attempt is recorded as
+//! `NotificationAttempted` in the control log. Channels are saved and deleted as
 //! control events; the secret is write-only.
 
 use std::time::{Duration, Instant};
@@ -52,13 +54,16 @@ pub fn validate(req: &SaveChannel) -> Result<(), ApiError> {
         problems.push("name: 1 to 64 of [A-Za-z0-9._-]".to_owned());
     }
     match req.kind.as_str() {
-        "webhook" | "slack" => {}
-        "email" => problems.push("kind: email channels are not available yet".to_owned()),
-        other => problems.push(format!("kind: {other:?} is not webhook or slack")),
-    }
-    match reqwest::Url::parse(&req.url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-        _ => problems.push(format!("url: {:?} is not an http(s) URL", req.url)),
+        "webhook" | "slack" => match reqwest::Url::parse(&req.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => problems.push(format!("url: {:?} is not an http(s) URL", req.url)),
+        },
+        "email" => {
+            if let Err(e) = recipients(&req.url) {
+                problems.push(format!("url: {e}"));
+            }
+        }
+        other => problems.push(format!("kind: {other:?} is not webhook, slack or email")),
     }
     if req.secret.len() > 256 {
         problems.push("secret: at most 256 bytes".to_owned());
@@ -158,6 +163,82 @@ pub async fn delete(state: &AppState, key: &str) -> Result<Accepted, ApiError> {
     })
 }
 
+/// The recipients of an email channel's `mailto:a@x,b@y` URL.
+pub fn recipients(url: &str) -> Result<Vec<lettre::message::Mailbox>, String> {
+    let list = url
+        .strip_prefix("mailto:")
+        .ok_or_else(|| format!("{url:?} is not mailto:address[,address...]"))?;
+    let out: Vec<lettre::message::Mailbox> = list
+        .split(',')
+        .map(|a| {
+            a.trim()
+                .parse()
+                .map_err(|_| format!("{a:?} is not an email address"))
+        })
+        .collect::<Result<_, _>>()?;
+    if out.is_empty() || out.len() > 20 {
+        return Err("1 to 20 recipients".into());
+    }
+    Ok(out)
+}
+
+/// How one attempt went: ok, HTTP status (or SMTP code), error, worth retrying.
+type Outcome = (bool, Option<u16>, String, bool);
+
+/// One email through the configured relay.
+async fn send_email(state: &AppState, channel: &ChannelRow, subject: &str, text: &str) -> Outcome {
+    use lettre::AsyncTransport;
+    let cfg = state.config();
+    if cfg.smtp_host.is_empty() {
+        return (
+            false,
+            None,
+            "no SMTP relay configured (api.smtp_host)".into(),
+            false,
+        );
+    }
+    let message = (|| -> Result<lettre::Message, String> {
+        let mut b = lettre::Message::builder()
+            .from(
+                cfg.smtp_from
+                    .parse()
+                    .map_err(|e| format!("api.smtp_from: {e}"))?,
+            )
+            .subject(subject);
+        for to in recipients(&channel.url)? {
+            b = b.to(to);
+        }
+        b.body(text.to_owned()).map_err(|e| e.to_string())
+    })();
+    let message = match message {
+        Ok(m) => m,
+        Err(e) => return (false, None, e, false),
+    };
+    type Smtp = lettre::AsyncSmtpTransport<lettre::Tokio1Executor>;
+    let builder = if cfg.smtp_starttls {
+        match Smtp::starttls_relay(&cfg.smtp_host) {
+            Ok(b) => b,
+            Err(e) => return (false, None, format!("SMTP TLS: {e}"), false),
+        }
+    } else {
+        Smtp::builder_dangerous(&cfg.smtp_host)
+    };
+    let mut builder = builder.port(cfg.smtp_port).timeout(Some(ATTEMPT_TIMEOUT));
+    if !cfg.smtp_username.is_empty() {
+        builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+            cfg.smtp_username.clone(),
+            cfg.smtp_password.clone(),
+        ));
+    }
+    match builder.build().send(message).await {
+        Ok(r) => (true, Some(u16::from(r.code())), String::new(), false),
+        Err(e) => {
+            let code = e.status().map(u16::from);
+            (false, code, e.to_string(), !e.is_permanent())
+        }
+    }
+}
+
 /// Delivers `message` (a short human text) with `details` to a channel, retrying; every
 /// attempt is recorded. `alert_id` is empty for a test send.
 async fn deliver(
@@ -180,69 +261,93 @@ async fn deliver(
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1..=MAX_ATTEMPTS {
         let started = Instant::now();
-        let mut request = client
-            .post(&channel.url)
-            .header("content-type", "application/json")
-            .header("user-agent", "nerve-notifier")
-            .body(body.clone());
-        if channel.kind == "webhook" && !channel.secret.is_empty() {
-            request = request.header("x-nerve-signature", signature(&channel.secret, &body));
-        }
-        let (ok, status, error, retry) = match request.send().await {
-            Ok(r) if r.status().is_success() => {
-                (true, Some(r.status().as_u16()), String::new(), false)
+        let outcome: Outcome = if channel.kind == "email" {
+            send_email(state, channel, message, &format!("{message}\n\n{details}")).await
+        } else {
+            let mut request = client
+                .post(&channel.url)
+                .header("content-type", "application/json")
+                .header("user-agent", "nerve-notifier")
+                .body(body.clone());
+            if channel.kind == "webhook" && !channel.secret.is_empty() {
+                request = request.header("x-nerve-signature", signature(&channel.secret, &body));
             }
-            Ok(r) => {
-                let s = r.status();
-                (
-                    false,
-                    Some(s.as_u16()),
-                    format!("HTTP {s}"),
-                    s.is_server_error(),
-                )
+            match request.send().await {
+                Ok(r) if r.status().is_success() => {
+                    (true, Some(r.status().as_u16()), String::new(), false)
+                }
+                Ok(r) => {
+                    let s = r.status();
+                    (
+                        false,
+                        Some(s.as_u16()),
+                        format!("HTTP {s}"),
+                        s.is_server_error(),
+                    )
+                }
+                Err(e) => (false, None, e.to_string(), true),
             }
-            Err(e) => (false, None, e.to_string(), true),
         };
-        let latency_ms = started.elapsed().as_millis().min(u128::from(u64::MAX)) as u64;
-        let event = NotificationAttempted {
-            envelope: Envelope::new::<NotificationAttempted>(
-                channel.channel_id.clone(),
-                nerve_platform::now_ms(),
-            ),
-            channel_id: channel.channel_id.clone(),
-            alert_id: alert_id.to_owned(),
-            attempt: attempt as i32,
-            ok,
-            http_status: status.map(i32::from),
-            error: error.clone(),
-            latency_ms: latency_ms as i64,
-        };
-        crate::tasks::publish(
+        if record(
             state,
-            subjects::control_channel(&channel.channel_id),
-            &event,
-        )
-        .await?;
-        attempts.push(DeliveryAttempt {
+            channel,
+            alert_id,
             attempt,
-            ok,
-            http_status: status,
-            error,
-            latency_ms,
-        });
-        if ok || !retry || attempt == MAX_ATTEMPTS {
-            return Ok(DeliveryReport {
-                delivered: ok,
-                attempts,
-            });
+            started,
+            outcome,
+            &mut attempts,
+        )
+        .await?
+        {
+            break;
         }
         tokio::time::sleep(backoff).await;
         backoff *= 2;
     }
     Ok(DeliveryReport {
-        delivered: false,
+        delivered: attempts.last().is_some_and(|a| a.ok),
         attempts,
     })
+}
+
+/// Records one attempt (event and report); true when the delivery is over.
+async fn record(
+    state: &AppState,
+    channel: &ChannelRow,
+    alert_id: &str,
+    attempt: u32,
+    started: Instant,
+    (ok, status, error, retry): Outcome,
+    attempts: &mut Vec<DeliveryAttempt>,
+) -> Result<bool, ApiError> {
+    let latency_ms = started.elapsed().as_millis().min(u128::from(u64::MAX)) as u64;
+    let event = NotificationAttempted {
+        envelope: Envelope::new::<NotificationAttempted>(
+            channel.channel_id.clone(),
+            nerve_platform::now_ms(),
+        ),
+        channel_id: channel.channel_id.clone(),
+        alert_id: alert_id.to_owned(),
+        attempt: attempt as i32,
+        ok,
+        http_status: status.map(i32::from),
+        error: error.clone(),
+        latency_ms: latency_ms as i64,
+    };
+    crate::tasks::publish(
+        state,
+        subjects::control_channel(&channel.channel_id),
+        &event,
+    )
+    .await?;
+    attempts.push(DeliveryAttempt {
+        attempt,
+        ok,
+        http_status: status,
+        error,
+        latency_ms,
+    });
+    Ok(ok || !retry || attempt == MAX_ATTEMPTS)
 }
 
 /// Sends a test message through a channel now.
@@ -273,17 +378,25 @@ mod tests {
 
     #[test]
     fn every_field_problem_is_named() {
-        let err = validate(&SaveChannel {
-            name: "bad name".into(),
-            kind: "pager".into(),
-            url: "ftp://x".into(),
-            ..SaveChannel::default()
-        })
-        .expect_err("invalid");
-        let msg = err.to_string();
-        for field in ["name:", "kind:", "url:"] {
-            assert!(msg.contains(field), "{msg}");
-        }
+        let msg = |name: &str, kind: &str, url: &str| {
+            validate(&SaveChannel {
+                name: name.into(),
+                kind: kind.into(),
+                url: url.into(),
+                ..SaveChannel::default()
+            })
+            .expect_err("invalid")
+            .to_string()
+        };
+        let m = msg("bad name", "webhook", "ftp://x");
+        assert!(m.contains("name:") && m.contains("url:"), "{m}");
+        assert!(msg("ok", "pager", "http://x/").contains("kind:"));
+        assert!(msg("ok", "email", "ops@example.com").contains("mailto:"));
+        assert!(msg("ok", "email", "mailto:not-an-address").contains("not an email address"));
+        assert_eq!(
+            recipients("mailto:a@example.com, b@example.com").map(|r| r.len()),
+            Ok(2)
+        );
         assert!(
             validate(&SaveChannel {
                 name: "ops".into(),

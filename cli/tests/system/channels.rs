@@ -76,14 +76,28 @@ async fn webhook_and_slack_channels_deliver_signed_and_retried() {
         &app,
         Method::POST,
         "/api/v1/channels",
-        json!({"name": "bad name", "kind": "pager", "url": "ftp://x"}),
+        json!({"name": "bad name", "kind": "webhook", "url": "ftp://x"}),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let msg = err["error"]["message"].as_str().unwrap_or_default();
-    for field in ["name:", "kind:", "url:"] {
+    for field in ["name:", "url:"] {
         assert!(msg.contains(field), "{msg}");
     }
+    let (status, err) = call(
+        &app,
+        Method::POST,
+        "/api/v1/channels",
+        json!({"name": "pager", "kind": "pager", "url": "http://x/"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("kind:")
+    );
 
     for body in [
         json!({"name": "ops-hook", "kind": "webhook", "url": format!("{base}/flaky"), "secret": "s3cret"}),
@@ -217,5 +231,81 @@ async fn webhook_and_slack_channels_deliver_signed_and_retried() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    signal(&mut project, "-TERM").await;
+}
+
+/// An email channel delivers through the configured SMTP relay: a real SMTP server (aiosmtpd,
+/// installed by `infra/dev/install.sh --test`) writes what it receives into a maildir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_channel_delivers_through_the_smtp_relay() {
+    let mut env = Env::start().await;
+    let mut project = env.spawn_nerve(&["project"]);
+    let port = nerve_platform::services::free_port().expect("port");
+    let maildir = tempfile::tempdir().expect("maildir");
+    let python = std::env::var_os("NERVE_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| nerve_platform::services::tools_dir().join("venv/bin/python"));
+    let mut smtp = tokio::process::Command::new(&python);
+    nerve_platform::services::die_with_parent(&mut smtp);
+    let mut smtp = smtp
+        .args(["-m", "aiosmtpd", "-n", "-l"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(maildir.path().join("box"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("aiosmtpd (infra/dev/install.sh --test installs it)");
+    eventually(DEADLINE, "the SMTP server listening", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+    })
+    .await;
+
+    env.config.api.smtp_host = "127.0.0.1".into();
+    env.config.api.smtp_port = port;
+    env.config.api.smtp_starttls = false; // the test server speaks plain SMTP
+    env.config.api.smtp_from = "nerve@example.com".into();
+    let nats = async_nats::connect(env.nats.url()).await.expect("nats");
+    let app = nerve_api::router(nerve_api::AppState::new(
+        env.ch.clone(),
+        Some(nats),
+        env.config.api.clone(),
+        Registry::new(),
+    ));
+    let (status, json) = call(
+        &app,
+        Method::POST,
+        "/api/v1/channels",
+        json!({"name": "oncall-mail", "kind": "email", "url": "mailto:oncall@example.com"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{json}");
+    let report = eventually(DEADLINE, "the channel, then a delivered test", || async {
+        let (status, r) = call(
+            &app,
+            Method::POST,
+            "/api/v1/channels/oncall-mail/test",
+            Value::Null,
+        )
+        .await;
+        (status == StatusCode::OK).then_some(r)
+    })
+    .await;
+    assert_eq!(report["delivered"], true, "{report}");
+    assert_eq!(report["attempts"][0]["http_status"], 250, "SMTP 250 OK");
+    let new = maildir.path().join("box/new");
+    let mail = eventually(DEADLINE, "the message in the maildir", || async {
+        let entry = std::fs::read_dir(&new).ok()?.flatten().next()?;
+        std::fs::read_to_string(entry.path()).ok()
+    })
+    .await;
+    assert!(mail.contains("To: oncall@example.com"), "{mail}");
+    assert!(
+        mail.contains("Subject: Nerve test message for channel oncall-mail"),
+        "{mail}"
+    );
+
+    smtp.kill().await.expect("stop smtp");
     signal(&mut project, "-TERM").await;
 }
