@@ -111,39 +111,17 @@ async fn watch_batches(ctx: Ctx, cancel: CancellationToken) {
                 None => return,
             },
         };
-        let Some((task_id, node)) = final_event(&msg.payload) else {
+        let Some(end) = nerve_schemas::task_end(&msg.payload) else {
             continue;
         };
         let mut batches = ctx.batches.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(b) = batches.get_mut(&task_id)
-            && b.open.remove(&node)
+        if let Some(b) = batches.get_mut(&end.task_id)
+            && b.open.remove(&end.node_id)
             && b.open.is_empty()
         {
             b.done.notify_one();
         }
     }
-}
-
-/// The (task, node) of an event that ends a node's part of a task.
-fn final_event(payload: &[u8]) -> Option<(String, String)> {
-    use nerve_schemas::{TaskCancelled, TaskFinished, TaskTimedOut, decode};
-    let (name, _) = nerve_schemas::written_as(payload).ok()?;
-    let (task_id, env) = match name {
-        TaskFinished::NAME => decode::<TaskFinished>(payload)
-            .ok()
-            .map(|e| (e.task_id, e.envelope))?,
-        TaskTimedOut::NAME => decode::<TaskTimedOut>(payload)
-            .ok()
-            .map(|e| (e.task_id, e.envelope))?,
-        TaskCancelled::NAME => decode::<TaskCancelled>(payload)
-            .ok()
-            .map(|e| (e.task_id, e.envelope))?,
-        TaskUnreachable::NAME => decode::<TaskUnreachable>(payload)
-            .ok()
-            .map(|e| (e.task_id, e.envelope))?,
-        _ => return None,
-    };
-    Some((task_id, env.node_id))
 }
 
 impl Ctx {

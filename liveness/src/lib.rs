@@ -133,31 +133,15 @@ fn encode(t: &Transition, now_ms: i64, detector: &str) -> (String, Vec<u8>) {
     (id, bytes.unwrap_or_default())
 }
 
-/// The state a liveness event sets, and the last heartbeat it judged.
+/// The state a liveness event sets, and its body.
 pub fn decode_liveness(payload: &[u8]) -> Result<(State, LivenessChange), String> {
-    let (name, _) = nerve_schemas::written_as(payload).map_err(|e| e.to_string())?;
-    let err = |e: nerve_schemas::DecodeError| e.to_string();
-    Ok(match name {
-        NodeBecameSuspect::NAME => (
-            State::Suspect,
-            nerve_schemas::decode::<NodeBecameSuspect>(payload)
-                .map_err(err)?
-                .0,
-        ),
-        NodeWentOffline::NAME => (
-            State::Offline,
-            nerve_schemas::decode::<NodeWentOffline>(payload)
-                .map_err(err)?
-                .0,
-        ),
-        NodeCameBack::NAME => (
-            State::Online,
-            nerve_schemas::decode::<NodeCameBack>(payload)
-                .map_err(err)?
-                .0,
-        ),
-        other => return Err(format!("{other} is not a liveness event")),
-    })
+    let (state, change) = nerve_schemas::liveness_of(payload)?;
+    let state = match state {
+        "suspect" => State::Suspect,
+        "offline" => State::Offline,
+        _ => State::Online,
+    };
+    Ok((state, change))
 }
 
 async fn ordered(

@@ -4,7 +4,7 @@
 //! node id, versioned by stream sequence so the last judgement wins).
 
 use clickhouse::{Client, Row};
-use nerve_schemas::{Event, GpuXidOccurred, NodeBecameSuspect, NodeCameBack, NodeWentOffline};
+use nerve_schemas::{Event, GpuXidOccurred};
 use serde::Serialize;
 
 use crate::runner::{EventKey, Positioned, Projection, validate_envelope};
@@ -81,30 +81,14 @@ impl NodeEvent {
 
 fn decode_any(payload: &[u8]) -> Result<NodeEvent, String> {
     let (name, _) = nerve_schemas::written_as(payload).map_err(|e| e.to_string())?;
-    let e = |e: nerve_schemas::DecodeError| e.to_string();
-    let liveness = |state, change| Ok(NodeEvent::Liveness { state, change });
-    match name {
-        GpuXidOccurred::NAME => Ok(NodeEvent::Xid(
-            nerve_schemas::decode::<GpuXidOccurred>(payload).map_err(e)?,
-        )),
-        NodeBecameSuspect::NAME => liveness(
-            "suspect",
-            nerve_schemas::decode::<NodeBecameSuspect>(payload)
-                .map_err(e)?
-                .0,
-        ),
-        NodeWentOffline::NAME => liveness(
-            "offline",
-            nerve_schemas::decode::<NodeWentOffline>(payload)
-                .map_err(e)?
-                .0,
-        ),
-        NodeCameBack::NAME => liveness(
-            "online",
-            nerve_schemas::decode::<NodeCameBack>(payload).map_err(e)?.0,
-        ),
-        other => Err(format!("{other} does not belong on the events stream")),
+    if name == GpuXidOccurred::NAME {
+        return nerve_schemas::decode::<GpuXidOccurred>(payload)
+            .map(NodeEvent::Xid)
+            .map_err(|e| e.to_string());
     }
+    nerve_schemas::liveness_of(payload)
+        .map(|(state, change)| NodeEvent::Liveness { state, change })
+        .map_err(|_| format!("{name} does not belong on the events stream"))
 }
 
 impl Projection for NodeEventsProjection {

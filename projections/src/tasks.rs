@@ -265,7 +265,6 @@ impl Projection for TaskProjection {
                     stream_seq: seq,
                 }),
                 TaskEvent::Finished(f) => {
-                    let ok = f.exit_code == Some(0) && f.error.is_empty();
                     nodes.push(NodeRow {
                         exit_code: f.exit_code,
                         signal: f.signal,
@@ -273,7 +272,7 @@ impl Projection for TaskProjection {
                         output_bytes: f.output_bytes.max(0) as u64,
                         truncated: u8::from(f.truncated),
                         error: f.error.clone(),
-                        ..node(if ok { "succeeded" } else { "failed" }, 4)
+                        ..node(if f.succeeded() { "succeeded" } else { "failed" }, 4)
                     });
                 }
                 TaskEvent::TimedOut(t) => nodes.push(NodeRow {

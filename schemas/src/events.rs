@@ -375,3 +375,18 @@ liveness_event!(
     /// `NodeCameBack` v1: a suspect or offline node's heartbeat arrived again.
     NodeCameBack
 );
+
+/// The state a liveness event sets (`suspect`, `offline`, `online`) and its body.
+pub fn liveness_of(payload: &[u8]) -> Result<(&'static str, LivenessChange), String> {
+    use crate::codec::{decode, written_as};
+    let e = |e: crate::DecodeError| e.to_string();
+    Ok(match written_as(payload).map_err(e)?.0 {
+        NodeBecameSuspect::NAME => (
+            "suspect",
+            decode::<NodeBecameSuspect>(payload).map_err(e)?.0,
+        ),
+        NodeWentOffline::NAME => ("offline", decode::<NodeWentOffline>(payload).map_err(e)?.0),
+        NodeCameBack::NAME => ("online", decode::<NodeCameBack>(payload).map_err(e)?.0),
+        other => return Err(format!("{other} is not a liveness event")),
+    })
+}

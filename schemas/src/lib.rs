@@ -23,10 +23,10 @@ pub use events::{
     BlockDevice, CollectorError, CpuCache, CpuInfo, Dimm, Disk, Envelope, Event, GpuDevice,
     GpuHealthReason, GpuSample, GpuXidOccurred, HeartbeatRecorded, InventoryReported,
     LivenessChange, MemoryInfo, MigDevice, NetInterface, NodeBecameSuspect, NodeCameBack,
-    NodeWentOffline, SystemInfo,
+    NodeWentOffline, SystemInfo, liveness_of,
 };
 pub use tasks::{
-    EnvVar, TaskAccepted, TaskCancelRequested, TaskCancelled, TaskDispatched, TaskFinished,
-    TaskOutputProduced, TaskRequested, TaskSelector, TaskSpec, TaskStarted, TaskTimedOut,
-    TaskUnreachable,
+    EnvVar, TaskAccepted, TaskCancelRequested, TaskCancelled, TaskDispatched, TaskEnd,
+    TaskFinished, TaskOutputProduced, TaskRequested, TaskSelector, TaskSpec, TaskStarted,
+    TaskTimedOut, TaskUnreachable, task_end,
 };

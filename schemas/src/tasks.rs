@@ -278,3 +278,49 @@ mod tests {
         });
     }
 }
+
+impl TaskFinished {
+    /// Exit code 0 and no error.
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == Some(0) && self.error.is_empty()
+    }
+}
+
+/// How a node's part of a task ended, read from an event on the node's task subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskEnd {
+    pub task_id: String,
+    pub node_id: String,
+    /// `succeeded`, `failed`, `timed_out`, `cancelled` or `unreachable`.
+    pub state: &'static str,
+}
+
+/// The end a final task event records; `None` for any other event (or bytes that do not decode).
+pub fn task_end(payload: &[u8]) -> Option<TaskEnd> {
+    use crate::codec::{decode, written_as};
+    let end = |task_id: String, env: Envelope, state| TaskEnd {
+        task_id,
+        node_id: env.node_id,
+        state,
+    };
+    match written_as(payload).ok()?.0 {
+        TaskFinished::NAME => {
+            let e = decode::<TaskFinished>(payload).ok()?;
+            let state = if e.succeeded() { "succeeded" } else { "failed" };
+            Some(end(e.task_id, e.envelope, state))
+        }
+        TaskTimedOut::NAME => {
+            let e = decode::<TaskTimedOut>(payload).ok()?;
+            Some(end(e.task_id, e.envelope, "timed_out"))
+        }
+        TaskCancelled::NAME => {
+            let e = decode::<TaskCancelled>(payload).ok()?;
+            Some(end(e.task_id, e.envelope, "cancelled"))
+        }
+        TaskUnreachable::NAME => {
+            let e = decode::<TaskUnreachable>(payload).ok()?;
+            Some(end(e.task_id, e.envelope, "unreachable"))
+        }
+        _ => None,
+    }
+}

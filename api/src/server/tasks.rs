@@ -784,39 +784,18 @@ struct SeqChunkRow {
 
 /// What a task event on the node's subject means for a live stream of task `id`.
 fn live_item(payload: &[u8], id: &str) -> Option<Live> {
-    use nerve_schemas::{
-        TaskCancelled, TaskFinished, TaskOutputProduced, TaskTimedOut, TaskUnreachable, decode,
-    };
-    let (name, _) = nerve_schemas::written_as(payload).ok()?;
-    let end = |task_id: &str, state: &str| {
-        (task_id == id).then(|| Live::End {
-            state: state.to_owned(),
-        })
-    };
-    match name {
-        TaskOutputProduced::NAME => {
-            let o = decode::<TaskOutputProduced>(payload).ok()?;
-            let seq = u64::try_from(o.seq).ok()?;
-            if o.task_id != id {
-                return None;
-            }
-            Some(Live::Output {
-                seq,
-                stream: o.stream,
-                data: String::from_utf8_lossy(&o.data).into_owned(),
-            })
-        }
-        TaskFinished::NAME => {
-            let f = decode::<TaskFinished>(payload).ok()?;
-            let ok = f.exit_code == Some(0) && f.error.is_empty();
-            end(&f.task_id, if ok { "succeeded" } else { "failed" })
-        }
-        TaskTimedOut::NAME => end(&decode::<TaskTimedOut>(payload).ok()?.task_id, "timed_out"),
-        TaskCancelled::NAME => end(&decode::<TaskCancelled>(payload).ok()?.task_id, "cancelled"),
-        TaskUnreachable::NAME => end(
-            &decode::<TaskUnreachable>(payload).ok()?.task_id,
-            "unreachable",
-        ),
-        _ => None,
+    use nerve_schemas::{TaskOutputProduced, decode};
+    if nerve_schemas::written_as(payload).ok()?.0 == TaskOutputProduced::NAME {
+        let o = decode::<TaskOutputProduced>(payload).ok()?;
+        let seq = u64::try_from(o.seq).ok()?;
+        return (o.task_id == id).then(|| Live::Output {
+            seq,
+            stream: o.stream,
+            data: String::from_utf8_lossy(&o.data).into_owned(),
+        });
     }
+    let end = nerve_schemas::task_end(payload)?;
+    (end.task_id == id).then(|| Live::End {
+        state: end.state.to_owned(),
+    })
 }
