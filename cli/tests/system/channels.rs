@@ -6,7 +6,6 @@
 use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, Method, StatusCode};
-use nerve_platform::metrics::Registry;
 use nerve_platform::testkit::eventually;
 use serde_json::{Value, json};
 
@@ -62,13 +61,7 @@ async fn receiver() -> (String, Seen, tokio::task::JoinHandle<()>) {
 async fn webhook_and_slack_channels_deliver_signed_and_retried() {
     let env = Env::start().await;
     let mut project = env.spawn_nerve(&["project"]);
-    let nats = async_nats::connect(env.nats.url()).await.expect("nats");
-    let app = nerve_api::router(nerve_api::AppState::new(
-        env.ch.clone(),
-        Some(nats),
-        env.config.api.clone(),
-        Registry::new(),
-    ));
+    let app = env.app().await;
     let (base, seen, _server) = receiver().await;
 
     // Invalid channels name every bad field.
@@ -266,13 +259,7 @@ async fn an_email_channel_delivers_through_the_smtp_relay() {
     env.config.api.smtp_port = port;
     env.config.api.smtp_starttls = false; // the test server speaks plain SMTP
     env.config.api.smtp_from = "nerve@example.com".into();
-    let nats = async_nats::connect(env.nats.url()).await.expect("nats");
-    let app = nerve_api::router(nerve_api::AppState::new(
-        env.ch.clone(),
-        Some(nats),
-        env.config.api.clone(),
-        Registry::new(),
-    ));
+    let app = env.app().await;
     let (status, json) = call(
         &app,
         Method::POST,

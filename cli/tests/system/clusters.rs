@@ -4,7 +4,6 @@
 //! list, node detail and task targets all filter by them; every change is in the control log.
 
 use axum::http::{Method, StatusCode};
-use nerve_platform::metrics::Registry;
 use nerve_platform::testkit::eventually;
 use serde_json::{Value, json};
 
@@ -62,28 +61,12 @@ async fn clusters_and_labels_organise_nodes_everywhere() {
             &args,
             &[("NERVE_AGENT__STATE_DIR", &state.display().to_string())],
         );
-        let id = eventually(DEADLINE, "an agent's heartbeat", || async {
-            let id = std::fs::read_to_string(state.join("node_id")).ok()?;
-            let id = id.trim().to_owned();
-            let n = env
-                .count(&format!(
-                    "SELECT count() FROM node_state WHERE node_id = '{id}'"
-                ))
-                .await;
-            (n > 0).then_some(id)
-        })
-        .await;
+        let id = env.node_of(&state).await;
         agents.push(child);
         ids.push(id);
     }
     let (a, b) = (ids[0].clone(), ids[1].clone());
-    let nats = async_nats::connect(env.nats.url()).await.expect("nats");
-    let app = nerve_api::router(nerve_api::AppState::new(
-        env.ch.clone(),
-        Some(nats),
-        env.config.api.clone(),
-        Registry::new(),
-    ));
+    let app = env.app().await;
 
     // The agent's configured labels.
     until(

@@ -169,6 +169,32 @@ impl Env {
         .await
     }
 
+    /// The node id of the agent keeping its state in `state_dir`, once its node is stored.
+    pub async fn node_of(&self, state_dir: &std::path::Path) -> String {
+        eventually(DEADLINE, "an agent's heartbeat", || async {
+            let id = std::fs::read_to_string(state_dir.join("node_id")).ok()?;
+            let id = id.trim().to_owned();
+            let n = self
+                .count(&format!(
+                    "SELECT count() FROM node_state WHERE node_id = '{id}'"
+                ))
+                .await;
+            (n > 0).then_some(id)
+        })
+        .await
+    }
+
+    /// The API router over this env's ClickHouse and event log.
+    pub async fn app(&self) -> axum::Router {
+        let nats = async_nats::connect(self.nats.url()).await.expect("nats");
+        nerve_api::router(nerve_api::AppState::new(
+            self.ch.clone(),
+            Some(nats),
+            self.config.api.clone(),
+            nerve_platform::metrics::Registry::new(),
+        ))
+    }
+
     pub async fn count(&self, sql: &str) -> u64 {
         self.ch.query(sql).fetch_one::<u64>().await.expect(sql)
     }

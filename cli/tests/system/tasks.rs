@@ -47,28 +47,11 @@ async fn fleet() -> Fleet {
                 ("NERVE_AGENT__HOOKS_DIR", &hooks.display().to_string()),
             ],
         );
-        let id = eventually(DEADLINE, "an agent's heartbeat", || async {
-            let id = std::fs::read_to_string(state.join("node_id")).ok()?;
-            let id = id.trim().to_owned();
-            let n = env
-                .count(&format!(
-                    "SELECT count() FROM node_state WHERE node_id = '{id}'"
-                ))
-                .await;
-            (n > 0).then_some(id)
-        })
-        .await;
+        let id = env.node_of(&state).await;
         agents.push((id, child));
     }
-    let nats = async_nats::connect(env.nats.url()).await.expect("nats");
-    let state = nerve_api::AppState::new(
-        env.ch.clone(),
-        Some(nats),
-        env.config.api.clone(),
-        Registry::new(),
-    );
     Fleet {
-        app: nerve_api::router(state),
+        app: env.app().await,
         env,
         agents,
         project,
@@ -405,13 +388,7 @@ async fn tasks_fan_out_to_real_agents_with_an_exact_ledger() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_task_requests_are_400_with_the_reason() {
     let env = Env::start().await;
-    let nats = async_nats::connect(env.nats.url()).await.expect("nats");
-    let app = nerve_api::router(nerve_api::AppState::new(
-        env.ch.clone(),
-        Some(nats),
-        env.config.api.clone(),
-        Registry::new(),
-    ));
+    let app = env.app().await;
     let cases = [
         (json!({}), "kind is required"),
         (json!({"kind": "teleport"}), "unknown kind"),
