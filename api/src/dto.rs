@@ -519,6 +519,9 @@ pub struct Accepted {
     pub event_id: String,
     /// The cluster the change is about, where there is one.
     pub cluster_id: Option<String>,
+    /// The rule, silence or channel the change is about, where there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// A notification channel as the API shows it (the secret is never returned).
@@ -565,4 +568,229 @@ pub struct DeliveryAttempt {
 pub struct DeliveryReport {
     pub delivered: bool,
     pub attempts: Vec<DeliveryAttempt>,
+}
+
+/// One problem with one field of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// The field's path in the request, e.g. `threshold` or `scope.labels`.
+    pub field: String,
+    pub message: String,
+}
+
+/// Threshold rule metrics: (name, what it is). GPU metrics take the hottest/busiest GPU of the
+/// node in each sample.
+pub const THRESHOLD_METRICS: &[(&str, &str)] = &[
+    ("cpu_pct", "CPU busy, %"),
+    ("mem_used_pct", "memory used, %"),
+    ("disk_used_pct", "root disk used, %"),
+    ("load1", "1-minute load average"),
+    ("gpu_temperature_c", "hottest GPU temperature, °C"),
+    ("gpu_util_pct", "busiest GPU utilisation, %"),
+    ("gpu_mem_used_pct", "fullest GPU memory, %"),
+    ("gpu_power_w", "highest GPU power draw, W"),
+];
+
+/// Absence rule "metrics": the liveness state that counts (offline also counts as suspect).
+pub const ABSENCE_STATES: &[(&str, &str)] = &[
+    ("suspect", "node suspect or offline"),
+    ("offline", "node offline"),
+];
+
+/// Event rule metrics, counted over the window.
+pub const EVENT_METRICS: &[(&str, &str)] = &[
+    ("gpu_xid_critical", "critical GPU XID events"),
+    ("gpu_xid", "GPU XID events of any class"),
+    ("task_failure_pct", "failed task runs, % of finished runs"),
+];
+
+/// Aggregates of a threshold rule over its window.
+pub const AGGREGATES: &[&str] = &["avg", "min", "max", "last"];
+/// Comparison operators.
+pub const OPS: &[&str] = &[">", ">=", "<", "<="];
+/// Severities, least urgent first.
+pub const SEVERITIES: &[&str] = &["info", "warning", "critical"];
+
+/// Which nodes a rule watches: all of these that are given must hold (empty: every node).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleScope {
+    /// Cluster ids or names (a rule stores ids).
+    pub clusters: Vec<String>,
+    /// `key=value` labels a node must all have.
+    pub labels: Vec<String>,
+    pub node_ids: Vec<String>,
+}
+
+/// `POST /api/v1/alerts/rules`, `PUT /api/v1/alerts/rules/{id}`: a rule.
+///
+/// - `threshold`: `metric` (see [`THRESHOLD_METRICS`]) aggregated (`avg|min|max|last`) over the
+///   last `window_secs`, compared with `op` to `threshold`.
+/// - `absence`: `metric` is `suspect` or `offline`; the node has been in it for `for_secs`.
+/// - `event`: `metric` (see [`EVENT_METRICS`]) counted over `window_secs`, compared to
+///   `threshold`.
+///
+/// The alert fires once the condition has held for `for_secs`, and resolves once it has been
+/// false for `resolve_after_secs` (flap damping).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SaveRule {
+    pub name: String,
+    pub description: String,
+    pub kind: String,
+    pub metric: String,
+    /// Default `avg`.
+    pub aggregate: Option<String>,
+    /// Default `>`.
+    pub op: Option<String>,
+    pub threshold: Option<f64>,
+    /// Default 300.
+    pub window_secs: Option<u64>,
+    pub for_secs: u64,
+    /// Default 60.
+    pub resolve_after_secs: Option<u64>,
+    /// Default `warning`.
+    pub severity: Option<String>,
+    pub scope: RuleScope,
+    /// Channel ids or names.
+    pub channels: Vec<String>,
+    /// Default true.
+    pub enabled: Option<bool>,
+    pub requested_by: String,
+}
+
+/// An alert rule as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRule {
+    pub rule_id: String,
+    pub name: String,
+    pub description: String,
+    pub kind: String,
+    pub metric: String,
+    pub aggregate: String,
+    pub op: String,
+    pub threshold: f64,
+    pub window_secs: u64,
+    pub for_secs: u64,
+    pub resolve_after_secs: u64,
+    pub severity: String,
+    /// Cluster ids, labels, node ids.
+    pub scope: RuleScope,
+    /// Channel ids.
+    pub channels: Vec<String>,
+    pub enabled: bool,
+    pub updated_at: String,
+    pub updated_by: String,
+    /// Alerts of this rule firing now.
+    pub firing: u64,
+}
+
+/// `GET /api/v1/alerts/rules`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuleList {
+    pub rules: Vec<AlertRule>,
+}
+
+/// One alert: a rule's condition on one node, from firing to resolution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub alert_id: String,
+    pub rule_id: String,
+    pub rule_name: String,
+    pub node_id: String,
+    pub severity: String,
+    /// `firing` or `resolved`.
+    pub state: String,
+    pub value: Option<f64>,
+    pub threshold: f64,
+    pub summary: String,
+    pub fired_at: String,
+    pub resolved_at: Option<String>,
+    /// `recovered`, `rule_changed`, `rule_deleted` or `out_of_scope`; empty while firing.
+    pub resolve_reason: String,
+    /// The silence that muted its notifications; empty when none.
+    pub silenced_by: String,
+}
+
+/// `GET /api/v1/alerts` query.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertListQuery {
+    /// `firing` (default), `resolved` or `all`.
+    pub state: Option<String>,
+    pub severity: Option<String>,
+    /// Rule id or name.
+    pub rule: Option<String>,
+    pub node: Option<String>,
+    /// Default 100, at most 1000.
+    pub limit: Option<u32>,
+}
+
+/// `GET /api/v1/alerts` (also `/api/v1/alerts/list`): newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertList {
+    pub alerts: Vec<Alert>,
+    /// All alerts the query matches, beyond `limit` too.
+    pub total: u64,
+}
+
+/// One firing or resolution in the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    pub at: String,
+    /// `fired` or `resolved`.
+    pub kind: String,
+    pub alert_id: String,
+    pub rule_id: String,
+    pub rule_name: String,
+    pub node_id: String,
+    pub severity: String,
+    pub value: Option<f64>,
+    pub summary: String,
+    /// Resolutions: why.
+    pub reason: String,
+    pub silenced_by: String,
+}
+
+/// `GET /api/v1/alerts/history` (query as [`AlertListQuery`]; `state` ignored): newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertHistory {
+    pub events: Vec<AlertEvent>,
+}
+
+/// `POST /api/v1/silences`: mute notifications of a rule, a node or a cluster (every one given
+/// must match) until `ends_at` (RFC 3339) or for `duration` (e.g. `2h`, `30m`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CreateSilence {
+    /// Rule id or name.
+    pub rule: String,
+    pub node_id: String,
+    /// Cluster id or name.
+    pub cluster: String,
+    pub ends_at: String,
+    pub duration: String,
+    pub reason: String,
+    pub requested_by: String,
+}
+
+/// A silence as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Silence {
+    pub silence_id: String,
+    pub rule_id: String,
+    pub node_id: String,
+    pub cluster_id: String,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub reason: String,
+    pub created_by: String,
+    /// In force now.
+    pub active: bool,
+}
+
+/// `GET /api/v1/silences`: active first, then the most recently ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SilenceList {
+    pub silences: Vec<Silence>,
 }

@@ -1,7 +1,9 @@
 //! The server half of the API: state, router, error mapping and the fleet read service.
 
+pub mod alerting;
 pub mod clusters;
 pub mod error;
+pub mod evaluator;
 pub mod extract;
 pub mod fleet;
 pub mod notify;

@@ -104,7 +104,7 @@ fn effective_config(config: &Config) -> anyhow::Result<String> {
 }
 
 /// Streams, tables, then the projectors, the task dispatcher and (unless configured off) the
-/// liveness tracker until `cancel`.
+/// liveness tracker and the alert evaluator until `cancel`.
 #[cfg(feature = "server")]
 pub(crate) async fn project(
     config: &Config,
@@ -123,6 +123,18 @@ pub(crate) async fn project(
             cancel.clone(),
         );
         tokio::spawn(async move { nerve_liveness::run(client, &config, &metrics, cancel).await })
+    });
+    let evaluator = config.alerts.enabled.then(|| {
+        let state = nerve_api::AppState::new(
+            nerve_platform::clickhouse::client(&config.clickhouse),
+            Some(client.clone()),
+            config.api.clone(),
+            metrics.clone(),
+        );
+        let (config, metrics, cancel) = (config.alerts.clone(), metrics.clone(), cancel.clone());
+        tokio::spawn(
+            async move { nerve_api::evaluator::run(state, config, &metrics, cancel).await },
+        )
     });
     let dispatcher = {
         let (client, metrics, cancel) = (client.clone(), metrics.clone(), cancel.clone());
@@ -143,6 +155,9 @@ pub(crate) async fn project(
         handle.await.context("liveness tracker")??;
     }
     dispatcher.await.context("task dispatcher")??;
+    if let Some(handle) = evaluator {
+        handle.await.context("alert evaluator")??;
+    }
     projected?;
     // Acks are buffered by the client: try to get them to the server before exiting (bounded:
     // unflushed acks only mean redelivery, which the projectors deduplicate).

@@ -17,6 +17,8 @@ pub const EVENTS_STREAM: &str = "NERVE_EVENTS";
 pub const TASKS_STREAM: &str = "NERVE_TASKS";
 /// Control: clusters, membership, labels — every change, who and when.
 pub const CONTROL_STREAM: &str = "NERVE_CONTROL";
+/// Alerts: every firing and resolution, on one subject per rule and node.
+pub const ALERTS_STREAM: &str = "NERVE_ALERTS";
 
 /// Why NATS setup failed.
 #[derive(Debug, thiserror::Error)]
@@ -114,9 +116,18 @@ pub fn stream_configs(config: &StreamsConfig) -> Vec<stream::Config> {
         },
         stream::Config {
             name: CONTROL_STREAM.into(),
-            description: Some("Control: clusters, membership, labels".into()),
+            description: Some(
+                "Control: clusters, membership, labels, channels, alert rules, silences".into(),
+            ),
             subjects: vec![subjects::CONTROL_ALL.into()],
             max_age: Duration::from_secs(config.control_max_age_secs),
+            ..common.clone()
+        },
+        stream::Config {
+            name: ALERTS_STREAM.into(),
+            description: Some("Alerts: AlertFired, AlertResolved per rule and node".into()),
+            subjects: vec![subjects::ALERTS_ALL.into()],
+            max_age: Duration::from_secs(config.alerts_max_age_secs),
             ..common
         },
     ]

@@ -30,6 +30,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub projector: ProjectorConfig,
     pub liveness: LivenessConfig,
+    pub alerts: AlertsConfig,
     pub api: ApiConfig,
     pub dev: DevConfig,
 }
@@ -95,6 +96,10 @@ pub struct StreamsConfig {
     /// How long control events (clusters, membership, labels) stay; 0 = forever (they are the
     /// only record of how the fleet is organised).
     pub control_max_age_secs: u64,
+    /// How long alert firings and resolutions stay in the alerts stream. An alert open for
+    /// longer than this is forgotten by a restarted evaluator (and fires again if it still
+    /// holds).
+    pub alerts_max_age_secs: u64,
     /// Window in which a re-published event id is dropped as a duplicate.
     pub duplicate_window_secs: u64,
     /// Stream replicas (1 for a single server, 3 for a JetStream cluster).
@@ -110,6 +115,7 @@ impl Default for StreamsConfig {
             events_max_age_secs: 90 * 24 * 3600,
             tasks_max_age_secs: 30 * 24 * 3600,
             control_max_age_secs: 0,
+            alerts_max_age_secs: 400 * 24 * 3600,
             duplicate_window_secs: 120,
             replicas: 1,
         }
@@ -226,6 +232,30 @@ impl Default for LivenessConfig {
             offline_grace_secs: 60,
             check_interval_ms: 1000,
             resume_grace_secs: 30,
+        }
+    }
+}
+
+/// The alert evaluator (runs with `nerve project`): evaluates every enabled rule, publishes
+/// `AlertFired` / `AlertResolved`, and notifies the rules' channels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Run the evaluator in `nerve project`. Run exactly one per deployment: set it false on
+    /// every further projector process.
+    pub enabled: bool,
+    /// How often every rule is evaluated, in milliseconds.
+    pub eval_interval_ms: u64,
+    /// Most alerts listed in one notification (the rest are counted).
+    pub max_alerts_per_notification: usize,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            eval_interval_ms: 15_000,
+            max_alerts_per_notification: 200,
         }
     }
 }
@@ -357,6 +387,12 @@ impl Config {
         }
         if self.liveness.suspect_after_missed_heartbeats == 0 {
             return bad("liveness.suspect_after_missed_heartbeats must be at least 1");
+        }
+        if self.alerts.eval_interval_ms == 0 {
+            return bad("alerts.eval_interval_ms must be at least 1");
+        }
+        if self.alerts.max_alerts_per_notification == 0 {
+            return bad("alerts.max_alerts_per_notification must be at least 1");
         }
         if self.liveness.check_interval_ms == 0 {
             return bad("liveness.check_interval_ms must be at least 1");

@@ -3,13 +3,15 @@
 //! ReplacingMergeTree keyed by (cluster, node), last change wins) and `node_labels` (each node's
 //! label set per source, ReplacingMergeTree keyed by (node, source), last set wins),
 //! `channels` (notification channels, last save wins, deletion kept as a flag) and
-//! `notification_attempts` (every delivery attempt with its result).
+//! `notification_attempts` (every delivery attempt with its result), `alert_rules` (each rule,
+//! last save wins, deletion kept as a flag) and `silence_log` (silences created and ended;
+//! folded at query time).
 
 use clickhouse::{Client, Row};
 use nerve_schemas::{
-    ClusterCreated, ClusterDeleted, ClusterRenamed, Event, NodeAssignedToCluster, NodeLabelsSet,
-    NodeUnassignedFromCluster, NotificationAttempted, NotificationChannelDeleted,
-    NotificationChannelSaved,
+    AlertRuleDeleted, AlertRuleSaved, ClusterCreated, ClusterDeleted, ClusterRenamed, Event,
+    NodeAssignedToCluster, NodeLabelsSet, NodeUnassignedFromCluster, NotificationAttempted,
+    NotificationChannelDeleted, NotificationChannelSaved, SilenceCreated, SilenceDeleted,
 };
 use serde::Serialize;
 
@@ -85,6 +87,48 @@ pub fn ddl(db: &str) -> Vec<String> {
             ) ENGINE = MergeTree()
             ORDER BY (channel_id, ts_ms, stream_seq)"
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.alert_rules (
+                rule_id String,
+                name String,
+                description String,
+                kind String,
+                metric String,
+                aggregate String,
+                op String,
+                threshold Float64,
+                window_secs UInt64,
+                for_secs UInt64,
+                resolve_after_secs UInt64,
+                severity String,
+                clusters Array(String),
+                labels Array(String),
+                node_ids Array(String),
+                channels Array(String),
+                enabled UInt8,
+                deleted UInt8,
+                updated_at_ms UInt64,
+                updated_by String,
+                stream_seq UInt64
+            ) ENGINE = ReplacingMergeTree(stream_seq)
+            ORDER BY rule_id"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.silence_log (
+                silence_id String,
+                kind String,
+                match_rule_id String,
+                match_node_id String,
+                match_cluster_id String,
+                starts_at_ms UInt64,
+                ends_at_ms UInt64,
+                reason String,
+                requested_by String,
+                ts_ms UInt64,
+                stream_seq UInt64
+            ) ENGINE = MergeTree()
+            ORDER BY (silence_id, stream_seq)"
+        ),
     ]
 }
 
@@ -100,6 +144,10 @@ pub enum ControlEvent {
     ChannelSaved(NotificationChannelSaved),
     ChannelDeleted(NotificationChannelDeleted),
     Attempted(NotificationAttempted),
+    RuleSaved(AlertRuleSaved),
+    RuleDeleted(AlertRuleDeleted),
+    SilenceCreated(SilenceCreated),
+    SilenceDeleted(SilenceDeleted),
 }
 
 impl ControlEvent {
@@ -114,15 +162,24 @@ impl ControlEvent {
             ControlEvent::ChannelSaved(e) => &e.envelope,
             ControlEvent::ChannelDeleted(e) => &e.envelope,
             ControlEvent::Attempted(e) => &e.envelope,
+            ControlEvent::RuleSaved(e) => &e.envelope,
+            ControlEvent::RuleDeleted(e) => &e.envelope,
+            ControlEvent::SilenceCreated(e) => &e.envelope,
+            ControlEvent::SilenceDeleted(e) => &e.envelope,
         }
     }
 
-    /// The channel id of a channel event.
-    fn channel_id(&self) -> Option<&str> {
+    /// The subject prefix and id of an event about a channel, rule or silence (named by a UUID
+    /// that is also the envelope's `node_id`).
+    fn entity(&self) -> Option<(&'static str, &str)> {
         match self {
-            ControlEvent::ChannelSaved(e) => Some(&e.channel_id),
-            ControlEvent::ChannelDeleted(e) => Some(&e.channel_id),
-            ControlEvent::Attempted(e) => Some(&e.channel_id),
+            ControlEvent::ChannelSaved(e) => Some(("channel", &e.channel_id)),
+            ControlEvent::ChannelDeleted(e) => Some(("channel", &e.channel_id)),
+            ControlEvent::Attempted(e) => Some(("channel", &e.channel_id)),
+            ControlEvent::RuleSaved(e) => Some(("rule", &e.rule_id)),
+            ControlEvent::RuleDeleted(e) => Some(("rule", &e.rule_id)),
+            ControlEvent::SilenceCreated(e) => Some(("silence", &e.silence_id)),
+            ControlEvent::SilenceDeleted(e) => Some(("silence", &e.silence_id)),
             _ => None,
         }
     }
@@ -155,6 +212,10 @@ fn decode_any(payload: &[u8]) -> Result<ControlEvent, String> {
             ControlEvent::ChannelDeleted(decode(payload).map_err(e)?)
         }
         NotificationAttempted::NAME => ControlEvent::Attempted(decode(payload).map_err(e)?),
+        AlertRuleSaved::NAME => ControlEvent::RuleSaved(decode(payload).map_err(e)?),
+        AlertRuleDeleted::NAME => ControlEvent::RuleDeleted(decode(payload).map_err(e)?),
+        SilenceCreated::NAME => ControlEvent::SilenceCreated(decode(payload).map_err(e)?),
+        SilenceDeleted::NAME => ControlEvent::SilenceDeleted(decode(payload).map_err(e)?),
         other => return Err(format!("{other} does not belong on the control stream")),
     })
 }
@@ -172,12 +233,14 @@ impl Projection for ControlProjection {
 
     fn decode(&self, subject: &str, payload: &[u8], published_ms: i64) -> Result<Decoded, String> {
         let event = decode_any(payload)?;
-        if let Some(channel) = event.channel_id() {
-            if !subject.starts_with("nerve.v1.control.channel.") {
+        if let Some((kind, id)) = event.entity() {
+            if !subject.starts_with(&format!("nerve.v1.control.{kind}.")) {
                 return Err(format!("event does not belong on subject {subject}"));
             }
-            if uuid::Uuid::parse_str(channel).is_err() || event.envelope().node_id != channel {
-                return Err("a channel event's envelope must name its channel (a UUID)".into());
+            if uuid::Uuid::parse_str(id).is_err() || event.envelope().node_id != id {
+                return Err(format!(
+                    "a {kind} event's envelope must name its {kind} (a UUID)"
+                ));
             }
             let event_id = validate_envelope(event.envelope(), subject, published_ms)?;
             return Ok(Decoded { event, event_id });
@@ -229,6 +292,8 @@ impl Projection for ControlProjection {
         let mut labels = Vec::new();
         let mut channels = Vec::new();
         let mut attempts = Vec::new();
+        let mut rules = Vec::new();
+        let mut silences = Vec::new();
         let mut log = Vec::new();
         for p in items {
             let env = p.item.event.envelope();
@@ -330,12 +395,61 @@ impl Projection for ControlProjection {
                     });
                     log.push(entry("", "", "", "notifier"));
                 }
+                ControlEvent::RuleSaved(e) => {
+                    rules.push(RuleRow::saved(e, at, p.stream_seq));
+                    log.push(entry("", &e.name, "", &e.requested_by));
+                }
+                ControlEvent::RuleDeleted(e) => {
+                    rules.push(RuleRow {
+                        rule_id: e.rule_id.clone(),
+                        deleted: 1,
+                        updated_at_ms: at,
+                        updated_by: e.requested_by.clone(),
+                        stream_seq: p.stream_seq,
+                        ..RuleRow::default()
+                    });
+                    log.push(entry("", "", "", &e.requested_by));
+                }
+                ControlEvent::SilenceCreated(e) => {
+                    silences.push(SilenceRow {
+                        silence_id: e.silence_id.clone(),
+                        kind: env.schema_name.clone(),
+                        match_rule_id: e.match_rule_id.clone(),
+                        match_node_id: e.match_node_id.clone(),
+                        match_cluster_id: e.match_cluster_id.clone(),
+                        starts_at_ms: e.starts_at_ms.max(0) as u64,
+                        ends_at_ms: e.ends_at_ms.max(0) as u64,
+                        reason: e.reason.clone(),
+                        requested_by: e.requested_by.clone(),
+                        ts_ms: at,
+                        stream_seq: p.stream_seq,
+                    });
+                    log.push(entry("", "", &e.reason, &e.requested_by));
+                }
+                ControlEvent::SilenceDeleted(e) => {
+                    silences.push(SilenceRow {
+                        silence_id: e.silence_id.clone(),
+                        kind: env.schema_name.clone(),
+                        match_rule_id: String::new(),
+                        match_node_id: String::new(),
+                        match_cluster_id: String::new(),
+                        starts_at_ms: 0,
+                        ends_at_ms: at,
+                        reason: String::new(),
+                        requested_by: e.requested_by.clone(),
+                        ts_ms: at,
+                        stream_seq: p.stream_seq,
+                    });
+                    log.push(entry("", "", "", &e.requested_by));
+                }
             }
         }
         insert_rows(ch, "cluster_members", &members).await?;
         insert_rows(ch, "node_labels", &labels).await?;
         insert_rows(ch, "channels", &channels).await?;
         insert_rows(ch, "notification_attempts", &attempts).await?;
+        insert_rows(ch, "alert_rules", &rules).await?;
+        insert_rows(ch, "silence_log", &silences).await?;
         // Last: an event found here had everything above written.
         insert_rows(ch, "cluster_log", &log).await
     }
@@ -403,6 +517,77 @@ pub struct AttemptRow {
     pub http_status: Option<i32>,
     pub error: String,
     pub latency_ms: u64,
+    pub ts_ms: u64,
+    pub stream_seq: u64,
+}
+
+/// A row of `alert_rules`.
+#[derive(Debug, Default, Row, Serialize)]
+pub struct RuleRow {
+    pub rule_id: String,
+    pub name: String,
+    pub description: String,
+    pub kind: String,
+    pub metric: String,
+    pub aggregate: String,
+    pub op: String,
+    pub threshold: f64,
+    pub window_secs: u64,
+    pub for_secs: u64,
+    pub resolve_after_secs: u64,
+    pub severity: String,
+    pub clusters: Vec<String>,
+    pub labels: Vec<String>,
+    pub node_ids: Vec<String>,
+    pub channels: Vec<String>,
+    pub enabled: u8,
+    pub deleted: u8,
+    pub updated_at_ms: u64,
+    pub updated_by: String,
+    pub stream_seq: u64,
+}
+
+impl RuleRow {
+    fn saved(e: &AlertRuleSaved, at: u64, stream_seq: u64) -> Self {
+        let secs = |v: i64| v.max(0) as u64;
+        Self {
+            rule_id: e.rule_id.clone(),
+            name: e.name.clone(),
+            description: e.description.clone(),
+            kind: e.kind.clone(),
+            metric: e.metric.clone(),
+            aggregate: e.aggregate.clone(),
+            op: e.op.clone(),
+            threshold: e.threshold,
+            window_secs: secs(e.window_secs),
+            for_secs: secs(e.for_secs),
+            resolve_after_secs: secs(e.resolve_after_secs),
+            severity: e.severity.clone(),
+            clusters: e.clusters.clone(),
+            labels: e.labels.clone(),
+            node_ids: e.node_ids.clone(),
+            channels: e.channels.clone(),
+            enabled: u8::from(e.enabled),
+            deleted: 0,
+            updated_at_ms: at,
+            updated_by: e.requested_by.clone(),
+            stream_seq,
+        }
+    }
+}
+
+/// A row of `silence_log`.
+#[derive(Debug, Row, Serialize)]
+pub struct SilenceRow {
+    pub silence_id: String,
+    pub kind: String,
+    pub match_rule_id: String,
+    pub match_node_id: String,
+    pub match_cluster_id: String,
+    pub starts_at_ms: u64,
+    pub ends_at_ms: u64,
+    pub reason: String,
+    pub requested_by: String,
     pub ts_ms: u64,
     pub stream_seq: u64,
 }

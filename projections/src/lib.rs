@@ -7,6 +7,7 @@
 //! accepted the batch; redelivered events are checked against the table by event id, so a crash
 //! between write and ack creates no duplicate rows.
 
+pub mod alerts;
 pub mod control;
 pub mod heartbeats;
 pub mod inventory;
@@ -31,6 +32,7 @@ pub fn all_ddl(db: &str) -> Vec<String> {
     ddl.extend(node_events::ddl(db));
     ddl.extend(tasks::ddl(db));
     ddl.extend(control::ddl(db));
+    ddl.extend(alerts::ddl(db));
     ddl.extend(rejected::ddl(db));
     ddl
 }
@@ -109,12 +111,14 @@ pub async fn run_all(
     let events = runner!(node_events::NodeEventsProjection);
     let tasks = runner!(tasks::TaskProjection);
     let control = runner!(control::ControlProjection);
-    let (a, b, c, d, e) = tokio::join!(
+    let alerts = runner!(alerts::AlertsProjection);
+    let (a, b, c, d, e, f) = tokio::join!(
         hb.run(cancel.clone()),
         inv.run(cancel.clone()),
         events.run(cancel.clone()),
         tasks.run(cancel.clone()),
-        control.run(cancel.clone())
+        control.run(cancel.clone()),
+        alerts.run(cancel.clone())
     );
-    a.and(b).and(c).and(d).and(e)
+    a.and(b).and(c).and(d).and(e).and(f)
 }

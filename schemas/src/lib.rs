@@ -6,6 +6,7 @@
 //! readers can read new events and new readers can read old ones. This crate has no async runtime
 //! and compiles to wasm, so the console can decode events too.
 
+pub mod alerts;
 pub mod codec;
 pub mod control;
 pub mod events;
@@ -13,6 +14,9 @@ pub mod registry;
 pub mod subjects;
 pub mod tasks;
 
+pub use alerts::{
+    AlertFired, AlertResolved, AlertRuleDeleted, AlertRuleSaved, SilenceCreated, SilenceDeleted,
+};
 pub use codec::{DecodeError, EncodeError, decode, encode, written_as};
 pub use control::{
     ClusterCreated, ClusterDeleted, ClusterRenamed, Label, NodeAssignedToCluster, NodeLabelsSet,

@@ -78,6 +78,12 @@ pub const RELEASED: &[SchemaFile] = &[
         "notification_channel_deleted.v1.avsc"
     ),
     schema_file!("NotificationAttempted", 1, "notification_attempted.v1.avsc"),
+    schema_file!("AlertRuleSaved", 1, "alert_rule_saved.v1.avsc"),
+    schema_file!("AlertRuleDeleted", 1, "alert_rule_deleted.v1.avsc"),
+    schema_file!("SilenceCreated", 1, "silence_created.v1.avsc"),
+    schema_file!("SilenceDeleted", 1, "silence_deleted.v1.avsc"),
+    schema_file!("AlertFired", 1, "alert_fired.v1.avsc"),
+    schema_file!("AlertResolved", 1, "alert_resolved.v1.avsc"),
 ];
 
 /// A parsed schema with its 8-byte CRC-64-AVRO (Rabin) fingerprint.

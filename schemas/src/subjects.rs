@@ -77,6 +77,26 @@ pub fn control_channel(channel_id: &str) -> String {
     format!("{PREFIX}.control.channel.{channel_id}")
 }
 
+/// Subject of an alert rule's events (saved, deleted); last token the rule id.
+pub fn control_rule(rule_id: &str) -> String {
+    format!("{PREFIX}.control.rule.{rule_id}")
+}
+
+/// Subject of a silence's events (created, deleted); last token the silence id.
+pub fn control_silence(silence_id: &str) -> String {
+    format!("{PREFIX}.control.silence.{silence_id}")
+}
+
+/// Every alert's firing and resolution (stream `NERVE_ALERTS`).
+pub const ALERTS_ALL: &str = "nerve.v1.alerts.>";
+
+/// Subject of the alerts of one rule on one node; the last message on it is that pair's
+/// current state (firing or resolved), which is how the evaluator keeps one open alert per
+/// rule × node across restarts.
+pub fn alert(rule_id: &str, node_id: &str) -> String {
+    format!("{PREFIX}.alerts.{rule_id}.{node_id}")
+}
+
 /// Subject a node's heartbeats are published on.
 pub fn heartbeat(node_id: &str) -> String {
     format!("{PREFIX}.telemetry.heartbeat.{node_id}")
@@ -118,6 +138,7 @@ mod tests {
         assert_eq!(node_id_of(&gpu_xid("g1")), Some("g1"));
         assert_eq!(node_id_of(&liveness("l1")), Some("l1"));
         assert_eq!(node_id_of(&task_node("t1")), Some("t1"));
+        assert_eq!(node_id_of(&alert("r-1", "a1")), Some("a1"));
         assert_eq!(node_id_of(&dispatch("d1")), Some("d1"));
         // Dispatch and cancel stay outside the task stream's subjects.
         assert!(!dispatch("d1").starts_with("nerve.v1.tasks."));

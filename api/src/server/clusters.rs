@@ -207,6 +207,7 @@ pub async fn create(state: &AppState, req: CreateCluster) -> Result<Accepted, Ap
     Ok(Accepted {
         event_id: event.envelope.event_id,
         cluster_id: Some(cluster_id),
+        id: None,
     })
 }
 
@@ -228,6 +229,7 @@ pub async fn rename(state: &AppState, key: &str, req: RenameCluster) -> Result<A
     Ok(Accepted {
         event_id: event.envelope.event_id,
         cluster_id: Some(id),
+        id: None,
     })
 }
 
@@ -243,6 +245,7 @@ pub async fn delete(state: &AppState, key: &str) -> Result<Accepted, ApiError> {
     Ok(Accepted {
         event_id: event.envelope.event_id,
         cluster_id: Some(id),
+        id: None,
     })
 }
 
@@ -293,6 +296,7 @@ pub async fn assign(
     Ok(Accepted {
         event_id,
         cluster_id: Some(id),
+        id: None,
     })
 }
 
@@ -321,6 +325,7 @@ pub async fn set_labels(
     Ok(Accepted {
         event_id: event.envelope.event_id,
         cluster_id: None,
+        id: None,
     })
 }
 

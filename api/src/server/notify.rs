@@ -26,10 +26,6 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// How long one attempt may take.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn bad(message: impl Into<String>) -> ApiError {
-    ApiError::BadRequest(message.into())
-}
-
 /// The signature header value of `body` under `secret`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
     // HMAC accepts keys of any length; this cannot fail.
@@ -43,7 +39,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 
 /// Checks a channel; every problem names its field.
 pub fn validate(req: &SaveChannel) -> Result<(), ApiError> {
-    let mut problems = Vec::new();
+    let mut problems = crate::error::Problems::default();
     let name_ok = !req.name.is_empty()
         && req.name.len() <= 64
         && req
@@ -51,34 +47,31 @@ pub fn validate(req: &SaveChannel) -> Result<(), ApiError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !name_ok {
-        problems.push("name: 1 to 64 of [A-Za-z0-9._-]".to_owned());
+        problems.add("name", "1 to 64 of [A-Za-z0-9._-]");
     }
     match req.kind.as_str() {
         "webhook" | "slack" => match reqwest::Url::parse(&req.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            _ => problems.push(format!("url: {:?} is not an http(s) URL", req.url)),
+            _ => problems.add("url", format!("{:?} is not an http(s) URL", req.url)),
         },
         "email" => {
             if let Err(e) = recipients(&req.url) {
-                problems.push(format!("url: {e}"));
+                problems.add("url", e);
             }
         }
-        other => problems.push(format!("kind: {other:?} is not webhook, slack or email")),
+        other => problems.add("kind", format!("{other:?} is not webhook, slack or email")),
     }
     if req.secret.len() > 256 {
-        problems.push("secret: at most 256 bytes".to_owned());
+        problems.add("secret", "at most 256 bytes");
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(bad(problems.join("; ")))
-    }
+    problems.finish()
 }
 
+/// A stored channel.
 #[derive(Debug, Row, Deserialize)]
-struct ChannelRow {
-    channel_id: String,
-    name: String,
+pub(crate) struct ChannelRow {
+    pub(crate) channel_id: String,
+    pub(crate) name: String,
     kind: String,
     url: String,
     secret: String,
@@ -87,7 +80,7 @@ struct ChannelRow {
 const CHANNELS: &str = "SELECT channel_id, name, kind, url, secret FROM channels FINAL \
     WHERE deleted = 0";
 
-async fn find(state: &AppState, key: &str) -> Result<ChannelRow, ApiError> {
+pub(crate) async fn find(state: &AppState, key: &str) -> Result<ChannelRow, ApiError> {
     state
         .ch()
         .query(&format!(
@@ -125,7 +118,9 @@ pub async fn list(state: &AppState) -> Result<ChannelList, ApiError> {
 pub async fn create(state: &AppState, req: SaveChannel) -> Result<Accepted, ApiError> {
     validate(&req)?;
     if find(state, &req.name).await.is_ok() {
-        return Err(bad(format!("name: a channel named {:?} exists", req.name)));
+        let mut problems = crate::error::Problems::default();
+        problems.add("name", format!("a channel named {:?} exists", req.name));
+        problems.finish()?;
     }
     let id = uuid::Uuid::now_v7().to_string();
     let event = NotificationChannelSaved {
@@ -145,6 +140,7 @@ pub async fn create(state: &AppState, req: SaveChannel) -> Result<Accepted, ApiE
     Ok(Accepted {
         event_id: event.envelope.event_id,
         cluster_id: None,
+        id: Some(id),
     })
 }
 
@@ -160,6 +156,7 @@ pub async fn delete(state: &AppState, key: &str) -> Result<Accepted, ApiError> {
     Ok(Accepted {
         event_id: event.envelope.event_id,
         cluster_id: None,
+        id: Some(id),
     })
 }
 
@@ -240,8 +237,9 @@ async fn send_email(state: &AppState, channel: &ChannelRow, subject: &str, text:
 }
 
 /// Delivers `message` (a short human text) with `details` to a channel, retrying; every
-/// attempt is recorded. `alert_id` is empty for a test send.
-async fn deliver(
+/// attempt is recorded. `alert_id` names the alerts the message is about (comma-separated),
+/// empty for a test send.
+pub(crate) async fn deliver(
     state: &AppState,
     channel: &ChannelRow,
     alert_id: &str,

@@ -10,12 +10,12 @@ use tower_http::trace::TraceLayer;
 
 use crate::AppState;
 use crate::dto::{
-    CreateCluster, CreateTask, MetricsQuery, NodeListQuery, RenameCluster, SaveChannel, SetLabels,
-    TaskListQuery,
+    AlertListQuery, CreateCluster, CreateSilence, CreateTask, MetricsQuery, NodeListQuery,
+    RenameCluster, SaveChannel, SaveRule, SetLabels, TaskListQuery,
 };
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::{clusters, fleet, notify, tasks};
+use crate::{alerting, clusters, fleet, notify, tasks};
 
 /// The API router: `/api/v1/...` and the Prometheus `/metrics`.
 pub fn router(state: AppState) -> Router {
@@ -40,9 +40,19 @@ pub fn router(state: AppState) -> Router {
         .route("/channels", get(list_channels).post(create_channel))
         .route("/channels/{id}", axum::routing::delete(delete_channel))
         .route("/channels/{id}/test", post(test_channel))
+        .route("/alerts", get(list_alerts))
+        .route("/alerts/history", get(alert_history))
+        .route("/alerts/rules", get(list_rules).post(create_rule))
+        .route(
+            "/alerts/rules/{id}",
+            get(rule_detail).put(update_rule).delete(delete_rule),
+        )
+        .route("/silences", get(list_silences).post(create_silence))
+        .route("/silences/{id}", axum::routing::delete(delete_silence))
         // The seed's aliases.
         .route("/clusters/list", get(list_clusters))
         .route("/agents/list", get(list_nodes))
+        .route("/alerts/list", get(list_alerts))
         .merge(task_routes())
         .fallback(not_found);
     Router::new()
@@ -271,6 +281,86 @@ async fn test_channel(
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(notify::test_send(&state, &id).await?))
+}
+
+async fn list_alerts(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<AlertListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(alerting::list_alerts(&state, query).await?))
+}
+
+async fn alert_history(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<AlertListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(alerting::history(&state, query).await?))
+}
+
+async fn list_rules(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(alerting::list_rules(&state).await?))
+}
+
+async fn rule_detail(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(alerting::rule(&state, &id).await?))
+}
+
+async fn create_rule(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SaveRule>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(alerting::save(&state, None, req).await?),
+    ))
+}
+
+async fn update_rule(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<SaveRule>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(alerting::save(&state, Some(&id), req).await?),
+    ))
+}
+
+async fn delete_rule(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(alerting::delete_rule(&state, &id).await?),
+    ))
+}
+
+async fn list_silences(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(alerting::list_silences(&state).await?))
+}
+
+async fn create_silence(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateSilence>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(alerting::create_silence(&state, req).await?),
+    ))
+}
+
+async fn delete_silence(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(alerting::delete_silence(&state, &id).await?),
+    ))
 }
 
 async fn not_found() -> ApiError {

@@ -1,0 +1,257 @@
+//! Alerts projection: the alerts stream (`AlertFired`, `AlertResolved`) → `alert_log` (every
+//! firing and resolution, the history) and `alerts` (each alert's current state,
+//! ReplacingMergeTree keyed by alert id, last event wins; a resolution carries the firing's
+//! fields, so the row stays whole).
+
+use clickhouse::{Client, Row};
+use nerve_schemas::{AlertFired, AlertResolved, Envelope, Event};
+use serde::Serialize;
+
+use crate::runner::{EventKey, Positioned, Projection, insert_rows, validate_envelope};
+
+/// Durable consumer name.
+pub const NAME: &str = "proj_alerts";
+
+pub fn ddl(db: &str) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.alert_log (
+                node_id String,
+                ts DateTime('UTC'),
+                ts_ms UInt64,
+                event_id UUID,
+                kind String,
+                alert_id String,
+                rule_id String,
+                rule_name String,
+                severity String,
+                value Nullable(Float64),
+                threshold Float64,
+                summary String,
+                reason String,
+                silenced_by String,
+                stream_seq UInt64
+            ) ENGINE = MergeTree()
+            PARTITION BY toYYYYMM(ts)
+            ORDER BY (ts, node_id)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.alerts (
+                alert_id String,
+                rule_id String,
+                node_id String,
+                rule_name String,
+                severity String,
+                state String,
+                value Nullable(Float64),
+                threshold Float64,
+                summary String,
+                pending_since_ms UInt64,
+                fired_at_ms UInt64,
+                resolved_at_ms UInt64,
+                resolve_reason String,
+                silenced_by String,
+                stream_seq UInt64
+            ) ENGINE = ReplacingMergeTree(stream_seq)
+            ORDER BY alert_id"
+        ),
+    ]
+}
+
+/// A decoded alert event.
+#[derive(Debug)]
+pub enum AlertEvent {
+    Fired(AlertFired),
+    Resolved(AlertResolved),
+}
+
+impl AlertEvent {
+    fn envelope(&self) -> &Envelope {
+        match self {
+            AlertEvent::Fired(e) => &e.envelope,
+            AlertEvent::Resolved(e) => &e.envelope,
+        }
+    }
+
+    fn ids(&self) -> (&str, &str) {
+        match self {
+            AlertEvent::Fired(e) => (&e.alert_id, &e.rule_id),
+            AlertEvent::Resolved(e) => (&e.alert_id, &e.rule_id),
+        }
+    }
+}
+
+/// Decodes any event of the alerts stream.
+pub fn decode_alert(payload: &[u8]) -> Result<AlertEvent, String> {
+    use nerve_schemas::decode;
+    let (name, _) = nerve_schemas::written_as(payload).map_err(|e| e.to_string())?;
+    let e = |e: nerve_schemas::DecodeError| e.to_string();
+    Ok(match name {
+        AlertFired::NAME => AlertEvent::Fired(decode(payload).map_err(e)?),
+        AlertResolved::NAME => AlertEvent::Resolved(decode(payload).map_err(e)?),
+        other => return Err(format!("{other} does not belong on the alerts stream")),
+    })
+}
+
+/// A validated alert event.
+#[derive(Debug)]
+pub struct Decoded {
+    pub event: AlertEvent,
+    pub event_id: uuid::Uuid,
+}
+
+/// Folds alert events.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlertsProjection;
+
+impl Projection for AlertsProjection {
+    type Item = Decoded;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn stream(&self) -> &'static str {
+        nerve_ingest::ALERTS_STREAM
+    }
+
+    fn decode(&self, subject: &str, payload: &[u8], published_ms: i64) -> Result<Decoded, String> {
+        let event = decode_alert(payload)?;
+        let (alert_id, rule_id) = event.ids();
+        if uuid::Uuid::parse_str(alert_id).is_err() || uuid::Uuid::parse_str(rule_id).is_err() {
+            return Err("alert_id and rule_id must be UUIDs".into());
+        }
+        let expected = nerve_schemas::subjects::alert(rule_id, &event.envelope().node_id);
+        if subject != expected {
+            return Err(format!("event does not belong on subject {subject}"));
+        }
+        let event_id = validate_envelope(event.envelope(), subject, published_ms)?;
+        Ok(Decoded { event, event_id })
+    }
+
+    fn key(item: &Decoded) -> EventKey<'_> {
+        EventKey::of(item.event.envelope())
+    }
+
+    fn append_only_table(&self) -> Option<&'static str> {
+        Some("alert_log")
+    }
+
+    async fn write(
+        &self,
+        ch: &Client,
+        items: &[Positioned<Decoded>],
+    ) -> Result<(), clickhouse::error::Error> {
+        let mut log = Vec::with_capacity(items.len());
+        let mut current = Vec::with_capacity(items.len());
+        for p in items {
+            let env = p.item.event.envelope();
+            let at = env.occurred_at_ms.max(0) as u64;
+            let ms = |v: i64| v.max(0) as u64;
+            let (row, state) = match &p.item.event {
+                AlertEvent::Fired(e) => (
+                    AlertRow {
+                        alert_id: e.alert_id.clone(),
+                        rule_id: e.rule_id.clone(),
+                        node_id: env.node_id.clone(),
+                        rule_name: e.rule_name.clone(),
+                        severity: e.severity.clone(),
+                        state: "firing".into(),
+                        value: Some(e.value),
+                        threshold: e.threshold,
+                        summary: e.summary.clone(),
+                        pending_since_ms: ms(e.pending_since_ms),
+                        fired_at_ms: at,
+                        resolved_at_ms: 0,
+                        resolve_reason: String::new(),
+                        silenced_by: e.silenced_by.clone(),
+                        stream_seq: p.stream_seq,
+                    },
+                    "",
+                ),
+                AlertEvent::Resolved(e) => (
+                    AlertRow {
+                        alert_id: e.alert_id.clone(),
+                        rule_id: e.rule_id.clone(),
+                        node_id: env.node_id.clone(),
+                        rule_name: e.rule_name.clone(),
+                        severity: e.severity.clone(),
+                        state: "resolved".into(),
+                        value: e.value,
+                        threshold: e.threshold,
+                        summary: e.summary.clone(),
+                        pending_since_ms: 0,
+                        fired_at_ms: ms(e.fired_at_ms),
+                        resolved_at_ms: at,
+                        resolve_reason: e.reason.clone(),
+                        silenced_by: e.silenced_by.clone(),
+                        stream_seq: p.stream_seq,
+                    },
+                    e.reason.as_str(),
+                ),
+            };
+            log.push(LogRow {
+                node_id: env.node_id.clone(),
+                ts: (at / 1000).min(u64::from(u32::MAX)) as u32,
+                ts_ms: at,
+                event_id: p.item.event_id,
+                kind: env.schema_name.clone(),
+                alert_id: row.alert_id.clone(),
+                rule_id: row.rule_id.clone(),
+                rule_name: row.rule_name.clone(),
+                severity: row.severity.clone(),
+                value: row.value,
+                threshold: row.threshold,
+                summary: row.summary.clone(),
+                reason: state.to_owned(),
+                silenced_by: row.silenced_by.clone(),
+                stream_seq: p.stream_seq,
+            });
+            current.push(row);
+        }
+        insert_rows(ch, "alerts", &current).await?;
+        // Last: an event found here had everything above written.
+        insert_rows(ch, "alert_log", &log).await
+    }
+}
+
+/// A row of `alert_log`.
+#[derive(Debug, Row, Serialize)]
+pub struct LogRow {
+    pub node_id: String,
+    pub ts: u32,
+    pub ts_ms: u64,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub event_id: uuid::Uuid,
+    pub kind: String,
+    pub alert_id: String,
+    pub rule_id: String,
+    pub rule_name: String,
+    pub severity: String,
+    pub value: Option<f64>,
+    pub threshold: f64,
+    pub summary: String,
+    pub reason: String,
+    pub silenced_by: String,
+    pub stream_seq: u64,
+}
+
+/// A row of `alerts`.
+#[derive(Debug, Row, Serialize)]
+pub struct AlertRow {
+    pub alert_id: String,
+    pub rule_id: String,
+    pub node_id: String,
+    pub rule_name: String,
+    pub severity: String,
+    pub state: String,
+    pub value: Option<f64>,
+    pub threshold: f64,
+    pub summary: String,
+    pub pending_since_ms: u64,
+    pub fired_at_ms: u64,
+    pub resolved_at_ms: u64,
+    pub resolve_reason: String,
+    pub silenced_by: String,
+    pub stream_seq: u64,
+}
