@@ -4,6 +4,7 @@
 mod agent_buffer;
 mod agent_e2e;
 mod agent_inventory;
+mod alerts;
 mod api_errors;
 mod browser;
 mod channels;
