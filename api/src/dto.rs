@@ -708,8 +708,10 @@ pub struct Alert {
     pub resolved_at: Option<String>,
     /// `recovered`, `rule_changed`, `rule_deleted` or `out_of_scope`; empty while firing.
     pub resolve_reason: String,
-    /// The silence that muted its notifications; empty when none.
+    /// The silence that muted it when it fired; empty when none.
     pub silenced_by: String,
+    /// The silence muting it now (firing alerts); empty when none.
+    pub muted_by: String,
 }
 
 /// `GET /api/v1/alerts` query.

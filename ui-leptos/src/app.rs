@@ -5,6 +5,7 @@ use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::path;
 
+use crate::pages::alerts::{AlertsPage, ChannelsPage, RulesPage};
 use crate::pages::clusters::ClustersPage;
 use crate::pages::dashboard::Dashboard;
 use crate::pages::node::NodePage;
@@ -35,7 +36,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// Layout and routes. New sections (tasks, clusters, alerts, audit) add a nav link and a route.
+/// Layout and routes. New sections (audit) add a nav link and a route.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
@@ -58,6 +59,7 @@ pub fn App() -> impl IntoView {
                     <A href="/nodes">"Nodes"</A>
                     <A href="/tasks">"Tasks"</A>
                     <A href="/clusters">"Clusters"</A>
+                    <A href="/alerts">"Alerts"</A>
                 </nav>
             </header>
             <main id="main">
@@ -67,6 +69,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/nodes/:id") view=NodePage/>
                     <Route path=path!("/tasks") view=TasksPage/>
                     <Route path=path!("/clusters") view=ClustersPage/>
+                    <Route path=path!("/alerts") view=AlertsPage/>
+                    <Route path=path!("/alerts/rules") view=RulesPage/>
+                    <Route path=path!("/alerts/channels") view=ChannelsPage/>
                     <Route path=path!("/tasks/new") view=NewTaskPage/>
                     <Route path=path!("/tasks/:id") view=TaskPage/>
                 </Routes>

@@ -158,3 +158,140 @@ pub async fn delete_cluster(id: String) -> Result<(), ServerFnError> {
         .map(|_| ())
         .map_err(fail)
 }
+
+/// A form's answer: `Ok(id)`, or the problems to show next to their fields.
+pub type FormResult = Result<String, Vec<nerve_api::dto::FieldError>>;
+
+/// A form error that is not about a field (or a server failure) shown at the form's end.
+#[cfg(feature = "ssr")]
+fn form_answer(
+    r: Result<nerve_api::dto::Accepted, nerve_api::error::ApiError>,
+) -> Result<FormResult, ServerFnError> {
+    use nerve_api::dto::FieldError;
+    use nerve_api::error::ApiError;
+    match r {
+        Ok(a) => Ok(Ok(a.id.unwrap_or_default())),
+        Err(ApiError::Invalid(fields)) => Ok(Err(fields)),
+        Err(ApiError::BadRequest(message)) => Ok(Err(vec![FieldError {
+            field: String::new(),
+            message,
+        }])),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// Alerts in `alert_state` (`firing`, `resolved` or `all`), newest first. (A plain argument:
+/// a query struct with every field unset would encode as nothing at all.)
+#[server(prefix = "/ui-api", endpoint = "alerts")]
+pub async fn get_alerts(alert_state: String) -> Result<nerve_api::dto::AlertList, ServerFnError> {
+    let query = nerve_api::dto::AlertListQuery {
+        state: Some(alert_state),
+        ..Default::default()
+    };
+    nerve_api::alerting::list_alerts(&state()?, query)
+        .await
+        .map_err(fail)
+}
+
+/// The latest firings and resolutions.
+#[server(prefix = "/ui-api", endpoint = "alert-history")]
+pub async fn get_alert_history() -> Result<nerve_api::dto::AlertHistory, ServerFnError> {
+    let query = nerve_api::dto::AlertListQuery {
+        limit: Some(50),
+        ..Default::default()
+    };
+    nerve_api::alerting::history(&state()?, query)
+        .await
+        .map_err(fail)
+}
+
+/// Every alert rule.
+#[server(prefix = "/ui-api", endpoint = "alert-rules")]
+pub async fn get_rules() -> Result<nerve_api::dto::RuleList, ServerFnError> {
+    nerve_api::alerting::list_rules(&state()?)
+        .await
+        .map_err(fail)
+}
+
+/// Creates a rule.
+#[server(prefix = "/ui-api", endpoint = "alert-rule-create")]
+pub async fn create_rule(rule: nerve_api::dto::SaveRule) -> Result<FormResult, ServerFnError> {
+    let rule = nerve_api::dto::SaveRule {
+        requested_by: "console".into(),
+        ..rule
+    };
+    form_answer(nerve_api::alerting::save(&state()?, None, rule).await)
+}
+
+/// Deletes a rule.
+#[server(prefix = "/ui-api", endpoint = "alert-rule-delete")]
+pub async fn delete_rule(id: String) -> Result<(), ServerFnError> {
+    nerve_api::alerting::delete_rule(&state()?, &id)
+        .await
+        .map(|_| ())
+        .map_err(fail)
+}
+
+/// Silences, active first.
+#[server(prefix = "/ui-api", endpoint = "silences")]
+pub async fn get_silences() -> Result<nerve_api::dto::SilenceList, ServerFnError> {
+    nerve_api::alerting::list_silences(&state()?)
+        .await
+        .map_err(fail)
+}
+
+/// Creates a silence.
+#[server(prefix = "/ui-api", endpoint = "silence-create")]
+pub async fn create_silence(
+    silence: nerve_api::dto::CreateSilence,
+) -> Result<FormResult, ServerFnError> {
+    let silence = nerve_api::dto::CreateSilence {
+        requested_by: "console".into(),
+        ..silence
+    };
+    form_answer(nerve_api::alerting::create_silence(&state()?, silence).await)
+}
+
+/// Ends a silence now.
+#[server(prefix = "/ui-api", endpoint = "silence-delete")]
+pub async fn delete_silence(id: String) -> Result<(), ServerFnError> {
+    nerve_api::alerting::delete_silence(&state()?, &id)
+        .await
+        .map(|_| ())
+        .map_err(fail)
+}
+
+/// Notification channels.
+#[server(prefix = "/ui-api", endpoint = "channels")]
+pub async fn get_channels() -> Result<nerve_api::dto::ChannelList, ServerFnError> {
+    nerve_api::notify::list(&state()?).await.map_err(fail)
+}
+
+/// Creates a channel.
+#[server(prefix = "/ui-api", endpoint = "channel-create")]
+pub async fn create_channel(
+    channel: nerve_api::dto::SaveChannel,
+) -> Result<FormResult, ServerFnError> {
+    let channel = nerve_api::dto::SaveChannel {
+        requested_by: "console".into(),
+        ..channel
+    };
+    form_answer(nerve_api::notify::create(&state()?, channel).await)
+}
+
+/// Sends a test message through a channel.
+#[server(prefix = "/ui-api", endpoint = "channel-test")]
+pub async fn test_channel(id: String) -> Result<nerve_api::dto::DeliveryReport, ServerFnError> {
+    nerve_api::notify::test_send(&state()?, &id)
+        .await
+        .map_err(fail)
+}
+
+/// Deletes a channel.
+#[server(prefix = "/ui-api", endpoint = "channel-delete")]
+pub async fn delete_channel(id: String) -> Result<(), ServerFnError> {
+    nerve_api::notify::delete(&state()?, &id)
+        .await
+        .map(|_| ())
+        .map_err(fail)
+}

@@ -466,10 +466,19 @@ pub async fn list_alerts(state: &AppState, q: AlertListQuery) -> Result<AlertLis
     )
     .fetch_one()
     .await?;
+    let now = nerve_platform::now_ms().max(0) as u64;
+    let silences = active_silences(state, now).await?;
+    let members = crate::evaluator::silenced_members(state, &silences).await?;
     Ok(AlertList {
         alerts: rows
             .into_iter()
             .map(|r| Alert {
+                muted_by: if r.state == "firing" {
+                    crate::evaluator::muted_by(&silences, &members, &r.rule_id, &r.node_id)
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                },
                 fired_at: rfc3339_ms(r.fired_at_ms),
                 resolved_at: (r.resolved_at_ms > 0).then(|| rfc3339_ms(r.resolved_at_ms)),
                 alert_id: r.alert_id,

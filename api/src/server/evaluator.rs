@@ -643,26 +643,7 @@ async fn evaluate(
     let now = nerve_platform::now_ms();
     let rules: Vec<RuleRow> = state.ch().query(crate::alerting::RULES).fetch_all().await?;
     let silences = crate::alerting::active_silences(state, now.max(0) as u64).await?;
-    let silenced_clusters: Vec<String> = silences
-        .iter()
-        .filter(|s| !s.match_cluster_id.is_empty())
-        .map(|s| s.match_cluster_id.clone())
-        .collect();
-    let members: HashSet<(String, String)> = if silenced_clusters.is_empty() {
-        HashSet::new()
-    } else {
-        state
-            .ch()
-            .query(&format!(
-                "SELECT cluster_id, node_id FROM {} WHERE has(?, cluster_id)",
-                crate::clusters::MEMBERS
-            ))
-            .bind(&silenced_clusters)
-            .fetch_all::<(String, String)>()
-            .await?
-            .into_iter()
-            .collect()
-    };
+    let members = silenced_members(state, &silences).await?;
     let silenced = |rule_id: &str, node_id: &str| muted_by(&silences, &members, rule_id, node_id);
     m.evaluations.inc();
     let mut changes = Vec::new();
@@ -718,8 +699,34 @@ async fn evaluate(
     Ok(())
 }
 
+/// The (cluster, node) memberships of the clusters `silences` name.
+pub(crate) async fn silenced_members(
+    state: &AppState,
+    silences: &[SilenceRow],
+) -> Result<HashSet<(String, String)>, ApiError> {
+    let clusters: Vec<String> = silences
+        .iter()
+        .filter(|s| !s.match_cluster_id.is_empty())
+        .map(|s| s.match_cluster_id.clone())
+        .collect();
+    if clusters.is_empty() {
+        return Ok(HashSet::new());
+    }
+    Ok(state
+        .ch()
+        .query(&format!(
+            "SELECT cluster_id, node_id FROM {} WHERE has(?, cluster_id)",
+            crate::clusters::MEMBERS
+        ))
+        .bind(&clusters)
+        .fetch_all::<(String, String)>()
+        .await?
+        .into_iter()
+        .collect())
+}
+
 /// Which silence mutes (rule, node), if any.
-fn muted_by(
+pub(crate) fn muted_by(
     silences: &[SilenceRow],
     members: &HashSet<(String, String)>,
     rule_id: &str,

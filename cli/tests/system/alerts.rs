@@ -186,6 +186,8 @@ async fn a_threshold_rule_fires_resolves_and_respects_silences() {
     let (a, b) = (of("hot-a"), of("hot-b"));
     assert_eq!(a["silenced_by"], "");
     assert_eq!(b["silenced_by"], silence_id.as_str());
+    assert_eq!(b["muted_by"], silence_id.as_str());
+    assert_eq!(a["muted_by"], "");
     assert_eq!(
         (a["rule_id"].as_str(), a["severity"].as_str()),
         (Some(rule_id.as_str()), Some("critical"))

@@ -267,6 +267,14 @@ async fn the_console_works_in_a_real_browser() {
     };
     let state =
         nerve_api::AppState::new(env.ch.clone(), Some(nats), env.config.api.clone(), metrics);
+    let evaluator = {
+        let mut config = env.config.alerts.clone();
+        config.eval_interval_ms = 200;
+        let (state, cancel) = (state.clone(), cancel.clone());
+        tokio::spawn(async move {
+            nerve_api::evaluator::run(state, config, &Registry::new(), cancel).await
+        })
+    };
     let app = nerve_ui::server::app(state, &site_dir());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -562,6 +570,84 @@ async fn the_console_works_in_a_real_browser() {
     assert_eq!(row_ids(c).await, vec![agent_id.clone()]);
     assert!(console_errors(c).await.is_empty());
 
+    // Alerting: a rule made in the console (its problems shown by field first) fires for the
+    // simulated node above it; a silence mutes that node.
+    visit(c, &base, "/alerts/rules", "alert-rules-empty").await;
+    click(c, "[data-testid=rule-create]").await;
+    wait_text(c, "[data-testid=error-name]", "the name's problem", |t| {
+        t.contains("1 to 64")
+    })
+    .await;
+    assert!(
+        text(c, "[data-testid=error-threshold]")
+            .await
+            .contains("required")
+    );
+    screenshot(c, "alert-rule-errors").await;
+    for (input, value) in [("#rule-name", "cpu-high"), ("#rule-threshold", "90")] {
+        c.find(Locator::Css(input))
+            .await
+            .expect(input)
+            .send_keys(value)
+            .await
+            .expect("type");
+    }
+    // The simulated heartbeats are from the test's start: look back an hour.
+    let window = c.find(Locator::Css("#rule-window")).await.expect("window");
+    window.clear().await.expect("clear");
+    window.send_keys("3600").await.expect("type");
+    click(c, "[data-testid=rule-create]").await;
+    // sim-013 beats at 91 % CPU (13 × 7).
+    wait_text(
+        c,
+        "tr[data-rule=cpu-high] [data-testid=rule-firing]",
+        "the rule firing",
+        |t| t.parse::<u32>().is_ok_and(|n| n > 0),
+    )
+    .await;
+    screenshot(c, "alert-rules").await;
+    visit(c, &base, "/alerts", "alerts").await;
+    wait_text(c, "tr[data-node=sim-013]", "sim-013's alert", |t| {
+        t.contains("cpu-high") && t.contains("warning")
+    })
+    .await;
+    for (input, value) in [
+        ("#silence-node", "sim-013"),
+        ("#silence-reason", "maintenance"),
+    ] {
+        c.find(Locator::Css(input))
+            .await
+            .expect(input)
+            .send_keys(value)
+            .await
+            .expect("type");
+    }
+    click(c, "[data-testid=silence-create]").await;
+    wait_text(
+        c,
+        "tr[data-silence][data-active=true]",
+        "the silence listed",
+        |t| t.contains("node sim-013") && t.contains("maintenance"),
+    )
+    .await;
+    wait_text(
+        c,
+        "tr[data-node=sim-013] [data-testid=muted]",
+        "sim-013 muted now",
+        |t| t == "muted",
+    )
+    .await;
+    wait_text(
+        c,
+        "[data-testid=alert-history]",
+        "the firing in the history",
+        |t| t.contains("fired") && t.contains("sim-013"),
+    )
+    .await;
+    screenshot(c, "alerts-silenced").await;
+    visit(c, &base, "/alerts/channels", "alert-channels").await;
+    assert!(console_errors(c).await.is_empty());
+
     // Stop the agent: the node turns offline on screen without a reload.
     visit(c, &base, &format!("/nodes/{agent_id}"), "node-before-stop").await;
     assert_eq!(text(c, ".section-head .badge").await, "online");
@@ -590,5 +676,6 @@ async fn the_console_works_in_a_real_browser() {
     projectors.await.expect("join").expect("projectors");
     liveness.await.expect("join").expect("liveness");
     dispatcher.await.expect("join").expect("dispatcher");
+    evaluator.await.expect("join").expect("evaluator");
     server.await.expect("join").expect("server");
 }

@@ -1,5 +1,6 @@
 //! The console's pages.
 
+pub mod alerts;
 pub mod clusters;
 pub mod dashboard;
 pub mod node;
