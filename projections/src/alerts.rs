@@ -148,45 +148,40 @@ impl Projection for AlertsProjection {
             let env = p.item.event.envelope();
             let at = env.occurred_at_ms.max(0) as u64;
             let ms = |v: i64| v.max(0) as u64;
-            let (row, state) = match &p.item.event {
+            let (row, reason) = match &p.item.event {
                 AlertEvent::Fired(e) => (
                     AlertRow {
-                        alert_id: e.alert_id.clone(),
-                        rule_id: e.rule_id.clone(),
-                        node_id: env.node_id.clone(),
-                        rule_name: e.rule_name.clone(),
-                        severity: e.severity.clone(),
                         state: "firing".into(),
                         value: Some(e.value),
-                        threshold: e.threshold,
-                        summary: e.summary.clone(),
                         pending_since_ms: ms(e.pending_since_ms),
                         fired_at_ms: at,
-                        resolved_at_ms: 0,
-                        resolve_reason: String::new(),
-                        silenced_by: e.silenced_by.clone(),
-                        stream_seq: p.stream_seq,
-                    },
+                        ..AlertRow::of(&env.node_id, e.alert_id.as_str(), &e.rule_id, p.stream_seq)
+                    }
+                    .named(
+                        &e.rule_name,
+                        &e.severity,
+                        e.threshold,
+                        &e.summary,
+                        &e.silenced_by,
+                    ),
                     "",
                 ),
                 AlertEvent::Resolved(e) => (
                     AlertRow {
-                        alert_id: e.alert_id.clone(),
-                        rule_id: e.rule_id.clone(),
-                        node_id: env.node_id.clone(),
-                        rule_name: e.rule_name.clone(),
-                        severity: e.severity.clone(),
                         state: "resolved".into(),
                         value: e.value,
-                        threshold: e.threshold,
-                        summary: e.summary.clone(),
-                        pending_since_ms: 0,
                         fired_at_ms: ms(e.fired_at_ms),
                         resolved_at_ms: at,
                         resolve_reason: e.reason.clone(),
-                        silenced_by: e.silenced_by.clone(),
-                        stream_seq: p.stream_seq,
-                    },
+                        ..AlertRow::of(&env.node_id, e.alert_id.as_str(), &e.rule_id, p.stream_seq)
+                    }
+                    .named(
+                        &e.rule_name,
+                        &e.severity,
+                        e.threshold,
+                        &e.summary,
+                        &e.silenced_by,
+                    ),
                     e.reason.as_str(),
                 ),
             };
@@ -203,7 +198,7 @@ impl Projection for AlertsProjection {
                 value: row.value,
                 threshold: row.threshold,
                 summary: row.summary.clone(),
-                reason: state.to_owned(),
+                reason: reason.to_owned(),
                 silenced_by: row.silenced_by.clone(),
                 stream_seq: p.stream_seq,
             });
@@ -237,7 +232,7 @@ pub struct LogRow {
 }
 
 /// A row of `alerts`.
-#[derive(Debug, Row, Serialize)]
+#[derive(Debug, Default, Row, Serialize)]
 pub struct AlertRow {
     pub alert_id: String,
     pub rule_id: String,
@@ -254,4 +249,34 @@ pub struct AlertRow {
     pub resolve_reason: String,
     pub silenced_by: String,
     pub stream_seq: u64,
+}
+
+impl AlertRow {
+    fn of(node_id: &str, alert_id: &str, rule_id: &str, stream_seq: u64) -> Self {
+        Self {
+            alert_id: alert_id.to_owned(),
+            rule_id: rule_id.to_owned(),
+            node_id: node_id.to_owned(),
+            stream_seq,
+            ..Self::default()
+        }
+    }
+
+    fn named(
+        self,
+        rule_name: &str,
+        severity: &str,
+        threshold: f64,
+        summary: &str,
+        silenced_by: &str,
+    ) -> Self {
+        Self {
+            rule_name: rule_name.to_owned(),
+            severity: severity.to_owned(),
+            threshold,
+            summary: summary.to_owned(),
+            silenced_by: silenced_by.to_owned(),
+            ..self
+        }
+    }
 }

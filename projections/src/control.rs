@@ -13,7 +13,7 @@ use nerve_schemas::{
     NodeAssignedToCluster, NodeLabelsSet, NodeUnassignedFromCluster, NotificationAttempted,
     NotificationChannelDeleted, NotificationChannelSaved, SilenceCreated, SilenceDeleted,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::runner::{EventKey, Positioned, Projection, insert_rows, validate_envelope};
 
@@ -521,8 +521,8 @@ pub struct AttemptRow {
     pub stream_seq: u64,
 }
 
-/// A row of `alert_rules`.
-#[derive(Debug, Default, Row, Serialize)]
+/// A row of `alert_rules`; the API and the evaluator read rules back as this too.
+#[derive(Debug, Clone, Default, PartialEq, Row, Serialize, Deserialize)]
 pub struct RuleRow {
     pub rule_id: String,
     pub name: String,

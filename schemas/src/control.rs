@@ -126,18 +126,8 @@ pub fn parse_label(text: &str) -> Result<Label, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{decode, encode, written_as};
 
-    fn check<E: Event + PartialEq + std::fmt::Debug>(event: &E) {
-        let reg = crate::registry::registry()
-            .get(E::NAME, E::VERSION)
-            .expect("registered");
-        let value = apache_avro::to_value(event).expect("to_value");
-        assert!(value.validate(&reg.schema), "{} does not validate", E::NAME);
-        let bytes = encode(event).expect("encode");
-        assert_eq!(written_as(&bytes).expect("header"), (E::NAME, E::VERSION));
-        assert_eq!(&decode::<E>(&bytes).expect("decode"), event);
-    }
+    use crate::registry::assert_round_trips as check;
 
     #[test]
     fn every_control_event_follows_its_schema_and_round_trips() {

@@ -147,6 +147,19 @@ pub fn registry() -> &'static Registry {
     &REGISTRY
 }
 
+/// Test helper: `event` validates against its registered schema, and encodes and decodes to
+/// itself with the header naming it.
+#[cfg(test)]
+pub(crate) fn assert_round_trips<E: crate::events::Event + PartialEq + std::fmt::Debug>(event: &E) {
+    use crate::codec::{decode, encode, written_as};
+    let reg = registry().get(E::NAME, E::VERSION).expect("registered");
+    let value = apache_avro::to_value(event).expect("to_value");
+    assert!(value.validate(&reg.schema), "{} does not validate", E::NAME);
+    let bytes = encode(event).expect("encode");
+    assert_eq!(written_as(&bytes).expect("header"), (E::NAME, E::VERSION));
+    assert_eq!(&decode::<E>(&bytes).expect("decode"), event);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -168,7 +168,6 @@ event!(TaskUnreachable, 1);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{decode, encode, written_as};
 
     fn env<E: Event>() -> Envelope {
         Envelope::new::<E>("node-1", 1_700_000_000_000)
@@ -190,16 +189,7 @@ mod tests {
         }
     }
 
-    fn check<E: Event + PartialEq + std::fmt::Debug>(event: &E) {
-        let reg = crate::registry::registry()
-            .get(E::NAME, E::VERSION)
-            .expect("registered");
-        let value = apache_avro::to_value(event).expect("to_value");
-        assert!(value.validate(&reg.schema), "{} does not validate", E::NAME);
-        let bytes = encode(event).expect("encode");
-        assert_eq!(written_as(&bytes).expect("header"), (E::NAME, E::VERSION));
-        assert_eq!(&decode::<E>(&bytes).expect("decode"), event);
-    }
+    use crate::registry::assert_round_trips as check;
 
     #[test]
     fn every_task_event_follows_its_schema_and_round_trips() {

@@ -23,34 +23,10 @@ pub const MAX_RESOLVE_AFTER_SECS: u64 = 24 * 3600;
 /// Longest silence.
 pub const MAX_SILENCE_SECS: u64 = 90 * 24 * 3600;
 
-/// A stored rule (`alert_rules`), as the evaluator and the API read it.
-#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
-pub struct RuleRow {
-    pub rule_id: String,
-    pub name: String,
-    pub description: String,
-    pub kind: String,
-    pub metric: String,
-    pub aggregate: String,
-    pub op: String,
-    pub threshold: f64,
-    pub window_secs: u64,
-    pub for_secs: u64,
-    pub resolve_after_secs: u64,
-    pub severity: String,
-    pub clusters: Vec<String>,
-    pub labels: Vec<String>,
-    pub node_ids: Vec<String>,
-    pub channels: Vec<String>,
-    pub enabled: u8,
-    pub updated_at_ms: u64,
-    pub updated_by: String,
-}
+pub use nerve_projections::control::RuleRow;
 
 /// Every rule that is not deleted.
-pub const RULES: &str = "SELECT rule_id, name, description, kind, metric, aggregate, op, \
-    threshold, window_secs, for_secs, resolve_after_secs, severity, clusters, labels, node_ids, \
-    channels, enabled, updated_at_ms, updated_by FROM alert_rules FINAL WHERE deleted = 0";
+pub const RULES: &str = "SELECT * FROM alert_rules FINAL WHERE deleted = 0";
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -324,12 +300,7 @@ pub async fn save(
     let id = current.map_or_else(|| uuid::Uuid::now_v7().to_string(), |c| c.rule_id);
     event.envelope = Envelope::new::<AlertRuleSaved>(id.clone(), nerve_platform::now_ms());
     event.rule_id = id.clone();
-    crate::tasks::publish(state, subjects::control_rule(&id), &event).await?;
-    Ok(Accepted {
-        event_id: event.envelope.event_id,
-        cluster_id: None,
-        id: Some(id),
-    })
+    crate::tasks::record_change(state, subjects::control_rule(&id), &event, id).await
 }
 
 /// Deletes a rule; the evaluator resolves its open alerts.
@@ -340,12 +311,7 @@ pub async fn delete_rule(state: &AppState, key: &str) -> Result<Accepted, ApiErr
         rule_id: id.clone(),
         requested_by: "api".into(),
     };
-    crate::tasks::publish(state, subjects::control_rule(&id), &event).await?;
-    Ok(Accepted {
-        event_id: event.envelope.event_id,
-        cluster_id: None,
-        id: Some(id),
-    })
+    crate::tasks::record_change(state, subjects::control_rule(&id), &event, id).await
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -705,12 +671,7 @@ pub async fn create_silence(state: &AppState, req: CreateSilence) -> Result<Acce
             req.requested_by
         },
     };
-    crate::tasks::publish(state, subjects::control_silence(&id), &event).await?;
-    Ok(Accepted {
-        event_id: event.envelope.event_id,
-        cluster_id: None,
-        id: Some(id),
-    })
+    crate::tasks::record_change(state, subjects::control_silence(&id), &event, id).await
 }
 
 /// Ends a silence now.
@@ -732,12 +693,7 @@ pub async fn delete_silence(state: &AppState, id: &str) -> Result<Accepted, ApiE
         silence_id: id.to_owned(),
         requested_by: "api".into(),
     };
-    crate::tasks::publish(state, subjects::control_silence(id), &event).await?;
-    Ok(Accepted {
-        event_id: event.envelope.event_id,
-        cluster_id: None,
-        id: Some(id.to_owned()),
-    })
+    crate::tasks::record_change(state, subjects::control_silence(id), &event, id.to_owned()).await
 }
 
 #[cfg(test)]

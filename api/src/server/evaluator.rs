@@ -865,8 +865,7 @@ mod tests {
             node_ids: vec![],
             channels: vec!["c1".into()],
             enabled: 1,
-            updated_at_ms: 0,
-            updated_by: "t".into(),
+            ..RuleRow::default()
         }
     }
 
@@ -1011,6 +1010,34 @@ mod tests {
         assert!(b.to_notify(&muted).is_empty(), "told once");
         let told: Vec<String> = b.to_notify(&none).into_iter().map(|a| a.node_id).collect();
         assert_eq!(told, ["n1"], "the silence ended");
+    }
+
+    #[test]
+    fn a_silence_mutes_what_all_its_matchers_match() {
+        let silence = |rule: &str, node: &str, cluster: &str| SilenceRow {
+            silence_id: format!("{rule}/{node}/{cluster}"),
+            match_rule_id: rule.into(),
+            match_node_id: node.into(),
+            match_cluster_id: cluster.into(),
+            starts_at_ms: 0,
+            ends_at_ms: 1,
+            reason: "r".into(),
+            requested_by: "t".into(),
+        };
+        let members = HashSet::from([("c1".to_owned(), "n1".to_owned())]);
+        let muted = |s: SilenceRow, rule: &str, node: &str| {
+            muted_by(std::slice::from_ref(&s), &members, rule, node).is_some()
+        };
+        assert!(muted(silence("r1", "", ""), "r1", "n9"));
+        assert!(!muted(silence("r1", "", ""), "r2", "n1"));
+        assert!(muted(silence("", "n1", ""), "r2", "n1"));
+        assert!(muted(silence("", "", "c1"), "r2", "n1"));
+        assert!(!muted(silence("", "", "c1"), "r2", "n2"), "not a member");
+        assert!(muted(silence("r1", "", "c1"), "r1", "n1"));
+        assert!(
+            !muted(silence("r1", "", "c1"), "r2", "n1"),
+            "every matcher must hold"
+        );
     }
 
     #[test]

@@ -136,12 +136,7 @@ pub async fn create(state: &AppState, req: SaveChannel) -> Result<Accepted, ApiE
             req.requested_by
         },
     };
-    crate::tasks::publish(state, subjects::control_channel(&id), &event).await?;
-    Ok(Accepted {
-        event_id: event.envelope.event_id,
-        cluster_id: None,
-        id: Some(id),
-    })
+    crate::tasks::record_change(state, subjects::control_channel(&id), &event, id).await
 }
 
 /// Deletes a channel.
@@ -152,12 +147,7 @@ pub async fn delete(state: &AppState, key: &str) -> Result<Accepted, ApiError> {
         channel_id: id.clone(),
         requested_by: "api".into(),
     };
-    crate::tasks::publish(state, subjects::control_channel(&id), &event).await?;
-    Ok(Accepted {
-        event_id: event.envelope.event_id,
-        cluster_id: None,
-        id: Some(id),
-    })
+    crate::tasks::record_change(state, subjects::control_channel(&id), &event, id).await
 }
 
 /// The recipients of an email channel's `mailto:a@x,b@y` URL.

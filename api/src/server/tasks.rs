@@ -226,6 +226,22 @@ pub async fn resolve(state: &AppState, targets: &TaskTargets) -> Result<Vec<Stri
     Ok(nodes)
 }
 
+/// Records a change to the thing `id` names (a channel, rule or silence) and answers what the
+/// API returns for it.
+pub(crate) async fn record_change<E: Event>(
+    state: &AppState,
+    subject: String,
+    event: &E,
+    id: String,
+) -> Result<Accepted, ApiError> {
+    publish(state, subject, event).await?;
+    Ok(Accepted {
+        event_id: event.envelope().event_id.clone(),
+        cluster_id: None,
+        id: Some(id),
+    })
+}
+
 /// Records `event` in the event log (JetStream, with its id as `Nats-Msg-Id`).
 pub(crate) async fn publish<E: Event>(
     state: &AppState,

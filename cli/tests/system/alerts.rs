@@ -2,7 +2,8 @@
 //! and resolves after one recovers; its webhook message arrives signed and is retried after a
 //! 500; a silence mutes its node until the silence ends; a restarted evaluator keeps one open
 //! alert per rule × node; an absence rule fires when a real agent stops and resolves when it
-//! returns; invalid rules and silences are 400s naming every bad field.
+//! returns; event rules fire on critical GPU XIDs and on a node's task failure rate; invalid
+//! rules and silences are 400s naming every bad field, and a rule can be replaced.
 
 use std::sync::{Arc, Mutex};
 
@@ -473,6 +474,47 @@ async fn invalid_rules_and_silences_name_every_bad_field() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(fields(&body), ["name"]);
 
+    // Replacing it: a bad change names its field; a good one is stored.
+    let (status, body) = call(
+        &app,
+        Method::PUT,
+        "/api/v1/alerts/rules/disk-full",
+        json!({"name": "disk-full", "kind": "threshold", "metric": "disk_used_pct", "threshold": 101}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(fields(&body), ["threshold"]);
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        "/api/v1/alerts/rules/disk-full",
+        json!({"name": "disk-full", "kind": "threshold", "metric": "disk_used_pct",
+               "aggregate": "max", "threshold": 95, "severity": "critical"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let rule = eventually(DEADLINE, "the rule replaced", || async {
+        let (_, r) = call(
+            &app,
+            Method::GET,
+            "/api/v1/alerts/rules/disk-full",
+            Value::Null,
+        )
+        .await;
+        (r["threshold"] == 95.0).then_some(r)
+    })
+    .await;
+    assert_eq!(
+        (rule["aggregate"].as_str(), rule["severity"].as_str()),
+        (Some("max"), Some("critical"))
+    );
+    let (_, list) = call(&app, Method::GET, "/api/v1/alerts/rules", Value::Null).await;
+    assert_eq!(
+        list["rules"].as_array().map(Vec::len),
+        Some(1),
+        "replaced, not added"
+    );
+
     // Silences: nothing to match, no end, no reason; an unknown rule; a past end.
     let (status, body) = call(&app, Method::POST, "/api/v1/silences", json!({})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -503,5 +545,86 @@ async fn invalid_rules_and_silences_name_every_bad_field() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_rules_fire_on_critical_xids_and_task_failure_rates() {
+    use nerve_schemas::{Envelope, GpuXidOccurred, TaskFinished, subjects};
+    let env = Env::start().await;
+    let metrics = Registry::new();
+    let cancel = CancellationToken::new();
+    let _projectors = env.spawn_projectors(&metrics, &cancel);
+    let app = env.app().await;
+    let now = nerve_platform::now_ms();
+    for (node, severity) in [("gpu-bad", "critical"), ("gpu-meh", "warning")] {
+        let xid = GpuXidOccurred {
+            envelope: Envelope::new::<GpuXidOccurred>(node, now),
+            gpu_index: 0,
+            gpu_uuid: "GPU-0".into(),
+            pci_bus_id: "00000000:2A:00.0".into(),
+            xid: if severity == "critical" { 79 } else { 13 },
+            meaning: "test".into(),
+            severity: severity.into(),
+            likely_application: severity != "critical",
+            gpu_xid_total: 1,
+        };
+        crate::support::publish_event(&env.js, subjects::gpu_xid(node), &xid).await;
+    }
+    // flaky: 2 of 3 runs failed; steady: none of 2.
+    for (node, exits) in [("flaky", &[1, 0, 2][..]), ("steady", &[0, 0][..])] {
+        for code in exits {
+            let finished = TaskFinished {
+                envelope: Envelope::new::<TaskFinished>(node, now),
+                task_id: uuid::Uuid::now_v7().to_string(),
+                exit_code: Some(*code),
+                signal: None,
+                duration_ms: 5,
+                output_bytes: 0,
+                truncated: false,
+                error: String::new(),
+            };
+            crate::support::publish_event(&env.js, subjects::task_node(node), &finished).await;
+        }
+    }
+    eventually(DEADLINE, "the XIDs and task results stored", || async {
+        let xids = env.count("SELECT count() FROM node_events").await;
+        let runs = env.count("SELECT count() FROM task_nodes FINAL").await;
+        (xids == 2 && runs == 5).then_some(())
+    })
+    .await;
+    spawn_evaluator(&env, &metrics, &cancel).await;
+    for rule in [
+        json!({"name": "xid-critical", "kind": "event", "metric": "gpu_xid_critical",
+               "op": ">=", "threshold": 1, "window_secs": 3600, "severity": "critical"}),
+        json!({"name": "tasks-failing", "kind": "event", "metric": "task_failure_pct",
+               "op": ">", "threshold": 50, "window_secs": 3600}),
+    ] {
+        let (status, body) = call(&app, Method::POST, "/api/v1/alerts/rules", rule).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let firing = eventually(DEADLINE, "both event rules firing", || async {
+        let a = alerts(&app, "").await;
+        (a.len() == 2).then_some(a)
+    })
+    .await;
+    let mut fired: Vec<(String, String, f64)> = firing
+        .iter()
+        .map(|a| {
+            (
+                a["rule_name"].as_str().unwrap_or_default().to_owned(),
+                a["node_id"].as_str().unwrap_or_default().to_owned(),
+                a["value"].as_f64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    fired.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(fired[0].0, "tasks-failing");
+    assert_eq!(fired[0].1, "flaky");
+    assert!((fired[0].2 - 200.0 / 3.0).abs() < 0.01, "{fired:?}");
+    assert_eq!(
+        fired[1],
+        ("xid-critical".to_owned(), "gpu-bad".to_owned(), 1.0)
+    );
     cancel.cancel();
 }

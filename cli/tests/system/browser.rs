@@ -232,6 +232,18 @@ async fn row_ids(c: &Client) -> Vec<String> {
     ids
 }
 
+/// Types each value into the input its selector names.
+async fn type_into(c: &Client, fields: &[(&str, &str)]) {
+    for (css, value) in fields {
+        c.find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .send_keys(value)
+            .await
+            .expect("type");
+    }
+}
+
 /// Clicks the element `css` selects, once it exists.
 async fn click(c: &Client, css: &str) {
     click_on(c, Locator::Css(css)).await;
@@ -584,14 +596,7 @@ async fn the_console_works_in_a_real_browser() {
             .contains("required")
     );
     screenshot(c, "alert-rule-errors").await;
-    for (input, value) in [("#rule-name", "cpu-high"), ("#rule-threshold", "90")] {
-        c.find(Locator::Css(input))
-            .await
-            .expect(input)
-            .send_keys(value)
-            .await
-            .expect("type");
-    }
+    type_into(c, &[("#rule-name", "cpu-high"), ("#rule-threshold", "90")]).await;
     // The simulated heartbeats are from the test's start: look back an hour.
     let window = c.find(Locator::Css("#rule-window")).await.expect("window");
     window.clear().await.expect("clear");
@@ -611,17 +616,14 @@ async fn the_console_works_in_a_real_browser() {
         t.contains("cpu-high") && t.contains("warning")
     })
     .await;
-    for (input, value) in [
-        ("#silence-node", "sim-013"),
-        ("#silence-reason", "maintenance"),
-    ] {
-        c.find(Locator::Css(input))
-            .await
-            .expect(input)
-            .send_keys(value)
-            .await
-            .expect("type");
-    }
+    type_into(
+        c,
+        &[
+            ("#silence-node", "sim-013"),
+            ("#silence-reason", "maintenance"),
+        ],
+    )
+    .await;
     click(c, "[data-testid=silence-create]").await;
     wait_text(
         c,
