@@ -2,7 +2,8 @@
 //! and resolves after one recovers; its webhook message arrives signed and is retried after a
 //! 500; a silence mutes its node until the silence ends; a restarted evaluator keeps one open
 //! alert per rule × node; an absence rule fires when a real agent stops and resolves when it
-//! returns; event rules fire on critical GPU XIDs and on a node's task failure rate; invalid
+//! returns; every threshold metric (GPU ones over the hottest GPU) is computed by ClickHouse;
+//! event rules fire on critical GPU XIDs and on a node's task failure rate; invalid
 //! rules and silences are 400s naming every bad field, and a rule can be replaced.
 
 use std::sync::{Arc, Mutex};
@@ -626,5 +627,74 @@ async fn event_rules_fire_on_critical_xids_and_task_failure_rates() {
         fired[1],
         ("xid-critical".to_owned(), "gpu-bad".to_owned(), 1.0)
     );
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_threshold_metric_is_computed_per_node() {
+    use nerve_schemas::GpuSample;
+    let env = Env::start().await;
+    let metrics = Registry::new();
+    let cancel = CancellationToken::new();
+    let _projectors = env.spawn_projectors(&metrics, &cancel);
+    let app = env.app().await;
+    let gpu = |index: i32, temp: f32, util: f32, used_gib: i64, power: f32| GpuSample {
+        index,
+        uuid: format!("GPU-{index}"),
+        util_pct: util,
+        mem_used_bytes: used_gib << 30,
+        mem_total_bytes: 80 << 30,
+        temperature_c: temp,
+        power_w: power,
+        health: "ok".into(),
+        ..GpuSample::default()
+    };
+    let mut hb = heartbeat("gpu-node", nerve_platform::now_ms(), 1);
+    hb.cpu_pct = 42.0;
+    hb.load1 = 3.5;
+    hb.gpus = vec![gpu(0, 61.0, 20.0, 60, 300.0), gpu(1, 88.0, 95.0, 20, 650.0)];
+    publish_heartbeat(&env.js, &hb).await;
+    eventually(DEADLINE, "the heartbeat stored", || async {
+        (env.count("SELECT count() FROM heartbeats").await == 1).then_some(())
+    })
+    .await;
+    spawn_evaluator(&env, &metrics, &cancel).await;
+    // (metric, aggregate, expected value): every rule holds (>= 0), so each fires with its value.
+    let expected = [
+        ("cpu_pct", "avg", 42.0),
+        ("mem_used_pct", "last", 25.0),
+        ("disk_used_pct", "max", 10.0),
+        ("load1", "min", 3.5),
+        ("gpu_temperature_c", "min", 88.0),
+        ("gpu_util_pct", "avg", 95.0),
+        ("gpu_mem_used_pct", "max", 75.0),
+        ("gpu_power_w", "last", 650.0),
+    ];
+    for (metric, aggregate, _) in expected {
+        let (status, body) = call(
+            &app,
+            Method::POST,
+            "/api/v1/alerts/rules",
+            json!({"name": metric.replace('_', "-"), "kind": "threshold", "metric": metric,
+                   "aggregate": aggregate, "op": ">=", "threshold": 0}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let firing = eventually(DEADLINE, "a rule per metric firing", || async {
+        let a = alerts(&app, "").await;
+        (a.len() == expected.len()).then_some(a)
+    })
+    .await;
+    for (metric, _, value) in expected {
+        let name = metric.replace('_', "-");
+        let alert = firing
+            .iter()
+            .find(|a| a["rule_name"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} firing: {firing:?}"));
+        let got = alert["value"].as_f64().unwrap_or(f64::NAN);
+        assert!((got - value).abs() < 0.01, "{metric}: {got} != {value}");
+        assert_eq!(alert["node_id"], "gpu-node");
+    }
     cancel.cancel();
 }
