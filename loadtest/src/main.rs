@@ -7,6 +7,7 @@
 //! By default it starts a private nats-server, ClickHouse and the projectors (in this process);
 //! `--nats-url`/`--clickhouse-url` point it at a running system instead.
 
+mod alerts_eval;
 mod nodes_page;
 mod probe;
 mod services;
@@ -34,6 +35,8 @@ enum Command {
     NodesPage(nodes_page::NodesPageArgs),
     /// One task fanned out to N simulated nodes: time until every result is in the ledger.
     Tasks(tasks_fanout::TasksArgs),
+    /// N simulated nodes: rule evaluation latency, and a mass firing end to end.
+    Alerts(alerts_eval::AlertsArgs),
 }
 
 /// `ingest` options.
@@ -92,6 +95,7 @@ fn main() -> anyhow::Result<()> {
             Command::Ingest(args) => run(args).await,
             Command::NodesPage(args) => nodes_page::run(args).await,
             Command::Tasks(args) => tasks_fanout::run(args).await,
+            Command::Alerts(args) => alerts_eval::run(args).await,
         }
     })
 }

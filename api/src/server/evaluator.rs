@@ -255,9 +255,31 @@ impl Book {
 }
 
 /// The event recording a change.
-pub enum Record {
+enum Record {
     Fired(AlertFired),
     Resolved(AlertResolved),
+}
+
+/// An encoded event waiting to be published.
+struct Outgoing {
+    subject: String,
+    event_id: String,
+    payload: Vec<u8>,
+}
+
+impl Outgoing {
+    fn of(change: &Change) -> Result<Self, nerve_schemas::EncodeError> {
+        let (subject, record) = Record::of(change);
+        let (event_id, payload) = match &record {
+            Record::Fired(e) => (e.envelope.event_id.clone(), nerve_schemas::encode(e)?),
+            Record::Resolved(e) => (e.envelope.event_id.clone(), nerve_schemas::encode(e)?),
+        };
+        Ok(Self {
+            subject,
+            event_id,
+            payload,
+        })
+    }
 }
 
 impl Record {
@@ -313,7 +335,8 @@ fn scope(rule: &RuleRow) -> (Vec<String>, Vec<Bind>) {
     let mut clauses = Vec::new();
     let mut binds = Vec::new();
     if !rule.node_ids.is_empty() {
-        clauses.push("has(?, node_id)".to_owned());
+        // A set, not `has(array, node_id)`: ClickHouse prunes by primary key with it.
+        clauses.push("node_id IN (SELECT arrayJoin(?))".to_owned());
         binds.push(Bind::Strings(rule.node_ids.clone()));
     }
     if !rule.clusters.is_empty() {
@@ -609,7 +632,7 @@ pub async fn run(
     tracing::info!(restored, "alert evaluator started");
     let (tx, rx) = tokio::sync::mpsc::channel::<Notification>(4096);
     let notifier = tokio::spawn(deliver_all(state.clone(), rx));
-    let mut outbox: VecDeque<(String, Record)> = VecDeque::new();
+    let mut outbox: VecDeque<Outgoing> = VecDeque::new();
     let mut tick = tokio::time::interval(Duration::from_millis(config.eval_interval_ms.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -617,7 +640,7 @@ pub async fn run(
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let round = evaluate(&state, &config, &m, &mut book, &mut outbox, &tx);
+        let round = evaluate(&state, &js, &config, &m, &mut book, &mut outbox, &tx);
         tokio::select! {
             _ = cancel.cancelled() => break,
             r = round => if let Err(e) = r {
@@ -634,10 +657,11 @@ pub async fn run(
 /// One round: every rule, then the events, then the messages.
 async fn evaluate(
     state: &AppState,
+    js: &jetstream::Context,
     config: &AlertsConfig,
     m: &Metrics,
     book: &mut Book,
-    outbox: &mut VecDeque<(String, Record)>,
+    outbox: &mut VecDeque<Outgoing>,
     tx: &tokio::sync::mpsc::Sender<Notification>,
 ) -> Result<(), ApiError> {
     let now = nerve_platform::now_ms();
@@ -662,9 +686,12 @@ async fn evaluate(
             Change::Fired(_) => m.fired.inc(),
             Change::Resolved { .. } => m.resolved.inc(),
         }
-        outbox.push_back(Record::of(change));
+        match Outgoing::of(change) {
+            Ok(out) => outbox.push_back(out),
+            Err(e) => tracing::error!(error = %e, "cannot encode an alert event"),
+        }
     }
-    flush(state, m, outbox).await;
+    flush(js, m, outbox).await;
     m.open.set(book.open().count() as i64);
 
     // Messages: firings not yet delivered and not muted; resolutions of delivered firings.
@@ -743,20 +770,47 @@ pub(crate) fn muted_by(
         .map(|s| s.silence_id.clone())
 }
 
-/// Publishes queued events in order; stops at the first the event log refuses (kept for the
-/// next round).
-async fn flush(state: &AppState, m: &Metrics, outbox: &mut VecDeque<(String, Record)>) {
-    while let Some((subject, record)) = outbox.front() {
-        let result = match record {
-            Record::Fired(e) => crate::tasks::publish(state, subject.clone(), e).await,
-            Record::Resolved(e) => crate::tasks::publish(state, subject.clone(), e).await,
-        };
-        if let Err(e) = result {
+/// Events published per pipelined burst.
+const PUBLISH_BURST: usize = 4096;
+
+/// Publishes queued events in order, pipelined (a burst in flight, then its acks in order);
+/// stops at the first the event log refuses, keeping it and the rest for the next round
+/// (events after it that did get stored are dropped as duplicates when re-published: their
+/// ids are derived).
+async fn flush(js: &jetstream::Context, m: &Metrics, outbox: &mut VecDeque<Outgoing>) {
+    while !outbox.is_empty() {
+        let burst = PUBLISH_BURST.min(outbox.len());
+        let mut acks = Vec::with_capacity(burst);
+        for out in outbox.iter().take(burst) {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", out.event_id.as_str());
+            match js
+                .publish_with_headers(out.subject.clone(), headers, out.payload.clone().into())
+                .await
+            {
+                Ok(ack) => acks.push(ack),
+                Err(e) => {
+                    tracing::warn!(error = %e, "alert event not sent");
+                    break;
+                }
+            }
+        }
+        let mut stored = 0;
+        for ack in acks {
+            match ack.await {
+                Ok(_) => stored += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, "alert event not stored");
+                    break;
+                }
+            }
+        }
+        outbox.drain(..stored);
+        if stored < burst {
             m.publish_errors.inc();
-            tracing::warn!(error = %e, queued = outbox.len(), "alert events wait for the event log");
+            tracing::warn!(queued = outbox.len(), "alert events wait for the event log");
             return;
         }
-        outbox.pop_front();
     }
 }
 
