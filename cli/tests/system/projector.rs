@@ -1,5 +1,7 @@
 //! The projector's delivery guarantees: ack only after the write, no duplicates on redelivery,
-//! bad events rejected and counted without losing the good ones around them.
+//! bad events rejected and counted without losing the good ones around them, and several
+//! projectors on one durable consumer sharing the work, one of them crashing, with every event
+//! stored once.
 
 use std::time::Duration;
 
@@ -180,4 +182,83 @@ async fn malformed_events_are_rejected_counted_and_do_not_stop_the_projector() {
         .expect("projectors stop on cancel")
         .expect("join")
         .expect("projectors");
+}
+
+/// Heartbeats the projector reporting to `metrics` wrote.
+fn heartbeats_written(metrics: &Registry) -> u64 {
+    metrics
+        .render()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("nerve_projector_events_total{projection=\"proj_heartbeats\"} ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Three projectors, each with its own NATS connection (as three processes would have), bind
+/// the same durable consumers: the stream's work is spread over them; one dies mid-stream
+/// (its task dropped, its connection closed, its unacked batch redelivered to the others) and
+/// every event is still stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projectors_on_one_durable_consumer_share_the_work_without_duplicates() {
+    let env = Env::start().await;
+    let mut config = env.config.projector.clone();
+    config.batch_max_events = 200;
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        let client = async_nats::connect(env.nats.url()).await.expect("nats");
+        let (metrics, cancel) = (Registry::new(), CancellationToken::new());
+        let task = tokio::spawn(nerve_projections::run_all(
+            async_nats::jetstream::new(client),
+            env.config.clickhouse.clone(),
+            config.clone(),
+            metrics.clone(),
+            None,
+            cancel.clone(),
+        ));
+        instances.push((metrics, cancel, task));
+    }
+    let (nodes, per_node) = (100, 60);
+    let now = nerve_platform::now_ms();
+    for k in 0..per_node {
+        for i in 0..nodes {
+            let hb = heartbeat(&format!("node-{i}"), now - 600_000 + k * 1000, k);
+            publish_heartbeat(&env.js, &hb).await;
+        }
+        if k == per_node / 2 {
+            // The third projector crashes halfway.
+            instances[2].2.abort();
+        }
+    }
+    let total = (nodes * per_node) as u64;
+    eventually(
+        Duration::from_secs(60),
+        "every heartbeat stored",
+        || async { (env.count("SELECT count() FROM heartbeats").await >= total).then_some(()) },
+    )
+    .await;
+    eventually(DEADLINE, "every event acked", || async {
+        (consumer_pending(&env).await == (0, 0)).then_some(())
+    })
+    .await;
+    assert_eq!(env.count("SELECT count() FROM heartbeats").await, total);
+    assert_eq!(
+        env.count("SELECT uniqExact(event_id) FROM heartbeats")
+            .await,
+        total,
+        "an event stored twice"
+    );
+    let shares: Vec<u64> = instances
+        .iter()
+        .map(|(m, _, _)| heartbeats_written(m))
+        .collect();
+    assert!(
+        shares[0] > 0 && shares[1] > 0,
+        "the surviving projectors both worked: {shares:?}"
+    );
+    for (_, cancel, task) in instances.into_iter().take(2) {
+        cancel.cancel();
+        task.await.expect("join").expect("projector");
+    }
 }
