@@ -10,6 +10,7 @@
 mod alerts_eval;
 mod nodes_page;
 mod probe;
+mod raw;
 mod services;
 mod sim;
 mod tasks_fanout;
@@ -37,6 +38,8 @@ enum Command {
     Tasks(tasks_fanout::TasksArgs),
     /// N simulated nodes: rule evaluation latency, and a mass firing end to end.
     Alerts(alerts_eval::AlertsArgs),
+    /// The raw limits: JetStream pipelined publish and ClickHouse bulk insert, same payloads.
+    Raw(raw::RawArgs),
 }
 
 /// `ingest` options.
@@ -82,6 +85,10 @@ pub struct Args {
     /// Write the report as JSON here too.
     #[arg(long)]
     pub json_out: Option<std::path::PathBuf>,
+    /// Cap the telemetry stream at this many bytes (oldest dropped), so a long run fits the
+    /// disk; the projectors must keep up or events are lost (and counted as lost).
+    #[arg(long)]
+    pub telemetry_max_bytes: Option<i64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -96,6 +103,7 @@ fn main() -> anyhow::Result<()> {
             Command::NodesPage(args) => nodes_page::run(args).await,
             Command::Tasks(args) => tasks_fanout::run(args).await,
             Command::Alerts(args) => alerts_eval::run(args).await,
+            Command::Raw(args) => raw::run(args).await,
         }
     })
 }
@@ -118,6 +126,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         services.start_projectors(&Registry::new());
     }
     let (js, ch) = (services.js.clone(), services.ch.clone());
+    if let Some(max_bytes) = args.telemetry_max_bytes {
+        let mut stream = js.get_stream(nerve_ingest::TELEMETRY_STREAM).await?;
+        let mut config = stream.info().await?.config.clone();
+        config.max_bytes = max_bytes;
+        js.update_stream(config).await?;
+    }
     let baseline: u64 = ch
         .query("SELECT count() FROM heartbeats")
         .fetch_one()

@@ -215,7 +215,7 @@ fn u(v: i64) -> u64 {
 }
 
 impl HeartbeatRow {
-    fn new(p: &Positioned<Heartbeat>, now: u32) -> Self {
+    pub fn new(p: &Positioned<Heartbeat>, now: u32) -> Self {
         let e = &p.item.event;
         Self {
             node_id: e.envelope.node_id.clone(),

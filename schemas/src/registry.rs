@@ -92,6 +92,10 @@ pub struct Registered {
     pub file: SchemaFile,
     pub schema: Schema,
     pub fingerprint: [u8; 8],
+    /// The same schema for `serde_avro_fast`, which decodes straight into the Rust type (no
+    /// intermediate value tree): used when writer and reader versions are the same.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fast: serde_avro_fast::Schema,
 }
 
 /// All released schemas, parsed once.
@@ -115,6 +119,9 @@ impl Registry {
                 file: *file,
                 schema,
                 fingerprint,
+                #[cfg(not(target_arch = "wasm32"))]
+                #[allow(clippy::expect_used)]
+                fast: file.text.parse().expect("released schema must parse"),
             });
         }
         Self {
@@ -147,15 +154,23 @@ pub fn registry() -> &'static Registry {
     &REGISTRY
 }
 
-/// Test helper: `event` validates against its registered schema, and encodes and decodes to
-/// itself with the header naming it.
+/// Test helper: `event` validates against its registered schema, the codec writes the same
+/// bytes as apache-avro's generic encoding, and they decode to `event` with the header naming
+/// it.
 #[cfg(test)]
 pub(crate) fn assert_round_trips<E: crate::events::Event + PartialEq + std::fmt::Debug>(event: &E) {
     use crate::codec::{decode, encode, written_as};
     let reg = registry().get(E::NAME, E::VERSION).expect("registered");
     let value = apache_avro::to_value(event).expect("to_value");
     assert!(value.validate(&reg.schema), "{} does not validate", E::NAME);
+    let generic = apache_avro::to_avro_datum(&reg.schema, value).expect("datum");
     let bytes = encode(event).expect("encode");
+    assert_eq!(
+        &bytes[crate::codec::HEADER_LEN..],
+        &generic[..],
+        "{}: the codec and the generic encoding differ",
+        E::NAME
+    );
     assert_eq!(written_as(&bytes).expect("header"), (E::NAME, E::VERSION));
     assert_eq!(&decode::<E>(&bytes).expect("decode"), event);
 }

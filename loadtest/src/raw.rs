@@ -1,0 +1,196 @@
+//! `nerve-loadtest raw`: the raw limits of Nerve's two services with the payloads `ingest` uses,
+//! so the end-to-end rate can be read as a share of them. JetStream: pipelined publishes with
+//! `Nats-Msg-Id` of simulated v2 heartbeats (encoded per event, as the simulator does) over the
+//! same connections and in-flight window, no consumer attached; the rate counts acked events.
+//! ClickHouse: the projection's own `heartbeats` rows, built beforehand, inserted in batches of
+//! the projector's size, one insert at a time as one projector does.
+
+use std::time::Instant;
+
+use async_nats::HeaderMap;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use nerve_projections::heartbeats::{Heartbeat, HeartbeatRow};
+use nerve_projections::runner::Positioned;
+use nerve_schemas::subjects;
+
+use crate::services::{Services, Target};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RawArgs {
+    /// Events published to JetStream.
+    #[arg(long, default_value_t = 600_000)]
+    pub events: u64,
+    /// Rows inserted into ClickHouse.
+    #[arg(long, default_value_t = 600_000)]
+    pub rows: u64,
+    /// Simulated nodes the events cycle through.
+    #[arg(long, default_value_t = 6000)]
+    pub nodes: u32,
+    /// NATS connections publishing in parallel.
+    #[arg(long, default_value_t = 4)]
+    pub connections: u32,
+    /// Unacknowledged publishes allowed per connection.
+    #[arg(long, default_value_t = 2048)]
+    pub max_inflight: usize,
+    /// Rows per ClickHouse insert (the projector's batch).
+    #[arg(long, default_value_t = 20_000)]
+    pub batch: usize,
+    /// Write the report as JSON here too.
+    #[arg(long)]
+    pub json_out: Option<std::path::PathBuf>,
+}
+
+/// What a run measured.
+#[derive(Debug, serde::Serialize)]
+pub struct RawReport {
+    pub jetstream_events: u64,
+    pub jetstream_errors: u64,
+    pub jetstream_secs: f64,
+    pub jetstream_rate: f64,
+    pub payload_bytes: usize,
+    pub clickhouse_rows: u64,
+    pub clickhouse_secs: f64,
+    pub clickhouse_rate: f64,
+}
+
+pub async fn run(args: RawArgs) -> anyhow::Result<()> {
+    let services = Services::start(Target {
+        nats_url: None,
+        clickhouse_url: None,
+        database: None,
+        batch_max_events: args.batch,
+        batch_max_wait_ms: 200,
+    })
+    .await?;
+    let payload_bytes = nerve_schemas::encode(&crate::sim::heartbeat(
+        "sim-000000",
+        0,
+        nerve_platform::now_ms(),
+    ))?
+    .len();
+
+    // JetStream.
+    let conns = args.connections.max(1);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let client =
+            nerve_ingest::connect(&services.config.nats, &format!("nerve-raw-{c}"), false).await?;
+        let nodes: Vec<String> = (0..args.nodes)
+            .filter(|n| n % conns == c)
+            .map(|n| format!("sim-{n:06}"))
+            .collect();
+        let count = args.events / u64::from(conns);
+        tasks.push(tokio::spawn(publish(
+            client,
+            nodes,
+            count,
+            args.max_inflight.max(1),
+        )));
+    }
+    let (mut acked, mut errors) = (0, 0);
+    for t in tasks {
+        let (a, e) = t.await??;
+        acked += a;
+        errors += e;
+    }
+    let js_secs = started.elapsed().as_secs_f64();
+
+    // ClickHouse.
+    let now = nerve_platform::now_ms();
+    let stamp = (now / 1000) as u32;
+    let rows: Vec<HeartbeatRow> = (0..args.rows)
+        .map(|i| {
+            let node = format!("sim-{:06}", i % u64::from(args.nodes.max(1)));
+            let event = crate::sim::heartbeat(&node, i as i64, now - (i as i64 % 60_000));
+            let event_id = uuid::Uuid::parse_str(&event.envelope.event_id)?;
+            let p = Positioned {
+                item: Heartbeat { event, event_id },
+                stream_seq: i + 1,
+                redelivered: false,
+            };
+            Ok(HeartbeatRow::new(&p, stamp))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let started = Instant::now();
+    for chunk in rows.chunks(args.batch.max(1)) {
+        nerve_projections::runner::insert_rows(&services.ch, "heartbeats", chunk).await?;
+    }
+    let ch_secs = started.elapsed().as_secs_f64();
+    let stored: u64 = services
+        .ch
+        .query("SELECT count() FROM heartbeats")
+        .fetch_one()
+        .await?;
+    anyhow::ensure!(stored == args.rows, "{stored} of {} rows stored", args.rows);
+
+    let report = RawReport {
+        jetstream_events: acked,
+        jetstream_errors: errors,
+        jetstream_secs: js_secs,
+        jetstream_rate: acked as f64 / js_secs,
+        payload_bytes,
+        clickhouse_rows: args.rows,
+        clickhouse_secs: ch_secs,
+        clickhouse_rate: args.rows as f64 / ch_secs,
+    };
+    println!(
+        "JetStream: {} events ({} B each) acked in {:.1} s: {:.0} events/s ({} errors)",
+        report.jetstream_events,
+        report.payload_bytes,
+        report.jetstream_secs,
+        report.jetstream_rate,
+        report.jetstream_errors
+    );
+    println!(
+        "ClickHouse: {} heartbeat rows in batches of {} in {:.1} s: {:.0} rows/s",
+        report.clickhouse_rows, args.batch, report.clickhouse_secs, report.clickhouse_rate
+    );
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    services.stop().await
+}
+
+/// Publishes `count` heartbeats of `nodes` as fast as acks allow; (acked, errors).
+async fn publish(
+    client: async_nats::Client,
+    nodes: Vec<String>,
+    count: u64,
+    max_inflight: usize,
+) -> anyhow::Result<(u64, u64)> {
+    let js = async_nats::jetstream::new(client);
+    let (mut acked, mut errors) = (0, 0);
+    let mut inflight = FuturesUnordered::new();
+    let mut seqs = vec![0i64; nodes.len().max(1)];
+    for sent in 0..count {
+        while inflight.len() >= max_inflight {
+            match inflight.next().await {
+                Some(Ok(_)) => acked += 1,
+                Some(Err(_)) => errors += 1,
+                None => break,
+            }
+        }
+        let i = (sent % nodes.len().max(1) as u64) as usize;
+        let hb = crate::sim::heartbeat(&nodes[i], seqs[i], nerve_platform::now_ms());
+        seqs[i] += 1;
+        let payload = nerve_schemas::encode(&hb)?;
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", hb.envelope.event_id.as_str());
+        match js
+            .publish_with_headers(subjects::heartbeat(&nodes[i]), headers, payload.into())
+            .await
+        {
+            Ok(ack) => inflight.push(ack.into_future()),
+            Err(_) => errors += 1,
+        }
+    }
+    while let Some(r) = inflight.next().await {
+        match r {
+            Ok(_) => acked += 1,
+            Err(_) => errors += 1,
+        }
+    }
+    Ok((acked, errors))
+}
