@@ -4,19 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::{Envelope, Event};
-
-macro_rules! event {
-    ($name:ident) => {
-        impl Event for $name {
-            const NAME: &'static str = stringify!($name);
-            const VERSION: i32 = 1;
-            fn envelope(&self) -> &Envelope {
-                &self.envelope
-            }
-        }
-    };
-}
+use crate::events::Envelope;
 
 /// `AlertRuleSaved` v1: the whole rule. The envelope's `node_id` is the rule id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,7 +30,7 @@ pub struct AlertRuleSaved {
     pub enabled: bool,
     pub requested_by: String,
 }
-event!(AlertRuleSaved);
+event!(AlertRuleSaved, 1);
 
 /// `AlertRuleDeleted` v1. The envelope's `node_id` is the rule id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,7 +39,7 @@ pub struct AlertRuleDeleted {
     pub rule_id: String,
     pub requested_by: String,
 }
-event!(AlertRuleDeleted);
+event!(AlertRuleDeleted, 1);
 
 /// `SilenceCreated` v1: every non-empty `match_*` must hold for an alert to be muted. The
 /// envelope's `node_id` is the silence id.
@@ -67,7 +55,7 @@ pub struct SilenceCreated {
     pub reason: String,
     pub requested_by: String,
 }
-event!(SilenceCreated);
+event!(SilenceCreated, 1);
 
 /// `SilenceDeleted` v1: a silence ended early. The envelope's `node_id` is the silence id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,7 +64,7 @@ pub struct SilenceDeleted {
     pub silence_id: String,
     pub requested_by: String,
 }
-event!(SilenceDeleted);
+event!(SilenceDeleted, 1);
 
 /// `AlertFired` v1. The envelope's `node_id` is the node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,7 +80,7 @@ pub struct AlertFired {
     pub pending_since_ms: i64,
     pub silenced_by: String,
 }
-event!(AlertFired);
+event!(AlertFired, 1);
 
 /// `AlertResolved` v1. The envelope's `node_id` is the node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,11 +99,12 @@ pub struct AlertResolved {
     pub fired_at_ms: i64,
     pub silenced_by: String,
 }
-event!(AlertResolved);
+event!(AlertResolved, 1);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Event;
 
     use crate::registry::assert_round_trips as check;
 

@@ -3,19 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::{Envelope, Event};
-
-macro_rules! event {
-    ($name:ident) => {
-        impl Event for $name {
-            const NAME: &'static str = stringify!($name);
-            const VERSION: i32 = 1;
-            fn envelope(&self) -> &Envelope {
-                &self.envelope
-            }
-        }
-    };
-}
+use crate::events::Envelope;
 
 /// `ClusterCreated` v1. The envelope's `node_id` is the cluster id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,7 +14,7 @@ pub struct ClusterCreated {
     pub description: String,
     pub requested_by: String,
 }
-event!(ClusterCreated);
+event!(ClusterCreated, 1);
 
 /// `ClusterRenamed` v1. The envelope's `node_id` is the cluster id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,7 +24,7 @@ pub struct ClusterRenamed {
     pub name: String,
     pub requested_by: String,
 }
-event!(ClusterRenamed);
+event!(ClusterRenamed, 1);
 
 /// `ClusterDeleted` v1. The envelope's `node_id` is the cluster id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,7 +33,7 @@ pub struct ClusterDeleted {
     pub cluster_id: String,
     pub requested_by: String,
 }
-event!(ClusterDeleted);
+event!(ClusterDeleted, 1);
 
 /// `NodeAssignedToCluster` v1. The envelope's `node_id` is the node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,7 +42,7 @@ pub struct NodeAssignedToCluster {
     pub cluster_id: String,
     pub requested_by: String,
 }
-event!(NodeAssignedToCluster);
+event!(NodeAssignedToCluster, 1);
 
 /// `NodeUnassignedFromCluster` v1. The envelope's `node_id` is the node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,7 +51,7 @@ pub struct NodeUnassignedFromCluster {
     pub cluster_id: String,
     pub requested_by: String,
 }
-event!(NodeUnassignedFromCluster);
+event!(NodeUnassignedFromCluster, 1);
 
 /// One `key=value` label.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -81,7 +69,7 @@ pub struct NodeLabelsSet {
     pub labels: Vec<Label>,
     pub requested_by: String,
 }
-event!(NodeLabelsSet);
+event!(NodeLabelsSet, 1);
 
 /// Whether `key` can be a label key: 1..=63 of `[a-z0-9_.-]`, or with a `domain/` prefix.
 pub fn is_valid_label_key(key: &str) -> bool {
@@ -126,6 +114,7 @@ pub fn parse_label(text: &str) -> Result<Label, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Event;
 
     use crate::registry::assert_round_trips as check;
 
@@ -228,7 +217,7 @@ pub struct NotificationChannelSaved {
     pub secret: String,
     pub requested_by: String,
 }
-event!(NotificationChannelSaved);
+event!(NotificationChannelSaved, 1);
 
 /// `NotificationChannelDeleted` v1. The envelope's `node_id` is the channel id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,7 +226,7 @@ pub struct NotificationChannelDeleted {
     pub channel_id: String,
     pub requested_by: String,
 }
-event!(NotificationChannelDeleted);
+event!(NotificationChannelDeleted, 1);
 
 /// `NotificationAttempted` v1: one delivery attempt. The envelope's `node_id` is the channel id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -252,4 +241,4 @@ pub struct NotificationAttempted {
     pub error: String,
     pub latency_ms: i64,
 }
-event!(NotificationAttempted);
+event!(NotificationAttempted, 1);

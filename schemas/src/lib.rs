@@ -6,6 +6,19 @@
 //! readers can read new events and new readers can read old ones. This crate has no async runtime
 //! and compiles to wasm, so the console can decode events too.
 
+/// `impl Event` for an event type whose envelope is its `envelope` field.
+macro_rules! event {
+    ($name:ident, $version:literal) => {
+        impl $crate::events::Event for $name {
+            const NAME: &'static str = stringify!($name);
+            const VERSION: i32 = $version;
+            fn envelope(&self) -> &$crate::events::Envelope {
+                &self.envelope
+            }
+        }
+    };
+}
+
 pub mod alerts;
 pub mod codec;
 pub mod control;

@@ -40,18 +40,6 @@ pub struct TaskSelector {
     pub statuses: Vec<String>,
 }
 
-macro_rules! event {
-    ($name:ident, $version:literal) => {
-        impl Event for $name {
-            const NAME: &'static str = stringify!($name);
-            const VERSION: i32 = $version;
-            fn envelope(&self) -> &Envelope {
-                &self.envelope
-            }
-        }
-    };
-}
-
 /// `TaskRequested` v1. The envelope's `node_id` is the task id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRequested {
