@@ -56,6 +56,46 @@ pub(crate) fn label_binds(q: clickhouse::query::Query, label: &str) -> clickhous
     q.bind(label).bind(label).bind(key)
 }
 
+/// Which nodes a task or an alert rule targets: all of these that are given must hold — one of
+/// `node_ids`, a member of one of `clusters` (ids), every label (`key=value`, validated).
+pub(crate) struct NodeFilter<'a> {
+    pub node_ids: &'a [String],
+    pub clusters: &'a [String],
+    pub labels: &'a [String],
+}
+
+impl NodeFilter<'_> {
+    /// The conditions on `node_id`; none when the filter selects every node.
+    pub fn clauses(&self) -> Vec<String> {
+        let mut clauses = Vec::new();
+        if !self.node_ids.is_empty() {
+            // A set, not `has(array, node_id)`: ClickHouse prunes by primary key with it.
+            clauses.push("node_id IN (SELECT arrayJoin(?))".to_owned());
+        }
+        if !self.clusters.is_empty() {
+            clauses.push(format!(
+                "node_id IN (SELECT node_id FROM {MEMBERS} WHERE has(?, cluster_id))"
+            ));
+        }
+        clauses.extend(self.labels.iter().map(|_| label_match()));
+        clauses
+    }
+
+    /// Binds what [`NodeFilter::clauses`] need, in their order.
+    pub fn bind(&self, mut q: clickhouse::query::Query) -> clickhouse::query::Query {
+        if !self.node_ids.is_empty() {
+            q = q.bind(self.node_ids);
+        }
+        if !self.clusters.is_empty() {
+            q = q.bind(self.clusters);
+        }
+        for label in self.labels {
+            q = label_binds(q, label);
+        }
+        q
+    }
+}
+
 /// A node's effective labels: the operator's, plus the agent's whose keys the operator did not
 /// set; sorted.
 pub fn effective_labels(op: &[String], op_keys: &[String], agent: &[String]) -> Vec<String> {

@@ -254,12 +254,6 @@ impl Book {
     }
 }
 
-/// The event recording a change.
-enum Record {
-    Fired(AlertFired),
-    Resolved(AlertResolved),
-}
-
 /// An encoded event waiting to be published.
 struct Outgoing {
     subject: String,
@@ -268,28 +262,14 @@ struct Outgoing {
 }
 
 impl Outgoing {
+    /// The event recording `change`, encoded; its id derives from the alert's.
     fn of(change: &Change) -> Result<Self, nerve_schemas::EncodeError> {
-        let (subject, record) = Record::of(change);
-        let (event_id, payload) = match &record {
-            Record::Fired(e) => (e.envelope.event_id.clone(), nerve_schemas::encode(e)?),
-            Record::Resolved(e) => (e.envelope.event_id.clone(), nerve_schemas::encode(e)?),
-        };
-        Ok(Self {
-            subject,
-            event_id,
-            payload,
-        })
-    }
-}
-
-impl Record {
-    fn of(change: &Change) -> (String, Record) {
-        match change {
-            Change::Fired(a) => (
-                subjects::alert(&a.rule_id, &a.node_id),
-                Record::Fired(AlertFired {
+        let (a, event_id, payload) = match change {
+            Change::Fired(a) => {
+                let event_id = event_id(&a.alert_id, "fired");
+                let event = AlertFired {
                     envelope: Envelope {
-                        event_id: event_id(&a.alert_id, "fired"),
+                        event_id: event_id.clone(),
                         ..Envelope::new::<AlertFired>(a.node_id.clone(), a.fired_at_ms)
                     },
                     alert_id: a.alert_id.clone(),
@@ -301,17 +281,18 @@ impl Record {
                     summary: a.summary.clone(),
                     pending_since_ms: a.pending_since_ms,
                     silenced_by: a.silenced_by.clone(),
-                }),
-            ),
+                };
+                (a, event_id, nerve_schemas::encode(&event)?)
+            }
             Change::Resolved {
                 alert: a,
                 reason,
                 at_ms,
-            } => (
-                subjects::alert(&a.rule_id, &a.node_id),
-                Record::Resolved(AlertResolved {
+            } => {
+                let event_id = event_id(&a.alert_id, "resolved");
+                let event = AlertResolved {
                     envelope: Envelope {
-                        event_id: event_id(&a.alert_id, "resolved"),
+                        event_id: event_id.clone(),
                         ..Envelope::new::<AlertResolved>(a.node_id.clone(), *at_ms)
                     },
                     alert_id: a.alert_id.clone(),
@@ -324,43 +305,16 @@ impl Record {
                     reason: (*reason).to_owned(),
                     fired_at_ms: a.fired_at_ms,
                     silenced_by: a.silenced_by.clone(),
-                }),
-            ),
-        }
+                };
+                (a, event_id, nerve_schemas::encode(&event)?)
+            }
+        };
+        Ok(Self {
+            subject: subjects::alert(&a.rule_id, &a.node_id),
+            event_id,
+            payload,
+        })
     }
-}
-
-/// The SQL of the nodes in `rule`'s scope (a condition on `node_id`), and what it binds.
-fn scope(rule: &RuleRow) -> (Vec<String>, Vec<Bind>) {
-    let mut clauses = Vec::new();
-    let mut binds = Vec::new();
-    if !rule.node_ids.is_empty() {
-        // A set, not `has(array, node_id)`: ClickHouse prunes by primary key with it.
-        clauses.push("node_id IN (SELECT arrayJoin(?))".to_owned());
-        binds.push(Bind::Strings(rule.node_ids.clone()));
-    }
-    if !rule.clusters.is_empty() {
-        clauses.push(format!(
-            "node_id IN (SELECT node_id FROM {} WHERE has(?, cluster_id))",
-            crate::clusters::MEMBERS
-        ));
-        binds.push(Bind::Strings(rule.clusters.clone()));
-    }
-    for label in &rule.labels {
-        clauses.push(crate::clusters::label_match());
-        let key = label.split_once('=').map_or(label.as_str(), |(k, _)| k);
-        binds.push(Bind::Str(label.clone()));
-        binds.push(Bind::Str(label.clone()));
-        binds.push(Bind::Str(key.to_owned()));
-    }
-    (clauses, binds)
-}
-
-enum Bind {
-    Str(String),
-    Strings(Vec<String>),
-    U64(u64),
-    F64(f64),
 }
 
 /// The SQL expression of a threshold metric over one `heartbeats` row, and a condition the row
@@ -404,8 +358,14 @@ pub async fn holding(
         op @ (">" | ">=" | "<" | "<=") => op,
         other => return Err(ApiError::BadRequest(format!("op {other:?}"))),
     };
-    let (mut clauses, scope_binds) = scope(rule);
-    let mut binds = Vec::new();
+    let filter = crate::clusters::NodeFilter {
+        node_ids: &rule.node_ids,
+        clusters: &rule.clusters,
+        labels: &rule.labels,
+    };
+    let mut clauses = filter.clauses();
+    // What the SQL binds before the filter's conditions (the threshold comes after them).
+    let mut binds: Vec<u64> = Vec::new();
     let sql = match rule.kind.as_str() {
         "threshold" => {
             let (expr, valid) = metric_sql(&rule.metric)
@@ -418,8 +378,7 @@ pub async fn holding(
                 other => return Err(ApiError::BadRequest(format!("aggregate {other:?}"))),
             };
             clauses.insert(0, "ts >= toDateTime(?) AND ts_ms >= ?".to_owned());
-            binds.push(Bind::U64(from_ms / 1000));
-            binds.push(Bind::U64(from_ms));
+            binds.extend([from_ms / 1000, from_ms]);
             if !valid.is_empty() {
                 clauses.push(valid.to_owned());
             }
@@ -435,7 +394,7 @@ pub async fn holding(
                 _ => "('suspect', 'offline')",
             };
             clauses.insert(0, format!("state IN {states}"));
-            binds.push(Bind::U64(now));
+            binds.push(now);
             format!(
                 "SELECT node_id, (toFloat64(?) - changed_at_ms) / 1000 AS value, \
                  toInt64(changed_at_ms) AS since \
@@ -448,7 +407,7 @@ pub async fn holding(
                 0,
                 "state IN ('succeeded', 'failed', 'timed_out') AND updated_at_ms >= ?".to_owned(),
             );
-            binds.push(Bind::U64(from_ms));
+            binds.push(from_ms);
             format!(
                 "SELECT node_id, 100 * countIf(state != 'succeeded') / count() AS value, \
                  toInt64(0) AS since FROM task_nodes FINAL WHERE {} \
@@ -466,8 +425,7 @@ pub async fn holding(
                 0,
                 format!("kind = 'GpuXidOccurred'{critical} AND ts >= toDateTime(?) AND ts_ms >= ?"),
             );
-            binds.push(Bind::U64(from_ms / 1000));
-            binds.push(Bind::U64(from_ms));
+            binds.extend([from_ms / 1000, from_ms]);
             format!(
                 "SELECT node_id, toFloat64(count()) AS value, toInt64(0) AS since \
                  FROM node_events WHERE {} GROUP BY node_id HAVING value {op} ?",
@@ -476,18 +434,13 @@ pub async fn holding(
         }
         other => return Err(ApiError::BadRequest(format!("kind {other:?}"))),
     };
-    binds.extend(scope_binds);
-    if rule.kind != "absence" {
-        binds.push(Bind::F64(rule.threshold));
-    }
     let mut q = state.ch().query(&sql);
     for b in binds {
-        q = match b {
-            Bind::Str(s) => q.bind(s),
-            Bind::Strings(v) => q.bind(v),
-            Bind::U64(n) => q.bind(n),
-            Bind::F64(f) => q.bind(f),
-        };
+        q = q.bind(b);
+    }
+    q = filter.bind(q);
+    if rule.kind != "absence" {
+        q = q.bind(rule.threshold);
     }
     let rows: Vec<(String, f64, i64)> = q.fetch_all().await?;
     Ok(rows

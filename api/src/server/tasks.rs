@@ -163,34 +163,17 @@ pub async fn resolve(state: &AppState, targets: &TaskTargets) -> Result<Vec<Stri
         node_id: String,
         status: String,
     }
+    let filter = crate::clusters::NodeFilter {
+        node_ids: &targets.node_ids,
+        clusters: &clusters,
+        labels: &labels,
+    };
     let mut sql = format!("SELECT node_id, status FROM {}", crate::fleet::NODES);
-    let mut clauses = Vec::new();
-    if !targets.node_ids.is_empty() {
-        clauses.push("has(?, node_id)".to_owned());
-    }
-    if !clusters.is_empty() {
-        clauses.push(format!(
-            "node_id IN (SELECT node_id FROM {} WHERE has(?, cluster_id))",
-            crate::clusters::MEMBERS
-        ));
-    }
-    for _ in &labels {
-        clauses.push(crate::clusters::label_match());
-    }
+    let clauses = filter.clauses();
     if !clauses.is_empty() {
         sql.push_str(&format!(" WHERE {}", clauses.join(" AND ")));
     }
-    let mut q = state.ch().query(&sql);
-    if !targets.node_ids.is_empty() {
-        q = q.bind(&targets.node_ids);
-    }
-    if !clusters.is_empty() {
-        q = q.bind(&clusters);
-    }
-    for label in &labels {
-        q = crate::clusters::label_binds(q, label);
-    }
-    let found: Vec<Found> = q.fetch_all().await?;
+    let found: Vec<Found> = filter.bind(state.ch().query(&sql)).fetch_all().await?;
     if !targets.node_ids.is_empty() {
         let known: std::collections::HashSet<&str> =
             found.iter().map(|f| f.node_id.as_str()).collect();
