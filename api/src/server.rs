@@ -8,6 +8,7 @@ pub mod extract;
 pub mod fleet;
 pub mod notify;
 mod routes;
+pub mod snapshot;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ struct Inner {
     nats: Option<async_nats::Client>,
     config: ApiConfig,
     metrics: Registry,
+    snapshots: snapshot::Snapshots,
 }
 
 impl AppState {
@@ -44,6 +46,7 @@ impl AppState {
                 ch,
                 nats,
                 config,
+                snapshots: snapshot::Snapshots::new(&metrics),
                 metrics,
             }),
         }
@@ -60,6 +63,9 @@ impl AppState {
     }
     pub fn metrics(&self) -> &Registry {
         &self.inner.metrics
+    }
+    pub(crate) fn snapshots(&self) -> &snapshot::Snapshots {
+        &self.inner.snapshots
     }
 }
 

@@ -270,6 +270,10 @@ pub struct ApiConfig {
     pub max_page_size: u32,
     /// Most points one metrics query returns.
     pub max_series_points: u32,
+    /// The node list and fleet summary answer from an in-memory snapshot of every node no older
+    /// than this; past half of it the snapshot is reloaded behind the requests that use it.
+    /// 0: every request reads ClickHouse (concurrent requests share one read).
+    pub fleet_snapshot_max_age_ms: u64,
     /// SMTP relay for email channels: host (empty: email channels cannot deliver), port,
     /// STARTTLS (required when true), login (empty: no AUTH) and the From address.
     pub smtp_host: String,
@@ -290,6 +294,7 @@ impl Default for ApiConfig {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_page_size: 1000,
             max_series_points: 10_000,
+            fleet_snapshot_max_age_ms: 2_000,
             smtp_host: String::new(),
             smtp_port: 587,
             smtp_starttls: true,

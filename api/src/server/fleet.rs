@@ -1,8 +1,10 @@
 //! The fleet read service: every query the API and the console make over ClickHouse.
 //! A node's status (online / suspect / offline) is the liveness tracker's last judgement
 //! (`node_liveness`, from `NodeBecameSuspect` / `NodeWentOffline` / `NodeCameBack`); a node it
-//! never judged is online. Filtering, sorting and pagination stay in SQL.
+//! never judged is online. The node list and the summary are answered from the fleet snapshot
+//! ([`crate::snapshot`]); node detail and metrics query ClickHouse per request.
 
+use std::collections::HashSet;
 use std::time::{Duration, UNIX_EPOCH};
 
 use clickhouse::Row;
@@ -12,6 +14,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::dto::*;
 use crate::error::ApiError;
+use crate::snapshot::{self, Selection};
 
 /// Default page size of the node list.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -68,84 +71,6 @@ pub(crate) const NODES: &str = "(SELECT node_id, hostname, last_seen_ms, interva
           ANY LEFT JOIN (SELECT node_id, hostname FROM inventory FINAL) USING node_id) \
     ANY LEFT JOIN (SELECT node_id, state AS live FROM node_liveness FINAL) USING node_id)";
 
-/// Which nodes a list query returns.
-#[derive(Debug, Default)]
-struct Filter<'a> {
-    status: Option<NodeStatus>,
-    not_online: bool,
-    search: Option<&'a str>,
-    /// A cluster id.
-    cluster: Option<String>,
-    /// `key=value`.
-    label: Option<String>,
-}
-
-impl Filter<'_> {
-    fn sql(&self) -> String {
-        let mut clauses = Vec::new();
-        if self.status.is_some() {
-            clauses.push("status = ?".to_owned());
-        }
-        if self.not_online {
-            clauses.push("status != 'online'".to_owned());
-        }
-        if self.search.is_some() {
-            clauses.push(
-                "(positionCaseInsensitive(hostname, ?) > 0 OR positionCaseInsensitive(node_id, ?) > 0)"
-                    .to_owned(),
-            );
-        }
-        if self.cluster.is_some() {
-            clauses.push(format!(
-                "node_id IN (SELECT node_id FROM {} WHERE cluster_id = ?)",
-                crate::clusters::MEMBERS
-            ));
-        }
-        if self.label.is_some() {
-            clauses.push(crate::clusters::label_match());
-        }
-        if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        }
-    }
-
-    fn bind(&self, mut q: clickhouse::query::Query) -> clickhouse::query::Query {
-        if let Some(status) = self.status {
-            q = q.bind(status.as_str());
-        }
-        if let Some(text) = self.search {
-            q = q.bind(text).bind(text);
-        }
-        if let Some(c) = &self.cluster {
-            q = q.bind(c.as_str());
-        }
-        if let Some(l) = &self.label {
-            q = crate::clusters::label_binds(q, l);
-        }
-        q
-    }
-}
-
-/// `ORDER BY` for a sort key; only these fixed expressions ever reach SQL.
-fn order_by(sort: NodeSort, order: SortOrder) -> String {
-    let key = match sort {
-        NodeSort::Id => "node_id",
-        NodeSort::Hostname => "hostname",
-        NodeSort::Status => "indexOf(['online', 'suspect', 'offline'], status)",
-        NodeSort::Cpu => "cpu_pct",
-        NodeSort::Mem => "mem_used_bytes / greatest(mem_total_bytes, 1)",
-        NodeSort::Gpu => "gpu_util_pct_avg",
-        NodeSort::LastSeen => "last_seen_ms",
-    };
-    let dir = match order {
-        SortOrder::Asc => "ASC",
-        SortOrder::Desc => "DESC",
-    };
-    format!("ORDER BY {key} {dir}, node_id {dir}")
-}
-
 /// Search text: trimmed, at most 128 characters, empty means none.
 fn search_text(q: &Option<String>) -> Result<Option<&str>, ApiError> {
     match q.as_deref().map(str::trim) {
@@ -176,37 +101,46 @@ impl NodeRow {
     }
 }
 
-async fn query_nodes(
-    state: &AppState,
-    filter: &Filter<'_>,
-    order: &str,
-    offset: u64,
-    limit: u32,
-) -> Result<(Vec<NodeSummary>, u64), ApiError> {
-    let where_sql = filter.sql();
-    let rows: Vec<NodeRow> = filter
-        .bind(state.ch().query(&format!(
+/// Every node's list row: what the fleet snapshot is loaded from.
+pub(crate) async fn all_nodes(state: &AppState) -> Result<Vec<NodeSummary>, ApiError> {
+    let rows: Vec<NodeRow> = state
+        .ch()
+        .query(&format!(
             "SELECT node_id, hostname, last_seen_ms, interval_secs, cpu_pct, mem_used_bytes, \
-                    mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health, status \
-             FROM {NODES} {where_sql} {order} LIMIT ?, ?"
-        )))
-        .bind(offset)
-        .bind(limit)
+                    mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health, status FROM {NODES}"
+        ))
         .fetch_all()
         .await?;
-    let total: u64 = filter
-        .bind(
-            state
-                .ch()
-                .query(&format!("SELECT count() FROM {NODES} {where_sql}")),
-        )
-        .fetch_one()
-        .await?;
-    let nodes = rows.into_iter().map(NodeRow::summary).collect();
-    Ok((nodes, total))
+    Ok(rows.into_iter().map(NodeRow::summary).collect())
 }
 
-/// One page of nodes: filtered by status and search text, sorted, paginated, all in ClickHouse.
+/// The ids of the nodes in `cluster` (an id) and with `label` (`key=value`), when either is
+/// given: read from ClickHouse on every request, so a change is seen at once.
+async fn filtered_ids(
+    state: &AppState,
+    cluster: Option<String>,
+    label: Option<String>,
+) -> Result<Option<HashSet<String>>, ApiError> {
+    if cluster.is_none() && label.is_none() {
+        return Ok(None);
+    }
+    let clusters: Vec<String> = cluster.into_iter().collect();
+    let labels: Vec<String> = label.into_iter().collect();
+    let filter = crate::clusters::NodeFilter {
+        node_ids: &[],
+        clusters: &clusters,
+        labels: &labels,
+    };
+    let sql = format!(
+        "SELECT DISTINCT node_id FROM node_state WHERE {}",
+        filter.clauses().join(" AND ")
+    );
+    let ids: Vec<String> = filter.bind(state.ch().query(&sql)).fetch_all().await?;
+    Ok(Some(ids.into_iter().collect()))
+}
+
+/// One page of nodes: filtered by status, search text, cluster and label, sorted and paginated
+/// over the fleet snapshot.
 pub async fn list_nodes(state: &AppState, query: NodeListQuery) -> Result<NodePage, ApiError> {
     let cfg = state.config();
     let limit = query
@@ -235,18 +169,17 @@ pub async fn list_nodes(state: &AppState, query: NodeListQuery) -> Result<NodePa
                 .map_err(|e| ApiError::BadRequest(format!("label: {e}")))?,
         ),
     };
-    let filter = Filter {
+    let selection = Selection {
         status: query.status,
         not_online: false,
-        search: search_text(&query.q)?,
-        cluster,
-        label,
+        search: search_text(&query.q)?.map(str::to_owned),
+        ids: filtered_ids(state, cluster, label).await?,
+        sort: query.sort,
+        order: query.order,
     };
-    let order = order_by(
-        query.sort.unwrap_or(NodeSort::Id),
-        query.order.unwrap_or(SortOrder::Asc),
-    );
-    let (nodes, total) = query_nodes(state, &filter, &order, offset, limit).await?;
+    let (nodes, total) = snapshot::fleet(state)
+        .await?
+        .page(&selection, offset, limit);
     Ok(NodePage {
         nodes,
         total,
@@ -256,45 +189,18 @@ pub async fn list_nodes(state: &AppState, query: NodeListQuery) -> Result<NodePa
 }
 
 #[derive(Debug, Row, Deserialize)]
-struct BucketRow {
-    status: String,
-    cpu_bucket: u8,
-    mem_bucket: u8,
-    gpu_bucket: u8,
-    has_gpu: u8,
-    nodes: u64,
-    gpus: u64,
-}
-
-#[derive(Debug, Row, Deserialize)]
 struct ChangeRow {
     node_id: String,
     hostname: String,
     reported_at_ms: u64,
 }
 
-/// Status counts, utilisation distributions and what changed: one scan of `node_state`.
+/// Status counts, utilisation distributions (of online nodes) and nodes needing attention from
+/// the fleet snapshot; what changed from `inventory`.
 pub async fn summary(state: &AppState) -> Result<FleetSummary, ApiError> {
-    let rows: Vec<BucketRow> = state
-        .ch()
-        .query(
-            "SELECT status, \
-                    toUInt8(least(floor(cpu_pct / 10), 9)) AS cpu_bucket, \
-                    toUInt8(least(floor(100 * mem_used_bytes / greatest(mem_total_bytes, 1) / 10), 9)) AS mem_bucket, \
-                    toUInt8(least(floor(gpu_util_pct_avg / 10), 9)) AS gpu_bucket, \
-                    toUInt8(gpu_count > 0) AS has_gpu, \
-                    count() AS nodes, toUInt64(sum(gpu_count)) AS gpus \
-             FROM (SELECT if(live = '', 'online', live) AS status, cpu_pct, mem_used_bytes, \
-                          mem_total_bytes, gpu_util_pct_avg, gpu_count \
-                   FROM node_state FINAL \
-                   ANY LEFT JOIN (SELECT node_id, state AS live FROM node_liveness FINAL) \
-                   USING node_id) \
-             GROUP BY status, cpu_bucket, mem_bucket, gpu_bucket, has_gpu"
-        )
-        .fetch_all()
-        .await?;
+    let fleet = snapshot::fleet(state).await?;
     let mut out = FleetSummary {
-        total: 0,
+        total: fleet.len() as u64,
         online: 0,
         suspect: 0,
         offline: 0,
@@ -305,20 +211,22 @@ pub async fn summary(state: &AppState) -> Result<FleetSummary, ApiError> {
         recently_changed: Vec::new(),
         attention: Vec::new(),
     };
-    for r in rows {
-        out.total += r.nodes;
-        out.gpus += r.gpus;
-        match NodeStatus::parse(&r.status) {
-            Some(NodeStatus::Online) => {
-                out.online += r.nodes;
-                out.cpu_histogram[usize::from(r.cpu_bucket.min(9))] += r.nodes;
-                out.mem_histogram[usize::from(r.mem_bucket.min(9))] += r.nodes;
-                if r.has_gpu == 1 {
-                    out.gpu_histogram[usize::from(r.gpu_bucket.min(9))] += r.nodes;
+    // Tenths, 90 % and over in the last: as `least(floor(x / 10), 9)` did in SQL.
+    let bucket = |pct: f64| (pct / 10.0).floor().clamp(0.0, 9.0) as usize;
+    for n in fleet.nodes() {
+        out.gpus += u64::from(n.gpu_count);
+        match n.status {
+            NodeStatus::Online => {
+                out.online += 1;
+                out.cpu_histogram[bucket(f64::from(n.cpu_pct))] += 1;
+                let mem = 100.0 * n.mem_used_bytes as f64 / n.mem_total_bytes.max(1) as f64;
+                out.mem_histogram[bucket(mem)] += 1;
+                if n.gpu_count > 0 {
+                    out.gpu_histogram[bucket(f64::from(n.gpu_util_pct_avg))] += 1;
                 }
             }
-            Some(NodeStatus::Suspect) => out.suspect += r.nodes,
-            Some(NodeStatus::Offline) | None => out.offline += r.nodes,
+            NodeStatus::Suspect => out.suspect += 1,
+            NodeStatus::Offline => out.offline += 1,
         }
     }
     let changes: Vec<ChangeRow> = state
@@ -338,12 +246,13 @@ pub async fn summary(state: &AppState) -> Result<FleetSummary, ApiError> {
             reported_at_ms: c.reported_at_ms,
         })
         .collect();
-    let filter = Filter {
+    let attention = Selection {
         not_online: true,
-        ..Filter::default()
+        sort: Some(NodeSort::LastSeen),
+        order: Some(SortOrder::Desc),
+        ..Selection::default()
     };
-    let order = order_by(NodeSort::LastSeen, SortOrder::Desc);
-    out.attention = query_nodes(state, &filter, &order, 0, 8).await?.0;
+    out.attention = fleet.page(&attention, 0, 8).0;
     Ok(out)
 }
 

@@ -10,6 +10,7 @@ mod browser;
 mod channels;
 mod clusters;
 mod config_cli;
+mod fleet_list;
 mod liveness;
 mod projector;
 mod support;

@@ -29,6 +29,7 @@ impl Env {
         config.clickhouse = fresh_database().await;
         config.projector.ack_wait_secs = 2;
         config.projector.batch_max_wait_ms = 50;
+        config.api.fleet_snapshot_max_age_ms = 0; // a request sees what is stored before it
         config.agent.heartbeat_interval_secs = 1;
         // Suspect after 5 missed 1 s heartbeats, offline 2 s later: tests see both quickly, and
         // a test machine busy for a moment does not look like a dead node.
