@@ -8,7 +8,10 @@
 //! `--nats-url`/`--clickhouse-url` point it at a running system instead.
 
 mod alerts_eval;
+mod api_load;
+mod connections;
 mod nodes_page;
+mod plot;
 mod probe;
 mod raw;
 mod services;
@@ -38,6 +41,10 @@ enum Command {
     Tasks(tasks_fanout::TasksArgs),
     /// N simulated nodes: rule evaluation latency, and a mass firing end to end.
     Alerts(alerts_eval::AlertsArgs),
+    /// N simulated nodes; the REST API under concurrent goose users (list, detail, summary).
+    Api(api_load::ApiArgs),
+    /// N simulated agents, one NATS connection each, heartbeating through to ClickHouse.
+    Connections(connections::ConnectionsArgs),
     /// The raw limits: JetStream pipelined publish and ClickHouse bulk insert, same payloads.
     Raw(raw::RawArgs),
 }
@@ -85,6 +92,9 @@ pub struct Args {
     /// Write the report as JSON here too.
     #[arg(long)]
     pub json_out: Option<std::path::PathBuf>,
+    /// Draw throughput, lag and latency over the run as an SVG here.
+    #[arg(long)]
+    pub plot: Option<std::path::PathBuf>,
     /// Cap the telemetry stream at this many bytes (oldest dropped), so a long run fits the
     /// disk; the projectors must keep up or events are lost (and counted as lost).
     #[arg(long)]
@@ -104,6 +114,8 @@ fn main() -> anyhow::Result<()> {
             Command::Tasks(args) => tasks_fanout::run(args).await,
             Command::Alerts(args) => alerts_eval::run(args).await,
             Command::Raw(args) => raw::run(args).await,
+            Command::Api(args) => api_load::run(args).await,
+            Command::Connections(args) => connections::run(args).await,
         }
     })
 }
@@ -148,7 +160,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.probes_per_sec,
         Duration::from_secs(args.duration_secs),
     );
-    let published = sim::run(&args, &services.config, rate).await?;
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let timeline = timeline(ch.clone(), baseline, acked.clone(), started);
+    let published = sim::run(&args, &services.config, rate, acked).await?;
     let publish_secs = started.elapsed().as_secs_f64();
 
     // Wait until every acked event is queryable (or the projectors stall).
@@ -171,6 +185,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let drained_secs = started.elapsed().as_secs_f64();
     let latency = prober.finish().await?;
+    timeline.1.cancel();
+    let samples = timeline.0.await??;
     let unique: u64 = ch
         .query("SELECT uniqExact(event_id) FROM heartbeats")
         .fetch_one()
@@ -195,8 +211,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         latency_max_ms: latency.max_ms,
         probes: latency.probes,
         probes_missing: latency.missing,
+        timeline: samples,
     };
     report.print();
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "nerve-loadtest ingest: {} nodes, offered {rate:.0}/s for {} s; end to end {:.0}/s, p99 {:.0} ms",
+            args.nodes, args.duration_secs, report.end_to_end_rate, report.latency_p99_ms
+        );
+        std::fs::write(path, plot::svg(&title, &report.timeline, &latency.points))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if let Some(path) = &args.json_out {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -214,6 +239,44 @@ async fn run(args: Args) -> anyhow::Result<()> {
         report.duplicates
     );
     Ok(())
+}
+
+/// Samples acked and stored counts once a second until cancelled.
+fn timeline(
+    ch: clickhouse::Client,
+    baseline: u64,
+    acked: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    started: Instant,
+) -> (
+    tokio::task::JoinHandle<anyhow::Result<Vec<plot::Sample>>>,
+    tokio_util::sync::CancellationToken,
+) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(samples),
+                    _ = tick.tick() => {}
+                }
+                let acked = acked.load(std::sync::atomic::Ordering::Relaxed);
+                let stored: u64 = ch
+                    .query("SELECT count() FROM heartbeats")
+                    .fetch_one()
+                    .await?;
+                samples.push(plot::Sample {
+                    t: started.elapsed().as_secs_f64(),
+                    acked,
+                    stored: stored.saturating_sub(baseline),
+                });
+            }
+        })
+    };
+    (task, stop)
 }
 
 fn latency_probes_stored(l: &probe::Latency) -> u64 {
@@ -240,6 +303,8 @@ pub struct Report {
     pub latency_max_ms: f64,
     pub probes: usize,
     pub probes_missing: usize,
+    /// Acked and stored counts once a second.
+    pub timeline: Vec<plot::Sample>,
 }
 
 impl Report {

@@ -49,29 +49,8 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
     services.start_projectors(&metrics);
 
     let started = Instant::now();
-    publish_fleet(&services.js, args.nodes).await?;
+    fill(&services, args.nodes).await?;
     let n = u64::from(args.nodes);
-    let count = |sql: &'static str| {
-        let ch = services.ch.clone();
-        async move { ch.query(sql).fetch_one::<u64>().await }
-    };
-    while count("SELECT count() FROM node_state").await? < n
-        || count("SELECT count() FROM inventory").await? < n
-        || count("SELECT count() FROM node_liveness").await? < n.div_ceil(6)
-    {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // Let background merges settle as they would in a running system.
-    services
-        .ch
-        .query("OPTIMIZE TABLE node_state FINAL")
-        .execute()
-        .await?;
-    services
-        .ch
-        .query("OPTIMIZE TABLE inventory FINAL")
-        .execute()
-        .await?;
     eprintln!(
         "nodes-page: {n} nodes projected in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -162,6 +141,31 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
     services.stop().await
 }
 
+/// Publishes [`publish_fleet`], waits until the projectors stored every node, then merges the
+/// current-state tables as background merges would in a running system.
+pub(crate) async fn fill(services: &Services, nodes: u32) -> anyhow::Result<()> {
+    publish_fleet(&services.js, nodes).await?;
+    let n = u64::from(nodes);
+    let count = |sql: &'static str| {
+        let ch = services.ch.clone();
+        async move { ch.query(sql).fetch_one::<u64>().await }
+    };
+    while count("SELECT count() FROM node_state").await? < n
+        || count("SELECT count() FROM inventory").await? < n
+        || count("SELECT count() FROM node_liveness").await? < n.div_ceil(6)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for table in ["node_state", "inventory"] {
+        services
+            .ch
+            .query(&format!("OPTIMIZE TABLE {table} FINAL"))
+            .execute()
+            .await?;
+    }
+    Ok(())
+}
+
 /// GETs `url` and reads the whole body; a non-2xx answer is an error.
 async fn fetch(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
     http.get(url)
@@ -173,7 +177,6 @@ async fn fetch(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One inventory report and one heartbeat per node; every 6th node last beat 10 minutes ago.
 /// One inventory report and one heartbeat for each of `nodes` simulated nodes `sim-000000`…;
 /// every 6th one last beat 10 minutes ago and carries the liveness tracker's offline judgement.
 pub(crate) async fn publish_fleet(

@@ -19,12 +19,14 @@ const GIVE_UP: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct State {
-    published: HashMap<String, Instant>,
+    /// Acked probes: when each publish started, and its heartbeat seq.
+    published: HashMap<String, (Instant, u64)>,
     seen: HashMap<String, Instant>,
     done_publishing: bool,
 }
 
 pub struct Prober {
+    started: Instant,
     state: Arc<Mutex<State>>,
     publisher: JoinHandle<()>,
     poller: JoinHandle<anyhow::Result<()>>,
@@ -38,6 +40,8 @@ pub struct Latency {
     pub max_ms: f64,
     pub probes: usize,
     pub missing: usize,
+    /// (seconds since the prober started, latency ms) of every probe seen, in publish order.
+    pub points: Vec<(f64, f64)>,
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -46,6 +50,7 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 
 impl Prober {
     pub fn start(js: Context, ch: clickhouse::Client, per_sec: f64, duration: Duration) -> Self {
+        let started = Instant::now();
         let state = Arc::new(Mutex::new(State::default()));
         let every = Duration::from_secs_f64(1.0 / per_sec.max(0.1));
         let publisher = {
@@ -57,6 +62,7 @@ impl Prober {
                 while started.elapsed() < duration {
                     tick.tick().await;
                     let hb = crate::sim::heartbeat(PROBE_NODE, seq, nerve_platform::now_ms());
+                    let this_seq = seq as u64;
                     seq += 1;
                     let Ok(payload) = nerve_schemas::encode(&hb) else {
                         continue;
@@ -74,7 +80,9 @@ impl Prober {
                     if let Ok(ack) = sent
                         && ack.await.is_ok()
                     {
-                        lock(&state).published.insert(hb.envelope.event_id, at);
+                        lock(&state)
+                            .published
+                            .insert(hb.envelope.event_id, (at, this_seq));
                     }
                 }
                 lock(&state).done_publishing = true;
@@ -85,9 +93,24 @@ impl Prober {
             tokio::spawn(async move {
                 let mut finished_at: Option<Instant> = None;
                 loop {
+                    // Only probes from the oldest unseen one on: the poll stays small however
+                    // long the run.
+                    let from_seq = {
+                        let s = lock(&state);
+                        s.published
+                            .iter()
+                            .filter(|(id, _)| !s.seen.contains_key(*id))
+                            .map(|(_, (_, seq))| *seq)
+                            .min()
+                            .unwrap_or_else(|| s.published.len() as u64)
+                    };
                     let ids: Vec<String> = ch
-                        .query("SELECT toString(event_id) FROM heartbeats WHERE node_id = ?")
+                        .query(
+                            "SELECT toString(event_id) FROM heartbeats \
+                             WHERE node_id = ? AND seq >= ?",
+                        )
                         .bind(PROBE_NODE)
+                        .bind(from_seq)
                         .fetch_all()
                         .await?;
                     let now = Instant::now();
@@ -110,6 +133,7 @@ impl Prober {
             })
         };
         Self {
+            started,
             state,
             publisher,
             poller,
@@ -127,15 +151,20 @@ impl Prober {
         self.publisher.await?;
         self.poller.await??;
         let s = lock(&self.state);
-        let mut ms: Vec<f64> = s
+        let mut points: Vec<(f64, f64)> = s
             .published
             .iter()
-            .filter_map(|(id, at)| {
-                s.seen
-                    .get(id)
-                    .map(|seen| seen.duration_since(*at).as_secs_f64() * 1000.0)
+            .filter_map(|(id, (at, _))| {
+                s.seen.get(id).map(|seen| {
+                    (
+                        at.duration_since(self.started).as_secs_f64(),
+                        seen.duration_since(*at).as_secs_f64() * 1000.0,
+                    )
+                })
             })
             .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut ms: Vec<f64> = points.iter().map(|p| p.1).collect();
         ms.sort_by(f64::total_cmp);
         let pct = |p: f64| {
             if ms.is_empty() {
@@ -150,6 +179,7 @@ impl Prober {
             max_ms: ms.last().copied().unwrap_or(f64::NAN),
             probes: s.published.len(),
             missing: s.published.len() - ms.len(),
+            points,
         })
     }
 }

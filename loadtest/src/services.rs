@@ -32,6 +32,16 @@ pub struct Target<'a> {
 
 impl Services {
     pub async fn start(t: Target<'_>) -> anyhow::Result<Self> {
+        Self::start_inner(t, "127.0.0.1").await
+    }
+
+    /// As [`Services::start`], with the private nats-server listening on every address (so
+    /// clients can spread over 127.0.0.1, 127.0.0.2, … and their ephemeral ports).
+    pub async fn start_with_nats_on_all_addresses(t: Target<'_>) -> anyhow::Result<Self> {
+        Self::start_inner(t, "0.0.0.0").await
+    }
+
+    async fn start_inner(t: Target<'_>, nats_host: &str) -> anyhow::Result<Self> {
         let tmp = tempfile::Builder::new()
             .prefix("nerve-loadtest-")
             .tempdir()?;
@@ -40,8 +50,10 @@ impl Services {
             Some(u) => u.to_owned(),
             None => {
                 let dir = tmp.path().join("nats");
+                let host = nats_host.to_owned();
                 let s =
-                    tokio::task::spawn_blocking(move || NatsServer::start(&dir, None)).await??;
+                    tokio::task::spawn_blocking(move || NatsServer::start_on(&dir, None, &host))
+                        .await??;
                 let url = s.url.clone();
                 nats = Some(s);
                 url
@@ -87,6 +99,11 @@ impl Services {
             cancel: CancellationToken::new(),
             _tmp: tmp,
         })
+    }
+
+    /// The private nats-server's process id.
+    pub fn nats_pid(&self) -> Option<u32> {
+        self.nats.as_ref().map(NatsServer::pid)
     }
 
     /// Runs the projectors in this process.

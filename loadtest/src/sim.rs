@@ -1,6 +1,8 @@
 //! The simulated fleet: nodes spread over a few NATS connections, each connection publishing its
 //! share of the offered rate with pipelined acks (never awaiting each ack in turn).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -19,8 +21,14 @@ pub struct Published {
     pub errors: u64,
 }
 
-/// Publishes for `args.duration_secs` at `rate` events/s in total.
-pub async fn run(args: &Args, config: &Config, rate: f64) -> anyhow::Result<Published> {
+/// Publishes for `args.duration_secs` at `rate` events/s in total; `acked` counts acks as they
+/// come.
+pub async fn run(
+    args: &Args,
+    config: &Config,
+    rate: f64,
+    acked: Arc<AtomicU64>,
+) -> anyhow::Result<Published> {
     let conns = args.connections.max(1);
     let mut tasks = Vec::new();
     for c in 0..conns {
@@ -40,6 +48,7 @@ pub async fn run(args: &Args, config: &Config, rate: f64) -> anyhow::Result<Publ
             share,
             duration,
             max_inflight,
+            acked.clone(),
         )));
     }
     let mut total = Published::default();
@@ -181,6 +190,7 @@ async fn connection(
     rate: f64,
     duration: Duration,
     max_inflight: usize,
+    acked: Arc<AtomicU64>,
 ) -> anyhow::Result<Published> {
     let js = async_nats::jetstream::new(client.clone());
     let mut out = Published::default();
@@ -197,7 +207,10 @@ async fn connection(
         while sent < due {
             while inflight.len() >= max_inflight {
                 match inflight.next().await {
-                    Some(Ok(_)) => out.acked += 1,
+                    Some(Ok(_)) => {
+                        out.acked += 1;
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
                     Some(Err(_)) => out.errors += 1,
                     None => break,
                 }
@@ -223,7 +236,10 @@ async fn connection(
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
                 r = inflight.next(), if !inflight.is_empty() => match r {
-                    Some(Ok(_)) => out.acked += 1,
+                    Some(Ok(_)) => {
+                        out.acked += 1;
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
                     Some(Err(_)) => out.errors += 1,
                     None => {}
                 },
@@ -232,7 +248,10 @@ async fn connection(
     }
     while let Some(r) = inflight.next().await {
         match r {
-            Ok(_) => out.acked += 1,
+            Ok(_) => {
+                out.acked += 1;
+                acked.fetch_add(1, Ordering::Relaxed);
+            }
             Err(_) => out.errors += 1,
         }
     }

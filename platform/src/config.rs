@@ -390,6 +390,10 @@ impl Config {
         if self.projector.ack_wait_secs == 0 {
             return bad("projector.ack_wait_secs must be at least 1");
         }
+        if self.projector.batch_max_wait_ms >= self.projector.ack_wait_secs.saturating_mul(1000) {
+            // Otherwise JetStream redelivers a batch's first events while it is still filling.
+            return bad("projector.batch_max_wait_ms must be shorter than projector.ack_wait_secs");
+        }
         if self.liveness.suspect_after_missed_heartbeats == 0 {
             return bad("liveness.suspect_after_missed_heartbeats must be at least 1");
         }
@@ -548,6 +552,10 @@ mod tests {
         assert!(err.to_string().contains("at least 1"), "{err}");
         let err = Config::from_toml_str("[clickhouse]\ndatabase = \"x; DROP\"\n").unwrap_err();
         assert!(err.to_string().contains("identifier"), "{err}");
+        let err =
+            Config::from_toml_str("[projector]\nack_wait_secs = 2\nbatch_max_wait_ms = 2000\n")
+                .unwrap_err();
+        assert!(err.to_string().contains("shorter than"), "{err}");
         assert!(matches!(
             Config::load_with_env(Some(Path::new("/no/such.toml")), env(&[])),
             Err(ConfigError::Missing(_))

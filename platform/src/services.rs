@@ -262,8 +262,15 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Starts nats-server with JetStream storing under `dir`, on `port` (`None`: any free port).
+    /// Starts nats-server with JetStream storing under `dir`, on `port` (`None`: any free port),
+    /// listening on 127.0.0.1.
     pub fn start(dir: &Path, port: Option<u16>) -> Result<Self, ServiceError> {
+        Self::start_on(dir, port, "127.0.0.1")
+    }
+
+    /// As [`NatsServer::start`], listening on `host` (`0.0.0.0`: every address; the URL still
+    /// names 127.0.0.1).
+    pub fn start_on(dir: &Path, port: Option<u16>, host: &str) -> Result<Self, ServiceError> {
         let bin = nats_server_bin();
         check_bin("nats-server", &bin, "NERVE_NATS_SERVER_BIN")?;
         let store = dir.join("jetstream");
@@ -289,7 +296,7 @@ impl NatsServer {
         cmd.arg("-c")
             .arg(&conf)
             .arg("-a")
-            .arg("127.0.0.1")
+            .arg(host)
             .arg("-p")
             .arg(port.map_or("-1".to_owned(), |p| p.to_string()))
             .arg("-js")

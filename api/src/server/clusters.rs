@@ -396,9 +396,13 @@ pub async fn of_node(
     }
     let sets: Option<Sets> = state
         .ch()
-        .query(&format!(
-            "SELECT op, op_keys, ag FROM {LABELS} WHERE node_id = ?"
-        ))
+        // The node's rows only: 18.16 does not push `node_id = ?` into [`LABELS`]'s GROUP BY.
+        .query(
+            "SELECT anyIf(labels, source = 'operator') AS op, \
+                    anyIf(keys, source = 'operator') AS op_keys, \
+                    anyIf(labels, source = 'agent') AS ag \
+             FROM node_labels FINAL WHERE node_id = ? GROUP BY node_id",
+        )
         .bind(node)
         .fetch_optional()
         .await?;

@@ -325,7 +325,8 @@ fn json_doc(text: &str) -> serde_json::Value {
 /// node never reported anything.
 pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiError> {
     check_node_id(id)?;
-    let inventory: Option<InventoryRow> = state
+    // Independent reads: asked of ClickHouse at once.
+    let inventory = state
         .ch()
         .query(
             "SELECT reported_at_ms, hostname, os_name, os_version, kernel_version, arch, boot_time, \
@@ -335,9 +336,8 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
              FROM inventory FINAL WHERE node_id = ? LIMIT 1",
         )
         .bind(id)
-        .fetch_optional()
-        .await?;
-    let latest: Option<StateRow> = state
+        .fetch_optional::<InventoryRow>();
+    let latest = state
         .ch()
         .query(
             "SELECT last_seen_ms, interval_secs, uptime_secs, cpu_pct, cpu_count, load1, \
@@ -347,18 +347,13 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
              FROM node_state FINAL WHERE node_id = ? LIMIT 1",
         )
         .bind(id)
-        .fetch_optional()
-        .await?;
-    if inventory.is_none() && latest.is_none() {
-        return Err(ApiError::NotFound(format!("node {id} not found")));
-    }
-    let liveness: Option<LivenessRow> = state
+        .fetch_optional::<StateRow>();
+    let liveness = state
         .ch()
         .query("SELECT state, changed_at_ms FROM node_liveness FINAL WHERE node_id = ? LIMIT 1")
         .bind(id)
-        .fetch_optional()
-        .await?;
-    let events: Vec<EventRow> = state
+        .fetch_optional::<LivenessRow>();
+    let events = state
         .ch()
         .query(
             "SELECT ts_ms, kind, severity, summary FROM node_events WHERE node_id = ? \
@@ -366,9 +361,17 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
         )
         .bind(id)
         .bind(NODE_EVENTS_SHOWN)
-        .fetch_all()
-        .await?;
-    let (clusters, labels) = crate::clusters::of_node(state, id).await?;
+        .fetch_all::<EventRow>();
+    let (inventory, latest, liveness, events, (clusters, labels)) = tokio::try_join!(
+        async { inventory.await.map_err(ApiError::from) },
+        async { latest.await.map_err(ApiError::from) },
+        async { liveness.await.map_err(ApiError::from) },
+        async { events.await.map_err(ApiError::from) },
+        crate::clusters::of_node(state, id),
+    )?;
+    if inventory.is_none() && latest.is_none() {
+        return Err(ApiError::NotFound(format!("node {id} not found")));
+    }
     Ok(NodeDetail {
         clusters,
         labels,

@@ -101,6 +101,65 @@ async fn a_projector_killed_between_write_and_ack_creates_no_duplicates() {
     healthy.kill().await.expect("kill");
 }
 
+/// A whole large batch redelivered after a crash: 8,000 event ids are more than one query can
+/// carry (ClickHouse's `max_query_size`), so the check for already written events must be split,
+/// or the batch could never be written again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_redelivered_batch_is_checked_in_parts_and_not_duplicated() {
+    let env = Env::start().await;
+    let now = nerve_platform::now_ms();
+    let n: i64 = 8_000;
+    for part in 0..n / 500 {
+        let mut acks = Vec::new();
+        for i in part * 500..(part + 1) * 500 {
+            let hb = heartbeat(&format!("node-{}", i % 400), now - 60_000 + i, i);
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", hb.envelope.event_id.as_str());
+            let payload = nerve_schemas::encode(&hb).expect("encode");
+            let subject = subjects::heartbeat(&hb.envelope.node_id);
+            let ack = env
+                .js
+                .publish_with_headers(subject, headers, payload.into());
+            acks.push(ack.await.expect("publish"));
+        }
+        for ack in acks {
+            ack.await.expect("ack");
+        }
+    }
+
+    // One batch of everything, written, never acked.
+    let one_batch = [
+        ("NERVE_PROJECTOR__BATCH_MAX_EVENTS", "20000"),
+        ("NERVE_PROJECTOR__BATCH_MAX_WAIT_MS", "1500"), // under the test's 2 s ack wait
+    ];
+    let mut crashing =
+        env.spawn_nerve_with(&["project", "--failpoint", "exit-after-write"], &one_batch);
+    let status = tokio::time::timeout(DEADLINE, crashing.wait())
+        .await
+        .expect("crashing projector exits")
+        .expect("wait");
+    assert_eq!(
+        status.code(),
+        Some(nerve_projections::runner::FAILPOINT_EXIT_CODE)
+    );
+    let written = env.count("SELECT count() FROM heartbeats").await;
+    assert!(written > 6_600, "one large batch written: {written} rows");
+
+    // The next projector gets the batch again, in one batch of its own.
+    let mut healthy = env.spawn_nerve_with(&["project"], &one_batch);
+    eventually(DEADLINE, "every event acked", || async {
+        (consumer_pending(&env).await == (0, 0)).then_some(())
+    })
+    .await;
+    assert_eq!(env.count("SELECT count() FROM heartbeats").await, n as u64);
+    assert_eq!(
+        env.count("SELECT uniqExact(event_id) FROM heartbeats")
+            .await,
+        n as u64
+    );
+    healthy.kill().await.expect("kill");
+}
+
 /// Garbage, an event for the wrong node's subject and an event from a broken clock sit between
 /// good events: the bad ones land in `rejected_events` and the counter, the good ones in
 /// `heartbeats`, and the projector keeps going.
