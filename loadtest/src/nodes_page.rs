@@ -89,6 +89,7 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
             "/api/v1/nodes?limit=50&sort=cpu&order=desc".to_string(),
         ),
         ("API dashboard summary", "/api/v1/fleet/summary".to_string()),
+        ("API node detail", format!("/api/v1/nodes/sim-{:06}", n / 3)),
         ("Page /nodes", "/nodes".to_string()),
         (
             "Page /nodes search+sort",

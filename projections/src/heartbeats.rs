@@ -7,6 +7,7 @@ use clickhouse::{Client, Row};
 use nerve_schemas::{HeartbeatRecorded, decode};
 use serde::Serialize;
 
+use crate::WIDE_ROW_GRANULARITY;
 use crate::runner::{EventKey, Positioned, Projection, validate_envelope};
 
 /// Durable consumer name.
@@ -72,7 +73,8 @@ pub fn ddl(db: &str) -> Vec<String> {
                 gpu_health String,
                 gpus_json String
             ) ENGINE = ReplacingMergeTree(last_seen_ms)
-            ORDER BY node_id"
+            ORDER BY node_id
+            SETTINGS index_granularity = {WIDE_ROW_GRANULARITY}"
         ),
     ]
 }

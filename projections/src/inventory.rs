@@ -8,6 +8,7 @@ use clickhouse::{Client, Row};
 use nerve_schemas::{InventoryReported, decode};
 use serde::Serialize;
 
+use crate::WIDE_ROW_GRANULARITY;
 use crate::runner::{EventKey, Positioned, Projection, validate_envelope};
 
 /// Durable consumer name.
@@ -42,7 +43,8 @@ pub fn ddl(db: &str) -> Vec<String> {
             stream_seq UInt64,
             detail_json String
         ) ENGINE = ReplacingMergeTree(reported_at_ms)
-        ORDER BY node_id"
+        ORDER BY node_id
+        SETTINGS index_granularity = {WIDE_ROW_GRANULARITY}"
     )]
 }
 

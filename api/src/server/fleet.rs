@@ -49,6 +49,8 @@ fn check_node_id(id: &str) -> Result<(), ApiError> {
 struct NodeRow {
     node_id: String,
     hostname: String,
+    /// The latest inventory report (0: none).
+    reported_at_ms: u64,
     last_seen_ms: u64,
     interval_secs: u32,
     cpu_pct: f32,
@@ -62,13 +64,14 @@ struct NodeRow {
 
 /// Every node with its hostname and `status` (ClickHouse 18.16 joins one table per SELECT,
 /// hence the nesting).
-pub(crate) const NODES: &str = "(SELECT node_id, hostname, last_seen_ms, interval_secs, cpu_pct, \
-        mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health, \
-        if(live = '', 'online', live) AS status \
-    FROM (SELECT node_id, hostname, last_seen_ms, interval_secs, cpu_pct, mem_used_bytes, \
-                 mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health \
+pub(crate) const NODES: &str = "(SELECT node_id, hostname, reported_at_ms, last_seen_ms, \
+        interval_secs, cpu_pct, mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, \
+        gpu_health, if(live = '', 'online', live) AS status \
+    FROM (SELECT node_id, hostname, reported_at_ms, last_seen_ms, interval_secs, cpu_pct, \
+                 mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health \
           FROM node_state FINAL \
-          ANY LEFT JOIN (SELECT node_id, hostname FROM inventory FINAL) USING node_id) \
+          ANY LEFT JOIN (SELECT node_id, hostname, reported_at_ms FROM inventory FINAL) \
+          USING node_id) \
     ANY LEFT JOIN (SELECT node_id, state AS live FROM node_liveness FINAL) USING node_id)";
 
 /// Search text: trimmed, at most 128 characters, empty means none.
@@ -101,17 +104,25 @@ impl NodeRow {
     }
 }
 
-/// Every node's list row: what the fleet snapshot is loaded from.
-pub(crate) async fn all_nodes(state: &AppState) -> Result<Vec<NodeSummary>, ApiError> {
+/// Every node's list row and when its inventory was last reported (0: never): what the fleet
+/// snapshot is loaded from.
+pub(crate) async fn all_nodes(state: &AppState) -> Result<Vec<(NodeSummary, u64)>, ApiError> {
     let rows: Vec<NodeRow> = state
         .ch()
         .query(&format!(
-            "SELECT node_id, hostname, last_seen_ms, interval_secs, cpu_pct, mem_used_bytes, \
-                    mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health, status FROM {NODES}"
+            "SELECT node_id, hostname, reported_at_ms, last_seen_ms, interval_secs, cpu_pct, \
+                    mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health, \
+                    status FROM {NODES}"
         ))
         .fetch_all()
         .await?;
-    Ok(rows.into_iter().map(NodeRow::summary).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let reported = r.reported_at_ms;
+            (r.summary(), reported)
+        })
+        .collect())
 }
 
 /// The ids of the nodes in `cluster` (an id) and with `label` (`key=value`), when either is
@@ -188,15 +199,8 @@ pub async fn list_nodes(state: &AppState, query: NodeListQuery) -> Result<NodePa
     })
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct ChangeRow {
-    node_id: String,
-    hostname: String,
-    reported_at_ms: u64,
-}
-
-/// Status counts, utilisation distributions (of online nodes) and nodes needing attention from
-/// the fleet snapshot; what changed from `inventory`.
+/// Status counts, utilisation distributions (of online nodes), nodes needing attention and the
+/// latest inventory reports, all from the fleet snapshot.
 pub async fn summary(state: &AppState) -> Result<FleetSummary, ApiError> {
     let fleet = snapshot::fleet(state).await?;
     let mut out = FleetSummary {
@@ -229,23 +233,7 @@ pub async fn summary(state: &AppState) -> Result<FleetSummary, ApiError> {
             NodeStatus::Offline => out.offline += 1,
         }
     }
-    let changes: Vec<ChangeRow> = state
-        .ch()
-        .query(
-            "SELECT node_id, hostname, reported_at_ms FROM inventory FINAL \
-             ORDER BY reported_at_ms DESC LIMIT 8",
-        )
-        .fetch_all()
-        .await?;
-    out.recently_changed = changes
-        .into_iter()
-        .map(|c| NodeChange {
-            reported_at: rfc3339_ms(c.reported_at_ms),
-            id: c.node_id,
-            hostname: c.hostname,
-            reported_at_ms: c.reported_at_ms,
-        })
-        .collect();
+    out.recently_changed = fleet.recently_reported(8);
     let attention = Selection {
         not_online: true,
         sort: Some(NodeSort::LastSeen),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use nerve_platform::metrics::Counter;
 
 use crate::AppState;
-use crate::dto::{NodeSort, NodeStatus, NodeSummary, SortOrder};
+use crate::dto::{NodeChange, NodeSort, NodeStatus, NodeSummary, SortOrder};
 use crate::error::ApiError;
 
 /// Every node's list row at one moment, sorted by node id.
@@ -26,6 +26,8 @@ pub struct Snapshot {
 
 struct Entry {
     node: NodeSummary,
+    /// When its inventory was last reported (0: never).
+    reported_at_ms: u64,
     /// Lowercase `hostname`, NUL, lowercase `id`: what search text is looked for in.
     search: String,
 }
@@ -44,11 +46,12 @@ pub struct Selection {
 }
 
 impl Snapshot {
-    /// A snapshot of `nodes` (any order) taken at `taken`.
-    pub fn new(taken: Instant, nodes: Vec<NodeSummary>) -> Self {
+    /// A snapshot of `nodes` with their inventory report times (any order) taken at `taken`.
+    pub fn new(taken: Instant, nodes: Vec<(NodeSummary, u64)>) -> Self {
         let mut nodes: Vec<Entry> = nodes
             .into_iter()
-            .map(|node| Entry {
+            .map(|(node, reported_at_ms)| Entry {
+                reported_at_ms,
                 search: format!(
                     "{}\0{}",
                     node.hostname.to_ascii_lowercase(),
@@ -72,6 +75,31 @@ impl Snapshot {
     /// Every node, by id.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeSummary> {
         self.nodes.iter().map(|e| &e.node)
+    }
+
+    /// The `n` nodes whose inventory was reported last, newest first.
+    pub fn recently_reported(&self, n: usize) -> Vec<NodeChange> {
+        let mut reported: Vec<&Entry> =
+            self.nodes.iter().filter(|e| e.reported_at_ms > 0).collect();
+        let newest_first = |a: &&Entry, b: &&Entry| {
+            b.reported_at_ms
+                .cmp(&a.reported_at_ms)
+                .then_with(|| a.node.id.cmp(&b.node.id))
+        };
+        if n < reported.len() {
+            reported.select_nth_unstable_by(n, newest_first);
+            reported.truncate(n);
+        }
+        reported.sort_unstable_by(newest_first);
+        reported
+            .into_iter()
+            .map(|e| NodeChange {
+                id: e.node.id.clone(),
+                hostname: e.node.hostname.clone(),
+                reported_at: crate::fleet::rfc3339_ms(e.reported_at_ms),
+                reported_at_ms: e.reported_at_ms,
+            })
+            .collect()
     }
 
     /// The page `[offset, offset + limit)` of the selected nodes in order, and how many were
@@ -182,8 +210,16 @@ impl Snapshots {
                 return Err(e);
             }
         };
-        let snapshot = Arc::new(Snapshot::new(taken, nodes));
+        // Sorting and indexing 100,000 rows is CPU work: off the request workers.
+        let snapshot = tokio::task::spawn_blocking(move || Arc::new(Snapshot::new(taken, nodes)))
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("fleet snapshot build failed: {e}")))?;
         self.loads.inc();
+        tracing::debug!(
+            nodes = snapshot.len(),
+            ms = taken.elapsed().as_millis() as u64,
+            "fleet snapshot loaded"
+        );
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
         // A slower reload that began earlier must not replace a newer one.
         if current.as_ref().is_none_or(|c| c.taken <= taken) {
@@ -248,13 +284,16 @@ mod tests {
         use NodeStatus::*;
         Snapshot::new(
             Instant::now(),
-            vec![
+            [
                 node("n4", "gpu-04", Offline, 10.0, (1, 4)),
                 node("n1", "GPU-01", Online, 50.0, (3, 4)),
                 node("n3", "cpu-03", Suspect, 50.0, (0, 0)),
                 node("n2", "gpu-02", Online, 90.0, (2, 4)),
                 node("n5", "gpu-05", Online, 10.0, (4, 4)),
-            ],
+            ]
+            .into_iter()
+            .zip([300, 0, 100, 300, 200])
+            .collect(),
         )
     }
 
@@ -298,6 +337,14 @@ mod tests {
         assert_eq!(ids(&status), ["n4", "n3", "n5", "n2", "n1"]);
         let host = f.page(&by(NodeSort::Hostname, SortOrder::Asc), 0, 5);
         assert_eq!(ids(&host), ["n1", "n3", "n2", "n4", "n5"]); // bytewise: 'G' < 'c' < 'g'
+    }
+
+    #[test]
+    fn recent_inventory_reports_come_newest_first() {
+        let f = fleet();
+        let ids = |v: Vec<NodeChange>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
+        assert_eq!(ids(f.recently_reported(3)), ["n2", "n4", "n5"]);
+        assert_eq!(ids(f.recently_reported(9)), ["n2", "n4", "n5", "n3"]);
     }
 
     #[test]
