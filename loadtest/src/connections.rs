@@ -116,8 +116,9 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
         args.agents > 0 && args.agents_per_address > 0,
         "nothing to run"
     );
-    // Two descriptors per connection on this machine (ours and the server's), plus headroom.
-    let limit = raise_open_files(u64::from(args.agents) + 10_000)?;
+    // One descriptor per connection here and one in nats-server (which inherits the limit),
+    // plus headroom for ClickHouse connections, files and the store.
+    let limit = raise_open_files(u64::from(args.agents) + 1_000)?;
     let mut services = Services::start_with_nats_on_all_addresses(Target {
         nats_url: None,
         clickhouse_url: None,

@@ -45,11 +45,13 @@ fn label(v: f64) -> String {
     }
 }
 
+/// One line: colour, legend, (x, y) points.
+type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
+
 struct Panel<'a> {
     title: &'a str,
     unit: &'a str,
-    /// (colour, legend, points)
-    series: Vec<(&'a str, &'a str, Vec<(f64, f64)>)>,
+    series: Vec<Series<'a>>,
 }
 
 /// The SVG document for a run: `samples` in time order, `latency` as (seconds, ms).
