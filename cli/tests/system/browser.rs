@@ -352,7 +352,13 @@ async fn the_console_works_in_a_real_browser() {
     let c = &b.client;
 
     // The bundle is served compressed and revalidated on every load.
-    let wasm = reqwest::Client::new()
+    // No transparent decompression (reqwest's `gzip` feature may be on through another
+    // workspace member), so the header is seen as sent.
+    let raw = reqwest::Client::builder()
+        .no_gzip()
+        .build()
+        .expect("client");
+    let wasm = raw
         .get(format!("{base}/pkg/nerve_ui_bg.wasm"))
         .header("accept-encoding", "gzip")
         .send()
