@@ -151,14 +151,7 @@ fn percentiles(
 }
 
 pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
-    let mut services = Services::start(Target {
-        nats_url: None,
-        clickhouse_url: None,
-        database: None,
-        batch_max_events: 20_000,
-        batch_max_wait_ms: 200,
-    })
-    .await?;
+    let mut services = Services::start(Target::private(20_000, 200)).await?;
     let metrics = Registry::new();
     services.start_projectors(&metrics);
     let started = Instant::now();

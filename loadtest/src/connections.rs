@@ -119,14 +119,8 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
     // One descriptor per connection here and one in nats-server (which inherits the limit),
     // plus headroom for ClickHouse connections, files and the store.
     let limit = raise_open_files(u64::from(args.agents) + 1_000)?;
-    let mut services = Services::start_with_nats_on_all_addresses(Target {
-        nats_url: None,
-        clickhouse_url: None,
-        database: None,
-        batch_max_events: 20_000,
-        batch_max_wait_ms: 200,
-    })
-    .await?;
+    let mut services =
+        Services::start_with_nats_on_all_addresses(Target::private(20_000, 200)).await?;
     services.start_projectors(&Registry::new());
     let port = services
         .config

@@ -37,14 +37,7 @@ pub struct ViewTiming {
 }
 
 pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
-    let mut services = Services::start(Target {
-        nats_url: None,
-        clickhouse_url: None,
-        database: None,
-        batch_max_events: 20_000,
-        batch_max_wait_ms: 200,
-    })
-    .await?;
+    let mut services = Services::start(Target::private(20_000, 200)).await?;
     let metrics = Registry::new();
     services.start_projectors(&metrics);
 

@@ -55,14 +55,7 @@ pub struct RawReport {
 }
 
 pub async fn run(args: RawArgs) -> anyhow::Result<()> {
-    let services = Services::start(Target {
-        nats_url: None,
-        clickhouse_url: None,
-        database: None,
-        batch_max_events: args.batch,
-        batch_max_wait_ms: 200,
-    })
-    .await?;
+    let services = Services::start(Target::private(args.batch, 200)).await?;
     let payload_bytes = nerve_schemas::encode(&crate::sim::heartbeat(
         "sim-000000",
         0,

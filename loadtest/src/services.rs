@@ -30,6 +30,19 @@ pub struct Target<'a> {
     pub batch_max_wait_ms: u64,
 }
 
+impl Target<'static> {
+    /// Private servers and a fresh database, with the projector's batch limits.
+    pub fn private(batch_max_events: usize, batch_max_wait_ms: u64) -> Self {
+        Self {
+            nats_url: None,
+            clickhouse_url: None,
+            database: None,
+            batch_max_events,
+            batch_max_wait_ms,
+        }
+    }
+}
+
 impl Services {
     pub async fn start(t: Target<'_>) -> anyhow::Result<Self> {
         Self::start_inner(t, "127.0.0.1").await

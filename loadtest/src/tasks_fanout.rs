@@ -134,14 +134,7 @@ async fn simulated_agents(
 }
 
 pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
-    let mut services = Services::start(Target {
-        nats_url: None,
-        clickhouse_url: None,
-        database: None,
-        batch_max_events: 20_000,
-        batch_max_wait_ms: 100,
-    })
-    .await?;
+    let mut services = Services::start(Target::private(20_000, 100)).await?;
     let metrics = Registry::new();
     services.start_projectors(&metrics);
     crate::nodes_page::publish_fleet(&services.js, args.nodes).await?;
