@@ -19,3 +19,4 @@ export NERVE_WASM_RUSTC NERVE_WASM_CARGO NERVE_WASM_BINDGEN NERVE_WASM_OPT
 # One target dir shared by every checkout and CI run on this machine.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nerve/target}"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+bash infra/dev/prune-target.sh
