@@ -200,6 +200,8 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
             json_out: None,
             plot: None,
             telemetry_max_bytes: None,
+            raw_first: false,
+            raw_events: 0,
         };
         let config = services.config.clone();
         tokio::spawn(async move {

@@ -99,6 +99,13 @@ pub struct Args {
     /// disk; the projectors must keep up or events are lost (and counted as lost).
     #[arg(long)]
     pub telemetry_max_bytes: Option<i64>,
+    /// Before the load, measure the raw limits on the same servers with the same payloads, as
+    /// `raw` does (scratch stream and table), and report end to end as a share of them.
+    #[arg(long)]
+    pub raw_first: bool,
+    /// Events published and rows inserted by --raw-first.
+    #[arg(long, default_value_t = 600_000)]
+    pub raw_events: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -133,6 +140,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
         batch_max_wait_ms: args.batch_max_wait_ms,
     })
     .await?;
+    let raw = if args.raw_first {
+        let raw_args = raw::RawArgs {
+            events: args.raw_events,
+            rows: args.raw_events,
+            nodes: args.nodes,
+            connections: args.connections,
+            max_inflight: args.max_inflight,
+            batch: args.batch_max_events,
+            json_out: None,
+        };
+        let report = raw::measure(&services, &raw_args).await?;
+        report.print(raw_args.batch);
+        Some(report)
+    } else {
+        None
+    };
     // Projectors in this process unless both services are external.
     if args.nats_url.is_none() || args.clickhouse_url.is_none() {
         services.start_projectors(&Registry::new());
@@ -192,7 +215,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .fetch_one()
         .await?;
 
-    let report = Report {
+    let mut report = Report {
         nodes: args.nodes,
         offered_rate: rate,
         duration_secs: args.duration_secs,
@@ -212,7 +235,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         probes: latency.probes,
         probes_missing: latency.missing,
         timeline: samples,
+        ratio_to_raw_jetstream: None,
+        raw,
     };
+    report.ratio_to_raw_jetstream = report
+        .raw
+        .as_ref()
+        .map(|r| report.end_to_end_rate / r.jetstream_rate);
     report.print();
     if let Some(path) = &args.plot {
         let title = format!(
@@ -305,6 +334,10 @@ pub struct Report {
     pub probes_missing: usize,
     /// Acked and stored counts once a second.
     pub timeline: Vec<plot::Sample>,
+    /// The raw limits measured first in the same run (`--raw-first`).
+    pub raw: Option<raw::RawReport>,
+    /// End-to-end rate ÷ raw JetStream rate.
+    pub ratio_to_raw_jetstream: Option<f64>,
 }
 
 impl Report {
@@ -342,5 +375,11 @@ impl Report {
             self.probes,
             self.probes_missing
         );
+        if let (Some(raw), Some(ratio)) = (&self.raw, self.ratio_to_raw_jetstream) {
+            println!(
+                "end to end ÷ raw JetStream {:.0} / {:.0} = {ratio:.2}",
+                self.end_to_end_rate, raw.jetstream_rate
+            );
+        }
     }
 }

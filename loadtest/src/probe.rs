@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 /// The probe node's id.
 pub const PROBE_NODE: &str = "loadtest-probe";
 const POLL: Duration = Duration::from_millis(25);
-/// Probes not seen this long after the load stopped count as missing.
+/// Once the load stopped, probes still unseen when no new one was seen for this long count as
+/// missing (a slow drain that still makes progress is waited for).
 const GIVE_UP: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
@@ -91,7 +92,7 @@ impl Prober {
         let poller = {
             let state = state.clone();
             tokio::spawn(async move {
-                let mut finished_at: Option<Instant> = None;
+                let mut last_new = Instant::now();
                 loop {
                     // Only probes from the oldest unseen one on: the poll stays small however
                     // long the run.
@@ -117,13 +118,14 @@ impl Prober {
                     let finished = {
                         let mut s = lock(&state);
                         for id in ids {
-                            s.seen.entry(id).or_insert(now);
+                            if let std::collections::hash_map::Entry::Vacant(e) = s.seen.entry(id) {
+                                e.insert(now);
+                                last_new = now;
+                            }
                         }
-                        s.done_publishing && {
-                            let all = s.published.keys().all(|k| s.seen.contains_key(k));
-                            let since = *finished_at.get_or_insert(now);
-                            all || since.elapsed() > GIVE_UP
-                        }
+                        s.done_publishing
+                            && (s.published.keys().all(|k| s.seen.contains_key(k))
+                                || last_new.elapsed() > GIVE_UP)
                     };
                     if finished {
                         return Ok(());

@@ -3,7 +3,9 @@
 //! `Nats-Msg-Id` of simulated v2 heartbeats (encoded per event, as the simulator does) over the
 //! same connections and in-flight window, no consumer attached; the rate counts acked events.
 //! ClickHouse: the projection's own `heartbeats` rows, built beforehand, inserted in batches of
-//! the projector's size, one insert at a time as one projector does.
+//! the projector's size, one insert at a time as one projector does. Both go to scratch copies
+//! (a stream configured as the telemetry stream, a table made as `heartbeats`) that are removed
+//! afterwards, so `ingest --raw-first` measures them in the same run as its end-to-end load.
 
 use std::time::Instant;
 
@@ -12,7 +14,6 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use nerve_projections::heartbeats::{Heartbeat, HeartbeatRow};
 use nerve_projections::runner::Positioned;
-use nerve_schemas::subjects;
 
 use crate::services::{Services, Target};
 
@@ -56,6 +57,23 @@ pub struct RawReport {
 
 pub async fn run(args: RawArgs) -> anyhow::Result<()> {
     let services = Services::start(Target::private(args.batch, 200)).await?;
+    let report = measure(&services, &args).await?;
+    report.print(args.batch);
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    services.stop().await
+}
+
+/// Scratch stream and table the limits are measured on, removed afterwards: the telemetry
+/// stream and `heartbeats` stay as they were, so `ingest --raw-first` can measure in the same
+/// run, on the same servers, before its load starts.
+const SCRATCH_STREAM: &str = "NERVE_RAW_LIMIT";
+const SCRATCH_SUBJECTS: &str = "nerve-raw.>";
+const SCRATCH_TABLE: &str = "raw_limit_heartbeats";
+
+/// Measures both raw limits on `services`' servers with `args`' sizes.
+pub async fn measure(services: &Services, args: &RawArgs) -> anyhow::Result<RawReport> {
     let payload_bytes = nerve_schemas::encode(&crate::sim::heartbeat(
         "sim-000000",
         0,
@@ -63,7 +81,19 @@ pub async fn run(args: RawArgs) -> anyhow::Result<()> {
     ))?
     .len();
 
-    // JetStream.
+    // JetStream: a stream configured as the telemetry stream (storage, duplicate window, limits).
+    let js = &services.js;
+    let mut scratch = js
+        .get_stream(nerve_ingest::TELEMETRY_STREAM)
+        .await?
+        .info()
+        .await?
+        .config
+        .clone();
+    scratch.name = SCRATCH_STREAM.into();
+    scratch.subjects = vec![SCRATCH_SUBJECTS.into()];
+    scratch.description = Some("nerve-loadtest raw limit (scratch)".into());
+    js.create_stream(scratch).await?;
     let conns = args.connections.max(1);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -89,8 +119,27 @@ pub async fn run(args: RawArgs) -> anyhow::Result<()> {
         errors += e;
     }
     let js_secs = started.elapsed().as_secs_f64();
+    let held = js
+        .get_stream(SCRATCH_STREAM)
+        .await?
+        .info()
+        .await?
+        .state
+        .messages;
+    js.delete_stream(SCRATCH_STREAM).await?;
+    anyhow::ensure!(
+        held == acked,
+        "the scratch stream holds {held} of {acked} acked events"
+    );
 
-    // ClickHouse.
+    // ClickHouse: a table made as `heartbeats` (same columns, engine, key, partitions).
+    let ch = &services.ch;
+    ch.query(&format!("DROP TABLE IF EXISTS {SCRATCH_TABLE}"))
+        .execute()
+        .await?;
+    ch.query(&format!("CREATE TABLE {SCRATCH_TABLE} AS heartbeats"))
+        .execute()
+        .await?;
     let now = nerve_platform::now_ms();
     let stamp = (now / 1000) as u32;
     let rows: Vec<HeartbeatRow> = (0..args.rows)
@@ -108,17 +157,19 @@ pub async fn run(args: RawArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let started = Instant::now();
     for chunk in rows.chunks(args.batch.max(1)) {
-        nerve_projections::runner::insert_rows(&services.ch, "heartbeats", chunk).await?;
+        nerve_projections::runner::insert_rows(ch, SCRATCH_TABLE, chunk).await?;
     }
     let ch_secs = started.elapsed().as_secs_f64();
-    let stored: u64 = services
-        .ch
-        .query("SELECT count() FROM heartbeats")
+    let stored: u64 = ch
+        .query(&format!("SELECT count() FROM {SCRATCH_TABLE}"))
         .fetch_one()
+        .await?;
+    ch.query(&format!("DROP TABLE {SCRATCH_TABLE}"))
+        .execute()
         .await?;
     anyhow::ensure!(stored == args.rows, "{stored} of {} rows stored", args.rows);
 
-    let report = RawReport {
+    Ok(RawReport {
         jetstream_events: acked,
         jetstream_errors: errors,
         jetstream_secs: js_secs,
@@ -127,23 +178,24 @@ pub async fn run(args: RawArgs) -> anyhow::Result<()> {
         clickhouse_rows: args.rows,
         clickhouse_secs: ch_secs,
         clickhouse_rate: args.rows as f64 / ch_secs,
-    };
-    println!(
-        "JetStream: {} events ({} B each) acked in {:.1} s: {:.0} events/s ({} errors)",
-        report.jetstream_events,
-        report.payload_bytes,
-        report.jetstream_secs,
-        report.jetstream_rate,
-        report.jetstream_errors
-    );
-    println!(
-        "ClickHouse: {} heartbeat rows in batches of {} in {:.1} s: {:.0} rows/s",
-        report.clickhouse_rows, args.batch, report.clickhouse_secs, report.clickhouse_rate
-    );
-    if let Some(path) = &args.json_out {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    })
+}
+
+impl RawReport {
+    pub fn print(&self, batch: usize) {
+        println!(
+            "raw JetStream: {} events ({} B each) acked in {:.1} s: {:.0} events/s ({} errors)",
+            self.jetstream_events,
+            self.payload_bytes,
+            self.jetstream_secs,
+            self.jetstream_rate,
+            self.jetstream_errors
+        );
+        println!(
+            "raw ClickHouse: {} heartbeat rows in batches of {batch} in {:.1} s: {:.0} rows/s",
+            self.clickhouse_rows, self.clickhouse_secs, self.clickhouse_rate
+        );
     }
-    services.stop().await
 }
 
 /// Publishes `count` heartbeats of `nodes` as fast as acks allow; (acked, errors).
@@ -172,7 +224,11 @@ async fn publish(
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", hb.envelope.event_id.as_str());
         match js
-            .publish_with_headers(subjects::heartbeat(&nodes[i]), headers, payload.into())
+            .publish_with_headers(
+                format!("nerve-raw.heartbeat.{}", nodes[i]),
+                headers,
+                payload.into(),
+            )
             .await
         {
             Ok(ack) => inflight.push(ack.into_future()),

@@ -147,13 +147,6 @@ impl Projection for HeartbeatProjection {
         ch: &Client,
         items: &[Positioned<Heartbeat>],
     ) -> Result<(), clickhouse::error::Error> {
-        let now = (nerve_platform::now_ms() / 1000) as u32;
-        let mut insert = ch.insert::<HeartbeatRow>("heartbeats").await?;
-        for p in items {
-            insert.write(&HeartbeatRow::new(p, now)).await?;
-        }
-        insert.end().await?;
-
         // Only the newest sample per node matters for the current state.
         let mut latest: std::collections::HashMap<&str, &Positioned<Heartbeat>> =
             std::collections::HashMap::new();
@@ -171,6 +164,14 @@ impl Projection for HeartbeatProjection {
         let mut insert = ch.insert::<NodeStateRow>("node_state").await?;
         for p in latest.values() {
             insert.write(&NodeStateRow::new(p)).await?;
+        }
+        insert.end().await?;
+
+        // Last: an event found here had everything above written.
+        let now = (nerve_platform::now_ms() / 1000) as u32;
+        let mut insert = ch.insert::<HeartbeatRow>("heartbeats").await?;
+        for p in items {
+            insert.write(&HeartbeatRow::new(p, now)).await?;
         }
         insert.end().await
     }

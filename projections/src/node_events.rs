@@ -128,11 +128,6 @@ impl Projection for NodeEventsProjection {
         ch: &Client,
         items: &[Positioned<Decoded>],
     ) -> Result<(), clickhouse::error::Error> {
-        let mut insert = ch.insert::<NodeEventRow>("node_events").await?;
-        for p in items {
-            insert.write(&NodeEventRow::new(p)).await?;
-        }
-        insert.end().await?;
         let mut liveness = ch.insert::<LivenessRow>("node_liveness").await?;
         let mut any = false;
         for p in items {
@@ -152,7 +147,12 @@ impl Projection for NodeEventsProjection {
         if any {
             liveness.end().await?;
         }
-        Ok(())
+        // Last: an event found here had everything above written.
+        let mut insert = ch.insert::<NodeEventRow>("node_events").await?;
+        for p in items {
+            insert.write(&NodeEventRow::new(p)).await?;
+        }
+        insert.end().await
     }
 }
 

@@ -167,7 +167,8 @@ pub trait Projection: Send + Sync + 'static {
     fn key(item: &Self::Item) -> EventKey<'_>;
     /// A MergeTree table with `node_id`, `ts` (DateTime) and `event_id` (UUID) columns whose rows
     /// would be duplicated by writing an event twice; `None` when writes are idempotent anyway
-    /// (ReplacingMergeTree keyed by the entity).
+    /// (ReplacingMergeTree keyed by the entity). [`Projection::write`] must write it last: an
+    /// event found there is taken as fully written and left out when its batch is written again.
     fn append_only_table(&self) -> Option<&'static str>;
     /// Writes the batch. Must not return before ClickHouse accepted it.
     fn write(
@@ -379,6 +380,11 @@ impl<P: Projection> Runner<P> {
                 Ok(()) => break,
                 Err(e) => {
                     self.metrics.write_errors.inc();
+                    // A failed write may have stored part of the batch (an insert whose reply
+                    // was lost): the retry checks, as for a redelivery.
+                    for p in &mut items {
+                        p.redelivered = true;
+                    }
                     tracing::warn!(projection = name, error = %e, retry_in_ms = backoff.as_millis() as u64, "ClickHouse write failed");
                     // Keep the batch ours while we retry.
                     for msg in &batch {

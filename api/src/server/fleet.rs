@@ -269,12 +269,6 @@ struct InventoryRow {
 }
 
 #[derive(Debug, Row, Deserialize)]
-struct LivenessRow {
-    state: String,
-    changed_at_ms: u64,
-}
-
-#[derive(Debug, Row, Deserialize)]
 struct EventRow {
     ts_ms: u64,
     kind: String,
@@ -303,6 +297,9 @@ struct StateRow {
     gpu_util_pct_avg: f32,
     gpu_health: String,
     gpus_json: String,
+    /// The liveness tracker's state ('' if it has not judged the node yet) and since when.
+    live_state: String,
+    live_since_ms: u64,
 }
 
 fn json_doc(text: &str) -> serde_json::Value {
@@ -325,22 +322,22 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
         )
         .bind(id)
         .fetch_optional::<InventoryRow>();
+    // The latest sample with the liveness state joined in (none yet: '' and 0).
     let latest = state
         .ch()
         .query(
             "SELECT last_seen_ms, interval_secs, uptime_secs, cpu_pct, cpu_count, load1, \
                     mem_used_bytes, mem_total_bytes, disk_used_bytes, disk_total_bytes, \
                     net_rx_bytes_per_sec, net_tx_bytes_per_sec, gpu_count, gpu_util_pct_avg, \
-                    gpu_health, gpus_json \
-             FROM node_state FINAL WHERE node_id = ? LIMIT 1",
+                    gpu_health, gpus_json, live_state, live_since_ms \
+             FROM node_state FINAL \
+             ANY LEFT JOIN (SELECT node_id, state AS live_state, changed_at_ms AS live_since_ms \
+                            FROM node_liveness FINAL WHERE node_id = ?) USING node_id \
+             WHERE node_id = ? LIMIT 1",
         )
         .bind(id)
-        .fetch_optional::<StateRow>();
-    let liveness = state
-        .ch()
-        .query("SELECT state, changed_at_ms FROM node_liveness FINAL WHERE node_id = ? LIMIT 1")
         .bind(id)
-        .fetch_optional::<LivenessRow>();
+        .fetch_optional::<StateRow>();
     let events = state
         .ch()
         .query(
@@ -350,10 +347,9 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
         .bind(id)
         .bind(NODE_EVENTS_SHOWN)
         .fetch_all::<EventRow>();
-    let (inventory, latest, liveness, events, (clusters, labels)) = tokio::try_join!(
+    let (inventory, latest, events, (clusters, labels)) = tokio::try_join!(
         async { inventory.await.map_err(ApiError::from) },
         async { latest.await.map_err(ApiError::from) },
-        async { liveness.await.map_err(ApiError::from) },
         async { events.await.map_err(ApiError::from) },
         crate::clusters::of_node(state, id),
     )?;
@@ -364,10 +360,11 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
         clusters,
         labels,
         id: id.to_owned(),
-        status: latest
+        status: latest.as_ref().map(|l| status_from(&l.live_state)),
+        status_since: latest
             .as_ref()
-            .map(|_| status_from(liveness.as_ref().map_or("", |l| l.state.as_str()))),
-        status_since: liveness.as_ref().map(|l| rfc3339_ms(l.changed_at_ms)),
+            .filter(|l| !l.live_state.is_empty())
+            .map(|l| rfc3339_ms(l.live_since_ms)),
         gpu_health: latest
             .as_ref()
             .map(|l| l.gpu_health.clone())

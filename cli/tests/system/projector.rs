@@ -160,6 +160,75 @@ async fn a_large_redelivered_batch_is_checked_in_parts_and_not_duplicated() {
     healthy.kill().await.expect("kill");
 }
 
+/// A batch whose write fails half way is retried until every table has it, and nothing is
+/// written twice: the current-state table goes first and the append-only `heartbeats` last, so
+/// an event found in `heartbeats` (and left out of a retry) is in `node_state` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_fails_half_way_is_retried_without_duplicates_or_gaps() {
+    let env = Env::start().await;
+    let metrics = Registry::new();
+    let cancel = CancellationToken::new();
+    let projectors = env.spawn_projectors(&metrics, &cancel);
+    let now = nerve_platform::now_ms();
+    // The projector is up (its tables made) once a first event is in both tables.
+    publish_heartbeat(&env.js, &heartbeat("node-first", now - 20_000, 0)).await;
+    eventually(DEADLINE, "the first event in both tables", || async {
+        let rows = "SELECT count() FROM heartbeats WHERE node_id = 'node-first'";
+        (env.count(rows).await == 1).then_some(())
+    })
+    .await;
+
+    // Without node_state every write fails, and must fail before `heartbeats` took anything.
+    env.ch
+        .query("RENAME TABLE node_state TO node_state_away")
+        .execute()
+        .await
+        .expect("rename");
+    let n: i64 = 100;
+    for i in 0..n {
+        let hb = heartbeat(&format!("node-{}", i % 10), now - 10_000 + i, i);
+        publish_heartbeat(&env.js, &hb).await;
+    }
+    eventually(DEADLINE, "the write failing and retried", || async {
+        (projector_counter(&metrics, "nerve_projector_write_errors_total") >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        env.count("SELECT count() FROM heartbeats").await,
+        1,
+        "heartbeats written while node_state could not be"
+    );
+    env.ch
+        .query("RENAME TABLE node_state_away TO node_state")
+        .execute()
+        .await
+        .expect("rename back");
+
+    eventually(DEADLINE, "every event in both tables", || async {
+        let state = "SELECT count() FROM (SELECT node_id FROM node_state FINAL)";
+        let acked = consumer_pending(&env).await == (0, 0);
+        (acked && env.count(state).await == 11).then_some(())
+    })
+    .await;
+    assert_eq!(
+        env.count("SELECT count() FROM heartbeats").await,
+        n as u64 + 1,
+        "an event written twice or not at all"
+    );
+    assert_eq!(
+        env.count("SELECT uniqExact(event_id) FROM heartbeats")
+            .await,
+        n as u64 + 1
+    );
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), projectors)
+        .await
+        .expect("projectors stop on cancel")
+        .expect("join")
+        .expect("projectors");
+}
+
 /// Garbage, an event for the wrong node's subject and an event from a broken clock sit between
 /// good events: the bad ones land in `rejected_events` and the counter, the good ones in
 /// `heartbeats`, and the projector keeps going.
@@ -243,16 +312,20 @@ async fn malformed_events_are_rejected_counted_and_do_not_stop_the_projector() {
         .expect("projectors");
 }
 
-/// Heartbeats the projector reporting to `metrics` wrote.
-fn heartbeats_written(metrics: &Registry) -> u64 {
+/// The heartbeat projector's counter `name`, as `metrics` renders it.
+fn projector_counter(metrics: &Registry, name: &str) -> u64 {
+    let prefix = format!("{name}{{projection=\"proj_heartbeats\"}} ");
     metrics
         .render()
         .lines()
-        .find_map(|l| {
-            l.strip_prefix("nerve_projector_events_total{projection=\"proj_heartbeats\"} ")
-        })
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Heartbeats the projector reporting to `metrics` wrote.
+fn heartbeats_written(metrics: &Registry) -> u64 {
+    projector_counter(metrics, "nerve_projector_events_total")
 }
 
 /// Three projectors, each with its own NATS connection (as three processes would have), bind
