@@ -38,6 +38,9 @@ pub struct ApiArgs {
     /// Keep every node heartbeating at this interval while users browse (0: a still fleet).
     #[arg(long, default_value_t = 30.0)]
     pub heartbeat_interval_secs: f64,
+    /// The API's `api.fleet_snapshot_max_age_ms` (default: the configuration's default).
+    #[arg(long)]
+    pub snapshot_max_age_ms: Option<u64>,
     /// Write the report as JSON here too.
     #[arg(long)]
     pub json_out: Option<std::path::PathBuf>,
@@ -163,10 +166,14 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     );
     NODES.store(args.nodes, Ordering::Relaxed);
 
+    let mut api_config = services.config.api.clone();
+    if let Some(ms) = args.snapshot_max_age_ms {
+        api_config.fleet_snapshot_max_age_ms = ms;
+    }
     let state = nerve_api::AppState::new(
         services.ch.clone(),
         Some(services.client.clone()),
-        services.config.api.clone(),
+        api_config,
         metrics.clone(),
     );
     let site = tempfile::tempdir()?; // the API only: no bundle needed

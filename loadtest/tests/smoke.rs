@@ -1,5 +1,5 @@
-//! The simulator runs end to end against real services and reports no loss (a short, low-rate
-//! run; the numbers in README.md come from release builds, never from this test).
+//! The simulator runs end to end against real services and reports no loss, with the raw limits
+//! measured first in the same run (a short, low-rate run; the numbers in README.md come from release builds, never from this test).
 
 use std::process::Command;
 
@@ -16,6 +16,9 @@ fn a_short_run_stores_every_acked_event_once() {
             "200",
             "--duration-secs",
             "2",
+            "--raw-first",
+            "--raw-events",
+            "2000",
         ])
         .arg("--json-out")
         .arg(&report)
@@ -36,4 +39,11 @@ fn a_short_run_stores_every_acked_event_once() {
     assert_eq!(r["lost"], 0, "{r}");
     assert_eq!(r["duplicates"], 0, "{r}");
     assert_eq!(r["probes_missing"], 0, "{r}");
+    // The raw limits were measured in the same run (on a scratch stream and table).
+    assert_eq!(r["raw"]["jetstream_events"], 2000, "{r}");
+    assert_eq!(r["raw"]["clickhouse_rows"], 2000, "{r}");
+    assert!(
+        r["ratio_to_raw_jetstream"].as_f64().expect("ratio") > 0.0,
+        "{r}"
+    );
 }

@@ -294,7 +294,7 @@ impl Default for ApiConfig {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_page_size: 1000,
             max_series_points: 10_000,
-            fleet_snapshot_max_age_ms: 2_000,
+            fleet_snapshot_max_age_ms: 5_000,
             smtp_host: String::new(),
             smtp_port: 587,
             smtp_starttls: true,
