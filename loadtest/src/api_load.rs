@@ -41,6 +41,11 @@ pub struct ApiArgs {
     /// The API's `api.fleet_snapshot_max_age_ms` (default: the configuration's default).
     #[arg(long)]
     pub snapshot_max_age_ms: Option<u64>,
+    /// Serve the API and run the goose users on the fleet's runtime (one process, as `nerve
+    /// dev` runs), instead of a runtime each (the API as its own `nerve serve` process, the
+    /// users as clients elsewhere).
+    #[arg(long)]
+    pub shared_runtime: bool,
     /// Write the report as JSON here too.
     #[arg(long)]
     pub json_out: Option<std::path::PathBuf>,
@@ -153,6 +158,36 @@ fn percentiles(
     (at(0.50), at(0.99), max)
 }
 
+/// Runs `work` on a new thread with a two-worker runtime of its own, so that CPU work on the
+/// caller's runtime (the simulated fleet, the projectors) cannot hold its tasks; the handle
+/// gives its result.
+fn on_own_runtime<T, F>(
+    name: &str,
+    work: impl FnOnce() -> F + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<T>>>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(format!("{name}-worker"))
+        .enable_all()
+        .build()?;
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let _ = done.send(runtime.block_on(work()));
+        })?;
+    let name = name.to_owned();
+    Ok(tokio::spawn(async move {
+        result
+            .await
+            .with_context(|| format!("the {name} runtime's thread ended without a result"))?
+    }))
+}
+
 pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let mut services = Services::start(Target::private(20_000, 200)).await?;
     let metrics = Registry::new();
@@ -170,18 +205,31 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     if let Some(ms) = args.snapshot_max_age_ms {
         api_config.fleet_snapshot_max_age_ms = ms;
     }
-    let state = nerve_api::AppState::new(
-        services.ch.clone(),
-        Some(services.client.clone()),
-        api_config,
-        metrics.clone(),
-    );
-    let site = tempfile::tempdir()?; // the API only: no bundle needed
-    let app = nerve_ui::server::app(state, site.path());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let host = format!("http://{}", listener.local_addr()?);
     let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(nerve_api::serve(listener, app, stop.clone()));
+    let (ch_config, nats) = (services.config.clickhouse.clone(), services.client.clone());
+    let serve = {
+        let stop = stop.clone();
+        move |listener: tokio::net::TcpListener| async move {
+            // A ClickHouse client of the API's own: its connections live on the API's runtime.
+            let ch = nerve_platform::clickhouse::client(&ch_config);
+            let state = nerve_api::AppState::new(ch, Some(nats), api_config, metrics);
+            let site = tempfile::tempdir()?; // the API only: no bundle needed
+            let app = nerve_ui::server::app(state, site.path());
+            nerve_api::serve(listener, app, stop).await?;
+            anyhow::Ok(())
+        }
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let host = format!("http://{}", listener.local_addr()?);
+    let server = if args.shared_runtime {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        tokio::spawn(serve(listener))
+    } else {
+        on_own_runtime("api", move || async move {
+            serve(tokio::net::TcpListener::from_std(listener)?).await
+        })?
+    };
 
     // The fleet keeps beating while users browse: ramp-up plus the measured time, plus slack.
     let ramp_secs = (args.users / args.hatch_rate.max(1)) as u64 + 1;
@@ -240,14 +288,17 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     if !wait.1.is_zero() {
         operator = operator.set_wait_time(wait.0, wait.1)?;
     }
-    let goose = GooseAttack::initialize_with_config(config)?
-        .register_scenario(operator)
-        .execute()
-        .await
-        .context("goose")?;
+    let attack = GooseAttack::initialize_with_config(config)?.register_scenario(operator);
+    let goose = if args.shared_runtime {
+        attack.execute().await.context("goose")?
+    } else {
+        on_own_runtime("goose", move || async move { Ok(attack.execute().await?) })?
+            .await
+            .context("goose")??
+    };
 
     stop.cancel();
-    server.await??;
+    server.await.context("api server")??;
     if let Some(fleet) = fleet {
         let published = fleet.await??;
         eprintln!(

@@ -1,7 +1,18 @@
-//! The simulator runs end to end against real services and reports no loss, with the raw limits
-//! measured first in the same run (a short, low-rate run; the numbers in README.md come from release builds, never from this test).
+//! The benchmarks run end to end against real services (short, low-rate runs; the numbers in
+//! README.md come from release builds, never from these tests): the simulator reports no loss,
+//! with the raw limits measured first in the same run; goose users browse a heartbeating fleet
+//! through the API on its own runtime without a failed request.
 
-use std::process::Command;
+use std::process::{Command, Output};
+
+fn check(out: &Output) {
+    assert!(
+        out.status.success(),
+        "loadtest failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 #[test]
 fn a_short_run_stores_every_acked_event_once() {
@@ -25,12 +36,7 @@ fn a_short_run_stores_every_acked_event_once() {
         .env("RUST_LOG", "warn")
         .output()
         .expect("run nerve-loadtest");
-    assert!(
-        out.status.success(),
-        "loadtest failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    check(&out);
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
     let published = r["published"].as_u64().expect("published");
@@ -44,6 +50,62 @@ fn a_short_run_stores_every_acked_event_once() {
     assert_eq!(r["raw"]["clickhouse_rows"], 2000, "{r}");
     assert!(
         r["ratio_to_raw_jetstream"].as_f64().expect("ratio") > 0.0,
+        "{r}"
+    );
+}
+
+#[test]
+fn goose_users_browse_a_heartbeating_fleet_without_failures() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let report = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_nerve-loadtest"))
+        .args([
+            "api",
+            "--nodes",
+            "300",
+            "--users",
+            "4",
+            "--hatch-rate",
+            "4",
+            "--run-secs",
+            "2",
+            // A closed loop, so that every kind of request is drawn in two seconds.
+            "--wait-min-ms",
+            "0",
+            "--wait-max-ms",
+            "0",
+            "--heartbeat-interval-secs",
+            "5",
+        ])
+        .arg("--json-out")
+        .arg(&report)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run nerve-loadtest");
+    check(&out);
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+    assert_eq!(r["nodes"], 300, "{r}");
+    assert_eq!(r["all"]["failures"], 0, "{r}");
+    let mut kinds: Vec<&str> = r["by_request"]
+        .as_array()
+        .expect("by_request")
+        .iter()
+        .filter(|t| t["requests"].as_u64() > Some(0))
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        [
+            "fleet summary",
+            "list: first page",
+            "list: offline",
+            "list: random page",
+            "list: search",
+            "list: sort by cpu",
+            "node detail"
+        ],
         "{r}"
     );
 }

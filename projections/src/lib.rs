@@ -37,15 +37,17 @@ pub fn all_ddl(db: &str) -> Vec<String> {
     ddl
 }
 
+/// Index granularity of the per-node current-state tables with wide rows (`inventory`,
+/// `node_state`: kilobytes of JSON each). A node lookup reads whole granules: with the default
+/// 8,192 rows that was ≈ 170 ms of decompressed JSON for one node at 100,000 nodes; with 256,
+/// 25 ms under load (a granule of `gpus_json` is ≈ 0.8 MB, read from every active part); with
+/// 32, a granule is about one compressed block. Tables created before keep their granularity
+/// until rebuilt from the log.
+pub const WIDE_ROW_GRANULARITY: u32 = 32;
+
 /// Columns added to a table after it was first released: (table, column, type). The `CREATE`
 /// statements have them; databases created before get them added at start (ClickHouse 18.16
 /// has no `ADD COLUMN IF NOT EXISTS`, so the columns are looked up first).
-/// Index granularity of the per-node current-state tables with wide rows (`inventory`,
-/// `node_state`: kilobytes of JSON each). A node lookup reads whole granules: with the default
-/// 8,192 rows that was ≈ 170 ms of decompressed JSON for one node at 100,000 nodes. Tables
-/// created before keep their granularity until rebuilt from the log.
-pub const WIDE_ROW_GRANULARITY: u32 = 256;
-
 pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("heartbeats", "gpu_health", "Array(String)"),
     ("node_state", "gpu_health", "String"),

@@ -379,22 +379,22 @@ pub async fn of_node(
         cluster_id: String,
         name: String,
     }
-    let refs: Vec<Ref> = state
+    // Two independent reads, asked at once (node detail waits for the slower).
+    let refs = state
         .ch()
         .query(&format!(
             "SELECT cluster_id, name FROM {CLUSTERS} \
              WHERE cluster_id IN (SELECT cluster_id FROM {MEMBERS} WHERE node_id = ?) ORDER BY name"
         ))
         .bind(node)
-        .fetch_all()
-        .await?;
+        .fetch_all::<Ref>();
     #[derive(Row, Deserialize)]
     struct Sets {
         op: Vec<String>,
         op_keys: Vec<String>,
         ag: Vec<String>,
     }
-    let sets: Option<Sets> = state
+    let sets = state
         .ch()
         // The node's rows only: 18.16 does not push `node_id = ?` into [`LABELS`]'s GROUP BY.
         .query(
@@ -404,8 +404,8 @@ pub async fn of_node(
              FROM node_labels FINAL WHERE node_id = ? GROUP BY node_id",
         )
         .bind(node)
-        .fetch_optional()
-        .await?;
+        .fetch_optional::<Sets>();
+    let (refs, sets) = tokio::try_join!(refs, sets)?;
     let labels = sets.map_or_else(Vec::new, |s| effective_labels(&s.op, &s.op_keys, &s.ag));
     Ok((
         refs.into_iter()

@@ -114,6 +114,9 @@ pub(crate) async fn all_nodes(state: &AppState) -> Result<Vec<(NodeSummary, u64)
                     mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health, \
                     status FROM {NODES}"
         ))
+        // A reload runs behind the requests: one ClickHouse thread, so that it does not take
+        // every core from the queries that requests are waiting for.
+        .with_setting("max_threads", "1")
         .fetch_all()
         .await?;
     Ok(rows
