@@ -41,6 +41,9 @@ pub struct ApiArgs {
     /// The API's `api.fleet_snapshot_max_age_ms` (default: the configuration's default).
     #[arg(long)]
     pub snapshot_max_age_ms: Option<u64>,
+    /// GPUs per simulated node (0: CPU-only nodes, to see what the per-GPU data costs).
+    #[arg(long, default_value_t = 8)]
+    pub gpus_per_node: u32,
     /// Serve the API and run the goose users on the fleet's runtime (one process, as `nerve
     /// dev` runs), instead of a runtime each (the API as its own `nerve serve` process, the
     /// users as clients elsewhere).
@@ -189,6 +192,7 @@ where
 }
 
 pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
+    crate::sim::GPUS_PER_NODE.store(args.gpus_per_node, Ordering::Relaxed);
     let mut services = Services::start(Target::private(20_000, 200)).await?;
     let metrics = Registry::new();
     services.start_projectors(&metrics);

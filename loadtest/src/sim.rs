@@ -2,7 +2,7 @@
 //! share of the offered rate with pipelined acks (never awaiting each ack in turn).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -13,6 +13,14 @@ use nerve_platform::config::Config;
 use nerve_schemas::{Envelope, GpuSample, HeartbeatRecorded, subjects};
 
 use crate::Args;
+
+/// GPUs per simulated node, in its inventory and its heartbeats (8, as an H100 node; `api
+/// --gpus-per-node` changes it for the whole run, to show what the per-GPU data costs).
+pub static GPUS_PER_NODE: AtomicU32 = AtomicU32::new(8);
+
+fn gpus_per_node() -> i32 {
+    GPUS_PER_NODE.load(Ordering::Relaxed) as i32
+}
 
 /// Totals over every connection.
 #[derive(Debug, Default)]
@@ -102,7 +110,7 @@ pub fn inventory(node: &str, ts_ms: i64) -> nerve_schemas::InventoryReported {
             state: "up".into(),
             driver: "mlx5_core".into(),
         }],
-        gpus: (0..8)
+        gpus: (0..gpus_per_node())
             .map(|i| GpuDevice {
                 index: i,
                 uuid: format!("GPU-{node}-{i}"),
@@ -147,7 +155,7 @@ pub fn heartbeat(node: &str, seq: i64, ts_ms: i64) -> HeartbeatRecorded {
         disk_used_bytes: 2 << 40,
         net_rx_bytes_per_sec: 1.0e8 + f64::from(wobble) * 1.0e5,
         net_tx_bytes_per_sec: 5.0e7,
-        gpus: (0..8)
+        gpus: (0..gpus_per_node())
             .map(|i| GpuSample {
                 index: i,
                 uuid: format!("GPU-{node}-{i}"),
