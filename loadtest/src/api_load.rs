@@ -213,7 +213,8 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let (ch_config, nats) = (services.config.clickhouse.clone(), services.client.clone());
     let serve = {
         let stop = stop.clone();
-        move |listener: tokio::net::TcpListener| async move {
+        move |listener: std::net::TcpListener| async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
             // A ClickHouse client of the API's own: its connections live on the API's runtime.
             let ch = nerve_platform::clickhouse::client(&ch_config);
             let state = nerve_api::AppState::new(ch, Some(nats), api_config, metrics);
@@ -227,12 +228,9 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let host = format!("http://{}", listener.local_addr()?);
     let server = if args.shared_runtime {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
         tokio::spawn(serve(listener))
     } else {
-        on_own_runtime("api", move || async move {
-            serve(tokio::net::TcpListener::from_std(listener)?).await
-        })?
+        on_own_runtime("api", move || serve(listener))?
     };
 
     // The fleet keeps beating while users browse: ramp-up plus the measured time, plus slack.

@@ -3,42 +3,42 @@
 //! with the raw limits measured first in the same run; goose users browse a heartbeating fleet
 //! through the API on its own runtime without a failed request.
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn check(out: &Output) {
+/// Runs `nerve-loadtest` with `args` and returns the report it wrote with `--json-out`.
+fn run(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tmp");
+    let report = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_nerve-loadtest"))
+        .args(args)
+        .arg("--json-out")
+        .arg(&report)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run nerve-loadtest");
     assert!(
         out.status.success(),
         "loadtest failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json")
 }
 
 #[test]
 fn a_short_run_stores_every_acked_event_once() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let report = dir.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_nerve-loadtest"))
-        .args([
-            "ingest",
-            "--nodes",
-            "50",
-            "--rate",
-            "200",
-            "--duration-secs",
-            "2",
-            "--raw-first",
-            "--raw-events",
-            "2000",
-        ])
-        .arg("--json-out")
-        .arg(&report)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run nerve-loadtest");
-    check(&out);
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+    let r = run(&[
+        "ingest",
+        "--nodes",
+        "50",
+        "--rate",
+        "200",
+        "--duration-secs",
+        "2",
+        "--raw-first",
+        "--raw-events",
+        "2000",
+    ]);
     let published = r["published"].as_u64().expect("published");
     assert!(published > 0, "{r}");
     assert_eq!(r["stored"].as_u64(), Some(published), "{r}");
@@ -56,35 +56,24 @@ fn a_short_run_stores_every_acked_event_once() {
 
 #[test]
 fn goose_users_browse_a_heartbeating_fleet_without_failures() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let report = dir.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_nerve-loadtest"))
-        .args([
-            "api",
-            "--nodes",
-            "300",
-            "--users",
-            "4",
-            "--hatch-rate",
-            "4",
-            "--run-secs",
-            "2",
-            // A closed loop, so that every kind of request is drawn in two seconds.
-            "--wait-min-ms",
-            "0",
-            "--wait-max-ms",
-            "0",
-            "--heartbeat-interval-secs",
-            "5",
-        ])
-        .arg("--json-out")
-        .arg(&report)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run nerve-loadtest");
-    check(&out);
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+    let r = run(&[
+        "api",
+        "--nodes",
+        "300",
+        "--users",
+        "4",
+        "--hatch-rate",
+        "4",
+        "--run-secs",
+        "2",
+        // A closed loop, so that every kind of request is drawn in two seconds.
+        "--wait-min-ms",
+        "0",
+        "--wait-max-ms",
+        "0",
+        "--heartbeat-interval-secs",
+        "5",
+    ]);
     assert_eq!(r["nodes"], 300, "{r}");
     assert_eq!(r["all"]["failures"], 0, "{r}");
     let mut kinds: Vec<&str> = r["by_request"]
