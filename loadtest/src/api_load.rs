@@ -1,8 +1,9 @@
 //! `nerve-loadtest api`: the REST API under many concurrent users, driven by goose. Fills a
 //! private system with N simulated nodes (as `nodes-page` does), optionally keeps the whole fleet
 //! heartbeating through the real projectors meanwhile, serves the real HTTP app on loopback and
-//! lets goose users browse: the fleet list (first page, deep pages, search, status filter, sort by
-//! CPU), node detail of random nodes and the fleet summary, with a think time between requests.
+//! lets goose users browse: the fleet list (first page, deep pages, search, status, cluster and
+//! label filters, sort by CPU), node detail of random nodes and the fleet summary, with a think
+//! time between requests.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -116,6 +117,20 @@ async fn search(user: &mut GooseUser) -> TransactionResult {
 async fn offline(user: &mut GooseUser) -> TransactionResult {
     user.get_named("/api/v1/nodes?limit=50&status=offline", "list: offline")
         .await?;
+    Ok(())
+}
+
+async fn in_cluster(user: &mut GooseUser) -> TransactionResult {
+    let pool = below(u64::from(crate::nodes_page::POOLS));
+    let path = format!("/api/v1/nodes?limit=50&cluster=pool-{pool}");
+    user.get_named(&path, "list: cluster").await?;
+    Ok(())
+}
+
+async fn in_rack(user: &mut GooseUser) -> TransactionResult {
+    let rack = random_node() / u64::from(crate::nodes_page::RACK_SIZE);
+    let path = format!("/api/v1/nodes?limit=50&label=rack%3Dr{rack}");
+    user.get_named(&path, "list: label").await?;
     Ok(())
 }
 
@@ -284,6 +299,8 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         .register_transaction(transaction!(deep_page).set_weight(1)?)
         .register_transaction(transaction!(search).set_weight(2)?)
         .register_transaction(transaction!(offline).set_weight(1)?)
+        .register_transaction(transaction!(in_cluster).set_weight(1)?)
+        .register_transaction(transaction!(in_rack).set_weight(1)?)
         .register_transaction(transaction!(busiest).set_weight(1)?)
         .register_transaction(transaction!(node_detail).set_weight(4)?)
         .register_transaction(transaction!(summary).set_weight(1)?);

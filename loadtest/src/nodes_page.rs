@@ -1,7 +1,8 @@
 //! `nerve-loadtest nodes-page`: fills a private system with N simulated nodes (one inventory
-//! report and one heartbeat each, every 6th one offline) and measures the server side of the
-//! fleet list — the `/api/v1/nodes` queries and the server-rendered `/nodes` page — for typical
-//! operator views: first page, a deep page, search, status filter, sort by CPU.
+//! report and one heartbeat each, every 6th one offline, in ten clusters, with rack and zone
+//! labels) and measures the server side of the fleet list — the `/api/v1/nodes` queries and the
+//! server-rendered `/nodes` page — for typical operator views: first page, a deep page, search,
+//! status filter, cluster and label filters, sort by CPU.
 
 use std::time::{Duration, Instant};
 
@@ -81,6 +82,17 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
             "API sort by CPU desc",
             "/api/v1/nodes?limit=50&sort=cpu&order=desc".to_string(),
         ),
+        (
+            "API cluster filter",
+            "/api/v1/nodes?limit=50&cluster=pool-3".to_string(),
+        ),
+        (
+            "API label filter",
+            format!(
+                "/api/v1/nodes?limit=50&label=rack%3Dr{}",
+                n / 2 / RACK_SIZE as u64
+            ),
+        ),
         ("API dashboard summary", "/api/v1/fleet/summary".to_string()),
         ("API node detail", format!("/api/v1/nodes/sim-{:06}", n / 3)),
         ("Page /nodes", "/nodes".to_string()),
@@ -147,10 +159,12 @@ pub(crate) async fn fill(services: &Services, nodes: u32) -> anyhow::Result<()> 
     while count("SELECT count() FROM node_state").await? < n
         || count("SELECT count() FROM inventory").await? < n
         || count("SELECT count() FROM node_liveness").await? < n.div_ceil(6)
+        || count("SELECT count() FROM cluster_members").await? < n
+        || count("SELECT count() FROM node_labels").await? < n
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    for table in ["node_state", "inventory"] {
+    for table in ["node_state", "inventory", "cluster_members", "node_labels"] {
         services
             .ch
             .query(&format!("OPTIMIZE TABLE {table} FINAL"))
@@ -171,13 +185,36 @@ async fn fetch(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One inventory report and one heartbeat for each of `nodes` simulated nodes `sim-000000`…;
-/// every 6th one last beat 10 minutes ago and carries the liveness tracker's offline judgement.
+/// Clusters the simulated fleet is split into: node i is in `pool-{i % POOLS}`.
+pub(crate) const POOLS: u32 = 10;
+/// Nodes per rack: node i carries the agent labels `rack=r{i / RACK_SIZE}` and `zone=z{i % 4}`.
+pub(crate) const RACK_SIZE: u32 = 40;
+
+/// One inventory report, one heartbeat, one cluster membership and the agent's labels for each
+/// of `nodes` simulated nodes `sim-000000`… (after creating the [`POOLS`] clusters); every 6th
+/// one last beat 10 minutes ago and carries the liveness tracker's offline judgement.
 pub(crate) async fn publish_fleet(
     js: &async_nats::jetstream::Context,
     nodes: u32,
 ) -> anyhow::Result<()> {
+    use nerve_schemas::{ClusterCreated, Envelope, Label, NodeAssignedToCluster, NodeLabelsSet};
     let now = nerve_platform::now_ms();
+    let pool_id = |k: u32| format!("00000000-0000-7000-8000-{k:012}");
+    for k in 0..POOLS {
+        let created = ClusterCreated {
+            envelope: Envelope::new::<ClusterCreated>(pool_id(k), now),
+            cluster_id: pool_id(k),
+            name: format!("pool-{k}"),
+            description: "simulated".into(),
+            requested_by: "loadtest".into(),
+        };
+        js.publish(
+            nerve_schemas::subjects::control_cluster(&pool_id(k)),
+            nerve_schemas::encode(&created)?.into(),
+        )
+        .await?
+        .await?;
+    }
     let mut inflight = FuturesUnordered::new();
     for i in 0..nodes {
         let id = format!("sim-{i:06}");
@@ -204,6 +241,24 @@ pub(crate) async fn publish_fleet(
                 nerve_schemas::encode(&offline),
             )
         });
+        let member = NodeAssignedToCluster {
+            envelope: Envelope::new::<NodeAssignedToCluster>(id.clone(), now),
+            cluster_id: pool_id(i % POOLS),
+            requested_by: "loadtest".into(),
+        };
+        let label = |key: &str, value: String| Label {
+            key: key.into(),
+            value,
+        };
+        let labels = NodeLabelsSet {
+            envelope: Envelope::new::<NodeLabelsSet>(id.clone(), now),
+            source: "agent".into(),
+            labels: vec![
+                label("rack", format!("r{}", i / RACK_SIZE)),
+                label("zone", format!("z{}", i % 4)),
+            ],
+            requested_by: "agent".into(),
+        };
         for (subject, msg_id, payload) in [
             (
                 nerve_schemas::subjects::inventory(&id),
@@ -214,6 +269,16 @@ pub(crate) async fn publish_fleet(
                 nerve_schemas::subjects::heartbeat(&id),
                 hb.envelope.event_id.clone(),
                 nerve_schemas::encode(&hb)?,
+            ),
+            (
+                nerve_schemas::subjects::control_node(&id),
+                member.envelope.event_id.clone(),
+                nerve_schemas::encode(&member)?,
+            ),
+            (
+                nerve_schemas::subjects::control_node(&id),
+                labels.envelope.event_id.clone(),
+                nerve_schemas::encode(&labels)?,
             ),
         ]
         .into_iter()

@@ -2,9 +2,9 @@
 //! A node's status (online / suspect / offline) is the liveness tracker's last judgement
 //! (`node_liveness`, from `NodeBecameSuspect` / `NodeWentOffline` / `NodeCameBack`); a node it
 //! never judged is online. The node list and the summary are answered from the fleet snapshot
-//! ([`crate::snapshot`]); node detail and metrics query ClickHouse per request.
+//! ([`crate::snapshot`]); node detail queries ClickHouse per request for its inventory, latest
+//! sample and events (its clusters and labels come from the snapshot), as metrics do.
 
-use std::collections::HashSet;
 use std::time::{Duration, UNIX_EPOCH};
 
 use clickhouse::Row;
@@ -128,31 +128,6 @@ pub(crate) async fn all_nodes(state: &AppState) -> Result<Vec<(NodeSummary, u64)
         .collect())
 }
 
-/// The ids of the nodes in `cluster` (an id) and with `label` (`key=value`), when either is
-/// given: read from ClickHouse on every request, so a change is seen at once.
-async fn filtered_ids(
-    state: &AppState,
-    cluster: Option<String>,
-    label: Option<String>,
-) -> Result<Option<HashSet<String>>, ApiError> {
-    if cluster.is_none() && label.is_none() {
-        return Ok(None);
-    }
-    let clusters: Vec<String> = cluster.into_iter().collect();
-    let labels: Vec<String> = label.into_iter().collect();
-    let filter = crate::clusters::NodeFilter {
-        node_ids: &[],
-        clusters: &clusters,
-        labels: &labels,
-    };
-    let sql = format!(
-        "SELECT DISTINCT node_id FROM node_state WHERE {}",
-        filter.clauses().join(" AND ")
-    );
-    let ids: Vec<String> = filter.bind(state.ch().query(&sql)).fetch_all().await?;
-    Ok(Some(ids.into_iter().collect()))
-}
-
 /// One page of nodes: filtered by status, search text, cluster and label, sorted and paginated
 /// over the fleet snapshot.
 pub async fn list_nodes(state: &AppState, query: NodeListQuery) -> Result<NodePage, ApiError> {
@@ -167,14 +142,6 @@ pub async fn list_nodes(state: &AppState, query: NodeListQuery) -> Result<NodePa
         )));
     }
     let offset = query.offset.unwrap_or(0);
-    let cluster = match query.cluster.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(key) => Some(
-            crate::clusters::resolve_clusters(state, &[key.to_owned()])
-                .await?
-                .remove(0),
-        ),
-    };
     let label = match query.label.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(l) => Some(
@@ -183,17 +150,28 @@ pub async fn list_nodes(state: &AppState, query: NodeListQuery) -> Result<NodePa
                 .map_err(|e| ApiError::BadRequest(format!("label: {e}")))?,
         ),
     };
+    let search = search_text(&query.q)?.map(str::to_owned);
+    let fleet = snapshot::fleet(state).await?;
+    // A cluster by id or name, as the snapshot knows them.
+    let cluster = match query.cluster.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(key) => Some(
+            fleet
+                .cluster_id(key)
+                .ok_or_else(|| ApiError::BadRequest(format!("unknown cluster {key:?}")))?
+                .to_owned(),
+        ),
+    };
     let selection = Selection {
         status: query.status,
         not_online: false,
-        search: search_text(&query.q)?.map(str::to_owned),
-        ids: filtered_ids(state, cluster, label).await?,
+        search,
+        cluster,
+        label,
         sort: query.sort,
         order: query.order,
     };
-    let (nodes, total) = snapshot::fleet(state)
-        .await?
-        .page(&selection, offset, limit);
+    let (nodes, total) = fleet.page(&selection, offset, limit);
     Ok(NodePage {
         nodes,
         total,
@@ -350,12 +328,18 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
         .bind(id)
         .bind(NODE_EVENTS_SHOWN)
         .fetch_all::<EventRow>();
-    let (inventory, latest, events, (clusters, labels)) = tokio::try_join!(
+    // Clusters and labels change rarely: from the fleet snapshot, as the node list filters them.
+    let tags = async {
+        let fleet = snapshot::fleet(state).await?;
+        Ok::<_, ApiError>(fleet.tags(id).cloned().unwrap_or_default())
+    };
+    let (inventory, latest, events, tags) = tokio::try_join!(
         async { inventory.await.map_err(ApiError::from) },
         async { latest.await.map_err(ApiError::from) },
         async { events.await.map_err(ApiError::from) },
-        crate::clusters::of_node(state, id),
+        tags,
     )?;
+    let snapshot::Tags { clusters, labels } = tags;
     if inventory.is_none() && latest.is_none() {
         return Err(ApiError::NotFound(format!("node {id} not found")));
     }

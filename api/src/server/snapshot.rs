@@ -1,31 +1,53 @@
-//! The fleet snapshot: every node's list row held in memory, so the node list and the fleet
-//! summary filter, count, sort and page without a ClickHouse query per request. One query
-//! (`fleet::NODES`, ≈ 0.1 s at 100,000 nodes) loads it; requests share it while it is younger
+//! The fleet snapshot: every node's list row, clusters and effective labels held in memory, so
+//! the node list (with its cluster and label filters), the fleet summary and node detail's
+//! clusters and labels need no ClickHouse query per request. Four queries asked at once
+//! (`fleet::NODES`, ≈ 0.1 s at 100,000 nodes; clusters, memberships, labels) load it; requests share it while it is younger
 //! than `api.fleet_snapshot_max_age_ms`. Past half that age the next request starts a reload
 //! behind the scenes and is still answered from the old one; past the full age requests wait for
 //! a reload, and concurrent waiters share one. With 0 every request waits for a reload that began
 //! after it arrived, so it sees everything stored before it.
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use nerve_platform::metrics::Counter;
 
 use crate::AppState;
-use crate::dto::{NodeChange, NodeSort, NodeStatus, NodeSummary, SortOrder};
+use crate::dto::{ClusterRef, NodeChange, NodeSort, NodeStatus, NodeSummary, SortOrder};
 use crate::error::ApiError;
 
-/// Every node's list row at one moment, sorted by node id.
+/// Every node's list row, clusters and labels at one moment, sorted by node id.
 pub struct Snapshot {
-    /// When the query that loaded it started: it holds everything stored before.
+    /// When the queries that loaded it started: it holds everything stored before.
     pub taken: Instant,
     nodes: Vec<Entry>,
+    tags: Arc<TagSet>,
+}
+
+/// A node's clusters (by name) and effective labels (sorted).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tags {
+    pub clusters: Vec<ClusterRef>,
+    pub labels: Vec<String>,
+}
+
+/// Every live cluster and the tags of every node with a cluster or a label (listed or not: a
+/// node can be labelled before its first heartbeat), as of a control-stream sequence.
+#[derive(Debug, Default)]
+pub struct TagSet {
+    /// The newest control-stream sequence in the tables they were read from: a reload that
+    /// finds it unchanged keeps this set instead of reading it again.
+    pub version: u64,
+    /// By name.
+    pub clusters: Vec<ClusterRef>,
+    pub nodes: HashMap<String, Arc<Tags>>,
 }
 
 struct Entry {
     node: NodeSummary,
+    tags: Option<Arc<Tags>>,
     /// When its inventory was last reported (0: never).
     reported_at_ms: u64,
     /// Lowercase `hostname`, NUL, lowercase `id`: what search text is looked for in.
@@ -39,19 +61,23 @@ pub struct Selection {
     pub not_online: bool,
     /// Matched ASCII-case-insensitively against hostname and node id.
     pub search: Option<String>,
-    /// Only these node ids (cluster and label filters, resolved in ClickHouse).
-    pub ids: Option<HashSet<String>>,
+    /// Only members of this cluster (an id).
+    pub cluster: Option<String>,
+    /// Only nodes with this effective label (`key=value`).
+    pub label: Option<String>,
     pub sort: Option<NodeSort>,
     pub order: Option<SortOrder>,
 }
 
 impl Snapshot {
-    /// A snapshot of `nodes` with their inventory report times (any order) taken at `taken`.
-    pub fn new(taken: Instant, nodes: Vec<(NodeSummary, u64)>) -> Self {
+    /// A snapshot of `nodes` with their inventory report times (any order) and `tags`, taken at
+    /// `taken`.
+    pub fn new(taken: Instant, nodes: Vec<(NodeSummary, u64)>, tags: Arc<TagSet>) -> Self {
         let mut nodes: Vec<Entry> = nodes
             .into_iter()
             .map(|(node, reported_at_ms)| Entry {
                 reported_at_ms,
+                tags: tags.nodes.get(&node.id).cloned(),
                 search: format!(
                     "{}\0{}",
                     node.hostname.to_ascii_lowercase(),
@@ -61,7 +87,21 @@ impl Snapshot {
             })
             .collect();
         nodes.sort_unstable_by(|a, b| a.node.id.cmp(&b.node.id));
-        Self { taken, nodes }
+        Self { taken, nodes, tags }
+    }
+
+    /// A node's clusters and labels (none if it has neither).
+    pub fn tags(&self, id: &str) -> Option<&Tags> {
+        self.tags.nodes.get(id).map(|t| &**t)
+    }
+
+    /// The id of the live cluster with id or name `key`.
+    pub fn cluster_id(&self, key: &str) -> Option<&str> {
+        self.tags
+            .clusters
+            .iter()
+            .find(|c| c.cluster_id == key || c.name == key)
+            .map(|c| c.cluster_id.as_str())
     }
 
     pub fn len(&self) -> usize {
@@ -112,7 +152,15 @@ impl Snapshot {
                 && needle
                     .as_ref()
                     .is_none_or(|n| e.search.contains(n.as_str()))
-                && sel.ids.as_ref().is_none_or(|ids| ids.contains(&e.node.id))
+                && sel.cluster.as_ref().is_none_or(|c| {
+                    e.tags
+                        .as_ref()
+                        .is_some_and(|t| t.clusters.iter().any(|r| &r.cluster_id == c))
+                })
+                && sel
+                    .label
+                    .as_ref()
+                    .is_none_or(|l| e.tags.as_ref().is_some_and(|t| t.labels.contains(l)))
         };
         let mut picked: Vec<&Entry> = self.nodes.iter().filter(keep).collect();
         let total = picked.len() as u64;
@@ -203,17 +251,37 @@ impl Snapshots {
 
     async fn load(&self, state: &AppState) -> Result<Arc<Snapshot>, ApiError> {
         let taken = Instant::now();
-        let nodes = match crate::fleet::all_nodes(state).await {
-            Ok(nodes) => nodes,
+        let previous = self.current().map(|s| s.tags.clone());
+        let loaded = async {
+            // Read before the tags: a change stored meanwhile makes the next reload read them.
+            let version = crate::clusters::tags_version(state).await?;
+            let kept = previous.filter(|t| t.version == version);
+            let read_tags = kept.is_none();
+            let (nodes, rows) = tokio::try_join!(crate::fleet::all_nodes(state), async {
+                match read_tags {
+                    true => crate::clusters::tag_rows(state).await.map(Some),
+                    false => Ok(None),
+                }
+            })?;
+            Ok::<_, ApiError>((nodes, kept, rows, version))
+        }
+        .await;
+        let (nodes, kept, rows, version) = match loaded {
+            Ok(loaded) => loaded,
             Err(e) => {
                 self.failures.inc();
                 return Err(e);
             }
         };
-        // Sorting and indexing 100,000 rows is CPU work: off the request workers.
-        let snapshot = tokio::task::spawn_blocking(move || Arc::new(Snapshot::new(taken, nodes)))
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("fleet snapshot build failed: {e}")))?;
+        // Sorting and indexing 100,000 rows and folding their tags is CPU work: off the
+        // request workers.
+        let snapshot = tokio::task::spawn_blocking(move || {
+            let tags =
+                kept.unwrap_or_else(|| Arc::new(rows.map(|r| r.fold(version)).unwrap_or_default()));
+            Arc::new(Snapshot::new(taken, nodes, tags))
+        })
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("fleet snapshot build failed: {e}")))?;
         self.loads.inc();
         tracing::debug!(
             nodes = snapshot.len(),
@@ -294,7 +362,33 @@ mod tests {
             .into_iter()
             .zip([300, 0, 100, 300, 200])
             .collect(),
+            Arc::new(TagSet {
+                version: 1,
+                clusters: ["c1", "c2"].map(cluster).into(),
+                nodes: [
+                    ("n2", &["c1"][..], &["rack=r1"][..]),
+                    ("n4", &["c1", "c2"], &["rack=r1", "zone=a"]),
+                    ("n5", &["c1"], &[]),
+                    ("n9", &["c2"], &["rack=r9"]), // labelled before its first heartbeat
+                ]
+                .into_iter()
+                .map(|(id, clusters, labels)| {
+                    let tags = Tags {
+                        clusters: clusters.iter().map(|c| cluster(c)).collect(),
+                        labels: labels.iter().map(|l| (*l).into()).collect(),
+                    };
+                    (id.to_owned(), Arc::new(tags))
+                })
+                .collect(),
+            }),
         )
+    }
+
+    fn cluster(id: &str) -> ClusterRef {
+        ClusterRef {
+            cluster_id: id.into(),
+            name: format!("name-{id}"),
+        }
     }
 
     fn ids(page: &(Vec<NodeSummary>, u64)) -> Vec<&str> {
@@ -340,6 +434,17 @@ mod tests {
     }
 
     #[test]
+    fn tags_are_found_for_listed_and_unlisted_nodes() {
+        let f = fleet();
+        assert_eq!(f.tags("n4").unwrap().labels, ["rack=r1", "zone=a"]);
+        assert_eq!(f.tags("n9").unwrap().clusters[0].name, "name-c2");
+        assert_eq!(f.tags("n1"), None, "listed, untagged");
+        assert_eq!(f.cluster_id("name-c2"), Some("c2"));
+        assert_eq!(f.cluster_id("c1"), Some("c1"));
+        assert_eq!(f.cluster_id("c3"), None);
+    }
+
+    #[test]
     fn recent_inventory_reports_come_newest_first() {
         let f = fleet();
         let ids = |v: Vec<NodeChange>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
@@ -362,11 +467,27 @@ mod tests {
         assert_eq!(ids(&f.page(&by_id, 0, 10)), ["n3"]);
         let online = Selection {
             status: Some(NodeStatus::Online),
-            ids: Some(["n2", "n4", "n5"].map(String::from).into()),
+            cluster: Some("c1".into()),
             ..Selection::default()
         };
         assert_eq!(f.page(&online, 0, 1).1, 2);
         assert_eq!(ids(&f.page(&online, 0, 10)), ["n2", "n5"]);
+        let labelled = Selection {
+            cluster: Some("c1".into()),
+            label: Some("rack=r1".into()),
+            ..Selection::default()
+        };
+        assert_eq!(ids(&f.page(&labelled, 0, 10)), ["n2", "n4"]);
+        let c2 = Selection {
+            cluster: Some("c2".into()),
+            ..Selection::default()
+        };
+        assert_eq!(ids(&f.page(&c2, 0, 10)), ["n4"], "n9 has no list row");
+        let nobody = Selection {
+            label: Some("rack".into()),
+            ..Selection::default()
+        };
+        assert_eq!(f.page(&nobody, 0, 10).1, 0, "a key alone is no label");
         let attention = Selection {
             not_online: true,
             ..Selection::default()
