@@ -2,13 +2,18 @@
 //! (opened by `nerve_ingest::connect`, as `nerve agent` does), heartbeating to JetStream every
 //! `--interval-secs` with their slots spread over the interval, through the real projectors into
 //! ClickHouse. Reports how long connecting took, how many connections stayed up (as each client
-//! sees it and as nats-server's open descriptors show), heartbeat ack latency, memory of both
-//! processes, and checks that every acked heartbeat of every node is stored.
+//! sees it and as the nats-servers' open descriptors show), heartbeat ack latency, memory of the
+//! servers and of the agents' processes, and checks that every acked heartbeat of every node is
+//! stored.
 //!
-//! One client address reaches one server address:port through at most the ephemeral port range
-//! (32768–60999 by default: 28,232 ports), so the agents are spread over several loopback
-//! destinations (127.0.0.1, 127.0.0.2, …) and nats-server listens on all addresses for the run.
-//! The open-files limit of this process (inherited by nats-server) is raised to what the run needs.
+//! A process holds one descriptor per connection, and the open-files limit is per process (hard
+//! limit 20,000 on the machine measured, not raisable without `CAP_SYS_RESOURCE`). So past
+//! `--agents-per-server` the agents connect to leaf node servers of the JetStream server — each
+//! a nats-server of its own, relaying its clients' publishes and acks to the hub's streams, as a
+//! site or rack relay would in production — and past `--agents-per-process` they live in several
+//! worker processes (this binary's hidden `connections-worker`), which connect, report, wait for
+//! a common start time, beat, report their ack latencies on stdout and stay connected until the
+//! coordinator has counted the servers' descriptors.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +23,8 @@ use anyhow::Context as _;
 use clap::Args;
 use futures::StreamExt;
 use nerve_platform::metrics::Registry;
+use nerve_platform::services::{NatsOptions, NatsServer};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::Mutex;
 
 use crate::services::{Services, Target};
@@ -33,26 +40,68 @@ pub struct ConnectionsArgs {
     /// Heartbeat rounds to run once every agent is connected.
     #[arg(long, default_value_t = 3)]
     pub rounds: u32,
-    /// Connections opened at once while connecting.
+    /// Connections each agent process opens at once while connecting.
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
-    /// Agents per loopback destination address (below the ephemeral port range's size).
-    #[arg(long, default_value_t = 25_000)]
-    pub agents_per_address: u32,
+    /// Agents one nats-server takes (below the open-files limit); more agents than this connect
+    /// to leaf node servers of the JetStream server, this many at most each.
+    #[arg(long, default_value_t = 18_000)]
+    pub agents_per_server: u32,
+    /// Agents one process of this tool holds (below the open-files limit).
+    #[arg(long, default_value_t = 18_000)]
+    pub agents_per_process: u32,
     /// Write the report as JSON here too.
     #[arg(long)]
     pub json_out: Option<std::path::PathBuf>,
 }
 
+/// `connections-worker`: agents `first..first + count` of `total`, in a process of their own.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Server URLs; agent i connects to `urls[i % len]`.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub urls: Vec<String>,
+    #[arg(long)]
+    pub first: u32,
+    #[arg(long)]
+    pub count: u32,
+    #[arg(long)]
+    pub total: u32,
+    #[arg(long)]
+    pub interval_secs: u64,
+    #[arg(long)]
+    pub rounds: u32,
+    #[arg(long)]
+    pub connect_concurrency: usize,
+}
+
+/// A worker's first line: its agents are connected.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Connected {
+    connected: u64,
+    failures: u64,
+}
+
+/// A worker's last line: how its agents' heartbeats went.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Beaten {
+    acks_ms: Vec<f64>,
+    errors: u64,
+    connected_after: u64,
+}
+
 #[derive(Debug, serde::Serialize)]
 pub struct ConnectionsReport {
     pub agents: u32,
-    pub destinations: u32,
+    /// nats-servers the agents connect to (1: the JetStream server itself; more: leaf nodes).
+    pub agent_servers: u32,
+    pub agent_processes: u32,
     pub open_files_limit: u64,
     pub connect_secs: f64,
     pub connect_failures: u64,
     pub connected_after_rounds: u64,
-    pub nats_server_open_fds: u64,
+    /// Open descriptors of each nats-server the agents connect to, after the rounds.
+    pub nats_server_open_fds: Vec<u64>,
     pub heartbeats_acked: u64,
     pub heartbeat_errors: u64,
     pub ack_p50_ms: f64,
@@ -60,11 +109,14 @@ pub struct ConnectionsReport {
     pub ack_max_ms: f64,
     pub heartbeats_stored: u64,
     pub nodes_stored: u64,
-    pub nats_server_rss_mib: f64,
+    /// Peak of the nats-servers' resident memory together (hub and leaf nodes).
+    pub nats_servers_rss_mib: f64,
+    /// Peak of this tool's processes' resident memory together (coordinator and workers).
     pub loadtest_rss_mib: f64,
 }
 
-/// Raises this process's open-files limit (soft and hard) to at least `want`.
+/// Raises this process's soft open-files limit to at least `want` (inherited by the servers and
+/// workers it starts).
 #[allow(unsafe_code)] // two libc calls on a local struct
 fn raise_open_files(want: u64) -> anyhow::Result<u64> {
     let mut lim = libc::rlimit {
@@ -87,8 +139,8 @@ fn raise_open_files(want: u64) -> anyhow::Result<u64> {
         };
         anyhow::ensure!(
             libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0,
-            "cannot raise the open-files limit from {} to {want} ({}); run as root or raise \
-             `ulimit -Hn`",
+            "cannot raise the open-files limit from {} to {want} ({}); lower \
+             --agents-per-server/--agents-per-process or raise `ulimit -Hn`",
             lim.rlim_cur,
             std::io::Error::last_os_error()
         );
@@ -111,74 +163,315 @@ fn open_fds(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
 }
 
-pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.agents > 0 && args.agents_per_address > 0,
-        "nothing to run"
-    );
-    // One descriptor per connection here and one in nats-server (which inherits the limit),
-    // plus headroom for ClickHouse connections, files and the store.
-    let limit = raise_open_files(u64::from(args.agents) + 1_000)?;
-    let mut services =
-        Services::start_with_nats_on_all_addresses(Target::private(20_000, 200)).await?;
-    services.start_projectors(&Registry::new());
-    let port = services
-        .config
-        .nats
-        .url
-        .rsplit(':')
-        .next()
-        .context("nats url")?
-        .to_owned();
-    let nats_pid = services.nats_pid().context("private nats-server")?;
-    let destinations = args.agents.div_ceil(args.agents_per_address);
-    anyhow::ensure!(destinations < 255, "too many destinations");
+/// The `p` quantile of sorted `v` (0 when empty).
+fn quantile(v: &[f64], p: f64) -> f64 {
+    v.get(((v.len() as f64 * p).ceil() as usize).clamp(1, v.len().max(1)) - 1)
+        .copied()
+        .unwrap_or(0.0)
+}
 
-    // Connect every agent.
-    let started = Instant::now();
-    let failures = AtomicU64::new(0);
-    let mut clients: Vec<(String, async_nats::Client)> = futures::stream::iter(0..args.agents)
-        .map(|i| {
-            let mut nats = services.config.nats.clone();
-            nats.url = format!("nats://127.0.0.{}:{port}", 1 + i / args.agents_per_address);
-            let failures = &failures;
-            async move {
-                let id = format!("sim-{i:06}");
-                match nerve_ingest::connect(&nats, &format!("nerve-agent {id}"), false).await {
-                    Ok(c) => Some((id, c)),
-                    Err(e) => {
-                        if failures.fetch_add(1, Ordering::Relaxed) < 5 {
-                            eprintln!("connections: {id}: {e}");
-                        }
-                        None
-                    }
+/// Waits until a client of the leaf node at `leaf_url` reaches a responder on the hub, i.e. the
+/// leaf node connection is up and carries interest both ways.
+async fn until_relayed(hub: &async_nats::Client, leaf_url: &str) -> anyhow::Result<()> {
+    let subject = format!("nerve.loadtest.relay.{}", nerve_platform::now_ms());
+    let mut responder = hub.subscribe(subject.clone()).await?;
+    hub.flush().await?;
+    let answer = tokio::spawn({
+        let hub = hub.clone();
+        async move {
+            while let Some(m) = responder.next().await {
+                if let Some(reply) = m.reply {
+                    let _ = hub.publish(reply, "ok".into()).await;
                 }
             }
-        })
-        .buffer_unordered(args.connect_concurrency.max(1))
-        .filter_map(|c| async move { c })
-        .collect()
-        .await;
+        }
+    });
+    let leaf = async_nats::connect(leaf_url).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let relayed = loop {
+        // "No responders" until the leaf node has the hub's interest: asked again.
+        match tokio::time::timeout(
+            Duration::from_secs(1),
+            leaf.request(subject.clone(), "?".into()),
+        )
+        .await
+        {
+            Ok(Ok(_)) => break Ok(()),
+            _ if Instant::now() > deadline => {
+                break Err(anyhow::anyhow!(
+                    "leaf node {leaf_url} did not relay to the hub in 30 s"
+                ));
+            }
+            Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(20)).await, // poll interval
+            Err(_) => {}
+        }
+    };
+    answer.abort();
+    relayed
+}
+
+pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.agents > 0 && args.agents_per_server > 0 && args.agents_per_process > 0,
+        "nothing to run"
+    );
+    let agent_servers = args.agents.div_ceil(args.agents_per_server);
+    let processes = args.agents.div_ceil(args.agents_per_process);
+    // One descriptor per connection in a server and in a worker, plus headroom for the rest
+    // (leaf node links, ClickHouse connections, files, the store).
+    let limit = raise_open_files(
+        u64::from(args.agents_per_server.max(args.agents_per_process)).min(u64::from(args.agents))
+            + 1_000,
+    )?;
+    let leafnode_port = (agent_servers > 1)
+        .then(nerve_platform::services::free_port)
+        .transpose()?;
+    let mut services = Services::start_with(
+        Target::private(20_000, 200),
+        NatsOptions {
+            leafnode_port,
+            ..NatsOptions::default()
+        },
+    )
+    .await?;
+    services.start_projectors(&Registry::new());
+    let hub_pid = services.nats_pid().context("private nats-server")?;
+
+    // The servers the agents connect to: the hub, or leaf nodes of it.
+    let mut leaves = Vec::new();
+    if let Some(port) = leafnode_port {
+        for k in 0..agent_servers {
+            let dir = services.dir().join(format!("leaf-{k}"));
+            let leaf = tokio::task::spawn_blocking(move || {
+                NatsServer::start_with(
+                    &dir,
+                    None,
+                    &NatsOptions {
+                        jetstream: false,
+                        hub_leafnode_port: Some(port),
+                        ..NatsOptions::default()
+                    },
+                )
+            })
+            .await??;
+            until_relayed(&services.client, &leaf.url).await?;
+            leaves.push(leaf);
+        }
+    }
+    let (urls, agent_pids): (Vec<String>, Vec<u32>) = if leaves.is_empty() {
+        (vec![services.config.nats.url.clone()], vec![hub_pid])
+    } else {
+        leaves.iter().map(|l| (l.url.clone(), l.pid())).unzip()
+    };
+    let server_pids: Vec<u32> = std::iter::once(hub_pid)
+        .chain(leaves.iter().map(NatsServer::pid))
+        .collect();
+
+    // Start the workers; each connects its agents and says so.
+    let started = Instant::now();
+    let exe = std::env::current_exe()?;
+    let mut workers = Vec::new();
+    for p in 0..processes {
+        let first = p * args.agents_per_process;
+        let count = args.agents_per_process.min(args.agents - first);
+        let mut child = tokio::process::Command::new(&exe)
+            .arg("connections-worker")
+            .arg(format!("--urls={}", urls.join(",")))
+            .arg(format!("--first={first}"))
+            .arg(format!("--count={count}"))
+            .arg(format!("--total={}", args.agents))
+            .arg(format!("--interval-secs={}", args.interval_secs))
+            .arg(format!("--rounds={}", args.rounds))
+            .arg(format!(
+                "--connect-concurrency={}",
+                args.connect_concurrency
+            ))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a connections worker")?;
+        let stdin = child.stdin.take().context("worker stdin")?;
+        let lines = BufReader::new(child.stdout.take().context("worker stdout")?).lines();
+        workers.push((child, stdin, lines));
+    }
+    let mut connect_failures = 0;
+    for (_, _, lines) in &mut workers {
+        let line = lines
+            .next_line()
+            .await?
+            .context("a worker ended before connecting")?;
+        let c: Connected = serde_json::from_str(&line).context("a worker's connect report")?;
+        connect_failures += c.failures;
+    }
     let connect_secs = started.elapsed().as_secs_f64();
-    clients.sort_by(|a, b| a.0.cmp(&b.0));
     eprintln!(
-        "connections: {} agents connected in {connect_secs:.1} s ({} failed); nats-server has {} fds",
-        clients.len(),
-        failures.load(Ordering::Relaxed),
-        open_fds(nats_pid)
+        "connections: {} agents in {processes} processes connected to {} servers in \
+         {connect_secs:.1} s ({connect_failures} failed); server fds {:?}",
+        args.agents,
+        urls.len(),
+        agent_pids.iter().map(|&p| open_fds(p)).collect::<Vec<_>>()
     );
 
-    // Heartbeat rounds: agent k of n beats at k/n of the interval, then every interval.
+    // One start time for all: agent k of n beats at k/n of the interval after it.
+    let begin_ms = nerve_platform::now_ms() + 500;
+    for (_, stdin, _) in &mut workers {
+        stdin.write_all(format!("{begin_ms}\n").as_bytes()).await?;
+        stdin.flush().await?;
+    }
+    let worker_pids: Vec<u32> = workers.iter().filter_map(|w| w.0.id()).collect();
+    let (mut peak_nats_rss, mut peak_own_rss) = (0.0_f64, 0.0_f64);
+    let results = {
+        let reports =
+            futures::future::try_join_all(workers.iter_mut().map(|(_, _, lines)| async {
+                let line = lines
+                    .next_line()
+                    .await?
+                    .context("a worker ended before reporting")?;
+                anyhow::Ok(serde_json::from_str::<Beaten>(&line).context("a worker's report")?)
+            }));
+        tokio::pin!(reports);
+        let mut sampler = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = sampler.tick() => {
+                    let servers: f64 = server_pids.iter().map(|&p| rss_mib(p)).sum();
+                    let own = rss_mib(std::process::id())
+                        + worker_pids.iter().map(|&p| rss_mib(p)).sum::<f64>();
+                    peak_nats_rss = peak_nats_rss.max(servers);
+                    peak_own_rss = peak_own_rss.max(own);
+                }
+                done = &mut reports => break done?,
+            }
+        }
+    };
+    let server_fds: Vec<u64> = agent_pids.iter().map(|&p| open_fds(p)).collect();
+    for (mut child, stdin, _) in workers {
+        drop(stdin);
+        let status = child.wait().await?;
+        anyhow::ensure!(status.success(), "a connections worker failed: {status}");
+    }
+
+    // Every acked heartbeat stored, and every node.
+    let mut acks: Vec<f64> = results
+        .iter()
+        .flat_map(|r| r.acks_ms.iter().copied())
+        .collect();
+    acks.sort_by(f64::total_cmp);
+    let acked = acks.len() as u64;
+    let ch = services.ch.clone();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let stored = loop {
+        let stored: u64 = ch
+            .query("SELECT count() FROM heartbeats")
+            .fetch_one()
+            .await?;
+        if stored >= acked || Instant::now() > deadline {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let nodes: u64 = ch
+        .query("SELECT uniqExact(node_id) FROM heartbeats")
+        .fetch_one()
+        .await?;
+    let connected: u64 = results.iter().map(|r| r.connected_after).sum();
+    let report = ConnectionsReport {
+        agents: args.agents,
+        agent_servers: urls.len() as u32,
+        agent_processes: processes,
+        open_files_limit: limit,
+        connect_secs,
+        connect_failures,
+        connected_after_rounds: connected,
+        nats_server_open_fds: server_fds,
+        heartbeats_acked: acked,
+        heartbeat_errors: results.iter().map(|r| r.errors).sum(),
+        ack_p50_ms: quantile(&acks, 0.5),
+        ack_p99_ms: quantile(&acks, 0.99),
+        ack_max_ms: acks.last().copied().unwrap_or(0.0),
+        heartbeats_stored: stored,
+        nodes_stored: nodes,
+        nats_servers_rss_mib: peak_nats_rss,
+        loadtest_rss_mib: peak_own_rss,
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    for mut leaf in leaves {
+        tokio::task::spawn_blocking(move || leaf.stop(Duration::from_secs(10))).await?;
+    }
+    services.stop().await?;
+    anyhow::ensure!(
+        report.connect_failures == 0
+            && report.heartbeat_errors == 0
+            && connected == u64::from(args.agents)
+            && stored == acked
+            && acked == u64::from(args.agents) * u64::from(args.rounds)
+            && nodes == u64::from(args.agents),
+        "not every agent stayed connected and stored: see the report"
+    );
+    Ok(())
+}
+
+/// The worker: connects its agents, prints [`Connected`], reads the common start time (Unix ms)
+/// from stdin, runs the rounds, prints [`Beaten`], and stays connected until stdin closes.
+pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let failures = AtomicU64::new(0);
+    let mut clients: Vec<(u32, async_nats::Client)> =
+        futures::stream::iter(args.first..args.first + args.count)
+            .map(|i| {
+                let nats = nerve_platform::config::NatsConfig {
+                    url: args.urls[i as usize % args.urls.len()].clone(),
+                    ..Default::default()
+                };
+                let failures = &failures;
+                async move {
+                    let name = format!("nerve-agent sim-{i:06}");
+                    match nerve_ingest::connect(&nats, &name, false).await {
+                        Ok(c) => Some((i, c)),
+                        Err(e) => {
+                            if failures.fetch_add(1, Ordering::Relaxed) < 5 {
+                                eprintln!("connections-worker: agent {i}: {e}");
+                            }
+                            None
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(args.connect_concurrency.max(1))
+            .filter_map(|c| async move { c })
+            .collect()
+            .await;
+    clients.sort_by_key(|c| c.0);
+    let connected = Connected {
+        connected: clients.len() as u64,
+        failures: failures.load(Ordering::Relaxed),
+    };
+    println!("{}", serde_json::to_string(&connected)?);
+
+    let line = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await??;
+    let begin_ms: i64 = line
+        .trim()
+        .parse()
+        .context("start time from the coordinator")?;
+    let begin = tokio::time::Instant::now()
+        + Duration::from_millis(begin_ms.saturating_sub(nerve_platform::now_ms()).max(0) as u64);
+
     let interval = Duration::from_secs(args.interval_secs.max(1));
     let acks = Arc::new(Mutex::new(Vec::<f64>::new()));
     let errors = Arc::new(AtomicU64::new(0));
-    let n = clients.len().max(1) as u32;
-    let begin = tokio::time::Instant::now() + Duration::from_millis(100);
+    let total = args.total.max(1);
     let mut agents = Vec::with_capacity(clients.len());
-    for (k, (id, client)) in clients.iter().enumerate() {
-        let (id, client) = (id.clone(), client.clone());
+    for (i, client) in &clients {
+        let (id, client) = (format!("sim-{i:06}"), client.clone());
         let (acks, errors) = (acks.clone(), errors.clone());
-        let first = begin + interval * (k as u32) / n;
+        let first = begin + interval * *i / total;
         let rounds = args.rounds;
         agents.push(tokio::spawn(async move {
             let js = async_nats::jetstream::new(client);
@@ -204,94 +497,30 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
                 .await;
                 match sent {
                     Ok(()) => mine.push(t.elapsed().as_secs_f64() * 1000.0),
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
+                    Err(e) => {
+                        if errors.fetch_add(1, Ordering::Relaxed) < 5 {
+                            eprintln!("connections-worker: {id}: {e}");
+                        }
                     }
                 }
             }
             acks.lock().await.extend(mine);
         }));
     }
-    let mut peak_nats_rss: f64 = 0.0;
-    let mut peak_own_rss: f64 = 0.0;
-    let mut sampler = tokio::time::interval(Duration::from_secs(1));
-    let mut all = futures::future::join_all(agents);
-    loop {
-        tokio::select! {
-            _ = sampler.tick() => {
-                peak_nats_rss = peak_nats_rss.max(rss_mib(nats_pid));
-                peak_own_rss = peak_own_rss.max(rss_mib(std::process::id()));
-            }
-            done = &mut all => {
-                for r in done {
-                    r?;
-                }
-                break;
-            }
-        }
+    for agent in futures::future::join_all(agents).await {
+        agent?;
     }
-    let connected = clients
-        .iter()
-        .filter(|(_, c)| c.connection_state() == async_nats::connection::State::Connected)
-        .count() as u64;
-    let server_fds = open_fds(nats_pid);
-
-    // Every acked heartbeat stored, and every node.
-    let mut acks = std::mem::take(&mut *acks.lock().await);
-    acks.sort_by(f64::total_cmp);
-    let acked = acks.len() as u64;
-    let ch = services.ch.clone();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let stored = loop {
-        let stored: u64 = ch
-            .query("SELECT count() FROM heartbeats")
-            .fetch_one()
-            .await?;
-        if stored >= acked || Instant::now() > deadline {
-            break stored;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let beaten = Beaten {
+        acks_ms: std::mem::take(&mut *acks.lock().await),
+        errors: errors.load(Ordering::Relaxed),
+        connected_after: clients
+            .iter()
+            .filter(|(_, c)| c.connection_state() == async_nats::connection::State::Connected)
+            .count() as u64,
     };
-    let nodes: u64 = ch
-        .query("SELECT uniqExact(node_id) FROM heartbeats")
-        .fetch_one()
-        .await?;
-    let pct = |p: f64| {
-        acks.get(((acks.len() as f64 * p).ceil() as usize).clamp(1, acks.len().max(1)) - 1)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    let report = ConnectionsReport {
-        agents: args.agents,
-        destinations,
-        open_files_limit: limit,
-        connect_secs,
-        connect_failures: failures.load(Ordering::Relaxed),
-        connected_after_rounds: connected,
-        nats_server_open_fds: server_fds,
-        heartbeats_acked: acked,
-        heartbeat_errors: errors.load(Ordering::Relaxed),
-        ack_p50_ms: pct(0.5),
-        ack_p99_ms: pct(0.99),
-        ack_max_ms: acks.last().copied().unwrap_or(0.0),
-        heartbeats_stored: stored,
-        nodes_stored: nodes,
-        nats_server_rss_mib: peak_nats_rss,
-        loadtest_rss_mib: peak_own_rss,
-    };
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    if let Some(path) = &args.json_out {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
-    }
-    drop(clients);
-    services.stop().await?;
-    anyhow::ensure!(
-        report.connect_failures == 0
-            && report.heartbeat_errors == 0
-            && connected == u64::from(args.agents)
-            && stored == acked
-            && nodes == u64::from(args.agents),
-        "not every agent stayed connected and stored: see the report"
-    );
+    println!("{}", serde_json::to_string(&beaten)?);
+    // Connected until the coordinator has counted the servers' descriptors and closes stdin.
+    tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+        .await??;
     Ok(())
 }

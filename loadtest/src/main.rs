@@ -47,6 +47,9 @@ enum Command {
     Connections(connections::ConnectionsArgs),
     /// The raw limits: JetStream pipelined publish and ClickHouse bulk insert, same payloads.
     Raw(raw::RawArgs),
+    /// One process's share of `connections` (started by it).
+    #[command(hide = true)]
+    ConnectionsWorker(connections::WorkerArgs),
 }
 
 /// `ingest` options.
@@ -123,6 +126,7 @@ fn main() -> anyhow::Result<()> {
             Command::Raw(args) => raw::run(args).await,
             Command::Api(args) => api_load::run(args).await,
             Command::Connections(args) => connections::run(args).await,
+            Command::ConnectionsWorker(args) => connections::worker(args).await,
         }
     })
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nerve_platform::config::{ClickHouseConfig, Config};
 use nerve_platform::metrics::Registry;
-use nerve_platform::services::{ClickHouseServer, NatsServer};
+use nerve_platform::services::{ClickHouseServer, NatsOptions, NatsServer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -45,16 +45,11 @@ impl Target<'static> {
 
 impl Services {
     pub async fn start(t: Target<'_>) -> anyhow::Result<Self> {
-        Self::start_inner(t, "127.0.0.1").await
+        Self::start_with(t, NatsOptions::default()).await
     }
 
-    /// As [`Services::start`], with the private nats-server listening on every address (so
-    /// clients can spread over 127.0.0.1, 127.0.0.2, … and their ephemeral ports).
-    pub async fn start_with_nats_on_all_addresses(t: Target<'_>) -> anyhow::Result<Self> {
-        Self::start_inner(t, "0.0.0.0").await
-    }
-
-    async fn start_inner(t: Target<'_>, nats_host: &str) -> anyhow::Result<Self> {
+    /// As [`Services::start`], with the private nats-server set up as `nats_options` say.
+    pub async fn start_with(t: Target<'_>, nats_options: NatsOptions) -> anyhow::Result<Self> {
         let tmp = tempfile::Builder::new()
             .prefix("nerve-loadtest-")
             .tempdir()?;
@@ -63,10 +58,10 @@ impl Services {
             Some(u) => u.to_owned(),
             None => {
                 let dir = tmp.path().join("nats");
-                let host = nats_host.to_owned();
-                let s =
-                    tokio::task::spawn_blocking(move || NatsServer::start_on(&dir, None, &host))
-                        .await??;
+                let s = tokio::task::spawn_blocking(move || {
+                    NatsServer::start_with(&dir, None, &nats_options)
+                })
+                .await??;
                 let url = s.url.clone();
                 nats = Some(s);
                 url
@@ -112,6 +107,11 @@ impl Services {
             cancel: CancellationToken::new(),
             _tmp: tmp,
         })
+    }
+
+    /// Where this run's private files live (servers' data, logs).
+    pub fn dir(&self) -> &std::path::Path {
+        self._tmp.path()
     }
 
     /// The private nats-server's process id.

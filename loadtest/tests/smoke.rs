@@ -1,7 +1,8 @@
 //! The benchmarks run end to end against real services (short, low-rate runs; the numbers in
 //! README.md come from release builds, never from these tests): the simulator reports no loss,
 //! with the raw limits measured first in the same run; goose users browse a heartbeating fleet
-//! through the API on its own runtime without a failed request.
+//! through the API on its own runtime without a failed request; agents spread over leaf node
+//! servers and worker processes get every heartbeat stored.
 
 use std::process::Command;
 
@@ -88,7 +89,9 @@ fn goose_users_browse_a_heartbeating_fleet_without_failures() {
         kinds,
         [
             "fleet summary",
+            "list: cluster",
             "list: first page",
+            "list: label",
             "list: offline",
             "list: random page",
             "list: search",
@@ -97,4 +100,34 @@ fn goose_users_browse_a_heartbeating_fleet_without_failures() {
         ],
         "{r}"
     );
+}
+
+#[test]
+fn agents_on_leaf_node_servers_and_worker_processes_get_every_heartbeat_stored() {
+    // 300 agents, at most 120 per server and 100 per process: three leaf node servers relay to
+    // the JetStream server, and three worker processes hold the connections.
+    let r = run(&[
+        "connections",
+        "--agents",
+        "300",
+        "--agents-per-server",
+        "120",
+        "--agents-per-process",
+        "100",
+        "--interval-secs",
+        "1",
+        "--rounds",
+        "2",
+    ]);
+    assert_eq!(r["agent_servers"], 3, "{r}");
+    assert_eq!(r["agent_processes"], 3, "{r}");
+    assert_eq!(r["connect_failures"], 0, "{r}");
+    assert_eq!(r["connected_after_rounds"], 300, "{r}");
+    assert_eq!(r["heartbeats_acked"], 600, "{r}");
+    assert_eq!(r["heartbeats_stored"], 600, "{r}");
+    assert_eq!(r["nodes_stored"], 300, "{r}");
+    // Each leaf node holds its 100 agents (plus its link to the hub and its own files).
+    for fds in r["nats_server_open_fds"].as_array().expect("fds") {
+        assert!(fds.as_u64() >= Some(100), "{r}");
+    }
 }

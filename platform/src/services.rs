@@ -261,16 +261,63 @@ pub struct NatsServer {
     process: ChildProcess,
 }
 
+/// How [`NatsServer::start_with`] sets a nats-server up.
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    /// The address to listen on for clients (`0.0.0.0`: every address; the URL still names
+    /// 127.0.0.1).
+    pub host: String,
+    /// JetStream on, storing under the server's directory.
+    pub jetstream: bool,
+    /// Accept leaf node connections on this port of 127.0.0.1.
+    pub leafnode_port: Option<u16>,
+    /// Run as a leaf node of the server accepting leaf nodes on this port of 127.0.0.1: its
+    /// clients' messages (and JetStream publish acks) flow through to that hub.
+    pub hub_leafnode_port: Option<u16>,
+}
+
+impl Default for NatsOptions {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            jetstream: true,
+            leafnode_port: None,
+            hub_leafnode_port: None,
+        }
+    }
+}
+
+impl NatsOptions {
+    /// The configuration file's text.
+    fn config(&self) -> String {
+        // A task request lists every expected node: 100,000 ids are ≈ 3.7 MB, past the 1 MB
+        // default message size.
+        let mut conf = format!("max_payload: {MAX_PAYLOAD_BYTES}\n");
+        if let Some(port) = self.leafnode_port {
+            conf += &format!("leafnodes {{ listen: \"127.0.0.1:{port}\" }}\n");
+        }
+        if let Some(port) = self.hub_leafnode_port {
+            conf += &format!(
+                "leafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{port}\" }} ] }}\n"
+            );
+        }
+        conf
+    }
+}
+
 impl NatsServer {
     /// Starts nats-server with JetStream storing under `dir`, on `port` (`None`: any free port),
     /// listening on 127.0.0.1.
     pub fn start(dir: &Path, port: Option<u16>) -> Result<Self, ServiceError> {
-        Self::start_on(dir, port, "127.0.0.1")
+        Self::start_with(dir, port, &NatsOptions::default())
     }
 
-    /// As [`NatsServer::start`], listening on `host` (`0.0.0.0`: every address; the URL still
-    /// names 127.0.0.1).
-    pub fn start_on(dir: &Path, port: Option<u16>, host: &str) -> Result<Self, ServiceError> {
+    /// As [`NatsServer::start`], set up as `options` say.
+    pub fn start_with(
+        dir: &Path,
+        port: Option<u16>,
+        options: &NatsOptions,
+    ) -> Result<Self, ServiceError> {
         let bin = nats_server_bin();
         check_bin("nats-server", &bin, "NERVE_NATS_SERVER_BIN")?;
         let store = dir.join("jetstream");
@@ -283,27 +330,23 @@ impl NatsServer {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        // A task request lists every expected node: 100,000 ids are ≈ 3.7 MB, past the 1 MB
-        // default message size.
         let conf = dir.join("nats.conf");
-        std::fs::write(&conf, format!("max_payload: {MAX_PAYLOAD_BYTES}\n")).map_err(|source| {
-            ServiceError::Io {
-                path: conf.clone(),
-                source,
-            }
+        std::fs::write(&conf, options.config()).map_err(|source| ServiceError::Io {
+            path: conf.clone(),
+            source,
         })?;
         let mut cmd = Command::new(&bin);
         cmd.arg("-c")
             .arg(&conf)
             .arg("-a")
-            .arg(host)
+            .arg(&options.host)
             .arg("-p")
             .arg(port.map_or("-1".to_owned(), |p| p.to_string()))
-            .arg("-js")
-            .arg("-sd")
-            .arg(&store)
             .arg("--ports_file_dir")
             .arg(&run);
+        if options.jetstream {
+            cmd.arg("-js").arg("-sd").arg(&store);
+        }
         let log = dir.join("nats-server.log");
         let mut process = ChildProcess::spawn("nats-server", cmd, &log)?;
         let deadline = Instant::now() + Duration::from_secs(20);
