@@ -1,10 +1,14 @@
 //! The fleet snapshot: every node's list row, clusters and effective labels held in memory, so
 //! the node list (with its cluster and label filters), the fleet summary and node detail's
-//! clusters and labels need no ClickHouse query per request. Four queries asked at once
-//! (`fleet::NODES`, ≈ 0.1 s at 100,000 nodes; clusters, memberships, labels) load it; requests share it while it is younger
-//! than `api.fleet_snapshot_max_age_ms`. Past half that age the next request starts a reload
-//! behind the scenes and is still answered from the old one; past the full age requests wait for
-//! a reload, and concurrent waiters share one. With 0 every request waits for a reload that began
+//! clusters and labels need no ClickHouse query per request. A list walks only what it selects:
+//! per-cluster and per-label posting lists and one search buffer (a substring search over it
+//! finds every matching node) are built with the snapshot, and sorts order a number per node.
+//! The control tables' newest stream sequence (one small query), then `fleet::NODES` (≈ 0.1 s
+//! at 100,000 nodes) and, only when that sequence moved on, clusters, memberships and labels,
+//! asked at once, load it; requests share it while it is younger than
+//! `api.fleet_snapshot_max_age_ms`. Past half that age the next request starts a reload behind
+//! the scenes and is still answered from the old one; past the full age requests wait for a
+//! reload, and concurrent waiters share one. With 0 every request waits for a reload that began
 //! after it arrived, so it sees everything stored before it.
 
 use std::cmp::Ordering;
@@ -24,6 +28,7 @@ pub struct Snapshot {
     pub taken: Instant,
     nodes: Vec<Entry>,
     tags: Arc<TagSet>,
+    index: Index,
 }
 
 /// A node's clusters (by name) and effective labels (sorted).
@@ -47,12 +52,26 @@ pub struct TagSet {
 
 struct Entry {
     node: NodeSummary,
-    tags: Option<Arc<Tags>>,
     /// When its inventory was last reported (0: never).
     reported_at_ms: u64,
-    /// Lowercase `hostname`, NUL, lowercase `id`: what search text is looked for in.
-    search: String,
 }
+
+/// What lets a list touch only the nodes it selects: posting lists and one search text.
+#[derive(Default)]
+struct Index {
+    /// Per cluster id and per `key=value` label, its listed nodes' positions, ascending.
+    clusters: HashMap<String, Vec<u32>>,
+    labels: HashMap<String, Vec<u32>>,
+    /// Every node's lowercase `hostname`, NUL, lowercase `id`, each followed by
+    /// [`SEARCH_SEPARATOR`], in one buffer: one substring search over it finds every match.
+    search: String,
+    /// Where each node's search text starts in `search`, and one past the last.
+    search_starts: Vec<u32>,
+}
+
+/// Ends each node's search text in [`Index::search`]; needles holding it are matched node by
+/// node.
+const SEARCH_SEPARATOR: char = '\n';
 
 /// Which nodes of a snapshot a list asks for, in what order.
 #[derive(Debug, Clone, Default)]
@@ -76,18 +95,18 @@ impl Snapshot {
         let mut nodes: Vec<Entry> = nodes
             .into_iter()
             .map(|(node, reported_at_ms)| Entry {
-                reported_at_ms,
-                tags: tags.nodes.get(&node.id).cloned(),
-                search: format!(
-                    "{}\0{}",
-                    node.hostname.to_ascii_lowercase(),
-                    node.id.to_ascii_lowercase()
-                ),
                 node,
+                reported_at_ms,
             })
             .collect();
         nodes.sort_unstable_by(|a, b| a.node.id.cmp(&b.node.id));
-        Self { taken, nodes, tags }
+        let index = Index::build(&nodes, &tags);
+        Self {
+            taken,
+            nodes,
+            tags,
+            index,
+        }
     }
 
     /// A node's clusters and labels (none if it has neither).
@@ -145,24 +164,7 @@ impl Snapshot {
     /// The page `[offset, offset + limit)` of the selected nodes in order, and how many were
     /// selected. Ties in the sort key are broken by node id in the same direction, as SQL did.
     pub fn page(&self, sel: &Selection, offset: u64, limit: u32) -> (Vec<NodeSummary>, u64) {
-        let needle = sel.search.as_ref().map(|s| s.to_ascii_lowercase());
-        let keep = |e: &&Entry| {
-            sel.status.is_none_or(|s| e.node.status == s)
-                && (!sel.not_online || e.node.status != NodeStatus::Online)
-                && needle
-                    .as_ref()
-                    .is_none_or(|n| e.search.contains(n.as_str()))
-                && sel.cluster.as_ref().is_none_or(|c| {
-                    e.tags
-                        .as_ref()
-                        .is_some_and(|t| t.clusters.iter().any(|r| &r.cluster_id == c))
-                })
-                && sel
-                    .label
-                    .as_ref()
-                    .is_none_or(|l| e.tags.as_ref().is_some_and(|t| t.labels.contains(l)))
-        };
-        let mut picked: Vec<&Entry> = self.nodes.iter().filter(keep).collect();
+        let mut picked = self.select(sel);
         let total = picked.len() as u64;
         let start = usize::try_from(offset)
             .unwrap_or(usize::MAX)
@@ -170,24 +172,159 @@ impl Snapshot {
         let end = start.saturating_add(limit as usize).min(picked.len());
         let sort = sel.sort.unwrap_or(NodeSort::Id);
         let desc = sel.order == Some(SortOrder::Desc);
-        let cmp = |a: &&Entry, b: &&Entry| {
-            let o = compare(sort, &a.node, &b.node);
-            if desc { o.reverse() } else { o }
-        };
-        if sort == NodeSort::Id {
-            if desc {
-                picked.reverse();
+        match sort {
+            // Positions are in id order already.
+            NodeSort::Id if desc => picked.reverse(),
+            NodeSort::Id => {}
+            NodeSort::Hostname => {
+                let cmp = |a: &u32, b: &u32| {
+                    let (a, b) = (&self.nodes[*a as usize].node, &self.nodes[*b as usize].node);
+                    let o = a.hostname.cmp(&b.hostname).then_with(|| a.id.cmp(&b.id));
+                    if desc { o.reverse() } else { o }
+                };
+                first_in_order(&mut picked, end, cmp);
             }
-        } else if end > 0 {
-            // Only the first `end` need their order: select them, then sort those.
-            if end < picked.len() {
-                picked.select_nth_unstable_by(end - 1, cmp);
+            _ => {
+                // A number per node, read once, so that ordering compares pairs in one
+                // buffer rather than chasing entries; the position breaks ties by id.
+                let mut keyed: Vec<(i64, u32)> = picked
+                    .iter()
+                    .map(|&i| (sort_key(sort, &self.nodes[i as usize].node), i))
+                    .collect();
+                let cmp = |a: &(i64, u32), b: &(i64, u32)| {
+                    if desc { b.cmp(a) } else { a.cmp(b) }
+                };
+                first_in_order(&mut keyed, end, cmp);
+                picked = keyed.into_iter().map(|(_, i)| i).collect();
             }
-            picked[..end].sort_unstable_by(cmp);
         }
-        let page = picked[start..end].iter().map(|e| e.node.clone()).collect();
+        let page = picked[start..end]
+            .iter()
+            .map(|&i| self.nodes[i as usize].node.clone())
+            .collect();
         (page, total)
     }
+
+    /// The positions of the selected nodes, ascending (so by id): the narrowest of the cluster
+    /// and label posting lists or the search matches is walked, and the rest are checked on it.
+    fn select(&self, sel: &Selection) -> Vec<u32> {
+        let by_cluster = posting(&self.index.clusters, &sel.cluster);
+        let by_label = posting(&self.index.labels, &sel.label);
+        let needle = sel.search.as_ref().map(|s| s.to_ascii_lowercase());
+        let mut needle_checked = false;
+        let mut picked: Vec<u32> = match (by_cluster, by_label) {
+            (Some(a), Some(b)) => intersect(a, b),
+            (Some(a), None) | (None, Some(a)) => a.to_vec(),
+            (None, None) => match &needle {
+                Some(n) if !n.contains(SEARCH_SEPARATOR) => {
+                    needle_checked = true;
+                    self.index.find(n)
+                }
+                _ => (0..self.nodes.len() as u32).collect(),
+            },
+        };
+        let status_ok = |s: NodeStatus| {
+            sel.status.is_none_or(|want| s == want) && (!sel.not_online || s != NodeStatus::Online)
+        };
+        let check_status = sel.status.is_some() || sel.not_online;
+        let check_needle = needle.as_deref().filter(|_| !needle_checked);
+        if check_status || check_needle.is_some() {
+            picked.retain(|&i| {
+                status_ok(self.nodes[i as usize].node.status)
+                    && check_needle.is_none_or(|n| self.index.text(i).contains(n))
+            });
+        }
+        picked
+    }
+}
+
+impl Index {
+    /// Posting lists and the search text of `nodes` (sorted by id) with `tags`.
+    fn build(nodes: &[Entry], tags: &TagSet) -> Self {
+        let mut index = Index {
+            search: String::with_capacity(nodes.len() * 64),
+            search_starts: Vec::with_capacity(nodes.len() + 1),
+            ..Index::default()
+        };
+        for (i, e) in nodes.iter().enumerate() {
+            let i = i as u32;
+            index.search_starts.push(index.search.len() as u32);
+            index.search.push_str(&e.node.hostname.to_ascii_lowercase());
+            index.search.push('\0');
+            index.search.push_str(&e.node.id.to_ascii_lowercase());
+            index.search.push(SEARCH_SEPARATOR);
+            let Some(t) = tags.nodes.get(&e.node.id) else {
+                continue;
+            };
+            for c in &t.clusters {
+                push_posting(&mut index.clusters, &c.cluster_id, i);
+            }
+            for l in &t.labels {
+                push_posting(&mut index.labels, l, i);
+            }
+        }
+        index.search_starts.push(index.search.len() as u32);
+        index
+    }
+
+    /// Node `i`'s search text, without the separator.
+    fn text(&self, i: u32) -> &str {
+        let (start, end) = (
+            self.search_starts[i as usize] as usize,
+            self.search_starts[i as usize + 1] as usize,
+        );
+        &self.search[start..end - SEARCH_SEPARATOR.len_utf8()]
+    }
+
+    /// The positions of the nodes whose text holds `needle` (lowercase, without the
+    /// separator, so no match spans two nodes), ascending.
+    fn find(&self, needle: &str) -> Vec<u32> {
+        let mut found: Vec<u32> = Vec::new();
+        for at in memchr::memmem::find_iter(self.search.as_bytes(), needle.as_bytes()) {
+            let i = self.search_starts.partition_point(|&s| s as usize <= at) as u32 - 1;
+            if found.last() != Some(&i) {
+                found.push(i);
+            }
+        }
+        found
+    }
+}
+
+/// The posting list of `key` in `map` (empty if none), or `None` when no key is asked for.
+fn posting<'a>(map: &'a HashMap<String, Vec<u32>>, key: &Option<String>) -> Option<&'a [u32]> {
+    key.as_ref()
+        .map(|k| map.get(k).map_or(&[][..], Vec::as_slice))
+}
+
+fn push_posting(map: &mut HashMap<String, Vec<u32>>, key: &str, i: u32) {
+    match map.get_mut(key) {
+        Some(list) => list.push(i),
+        None => {
+            map.insert(key.to_owned(), vec![i]);
+        }
+    }
+}
+
+/// The positions in both ascending lists.
+fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    small
+        .iter()
+        .copied()
+        .filter(|i| large.binary_search(i).is_ok())
+        .collect()
+}
+
+/// Puts the first `end` of `items` in `cmp` order (the rest in any order): only those are
+/// sorted, after a selection.
+fn first_in_order<T>(items: &mut [T], end: usize, cmp: impl Fn(&T, &T) -> Ordering) {
+    if end == 0 {
+        return;
+    }
+    if end < items.len() {
+        items.select_nth_unstable_by(end - 1, &cmp);
+    }
+    items[..end].sort_unstable_by(&cmp);
 }
 
 fn status_rank(s: NodeStatus) -> u8 {
@@ -202,18 +339,21 @@ fn mem_ratio(n: &NodeSummary) -> f64 {
     n.mem_used_bytes as f64 / n.mem_total_bytes.max(1) as f64
 }
 
-/// Ascending order by `sort`, then by node id.
-fn compare(sort: NodeSort, a: &NodeSummary, b: &NodeSummary) -> Ordering {
-    let key = match sort {
-        NodeSort::Id => Ordering::Equal,
-        NodeSort::Hostname => a.hostname.cmp(&b.hostname),
-        NodeSort::Status => status_rank(a.status).cmp(&status_rank(b.status)),
-        NodeSort::Cpu => a.cpu_pct.total_cmp(&b.cpu_pct),
-        NodeSort::Mem => mem_ratio(a).total_cmp(&mem_ratio(b)),
-        NodeSort::Gpu => a.gpu_util_pct_avg.total_cmp(&b.gpu_util_pct_avg),
-        NodeSort::LastSeen => a.last_seen_ms.cmp(&b.last_seen_ms),
-    };
-    key.then_with(|| a.id.cmp(&b.id))
+/// A number whose ascending order is `sort`'s ascending order (not for id or hostname).
+fn sort_key(sort: NodeSort, n: &NodeSummary) -> i64 {
+    // `total_cmp`'s order as an integer.
+    fn f64_key(x: f64) -> i64 {
+        let bits = x.to_bits() as i64;
+        bits ^ ((((bits >> 63) as u64) >> 1) as i64)
+    }
+    match sort {
+        NodeSort::Id | NodeSort::Hostname => 0,
+        NodeSort::Status => i64::from(status_rank(n.status)),
+        NodeSort::Cpu => f64_key(f64::from(n.cpu_pct)),
+        NodeSort::Mem => f64_key(mem_ratio(n)),
+        NodeSort::Gpu => f64_key(f64::from(n.gpu_util_pct_avg)),
+        NodeSort::LastSeen => i64::try_from(n.last_seen_ms).unwrap_or(i64::MAX),
+    }
 }
 
 /// The current snapshot and the one reload that may be under way.
@@ -493,5 +633,134 @@ mod tests {
             ..Selection::default()
         };
         assert_eq!(ids(&f.page(&attention, 0, 10)), ["n3", "n4"]);
+    }
+
+    /// `page` against the plain definition (filter every node, sort everything by key then
+    /// id) over a fleet with many ties, for every filter and sort combination.
+    #[test]
+    fn indexed_pages_match_a_full_sort_of_the_filtered_fleet() {
+        use NodeStatus::*;
+        let mut seed = 7u64;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let mut rows = Vec::new();
+        let mut tagged = HashMap::new();
+        for k in 0..300u64 {
+            let id = format!("n{:03}", k * 919 % 1000); // unique, not in order
+            let status = [Online, Suspect, Offline][next(3) as usize];
+            let cpu = [0.0, 12.5, 50.0, 99.0, -0.0][next(5) as usize];
+            let mut n = node(
+                &id,
+                &format!("Host-{}", next(40)),
+                status,
+                cpu,
+                (next(3), 4),
+            );
+            n.last_seen_ms = next(5);
+            rows.push((n, k));
+            let tags = Tags {
+                clusters: (0..next(3)).map(|c| cluster(&format!("c{c}"))).collect(),
+                labels: ["rack", "zone"]
+                    .iter()
+                    .map(|key| (key, next(3), next(2)))
+                    .filter(|(_, keep, _)| *keep > 0)
+                    .map(|(key, _, value)| format!("{key}=r{value}"))
+                    .collect(),
+            };
+            tagged.insert(id, Arc::new(tags));
+        }
+        let f = Snapshot::new(
+            Instant::now(),
+            rows.clone(),
+            Arc::new(TagSet {
+                version: 1,
+                clusters: vec![cluster("c0"), cluster("c1")],
+                nodes: tagged.clone(),
+            }),
+        );
+        let mut plain: Vec<NodeSummary> = rows.into_iter().map(|(n, _)| n).collect();
+        plain.sort_by(|a, b| a.id.cmp(&b.id));
+        let sorts = [
+            None,
+            Some(NodeSort::Id),
+            Some(NodeSort::Hostname),
+            Some(NodeSort::Status),
+            Some(NodeSort::Cpu),
+            Some(NodeSort::Mem),
+            Some(NodeSort::Gpu),
+            Some(NodeSort::LastSeen),
+        ];
+        for status in [None, Some(Online), Some(Offline)] {
+            for search in [None, Some("host-1"), Some("N01"), Some("\0n"), Some("x\ny")] {
+                for cluster in [None, Some("c0"), Some("c9")] {
+                    for label in [None, Some("rack=r1")] {
+                        for sort in sorts {
+                            for order in [SortOrder::Asc, SortOrder::Desc] {
+                                let sel = Selection {
+                                    status,
+                                    not_online: false,
+                                    search: search.map(str::to_owned),
+                                    cluster: cluster.map(str::to_owned),
+                                    label: label.map(str::to_owned),
+                                    sort,
+                                    order: Some(order),
+                                };
+                                let keep = |n: &&NodeSummary| {
+                                    let t = tagged.get(&n.id);
+                                    let text =
+                                        format!("{}\0{}", n.hostname, n.id).to_ascii_lowercase();
+                                    status.is_none_or(|s| n.status == s)
+                                        && search
+                                            .is_none_or(|q| text.contains(&q.to_ascii_lowercase()))
+                                        && cluster.is_none_or(|c| {
+                                            t.is_some_and(|t| {
+                                                t.clusters.iter().any(|r| r.cluster_id == c)
+                                            })
+                                        })
+                                        && label.is_none_or(|l| {
+                                            t.is_some_and(|t| t.labels.iter().any(|x| x == l))
+                                        })
+                                };
+                                let mut want: Vec<&NodeSummary> =
+                                    plain.iter().filter(keep).collect();
+                                let by = sort.unwrap_or(NodeSort::Id);
+                                want.sort_by(|a, b| {
+                                    let o = match by {
+                                        NodeSort::Hostname => {
+                                            a.hostname.cmp(&b.hostname).then(a.id.cmp(&b.id))
+                                        }
+                                        NodeSort::Id => a.id.cmp(&b.id),
+                                        _ => sort_key(by, a)
+                                            .cmp(&sort_key(by, b))
+                                            .then(a.id.cmp(&b.id)),
+                                    };
+                                    o
+                                });
+                                if order == SortOrder::Desc {
+                                    want.reverse();
+                                }
+                                let want_ids: Vec<&str> =
+                                    want.iter().map(|n| n.id.as_str()).collect();
+                                for (offset, limit) in [(0, 7), (5, 20), (0, 400)] {
+                                    let got = f.page(&sel, offset, limit);
+                                    assert_eq!(got.1, want.len() as u64, "{sel:?}");
+                                    let end = (offset as usize + limit as usize).min(want.len());
+                                    let start = (offset as usize).min(end);
+                                    assert_eq!(
+                                        ids(&got),
+                                        want_ids[start..end],
+                                        "{sel:?} {offset} {limit}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
