@@ -684,6 +684,22 @@ mod tests {
         );
         let mut plain: Vec<NodeSummary> = rows.into_iter().map(|(n, _)| n).collect();
         plain.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut selections = Vec::new();
+        for status in [None, Some(Online), Some(Offline)] {
+            for search in [None, Some("host-1"), Some("N01"), Some("\0n"), Some("x\ny")] {
+                for cluster in [None, Some("c0"), Some("c9")] {
+                    for label in [None, Some("rack=r1")] {
+                        selections.push(Selection {
+                            status,
+                            search: search.map(str::to_owned),
+                            cluster: cluster.map(str::to_owned),
+                            label: label.map(str::to_owned),
+                            ..Selection::default()
+                        });
+                    }
+                }
+            }
+        }
         let sorts = [
             None,
             Some(NodeSort::Id),
@@ -694,70 +710,51 @@ mod tests {
             Some(NodeSort::Gpu),
             Some(NodeSort::LastSeen),
         ];
-        for status in [None, Some(Online), Some(Offline)] {
-            for search in [None, Some("host-1"), Some("N01"), Some("\0n"), Some("x\ny")] {
-                for cluster in [None, Some("c0"), Some("c9")] {
-                    for label in [None, Some("rack=r1")] {
-                        for sort in sorts {
-                            for order in [SortOrder::Asc, SortOrder::Desc] {
-                                let sel = Selection {
-                                    status,
-                                    not_online: false,
-                                    search: search.map(str::to_owned),
-                                    cluster: cluster.map(str::to_owned),
-                                    label: label.map(str::to_owned),
-                                    sort,
-                                    order: Some(order),
-                                };
-                                let keep = |n: &&NodeSummary| {
-                                    let t = tagged.get(&n.id);
-                                    let text =
-                                        format!("{}\0{}", n.hostname, n.id).to_ascii_lowercase();
-                                    status.is_none_or(|s| n.status == s)
-                                        && search
-                                            .is_none_or(|q| text.contains(&q.to_ascii_lowercase()))
-                                        && cluster.is_none_or(|c| {
-                                            t.is_some_and(|t| {
-                                                t.clusters.iter().any(|r| r.cluster_id == c)
-                                            })
-                                        })
-                                        && label.is_none_or(|l| {
-                                            t.is_some_and(|t| t.labels.iter().any(|x| x == l))
-                                        })
-                                };
-                                let mut want: Vec<&NodeSummary> =
-                                    plain.iter().filter(keep).collect();
-                                let by = sort.unwrap_or(NodeSort::Id);
-                                want.sort_by(|a, b| {
-                                    let o = match by {
-                                        NodeSort::Hostname => {
-                                            a.hostname.cmp(&b.hostname).then(a.id.cmp(&b.id))
-                                        }
-                                        NodeSort::Id => a.id.cmp(&b.id),
-                                        _ => sort_key(by, a)
-                                            .cmp(&sort_key(by, b))
-                                            .then(a.id.cmp(&b.id)),
-                                    };
-                                    o
-                                });
-                                if order == SortOrder::Desc {
-                                    want.reverse();
-                                }
-                                let want_ids: Vec<&str> =
-                                    want.iter().map(|n| n.id.as_str()).collect();
-                                for (offset, limit) in [(0, 7), (5, 20), (0, 400)] {
-                                    let got = f.page(&sel, offset, limit);
-                                    assert_eq!(got.1, want.len() as u64, "{sel:?}");
-                                    let end = (offset as usize + limit as usize).min(want.len());
-                                    let start = (offset as usize).min(end);
-                                    assert_eq!(
-                                        ids(&got),
-                                        want_ids[start..end],
-                                        "{sel:?} {offset} {limit}"
-                                    );
-                                }
-                            }
-                        }
+        for filter in selections {
+            // The plain definition of what `filter` selects, in id order.
+            let selected: Vec<&NodeSummary> = plain
+                .iter()
+                .filter(|n| {
+                    let t = tagged.get(&n.id);
+                    let text = format!("{}\0{}", n.hostname, n.id).to_ascii_lowercase();
+                    filter.status.is_none_or(|s| n.status == s)
+                        && filter
+                            .search
+                            .as_ref()
+                            .is_none_or(|q| text.contains(&q.to_ascii_lowercase()))
+                        && filter.cluster.as_ref().is_none_or(|c| {
+                            t.is_some_and(|t| t.clusters.iter().any(|r| &r.cluster_id == c))
+                        })
+                        && filter
+                            .label
+                            .as_ref()
+                            .is_none_or(|l| t.is_some_and(|t| t.labels.contains(l)))
+                })
+                .collect();
+            for sort in sorts {
+                for order in [SortOrder::Asc, SortOrder::Desc] {
+                    let sel = Selection {
+                        sort,
+                        order: Some(order),
+                        ..filter.clone()
+                    };
+                    let mut want = selected.clone();
+                    let by = sort.unwrap_or(NodeSort::Id);
+                    want.sort_by(|a, b| match by {
+                        NodeSort::Id => a.id.cmp(&b.id),
+                        NodeSort::Hostname => a.hostname.cmp(&b.hostname).then(a.id.cmp(&b.id)),
+                        _ => sort_key(by, a).cmp(&sort_key(by, b)).then(a.id.cmp(&b.id)),
+                    });
+                    if order == SortOrder::Desc {
+                        want.reverse();
+                    }
+                    let want: Vec<&str> = want.iter().map(|n| n.id.as_str()).collect();
+                    for (offset, limit) in [(0, 7), (5, 20), (0, 400)] {
+                        let got = f.page(&sel, offset, limit);
+                        assert_eq!(got.1, want.len() as u64, "{sel:?}");
+                        let end = (offset as usize + limit as usize).min(want.len());
+                        let start = (offset as usize).min(end);
+                        assert_eq!(ids(&got), want[start..end], "{sel:?} {offset} {limit}");
                     }
                 }
             }
