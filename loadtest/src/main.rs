@@ -24,6 +24,11 @@ use anyhow::Context as _;
 use clap::Parser;
 use nerve_platform::metrics::Registry;
 
+/// mimalloc, as `nerve`'s control-plane roles use: per-event allocations are a large share of
+/// the projectors' and the simulator's work.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "nerve-loadtest", about = "Simulated fleets → Nerve benchmarks")]
 struct Cli {
@@ -92,6 +97,9 @@ pub struct Args {
     /// Projector batch wait in ms (in-process projectors only).
     #[arg(long, default_value_t = 200)]
     pub batch_max_wait_ms: u64,
+    /// Heartbeat projector runners on the one consumer (in-process projectors only).
+    #[arg(long, default_value_t = 2)]
+    pub heartbeat_runners: usize,
     /// Write the report as JSON here too.
     #[arg(long)]
     pub json_out: Option<std::path::PathBuf>,
@@ -142,6 +150,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         database: args.database.as_deref(),
         batch_max_events: args.batch_max_events,
         batch_max_wait_ms: args.batch_max_wait_ms,
+        heartbeat_runners: args.heartbeat_runners,
     })
     .await?;
     let raw = if args.raw_first {

@@ -208,7 +208,8 @@ async fn publish(
     let js = async_nats::jetstream::new(client);
     let (mut acked, mut errors) = (0, 0);
     let mut inflight = FuturesUnordered::new();
-    let mut seqs = vec![0i64; nodes.len().max(1)];
+    let mut beats: Vec<crate::sim::Beats> =
+        nodes.iter().map(|n| crate::sim::Beats::new(n)).collect();
     for sent in 0..count {
         while inflight.len() >= max_inflight {
             match inflight.next().await {
@@ -218,9 +219,8 @@ async fn publish(
             }
         }
         let i = (sent % nodes.len().max(1) as u64) as usize;
-        let hb = crate::sim::heartbeat(&nodes[i], seqs[i], nerve_platform::now_ms());
-        seqs[i] += 1;
-        let payload = nerve_schemas::encode(&hb)?;
+        let hb = beats[i].next(nerve_platform::now_ms());
+        let payload = nerve_schemas::encode(hb)?;
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", hb.envelope.event_id.as_str());
         match js

@@ -135,35 +135,34 @@ pub fn inventory(node: &str, ts_ms: i64) -> nerve_schemas::InventoryReported {
 }
 
 /// A plausible heartbeat for simulated node `node`, the `seq`-th it sends.
+/// Node `node`'s heartbeat number `seq`, taken at `ts_ms`: eight H100s by default, every field a
+/// real one fills, numbers that move with `seq`.
 pub fn heartbeat(node: &str, seq: i64, ts_ms: i64) -> HeartbeatRecorded {
-    let wobble = (seq % 97) as f32;
-    HeartbeatRecorded {
+    let mut hb = HeartbeatRecorded {
         envelope: Envelope::new::<HeartbeatRecorded>(node, ts_ms),
-        seq,
+        seq: 0,
         interval_secs: 30,
-        uptime_secs: 86_400 + seq * 30,
-        cpu_pct: 20.0 + wobble * 0.6,
+        uptime_secs: 0,
+        cpu_pct: 0.0,
         cpu_count: 128,
-        load1: 12.0 + wobble * 0.1,
+        load1: 0.0,
         load5: 11.0,
         load15: 10.0,
         mem_total_bytes: 1 << 40,
-        mem_used_bytes: (1 << 39) + seq * 4096,
+        mem_used_bytes: 0,
         swap_total_bytes: 0,
         swap_used_bytes: 0,
         disk_total_bytes: 8 << 40,
         disk_used_bytes: 2 << 40,
-        net_rx_bytes_per_sec: 1.0e8 + f64::from(wobble) * 1.0e5,
+        net_rx_bytes_per_sec: 0.0,
         net_tx_bytes_per_sec: 5.0e7,
         gpus: (0..gpus_per_node())
             .map(|i| GpuSample {
                 index: i,
                 uuid: format!("GPU-{node}-{i}"),
-                util_pct: 80.0 + wobble * 0.2,
                 mem_util_pct: 60.0,
                 mem_used_bytes: 60 << 30,
                 mem_total_bytes: 80 << 30,
-                temperature_c: 65.0 + wobble * 0.1,
                 power_w: 600.0,
                 // The fields a real H100 fills, so messages have their real size.
                 power_limit_w: Some(700.0),
@@ -189,6 +188,54 @@ pub fn heartbeat(node: &str, seq: i64, ts_ms: i64) -> HeartbeatRecorded {
                 ..GpuSample::default()
             })
             .collect(),
+    };
+    set_moving(&mut hb, seq);
+    hb
+}
+
+/// The numbers of heartbeat `seq` that move from one heartbeat to the next.
+fn set_moving(hb: &mut HeartbeatRecorded, seq: i64) {
+    let wobble = (seq % 97) as f32;
+    hb.seq = seq;
+    hb.uptime_secs = 86_400 + seq * 30;
+    hb.cpu_pct = 20.0 + wobble * 0.6;
+    hb.load1 = 12.0 + wobble * 0.1;
+    hb.mem_used_bytes = (1 << 39) + seq * 4096;
+    hb.net_rx_bytes_per_sec = 1.0e8 + f64::from(wobble) * 1.0e5;
+    for g in &mut hb.gpus {
+        g.util_pct = 80.0 + wobble * 0.2;
+        g.temperature_c = 65.0 + wobble * 0.1;
+    }
+}
+
+/// One node's heartbeats as a publisher sends them, one after another: built once, then each
+/// beat refills the envelope and the moving numbers in place, as an agent's sampler refills its
+/// buffers, so a simulator spends its CPU on what an agent's publish costs (encoding, the
+/// message) rather than on rebuilding a node's strings and GPU records per beat. The beats
+/// equal `heartbeat(node, seq, ts)` but for the event id.
+pub struct Beats {
+    hb: HeartbeatRecorded,
+    seq: i64,
+}
+
+impl Beats {
+    pub fn new(node: &str) -> Self {
+        Self {
+            hb: heartbeat(node, 0, 0),
+            seq: 0,
+        }
+    }
+
+    /// The node's next heartbeat (seq 0, 1, …), taken at `ts_ms`, with a fresh event id.
+    pub fn next(&mut self, ts_ms: i64) -> &HeartbeatRecorded {
+        use std::fmt::Write as _;
+        let envelope = &mut self.hb.envelope;
+        envelope.event_id.clear();
+        let _ = write!(envelope.event_id, "{}", uuid::Uuid::now_v7());
+        envelope.occurred_at_ms = ts_ms;
+        set_moving(&mut self.hb, self.seq);
+        self.seq += 1;
+        &self.hb
     }
 }
 
@@ -208,7 +255,7 @@ async fn connection(
     let started = Instant::now();
     let mut sent: u64 = 0;
     let mut inflight = FuturesUnordered::new();
-    let mut seqs = vec![0i64; nodes.len()];
+    let mut beats: Vec<Beats> = nodes.iter().map(|n| Beats::new(n)).collect();
     let tick = Duration::from_millis(5);
     while started.elapsed() < duration {
         let due = (started.elapsed().as_secs_f64() * rate) as u64;
@@ -224,9 +271,8 @@ async fn connection(
                 }
             }
             let i = (sent % nodes.len() as u64) as usize;
-            let hb = heartbeat(&nodes[i], seqs[i], nerve_platform::now_ms());
-            seqs[i] += 1;
-            let payload = nerve_schemas::encode(&hb)?;
+            let hb = beats[i].next(nerve_platform::now_ms());
+            let payload = nerve_schemas::encode(hb)?;
             let mut headers = HeaderMap::new();
             headers.insert("Nats-Msg-Id", hb.envelope.event_id.as_str());
             match js
@@ -265,4 +311,24 @@ async fn connection(
     }
     client.flush().await?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beats_refilled_in_place_equal_fresh_heartbeats_but_for_their_ids() {
+        let mut beats = Beats::new("sim-000007");
+        let mut ids = std::collections::HashSet::new();
+        for seq in 0..200 {
+            let ts = 1_800_000_000_000 + seq * 30_000;
+            let beat = beats.next(ts).clone();
+            let mut fresh = heartbeat("sim-000007", seq, ts);
+            assert!(uuid::Uuid::parse_str(&beat.envelope.event_id).is_ok());
+            assert!(ids.insert(beat.envelope.event_id.clone()), "ids are unique");
+            fresh.envelope.event_id = beat.envelope.event_id.clone();
+            assert_eq!(beat, fresh, "seq {seq}");
+        }
+    }
 }

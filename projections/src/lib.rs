@@ -100,7 +100,7 @@ pub async fn run_all(
     let options = RunnerOptions::from_config(&config, failpoint);
     let ack_wait = Duration::from_secs(config.ack_wait_secs);
     let client = nerve_platform::clickhouse::client(&ch);
-    // One runner per projection, each with its own durable consumer.
+    // Each projection reads with its own durable consumer.
     macro_rules! runner {
         ($projection:expr) => {
             Runner::new(
@@ -114,14 +114,21 @@ pub async fn run_all(
             .await?
         };
     }
-    let hb = runner!(heartbeats::HeartbeatProjection);
+    // Heartbeats, the bulk of the load: several runners on the one durable consumer.
+    let mut hb = Vec::new();
+    for _ in 0..config.heartbeat_runners.max(1) {
+        hb.push(runner!(heartbeats::HeartbeatProjection).run(cancel.clone()));
+    }
     let inv = runner!(inventory::InventoryProjection);
     let events = runner!(node_events::NodeEventsProjection);
     let tasks = runner!(tasks::TaskProjection);
     let control = runner!(control::ControlProjection);
     let alerts = runner!(alerts::AlertsProjection);
     let (a, b, c, d, e, f) = tokio::join!(
-        hb.run(cancel.clone()),
+        async {
+            let runs = futures::future::join_all(hb).await;
+            runs.into_iter().collect::<Result<(), ProjectorError>>()
+        },
         inv.run(cancel.clone()),
         events.run(cancel.clone()),
         tasks.run(cancel.clone()),
