@@ -269,7 +269,6 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
             database: None,
             batch_max_events: 20_000,
             batch_max_wait_ms: 200,
-            heartbeat_runners: services.config.projector.heartbeat_runners,
             json_out: None,
             plot: None,
             telemetry_max_bytes: None,

@@ -97,9 +97,6 @@ pub struct Args {
     /// Projector batch wait in ms (in-process projectors only).
     #[arg(long, default_value_t = 200)]
     pub batch_max_wait_ms: u64,
-    /// Heartbeat projector runners on the one consumer (in-process projectors only).
-    #[arg(long, default_value_t = 2)]
-    pub heartbeat_runners: usize,
     /// Write the report as JSON here too.
     #[arg(long)]
     pub json_out: Option<std::path::PathBuf>,
@@ -150,7 +147,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         database: args.database.as_deref(),
         batch_max_events: args.batch_max_events,
         batch_max_wait_ms: args.batch_max_wait_ms,
-        heartbeat_runners: args.heartbeat_runners,
     })
     .await?;
     let raw = if args.raw_first {

@@ -28,8 +28,6 @@ pub struct Target<'a> {
     pub database: Option<&'a str>,
     pub batch_max_events: usize,
     pub batch_max_wait_ms: u64,
-    /// `projector.heartbeat_runners`.
-    pub heartbeat_runners: usize,
 }
 
 impl Target<'static> {
@@ -41,7 +39,6 @@ impl Target<'static> {
             database: None,
             batch_max_events,
             batch_max_wait_ms,
-            heartbeat_runners: nerve_platform::config::ProjectorConfig::default().heartbeat_runners,
         }
     }
 }
@@ -94,7 +91,6 @@ impl Services {
         };
         config.projector.batch_max_events = t.batch_max_events;
         config.projector.batch_max_wait_ms = t.batch_max_wait_ms;
-        config.projector.heartbeat_runners = t.heartbeat_runners;
         let client = nerve_ingest::connect(&config.nats, "nerve-loadtest", false).await?;
         let js = async_nats::jetstream::new(client.clone());
         nerve_ingest::ensure_streams(&js, &config.streams).await?;

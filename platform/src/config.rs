@@ -192,10 +192,6 @@ pub struct ProjectorConfig {
     pub ack_wait_secs: u64,
     /// Longest pause between retries after a failed ClickHouse write.
     pub retry_max_backoff_ms: u64,
-    /// Heartbeat projector runners in one `nerve project`, sharing its durable consumer as
-    /// separate processes would: while one writes a batch the next fills, so under load an
-    /// event waits for less than a whole write before its batch starts.
-    pub heartbeat_runners: usize,
 }
 
 impl Default for ProjectorConfig {
@@ -205,7 +201,6 @@ impl Default for ProjectorConfig {
             batch_max_wait_ms: 250,
             ack_wait_secs: 30,
             retry_max_backoff_ms: 5_000,
-            heartbeat_runners: 2,
         }
     }
 }
@@ -391,9 +386,6 @@ impl Config {
         }
         if self.projector.batch_max_events == 0 {
             return bad("projector.batch_max_events must be at least 1");
-        }
-        if self.projector.heartbeat_runners == 0 {
-            return bad("projector.heartbeat_runners must be at least 1");
         }
         if self.projector.ack_wait_secs == 0 {
             return bad("projector.ack_wait_secs must be at least 1");

@@ -100,7 +100,7 @@ pub async fn run_all(
     let options = RunnerOptions::from_config(&config, failpoint);
     let ack_wait = Duration::from_secs(config.ack_wait_secs);
     let client = nerve_platform::clickhouse::client(&ch);
-    // Each projection reads with its own durable consumer.
+    // One runner per projection, each with its own durable consumer.
     macro_rules! runner {
         ($projection:expr) => {
             Runner::new(
@@ -114,21 +114,14 @@ pub async fn run_all(
             .await?
         };
     }
-    // Heartbeats, the bulk of the load: several runners on the one durable consumer.
-    let mut hb = Vec::new();
-    for _ in 0..config.heartbeat_runners.max(1) {
-        hb.push(runner!(heartbeats::HeartbeatProjection).run(cancel.clone()));
-    }
+    let hb = runner!(heartbeats::HeartbeatProjection);
     let inv = runner!(inventory::InventoryProjection);
     let events = runner!(node_events::NodeEventsProjection);
     let tasks = runner!(tasks::TaskProjection);
     let control = runner!(control::ControlProjection);
     let alerts = runner!(alerts::AlertsProjection);
     let (a, b, c, d, e, f) = tokio::join!(
-        async {
-            let runs = futures::future::join_all(hb).await;
-            runs.into_iter().collect::<Result<(), ProjectorError>>()
-        },
+        hb.run(cancel.clone()),
         inv.run(cancel.clone()),
         events.run(cancel.clone()),
         tasks.run(cancel.clone()),

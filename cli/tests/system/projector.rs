@@ -53,14 +53,12 @@ async fn a_projector_killed_between_write_and_ack_creates_no_duplicates() {
         Some(nerve_projections::runner::FAILPOINT_EXIT_CODE),
         "the projector must have stopped at the failpoint"
     );
-    // It wrote a batch (each heartbeat runner may have, before the first exit) and acked
-    // nothing.
+    // It wrote a batch and acked nothing.
     let written = env.count("SELECT count() FROM heartbeats").await;
-    // Up to 200 events per runner (fewer if the batch window closed first).
-    let runners = nerve_platform::config::ProjectorConfig::default().heartbeat_runners as u64;
+    // One batch: up to 200 events (fewer if the batch window closed first).
     assert!(
-        (1..=200 * runners).contains(&written),
-        "the crashing projector wrote {written} rows, expected a batch per runner at most"
+        (1..=200).contains(&written),
+        "the crashing projector wrote {written} rows, expected one batch"
     );
     let (pending, ack_pending) = consumer_pending(&env).await;
     assert_eq!(
@@ -133,7 +131,6 @@ async fn a_large_redelivered_batch_is_checked_in_parts_and_not_duplicated() {
     let one_batch = [
         ("NERVE_PROJECTOR__BATCH_MAX_EVENTS", "20000"),
         ("NERVE_PROJECTOR__BATCH_MAX_WAIT_MS", "1500"), // under the test's 2 s ack wait
-        ("NERVE_PROJECTOR__HEARTBEAT_RUNNERS", "1"),    // not split between two runners
     ];
     let mut crashing =
         env.spawn_nerve_with(&["project", "--failpoint", "exit-after-write"], &one_batch);
