@@ -25,8 +25,8 @@ use futures::StreamExt;
 use nerve_platform::metrics::Registry;
 use nerve_platform::services::{NatsOptions, NatsServer};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::Mutex;
 
+use crate::probe::quantile;
 use crate::services::{Services, Target};
 
 #[derive(Debug, Clone, Args)]
@@ -161,13 +161,6 @@ fn rss_mib(pid: u32) -> f64 {
 
 fn open_fds(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
-}
-
-/// The `p` quantile of sorted `v` (0 when empty).
-fn quantile(v: &[f64], p: f64) -> f64 {
-    v.get(((v.len() as f64 * p).ceil() as usize).clamp(1, v.len().max(1)) - 1)
-        .copied()
-        .unwrap_or(0.0)
 }
 
 /// Waits until a client of the leaf node at `leaf_url` reaches a responder on the hub, i.e. the
@@ -387,8 +380,8 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
         nats_server_open_fds: server_fds,
         heartbeats_acked: acked,
         heartbeat_errors: results.iter().map(|r| r.errors).sum(),
-        ack_p50_ms: quantile(&acks, 0.5),
-        ack_p99_ms: quantile(&acks, 0.99),
+        ack_p50_ms: quantile(&acks, 0.5).unwrap_or(0.0),
+        ack_p99_ms: quantile(&acks, 0.99).unwrap_or(0.0),
         ack_max_ms: acks.last().copied().unwrap_or(0.0),
         heartbeats_stored: stored,
         nodes_stored: nodes,
@@ -464,13 +457,12 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         + Duration::from_millis(begin_ms.saturating_sub(nerve_platform::now_ms()).max(0) as u64);
 
     let interval = Duration::from_secs(args.interval_secs.max(1));
-    let acks = Arc::new(Mutex::new(Vec::<f64>::new()));
     let errors = Arc::new(AtomicU64::new(0));
     let total = args.total.max(1);
     let mut agents = Vec::with_capacity(clients.len());
     for (i, client) in &clients {
         let (id, client) = (format!("sim-{i:06}"), client.clone());
-        let (acks, errors) = (acks.clone(), errors.clone());
+        let errors = errors.clone();
         let first = begin + interval * *i / total;
         let rounds = args.rounds;
         agents.push(tokio::spawn(async move {
@@ -504,14 +496,15 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                     }
                 }
             }
-            acks.lock().await.extend(mine);
+            mine
         }));
     }
+    let mut acks_ms = Vec::new();
     for agent in futures::future::join_all(agents).await {
-        agent?;
+        acks_ms.extend(agent?);
     }
     let beaten = Beaten {
-        acks_ms: std::mem::take(&mut *acks.lock().await),
+        acks_ms,
         errors: errors.load(Ordering::Relaxed),
         connected_after: clients
             .iter()

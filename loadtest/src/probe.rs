@@ -168,13 +168,7 @@ impl Prober {
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
         let mut ms: Vec<f64> = points.iter().map(|p| p.1).collect();
         ms.sort_by(f64::total_cmp);
-        let pct = |p: f64| {
-            if ms.is_empty() {
-                f64::NAN
-            } else {
-                ms[((ms.len() as f64 * p).ceil() as usize).clamp(1, ms.len()) - 1]
-            }
-        };
+        let pct = |p: f64| quantile(&ms, p).unwrap_or(f64::NAN);
         Ok(Latency {
             p50_ms: pct(0.50),
             p99_ms: pct(0.99),
@@ -183,5 +177,27 @@ impl Prober {
             missing: s.published.len() - ms.len(),
             points,
         })
+    }
+}
+
+/// The `p` quantile of ascending `sorted` (nearest rank), `None` when it is empty.
+pub(crate) fn quantile(sorted: &[f64], p: f64) -> Option<f64> {
+    let rank = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile;
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), Some(50.0));
+        assert_eq!(quantile(&v, 0.99), Some(99.0));
+        assert_eq!(quantile(&v, 1.0), Some(100.0));
+        assert_eq!(quantile(&v, 0.0), Some(1.0));
+        assert_eq!(quantile(&[7.0], 0.99), Some(7.0));
+        assert_eq!(quantile(&[], 0.5), None);
     }
 }

@@ -264,9 +264,6 @@ pub struct NatsServer {
 /// How [`NatsServer::start_with`] sets a nats-server up.
 #[derive(Debug, Clone)]
 pub struct NatsOptions {
-    /// The address to listen on for clients (`0.0.0.0`: every address; the URL still names
-    /// 127.0.0.1).
-    pub host: String,
     /// JetStream on, storing under the server's directory.
     pub jetstream: bool,
     /// Accept leaf node connections on this port of 127.0.0.1.
@@ -279,7 +276,6 @@ pub struct NatsOptions {
 impl Default for NatsOptions {
     fn default() -> Self {
         Self {
-            host: "127.0.0.1".into(),
             jetstream: true,
             leafnode_port: None,
             hub_leafnode_port: None,
@@ -312,7 +308,7 @@ impl NatsServer {
         Self::start_with(dir, port, &NatsOptions::default())
     }
 
-    /// As [`NatsServer::start`], set up as `options` say.
+    /// As [`NatsServer::start`] (listening on 127.0.0.1), set up as `options` say.
     pub fn start_with(
         dir: &Path,
         port: Option<u16>,
@@ -339,7 +335,7 @@ impl NatsServer {
         cmd.arg("-c")
             .arg(&conf)
             .arg("-a")
-            .arg(&options.host)
+            .arg("127.0.0.1")
             .arg("-p")
             .arg(port.map_or("-1".to_owned(), |p| p.to_string()))
             .arg("--ports_file_dir")

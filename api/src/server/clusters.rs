@@ -444,7 +444,7 @@ impl TagRows {
                 name: c.name,
             })
             .collect();
-        clusters.sort_by(|a, b| (&a.name, &a.cluster_id).cmp(&(&b.name, &b.cluster_id)));
+        clusters.sort_by(by_name);
         let names: HashMap<&str, &ClusterRef> = clusters
             .iter()
             .map(|c| (c.cluster_id.as_str(), c))
@@ -479,8 +479,7 @@ impl TagRows {
         let nodes = nodes
             .into_iter()
             .map(|(node, mut tags)| {
-                tags.clusters
-                    .sort_by(|a, b| (&a.name, &a.cluster_id).cmp(&(&b.name, &b.cluster_id)));
+                tags.clusters.sort_by(by_name);
                 (node, Arc::new(tags))
             })
             .collect();
@@ -490,6 +489,11 @@ impl TagRows {
             nodes,
         }
     }
+}
+
+/// Clusters by name, then id.
+fn by_name(a: &ClusterRef, b: &ClusterRef) -> std::cmp::Ordering {
+    (&a.name, &a.cluster_id).cmp(&(&b.name, &b.cluster_id))
 }
 
 /// The ids of the clusters named by id or name; an unknown one is a 400.
