@@ -10,6 +10,7 @@
 mod alerts_eval;
 mod api_load;
 mod connections;
+mod cpu;
 mod nodes_page;
 mod plot;
 mod probe;
@@ -193,7 +194,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Duration::from_secs(args.duration_secs),
     );
     let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let timeline = timeline(ch.clone(), baseline, acked.clone(), started);
+    let cpu = services.cpu();
+    let cpu_at_start = cpu.read();
+    let timeline = timeline(
+        ch.clone(),
+        baseline,
+        acked.clone(),
+        started,
+        (cpu, cpu_at_start),
+    );
     let published = sim::run(&args, &services.config, rate, acked).await?;
     let publish_secs = started.elapsed().as_secs_f64();
 
@@ -216,6 +225,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let drained_secs = started.elapsed().as_secs_f64();
+    let cpu_used = cpu.read().since(&cpu_at_start);
     let latency = prober.finish().await?;
     timeline.1.cancel();
     let samples = timeline.0.await??;
@@ -244,6 +254,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         probes: latency.probes,
         probes_missing: latency.missing,
         timeline: samples,
+        cpu_per_event: cpu_used.per_event_us(stored - baseline),
         ratio_to_raw_jetstream: None,
         raw,
     };
@@ -285,6 +296,7 @@ fn timeline(
     baseline: u64,
     acked: std::sync::Arc<std::sync::atomic::AtomicU64>,
     started: Instant,
+    (cpu, cpu_at_start): (cpu::Processes, cpu::Cpu),
 ) -> (
     tokio::task::JoinHandle<anyhow::Result<Vec<plot::Sample>>>,
     tokio_util::sync::CancellationToken,
@@ -310,6 +322,7 @@ fn timeline(
                     t: started.elapsed().as_secs_f64(),
                     acked,
                     stored: stored.saturating_sub(baseline),
+                    cpu: cpu.read().since(&cpu_at_start),
                 });
             }
         })
@@ -341,8 +354,11 @@ pub struct Report {
     pub latency_max_ms: f64,
     pub probes: usize,
     pub probes_missing: usize,
-    /// Acked and stored counts once a second.
+    /// Acked and stored counts, and the CPU used so far, once a second.
     pub timeline: Vec<plot::Sample>,
+    /// CPU per stored event from the first publish until every event was stored (probes
+    /// included), by process.
+    pub cpu_per_event: cpu::CpuPerEvent,
     /// The raw limits measured first in the same run (`--raw-first`).
     pub raw: Option<raw::RawReport>,
     /// End-to-end rate ÷ raw JetStream rate.
@@ -384,6 +400,7 @@ impl Report {
             self.probes,
             self.probes_missing
         );
+        println!("CPU per event              {}", self.cpu_per_event);
         if let (Some(raw), Some(ratio)) = (&self.raw, self.ratio_to_raw_jetstream) {
             println!(
                 "end to end ÷ raw JetStream {:.0} / {:.0} = {ratio:.2}",

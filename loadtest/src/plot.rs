@@ -1,6 +1,7 @@
 //! The timeline of an `ingest` run, sampled once a second (events acked by JetStream, rows in
 //! ClickHouse), drawn as an SVG: throughput (published and stored per second), lag (acked but
-//! not yet queryable) and probe publish→queryable latency over the run.
+//! not yet queryable), probe publish→queryable latency, and the cores each process under test
+//! used (ClickHouse's background merges apart) over the run.
 
 use std::fmt::Write as _;
 
@@ -13,6 +14,8 @@ pub struct Sample {
     pub acked: u64,
     /// Heartbeat rows in ClickHouse so far (this run's).
     pub stored: u64,
+    /// CPU used by each process under test since the first publish.
+    pub cpu: crate::cpu::Cpu,
 }
 
 const WIDTH: f64 = 960.0;
@@ -40,6 +43,8 @@ fn label(v: f64) -> String {
         format!("{:.1}M", v / 1_000_000.0)
     } else if v >= 1_000.0 {
         format!("{:.0}k", v / 1_000.0)
+    } else if v.fract() != 0.0 {
+        format!("{v:.2}")
     } else {
         format!("{v:.0}")
     }
@@ -66,6 +71,17 @@ pub fn svg(title: &str, samples: &[Sample], latency: &[(f64, f64)]) -> String {
             (w[1].stored.saturating_sub(w[0].stored)) as f64 / dt,
         ));
     }
+    let cores = |f: fn(&crate::cpu::Cpu) -> f64| -> Vec<(f64, f64)> {
+        samples
+            .windows(2)
+            .map(|w| {
+                (
+                    w[1].t,
+                    (f(&w[1].cpu) - f(&w[0].cpu)).max(0.0) / (w[1].t - w[0].t).max(1e-6),
+                )
+            })
+            .collect()
+    };
     let lag: Vec<(f64, f64)> = samples
         .iter()
         .map(|s| (s.t, s.acked.saturating_sub(s.stored) as f64))
@@ -88,6 +104,24 @@ pub fn svg(title: &str, samples: &[Sample], latency: &[(f64, f64)]) -> String {
             title: "publish → queryable (probes)",
             unit: "ms",
             series: vec![("#2ca02c", "probe latency", latency.to_vec())],
+        },
+        Panel {
+            title: "CPU by process",
+            unit: "cores",
+            series: vec![
+                ("#1f77b4", "nerve-loadtest", cores(|c| c.loadtest_s)),
+                ("#9467bd", "nats-server", cores(|c| c.nats_s)),
+                (
+                    "#ff7f0e",
+                    "ClickHouse (not merges)",
+                    cores(|c| c.clickhouse_s - c.clickhouse_merges_s),
+                ),
+                (
+                    "#d62728",
+                    "ClickHouse merges",
+                    cores(|c| c.clickhouse_merges_s),
+                ),
+            ],
         },
     ];
     let t_max = nice_max(
@@ -201,21 +235,24 @@ mod tests {
                 t: 0.0,
                 acked: 0,
                 stored: 0,
+                cpu: Default::default(),
             },
             Sample {
                 t: 1.0,
                 acked: 20_000,
                 stored: 15_000,
+                cpu: Default::default(),
             },
             Sample {
                 t: 2.0,
                 acked: 40_000,
                 stored: 40_000,
+                cpu: Default::default(),
             },
         ];
         let doc = svg("a <run>", &samples, &[(0.5, 800.0), (1.5, 1200.0)]);
         assert!(doc.starts_with("<svg") && doc.ends_with("</svg>\n"));
-        assert_eq!(doc.matches("<polyline").count(), 4);
+        assert_eq!(doc.matches("<polyline").count(), 8);
         assert!(doc.contains("a &lt;run&gt;"));
         // Lag 5,000 at t = 1 s: the lag panel's axis goes to 5k.
         assert!(doc.contains(">5k</text>"));

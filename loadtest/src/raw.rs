@@ -53,6 +53,10 @@ pub struct RawReport {
     pub clickhouse_rows: u64,
     pub clickhouse_secs: f64,
     pub clickhouse_rate: f64,
+    /// CPU per acked event while publishing, by process (no ClickHouse work).
+    pub jetstream_cpu_per_event: crate::cpu::CpuPerEvent,
+    /// CPU per row while inserting, by process.
+    pub clickhouse_cpu_per_row: crate::cpu::CpuPerEvent,
 }
 
 pub async fn run(args: RawArgs) -> anyhow::Result<()> {
@@ -95,6 +99,8 @@ pub async fn measure(services: &Services, args: &RawArgs) -> anyhow::Result<RawR
     scratch.description = Some("nerve-loadtest raw limit (scratch)".into());
     js.create_stream(scratch).await?;
     let conns = args.connections.max(1);
+    let cpu = services.cpu();
+    let cpu_before = cpu.read();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..conns {
@@ -119,6 +125,7 @@ pub async fn measure(services: &Services, args: &RawArgs) -> anyhow::Result<RawR
         errors += e;
     }
     let js_secs = started.elapsed().as_secs_f64();
+    let js_cpu = cpu.read().since(&cpu_before);
     let held = js
         .get_stream(SCRATCH_STREAM)
         .await?
@@ -155,11 +162,13 @@ pub async fn measure(services: &Services, args: &RawArgs) -> anyhow::Result<RawR
             Ok(HeartbeatRow::new(&p, stamp))
         })
         .collect::<anyhow::Result<_>>()?;
+    let cpu_before = cpu.read();
     let started = Instant::now();
     for chunk in rows.chunks(args.batch.max(1)) {
         nerve_projections::runner::insert_rows(ch, SCRATCH_TABLE, chunk).await?;
     }
     let ch_secs = started.elapsed().as_secs_f64();
+    let ch_cpu = cpu.read().since(&cpu_before);
     let stored: u64 = ch
         .query(&format!("SELECT count() FROM {SCRATCH_TABLE}"))
         .fetch_one()
@@ -178,6 +187,8 @@ pub async fn measure(services: &Services, args: &RawArgs) -> anyhow::Result<RawR
         clickhouse_rows: args.rows,
         clickhouse_secs: ch_secs,
         clickhouse_rate: args.rows as f64 / ch_secs,
+        jetstream_cpu_per_event: js_cpu.per_event_us(acked),
+        clickhouse_cpu_per_row: ch_cpu.per_event_us(args.rows),
     })
 }
 
@@ -194,6 +205,14 @@ impl RawReport {
         println!(
             "raw ClickHouse: {} heartbeat rows in batches of {batch} in {:.1} s: {:.0} rows/s",
             self.clickhouse_rows, self.clickhouse_secs, self.clickhouse_rate
+        );
+        println!(
+            "raw JetStream CPU per event: {}",
+            self.jetstream_cpu_per_event
+        );
+        println!(
+            "raw ClickHouse CPU per row: {}",
+            self.clickhouse_cpu_per_row
         );
     }
 }

@@ -119,6 +119,16 @@ impl Services {
         self.nats.as_ref().map(NatsServer::pid)
     }
 
+    /// The private ClickHouse's process id.
+    pub fn clickhouse_pid(&self) -> Option<u32> {
+        self.clickhouse.as_ref().map(ClickHouseServer::pid)
+    }
+
+    /// The CPU readers of this process and the private servers.
+    pub fn cpu(&self) -> crate::cpu::Processes {
+        crate::cpu::Processes::new(self.nats_pid(), self.clickhouse_pid())
+    }
+
     /// Runs the projectors in this process.
     pub fn start_projectors(&mut self, metrics: &Registry) {
         self.projectors = Some(tokio::spawn(nerve_projections::run_all(

@@ -53,6 +53,21 @@ fn a_short_run_stores_every_acked_event_once() {
         r["ratio_to_raw_jetstream"].as_f64().expect("ratio") > 0.0,
         "{r}"
     );
+    // Every process under test was read: CPU per event, end to end and raw.
+    for (phase, key) in [
+        (&r["cpu_per_event"], "nats_us"),
+        (&r["cpu_per_event"], "clickhouse_us"),
+        (&r["cpu_per_event"], "loadtest_us"),
+        (&r["raw"]["jetstream_cpu_per_event"], "nats_us"),
+        (&r["raw"]["clickhouse_cpu_per_row"], "clickhouse_us"),
+    ] {
+        assert!(phase[key].as_f64().expect(key) > 0.0, "{key}: {r}");
+    }
+    let last = r["timeline"]
+        .as_array()
+        .and_then(|t| t.last())
+        .expect("timeline");
+    assert!(last["cpu"]["nats_s"].as_f64().expect("cpu") > 0.0, "{r}");
 }
 
 #[test]

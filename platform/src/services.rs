@@ -411,6 +411,10 @@ pub struct ClickHouseServer {
 }
 
 impl ClickHouseServer {
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// Starts ClickHouse with all its files under `dir`, on `http_port` (`None`: any free port).
     pub fn start(dir: &Path, http_port: Option<u16>) -> Result<Self, ServiceError> {
         let bin = clickhouse_server_bin();
