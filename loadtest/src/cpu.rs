@@ -89,25 +89,12 @@ impl Processes {
     /// Reads every process's CPU time now.
     pub fn read(&self) -> Cpu {
         let secs = |ticks: Option<u64>| ticks.unwrap_or(0) as f64 / USER_HZ;
-        let proc = Path::new("/proc");
-        let (clickhouse, merges) = match self.clickhouse {
-            Some(pid) => {
-                let dir = proc.join(pid.to_string());
-                (
-                    stat_ticks(&dir.join("stat")),
-                    Some(threads_ticks(&dir, MERGE_THREAD)),
-                )
-            }
-            None => (None, None),
-        };
+        let of = |pid: u32| stat_ticks(Path::new(&format!("/proc/{pid}/stat")));
         Cpu {
-            loadtest_s: secs(stat_ticks(&proc.join("self/stat"))),
-            nats_s: secs(
-                self.nats
-                    .and_then(|p| stat_ticks(&proc.join(format!("{p}/stat")))),
-            ),
-            clickhouse_s: secs(clickhouse),
-            clickhouse_merges_s: secs(merges),
+            loadtest_s: secs(stat_ticks(Path::new("/proc/self/stat"))),
+            nats_s: secs(self.nats.and_then(of)),
+            clickhouse_s: secs(self.clickhouse.and_then(of)),
+            clickhouse_merges_s: secs(self.clickhouse.map(|p| threads_ticks(p, MERGE_THREAD))),
         }
     }
 }
@@ -118,8 +105,8 @@ fn stat_ticks(path: &Path) -> Option<u64> {
 }
 
 /// The summed CPU ticks of a process's threads named `comm`.
-fn threads_ticks(process_dir: &Path, comm: &str) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(process_dir.join("task")) else {
+fn threads_ticks(pid: u32, comm: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0;
     };
     tasks

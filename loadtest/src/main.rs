@@ -201,7 +201,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         baseline,
         acked.clone(),
         started,
-        (cpu, cpu_at_start),
+        cpu,
+        cpu_at_start,
     );
     let published = sim::run(&args, &services.config, rate, acked).await?;
     let publish_secs = started.elapsed().as_secs_f64();
@@ -296,7 +297,8 @@ fn timeline(
     baseline: u64,
     acked: std::sync::Arc<std::sync::atomic::AtomicU64>,
     started: Instant,
-    (cpu, cpu_at_start): (cpu::Processes, cpu::Cpu),
+    cpu: cpu::Processes,
+    cpu_at_start: cpu::Cpu,
 ) -> (
     tokio::task::JoinHandle<anyhow::Result<Vec<plot::Sample>>>,
     tokio_util::sync::CancellationToken,

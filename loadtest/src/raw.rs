@@ -9,7 +9,6 @@
 
 use std::time::Instant;
 
-use async_nats::HeaderMap;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use nerve_projections::heartbeats::{Heartbeat, HeartbeatRow};
@@ -238,10 +237,7 @@ async fn publish(
             }
         }
         let i = (sent % nodes.len().max(1) as u64) as usize;
-        let hb = beats[i].next(nerve_platform::now_ms());
-        let payload = nerve_schemas::encode(hb)?;
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", hb.envelope.event_id.as_str());
+        let (headers, payload) = beats[i].next_message(nerve_platform::now_ms())?;
         match js
             .publish_with_headers(
                 format!("nerve-raw.heartbeat.{}", nodes[i]),

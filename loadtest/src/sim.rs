@@ -134,7 +134,6 @@ pub fn inventory(node: &str, ts_ms: i64) -> nerve_schemas::InventoryReported {
     }
 }
 
-/// A plausible heartbeat for simulated node `node`, the `seq`-th it sends.
 /// Node `node`'s heartbeat number `seq`, taken at `ts_ms`: eight H100s by default, every field a
 /// real one fills, numbers that move with `seq`.
 pub fn heartbeat(node: &str, seq: i64, ts_ms: i64) -> HeartbeatRecorded {
@@ -237,6 +236,16 @@ impl Beats {
         self.seq += 1;
         &self.hb
     }
+
+    /// The node's next heartbeat as the message an agent publishes: its `Nats-Msg-Id` header
+    /// (the event id) and its encoded body.
+    pub fn next_message(&mut self, ts_ms: i64) -> anyhow::Result<(HeaderMap, Vec<u8>)> {
+        let hb = self.next(ts_ms);
+        let payload = nerve_schemas::encode(hb)?;
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", hb.envelope.event_id.as_str());
+        Ok((headers, payload))
+    }
 }
 
 async fn connection(
@@ -271,10 +280,7 @@ async fn connection(
                 }
             }
             let i = (sent % nodes.len() as u64) as usize;
-            let hb = beats[i].next(nerve_platform::now_ms());
-            let payload = nerve_schemas::encode(hb)?;
-            let mut headers = HeaderMap::new();
-            headers.insert("Nats-Msg-Id", hb.envelope.event_id.as_str());
+            let (headers, payload) = beats[i].next_message(nerve_platform::now_ms())?;
             match js
                 .publish_with_headers(subjects::heartbeat(&nodes[i]), headers, payload.into())
                 .await
