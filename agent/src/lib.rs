@@ -4,11 +4,12 @@
 //! Layout mirrors what it does: [`collectors`] (fingerprint = slow inventory, host = fast stats,
 //! gpu = NVML), [`publisher`] (ordered, acked, deduplicated publishing) over [`buffer`] (the
 //! bounded on-disk outbox that survives NATS outages and restarts), and
-//! [`node_id`] (the stable identity kept in the state dir).
+//! [`node_id`] (the stable identity kept in the state dir). [`probe`] is one look without NATS.
 
 pub mod buffer;
 pub mod collectors;
 pub mod node_id;
+pub mod probe;
 pub mod publisher;
 pub mod tasks;
 

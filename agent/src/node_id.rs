@@ -15,6 +15,23 @@ pub enum NodeIdError {
     Invalid { path: PathBuf, found: String },
 }
 
+/// Reads the node id from `state_dir`; `None` when the agent has not run there yet.
+pub fn load(state_dir: &Path) -> Result<Option<String>, NodeIdError> {
+    let path = state_dir.join("node_id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim().to_owned();
+            if nerve_schemas::subjects::is_valid_node_id(&id) {
+                Ok(Some(id))
+            } else {
+                Err(NodeIdError::Invalid { path, found: id })
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(NodeIdError::Io { path, source }),
+    }
+}
+
 /// Reads the node id from `state_dir`, creating the dir and the id on first start.
 pub fn load_or_create(state_dir: &Path) -> Result<String, NodeIdError> {
     let path = state_dir.join("node_id");
@@ -22,16 +39,9 @@ pub fn load_or_create(state_dir: &Path) -> Result<String, NodeIdError> {
         path: path.clone(),
         source,
     };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let id = text.trim().to_owned();
-            if nerve_schemas::subjects::is_valid_node_id(&id) {
-                Ok(id)
-            } else {
-                Err(NodeIdError::Invalid { path, found: id })
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    match load(state_dir)? {
+        Some(id) => Ok(id),
+        None => {
             std::fs::create_dir_all(state_dir).map_err(io)?;
             let id = uuid::Uuid::now_v7().to_string();
             // Write then rename, so a crash never leaves a half-written id.
@@ -40,7 +50,6 @@ pub fn load_or_create(state_dir: &Path) -> Result<String, NodeIdError> {
             std::fs::rename(&tmp, &path).map_err(io)?;
             Ok(id)
         }
-        Err(e) => Err(io(e)),
     }
 }
 

@@ -146,3 +146,79 @@ fn nvml_snapshots_become_inventory_and_samples_with_verdicts() {
         );
     }
 }
+
+/// `nerve probe` on a real H100 (`captured/`, recorded by `agent/gpu-check.sh`; see
+/// `agent/GPU.md`), idle and under a bf16 matrix-product load.
+fn captured(name: &str) -> nerve_agent::probe::Probe {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gpu/captured")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// What NVML read on the H100 becomes the same inventory record the probe reported, samples
+/// with the verdict a healthy GPU deserves, and events that survive the Avro round trip.
+#[test]
+fn a_real_h100s_readings_become_its_records() {
+    for (name, util, throttled) in [
+        ("probe-idle.json", 0.0, "gpu_idle"),
+        ("probe-busy.json", 62.0, "sw_power_cap"),
+    ] {
+        let probe = captured(name);
+        assert_eq!(probe.nvml.error, None, "{name}");
+        let [s] = probe.nvml.snapshots.as_slice() else {
+            panic!("{name}: one GPU expected, got {:?}", probe.nvml.snapshots);
+        };
+        assert_eq!(s.name, "NVIDIA H100 80GB HBM3");
+        // NVML's readings that an H100 SXM in a pass-through VM does not have stay absent.
+        assert_eq!((s.fan_pct, s.nvlink_total), (None, None), "{name}");
+        assert_eq!(
+            s.retired_pages_double_bit, None,
+            "{name}: Hopper remaps rows"
+        );
+
+        assert_eq!(probe.inventory.gpus, vec![device_of(s)], "{name}");
+        let d = &probe.inventory.gpus[0];
+        assert_eq!(
+            (
+                d.compute_capability.as_str(),
+                d.memory_total_bytes,
+                d.power_limit_w
+            ),
+            ("9.0", 81_559 * 1024 * 1024, Some(700.0)),
+            "{name}: nvidia-smi said 81559 MiB, 700.00 W"
+        );
+        assert_eq!(
+            (d.ecc_enabled, d.mig_mode.as_str()),
+            (Some(true), "disabled")
+        );
+
+        let sample = sample_of(s, &Default::default());
+        assert_eq!(sample.util_pct, util, "{name}");
+        assert_eq!(sample.throttle_reason_names, [throttled], "{name}");
+        assert_eq!(sample.health, "ok", "{name}: {:?}", sample.health_reasons);
+        assert_eq!(sample.remapped_rows_pending, Some(false), "{name}");
+        assert_eq!(sample.ecc_uncorrected, Some(0), "{name}");
+
+        let hb = &probe.heartbeat;
+        assert_eq!(hb.gpus.len(), 1, "{name}");
+        assert_eq!(hb.gpus[0].health, "ok", "{name}");
+        let bytes = nerve_schemas::encode(hb).expect("encode");
+        let back =
+            nerve_schemas::decode::<nerve_schemas::HeartbeatRecorded>(&bytes).expect("decode");
+        assert_eq!(&back, hb, "{name}");
+        let bytes = nerve_schemas::encode(&probe.inventory).expect("encode");
+        let back =
+            nerve_schemas::decode::<nerve_schemas::InventoryReported>(&bytes).expect("decode");
+        assert_eq!(back, probe.inventory, "{name}");
+    }
+    // Under load the heartbeat (two seconds after the snapshot) saw the GPU at its power cap.
+    let busy = captured("probe-busy.json").heartbeat.gpus.remove(0);
+    assert_eq!(busy.util_pct, 100.0);
+    assert!(
+        busy.power_w > 690.0 && busy.power_limit_w == Some(700.0),
+        "{busy:?}"
+    );
+    assert!(busy.sm_clock_mhz.is_some_and(|mhz| mhz > 345), "{busy:?}");
+}

@@ -1,10 +1,12 @@
 //! `nerve`: one binary for every role — `agent`, `ingest`, `project`, `serve`, and `dev` (all of
-//! them on one machine, with NATS and ClickHouse as child processes).
+//! them on one machine, with NATS and ClickHouse as child processes) — plus `config` and `probe`
+//! to check a config file and what the agent sees.
 
 #[cfg(feature = "server")]
 mod dev;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -56,6 +58,13 @@ enum Command {
     Dev,
     /// Check a config file and print the effective configuration.
     Config,
+    /// Print what the agent sees on this machine as JSON (NVML's readings of every GPU, the
+    /// inventory event, a heartbeat event), then exit. Needs no NATS; writes nothing.
+    Probe {
+        /// Seconds between the two readings a heartbeat's rates come from.
+        #[arg(long, default_value_t = 1)]
+        interval_secs: u64,
+    },
 }
 
 #[cfg(feature = "server")]
@@ -68,9 +77,18 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     nerve_platform::telemetry::init();
     let config = Config::load(cli.config.as_deref())?;
-    if let Command::Config = cli.command {
-        println!("{}", effective_config(&config)?);
-        return Ok(());
+    match cli.command {
+        Command::Config => {
+            println!("{}", effective_config(&config)?);
+            return Ok(());
+        }
+        Command::Probe { interval_secs } => {
+            let probe =
+                nerve_agent::probe::probe(&config.agent, Duration::from_secs(interval_secs))?;
+            println!("{}", serde_json::to_string_pretty(&probe)?);
+            return Ok(());
+        }
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -100,7 +118,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve => serve(&config, &metrics, cancel).await?,
             #[cfg(feature = "server")]
             Command::Dev => dev::run(config, metrics, cancel).await?,
-            Command::Config => {}
+            Command::Config | Command::Probe { .. } => {}
         }
         anyhow::Ok(())
     })

@@ -563,7 +563,8 @@ impl GpuCollector {
         }
     }
 
-    fn snapshots(&self) -> Result<Vec<NvmlSnapshot>, String> {
+    /// What NVML reads for every GPU, before it becomes records (`nerve probe` prints these).
+    pub fn snapshots(&self) -> Result<Vec<NvmlSnapshot>, String> {
         if let Some(e) = &self.init_error {
             return Err(e.clone());
         }
@@ -627,20 +628,77 @@ impl XidWatcher {
 mod tests {
     use super::*;
 
-    /// These machines have no NVIDIA driver: that must read as "no GPUs", not an error.
+    /// Without the NVIDIA driver (CI, the build machines) NVML reads as "no GPUs", not an
+    /// error. With it (the GPU machine check in `agent/GPU.md`) every GPU is read whole:
+    /// identity, memory, utilisation, temperature, power and clocks, in both records.
     #[test]
-    fn a_machine_without_nvidia_driver_has_no_gpus() {
-        if std::path::Path::new("/proc/driver/nvidia").exists() {
-            return; // a GPU machine: covered by the NVML fixture run instead
-        }
+    fn nvml_reads_every_gpu_or_none_without_a_driver() {
+        let off = GpuCollector::new(false, XidLedger::default());
+        assert_eq!((off.inventory(), off.has_nvml()), (Ok(vec![]), false));
         let c = GpuCollector::new(true, XidLedger::default());
-        assert_eq!(c.inventory(), Ok(vec![]));
-        assert_eq!(c.sample(), Ok(vec![]));
-        assert!(!c.has_nvml());
-        assert_eq!(
-            GpuCollector::new(false, XidLedger::default()).inventory(),
-            Ok(vec![])
+        if !std::path::Path::new("/proc/driver/nvidia").exists() {
+            assert_eq!(c.inventory(), Ok(vec![]));
+            assert_eq!(c.sample(), Ok(vec![]));
+            assert!(!c.has_nvml());
+            return;
+        }
+        assert!(c.has_nvml(), "the driver is loaded but NVML did not open");
+        let snapshots = c.snapshots().expect("NVML reads every GPU");
+        assert!(
+            !snapshots.is_empty(),
+            "the driver is loaded but NVML lists no GPU"
         );
+        for s in &snapshots {
+            let what = format!("{s:#?}");
+            assert!(s.uuid.starts_with("GPU-") && !s.name.is_empty(), "{what}");
+            assert!(
+                !s.pci_bus_id.is_empty() && !s.driver_version.is_empty(),
+                "{what}"
+            );
+            assert!(!s.cuda_version.is_empty(), "{what}");
+            let cc: Vec<&str> = s.compute_capability.split('.').collect();
+            assert!(
+                cc.len() == 2 && cc.iter().all(|p| p.parse::<u32>().is_ok()),
+                "{what}"
+            );
+            assert!(s.memory_total_bytes > 0, "{what}");
+            assert!(s.memory_used_bytes <= s.memory_total_bytes, "{what}");
+            assert!(s.util_gpu_pct.is_some_and(|u| u <= 100), "{what}");
+            assert!(
+                s.temperature_c.is_some_and(|t| (1..=125).contains(&t)),
+                "{what}"
+            );
+            assert!(s.power_mw.is_some_and(|p| p > 0), "{what}");
+            assert!(s.power_limit_mw.is_some_and(|p| p > 0), "{what}");
+            assert!(
+                s.sm_clock_mhz.is_some() && s.mem_clock_mhz.is_some(),
+                "{what}"
+            );
+        }
+        let uuids: Vec<&str> = snapshots.iter().map(|s| s.uuid.as_str()).collect();
+        let inventory = c.inventory().expect("inventory");
+        let samples = c.sample().expect("samples");
+        assert_eq!(
+            inventory
+                .iter()
+                .map(|d| d.uuid.as_str())
+                .collect::<Vec<_>>(),
+            uuids
+        );
+        assert_eq!(
+            samples.iter().map(|d| d.uuid.as_str()).collect::<Vec<_>>(),
+            uuids
+        );
+    }
+
+    /// The XID watcher opens its own NVML handle and registers every GPU that reports XIDs
+    /// (a registration error is an `Err`); asked to stop before its first wait, it returns.
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn xid_watcher_registers_and_stops() {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let result = nvml::watch_xids(XidLedger::default(), stop, |_| true);
+        assert_eq!(result, Ok(()));
     }
 
     #[test]

@@ -42,6 +42,11 @@ impl Collectors {
         self.gpu.has_nvml()
     }
 
+    /// The raw NVML readings of every GPU.
+    pub fn nvml_snapshots(&self) -> Result<Vec<gpu::NvmlSnapshot>, String> {
+        self.gpu.snapshots()
+    }
+
     /// A heartbeat body (the caller sets the envelope, seq and interval).
     pub fn sample(&mut self) -> HeartbeatRecorded {
         let mut hb = self.host.sample();

@@ -11,6 +11,7 @@ mod channels;
 mod clusters;
 mod config_cli;
 mod fleet_list;
+mod gpu_node;
 mod liveness;
 mod projector;
 mod support;
