@@ -153,8 +153,14 @@ pub async fn measure(services: &Services, args: &RawArgs) -> anyhow::Result<RawR
             let node = format!("sim-{:06}", i % u64::from(args.nodes.max(1)));
             let event = crate::sim::heartbeat(&node, i as i64, now - (i as i64 % 60_000));
             let event_id = uuid::Uuid::parse_str(&event.envelope.event_id)?;
+            // `heartbeats` rows do not carry the payload (`node_state` does).
+            let payload = Vec::new();
             let p = Positioned {
-                item: Heartbeat { event, event_id },
+                item: Heartbeat {
+                    event,
+                    event_id,
+                    payload,
+                },
                 stream_seq: i + 1,
                 redelivered: false,
             };

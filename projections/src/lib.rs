@@ -37,11 +37,12 @@ pub fn all_ddl(db: &str) -> Vec<String> {
     ddl
 }
 
-/// Index granularity of the per-node current-state tables with wide rows (`inventory`,
-/// `node_state`: kilobytes of JSON each). A node lookup reads whole granules: with the default
-/// 8,192 rows that was ≈ 170 ms of decompressed JSON for one node at 100,000 nodes; with 256,
-/// 25 ms under load (a granule of `gpus_json` is ≈ 0.8 MB, read from every active part); with
-/// 32, a granule is about one compressed block. Tables created before keep their granularity
+/// Index granularity of the per-node current-state tables with wide rows (`inventory`:
+/// kilobytes of JSON; `node_state`: a kilobyte or two of Avro, kilobytes of JSON until it kept
+/// the heartbeat instead). A node lookup reads whole granules: with the default 8,192 rows that
+/// was ≈ 170 ms of decompressed JSON for one node at 100,000 nodes; with 256, 25 ms under load
+/// (a granule of the GPU JSON was ≈ 0.8 MB, read from every active part); with 32, a granule
+/// is about one compressed block. Tables created before keep their granularity
 /// until rebuilt from the log.
 pub const WIDE_ROW_GRANULARITY: u32 = 32;
 
@@ -51,7 +52,7 @@ pub const WIDE_ROW_GRANULARITY: u32 = 32;
 pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("heartbeats", "gpu_health", "Array(String)"),
     ("node_state", "gpu_health", "String"),
-    ("node_state", "gpus_json", "String"),
+    ("node_state", "heartbeat_avro", "String"),
     ("inventory", "detail_json", "String"),
 ];
 

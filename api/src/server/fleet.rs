@@ -277,7 +277,9 @@ struct StateRow {
     gpu_count: u16,
     gpu_util_pct_avg: f32,
     gpu_health: String,
-    gpus_json: String,
+    /// The latest heartbeat as the agent sent it (empty in rows written before it was kept).
+    #[serde(with = "serde_bytes")]
+    heartbeat_avro: Vec<u8>,
     /// The liveness tracker's state ('' if it has not judged the node yet) and since when.
     live_state: String,
     live_since_ms: u64,
@@ -285,6 +287,22 @@ struct StateRow {
 
 fn json_doc(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
+}
+
+/// The GPU samples of a heartbeat kept in `node_state`, as JSON; none for an empty row (written
+/// before the heartbeat was kept: the node's next heartbeat fills it) or one that does not
+/// decode (logged).
+fn gpu_samples(node_id: &str, heartbeat_avro: &[u8]) -> serde_json::Value {
+    if heartbeat_avro.is_empty() {
+        return serde_json::json!([]);
+    }
+    match nerve_schemas::decode::<nerve_schemas::HeartbeatRecorded>(heartbeat_avro) {
+        Ok(hb) => serde_json::to_value(&hb.gpus).unwrap_or_else(|_| serde_json::json!([])),
+        Err(e) => {
+            tracing::warn!(node_id, error = %e, "node_state holds a heartbeat that does not decode");
+            serde_json::json!([])
+        }
+    }
 }
 
 /// Inventory, latest metrics, GPU health, liveness and recent events of one node; 404 if the
@@ -310,7 +328,7 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
             "SELECT last_seen_ms, interval_secs, uptime_secs, cpu_pct, cpu_count, load1, \
                     mem_used_bytes, mem_total_bytes, disk_used_bytes, disk_total_bytes, \
                     net_rx_bytes_per_sec, net_tx_bytes_per_sec, gpu_count, gpu_util_pct_avg, \
-                    gpu_health, gpus_json, live_state, live_since_ms \
+                    gpu_health, heartbeat_avro, live_state, live_since_ms \
              FROM node_state FINAL \
              ANY LEFT JOIN (SELECT node_id, state AS live_state, changed_at_ms AS live_since_ms \
                             FROM node_liveness FINAL WHERE node_id = ?) USING node_id \
@@ -356,11 +374,9 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
             .as_ref()
             .map(|l| l.gpu_health.clone())
             .unwrap_or_default(),
-        gpus: latest
-            .as_ref()
-            .map_or(serde_json::Value::Array(Vec::new()), |l| {
-                json_doc(&l.gpus_json)
-            }),
+        gpus: latest.as_ref().map_or(serde_json::json!([]), |l| {
+            gpu_samples(id, &l.heartbeat_avro)
+        }),
         events: events
             .into_iter()
             .map(|e| NodeEventItem {
@@ -614,6 +630,45 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The node detail's GPUs come from the heartbeat kept in `node_state`; a row from before
+    /// it was kept, or bytes that do not decode, show no GPUs instead of failing the request.
+    #[test]
+    fn gpu_samples_come_from_the_kept_heartbeat() {
+        let gpu = nerve_schemas::GpuSample {
+            uuid: "GPU-1".into(),
+            util_pct: 97.0,
+            health: "ok".into(),
+            ..Default::default()
+        };
+        let hb = nerve_schemas::HeartbeatRecorded {
+            envelope: nerve_schemas::Envelope::new::<nerve_schemas::HeartbeatRecorded>("n1", 1),
+            seq: 0,
+            interval_secs: 10,
+            uptime_secs: 0,
+            cpu_pct: 0.0,
+            cpu_count: 1,
+            load1: 0.0,
+            load5: 0.0,
+            load15: 0.0,
+            mem_total_bytes: 0,
+            mem_used_bytes: 0,
+            swap_total_bytes: 0,
+            swap_used_bytes: 0,
+            disk_total_bytes: 0,
+            disk_used_bytes: 0,
+            net_rx_bytes_per_sec: 0.0,
+            net_tx_bytes_per_sec: 0.0,
+            gpus: vec![gpu.clone()],
+        };
+        let bytes = nerve_schemas::encode(&hb).expect("encode");
+        assert_eq!(
+            gpu_samples("n1", &bytes),
+            serde_json::to_value(vec![gpu]).expect("json")
+        );
+        assert_eq!(gpu_samples("n1", &[]), serde_json::json!([]));
+        assert_eq!(gpu_samples("n1", b"not avro"), serde_json::json!([]));
+    }
 
     #[test]
     fn times_and_steps_parse_or_explain() {
