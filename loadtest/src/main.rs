@@ -187,7 +187,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.nodes, args.duration_secs, args.connections
     );
     let started = Instant::now();
-    let prober = probe::Prober::start(
+    let mut prober = probe::Prober::start(
         js.clone(),
         ch.clone(),
         args.probes_per_sec,
@@ -208,7 +208,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let publish_secs = started.elapsed().as_secs_f64();
 
     // Wait until every acked event is queryable (or the projectors stall).
-    let expected = baseline + published.acked + prober.expected_count();
+    let expected = baseline + published.acked + prober.published_count().await?;
     let mut stored = 0;
     let mut last_progress = Instant::now();
     loop {
@@ -230,8 +230,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let latency = prober.finish().await?;
     timeline.1.cancel();
     let samples = timeline.0.await??;
-    let unique: u64 = ch
-        .query("SELECT uniqExact(event_id) FROM heartbeats")
+    // One query, so no row can land between the two counts.
+    let (stored, unique): (u64, u64) = ch
+        .query("SELECT count(), uniqExact(event_id) FROM heartbeats")
         .fetch_one()
         .await?;
 

@@ -29,7 +29,8 @@ struct State {
 pub struct Prober {
     started: Instant,
     state: Arc<Mutex<State>>,
-    publisher: JoinHandle<()>,
+    /// None once [`Prober::published_count`] waited for it.
+    publisher: Option<JoinHandle<()>>,
     poller: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -137,20 +138,24 @@ impl Prober {
         Self {
             started,
             state,
-            publisher,
+            publisher: Some(publisher),
             poller,
         }
     }
 
-    /// Probe events that will be in the table (acked so far; call after the load finished).
-    pub fn expected_count(&self) -> u64 {
-        // The publisher runs for the same duration as the load; its last probe may still be in
-        // flight, which the drain loop tolerates by polling until counts stop moving.
-        lock(&self.state).published.len() as u64
+    /// Probe events that will be in the table: waits until the publisher, which runs as long as
+    /// the load, published its last probe, so none is still in flight when the count is taken.
+    pub async fn published_count(&mut self) -> anyhow::Result<u64> {
+        if let Some(publisher) = self.publisher.take() {
+            publisher.await?;
+        }
+        Ok(lock(&self.state).published.len() as u64)
     }
 
-    pub async fn finish(self) -> anyhow::Result<Latency> {
-        self.publisher.await?;
+    pub async fn finish(mut self) -> anyhow::Result<Latency> {
+        if let Some(publisher) = self.publisher.take() {
+            publisher.await?;
+        }
         self.poller.await??;
         let s = lock(&self.state);
         let mut points: Vec<(f64, f64)> = s

@@ -323,6 +323,17 @@ async fn connection(
 mod tests {
     use super::*;
 
+    /// What `node_state` keeps per row: the simulated 8-GPU heartbeat as published is a small
+    /// fraction of what its GPU samples took as JSON (the column it replaced).
+    #[test]
+    fn a_kept_heartbeat_is_a_fraction_of_its_gpus_as_json() {
+        let hb = heartbeat("sim-000001", 7, 1_795_000_000_000);
+        let avro = nerve_schemas::encode(&hb).expect("encode").len();
+        let json = serde_json::to_string(&hb.gpus).expect("json").len();
+        println!("8-GPU heartbeat: {avro} B as Avro, its GPU samples {json} B as JSON");
+        assert!(avro * 4 < json, "{avro} B Avro vs {json} B JSON");
+    }
+
     #[test]
     fn beats_refilled_in_place_equal_fresh_heartbeats_but_for_their_ids() {
         let mut beats = Beats::new("sim-000007");
