@@ -1,6 +1,7 @@
 //! The consume → decode → write → ack loop every projection shares.
 //!
-//! Batches close at `batch_max_events` or `batch_max_wait` after their first event. Undecodable
+//! Batches close at `batch_max_events` or `batch_max_wait` after their first event; the next batch
+//! is collected while one is written (one write in flight, in order). Undecodable
 //! events are stored in `rejected_events`, counted, and acked, so one bad event never blocks the
 //! stream nor loses the good events around it. A failed ClickHouse write is retried with backoff
 //! while the batch's ack deadline is extended; nothing is acked before the write succeeded.
@@ -271,6 +272,31 @@ impl<P: Projection> Runner<P> {
             stream = self.projection.stream(),
             "projector started"
         );
+        // One batch is collected while the one before it is written: an event waits for its
+        // batch to close or for the write before it, not for both in turn.
+        let (batches, mut to_write) = tokio::sync::mpsc::channel::<Vec<Message>>(1);
+        let write = async {
+            while let Some(batch) = to_write.recv().await {
+                if !self.process(batch, &cancel).await {
+                    break;
+                }
+            }
+            // Dropped here, so a collector waiting to hand over its batch stops too.
+            drop(to_write);
+        };
+        tokio::join!(self.collect(batches, &cancel), write);
+        tracing::info!(projection = name, "projector stopped");
+        Ok(())
+    }
+
+    /// Pulls messages and hands them over in batches until `cancel` (the batch in hand is handed
+    /// over first) or until the writer stopped.
+    async fn collect(
+        &self,
+        batches: tokio::sync::mpsc::Sender<Vec<Message>>,
+        cancel: &CancellationToken,
+    ) {
+        let name = self.projection.name();
         let pull = (self.options.batch_max_events * 2).clamp(100, 20_000);
         'reconnect: loop {
             let mut messages = match self
@@ -287,14 +313,14 @@ impl<P: Projection> Runner<P> {
                     self.metrics.consume_errors.inc();
                     tracing::warn!(projection = name, error = %e, "cannot pull; retrying");
                     tokio::select! {
-                        _ = cancel.cancelled() => return Ok(()),
+                        _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'reconnect,
                     }
                 }
             };
             loop {
                 let first = tokio::select! {
-                    _ = cancel.cancelled() => break 'reconnect,
+                    _ = cancel.cancelled() => return,
                     m = messages.next() => m,
                 };
                 let mut batch = Vec::with_capacity(self.options.batch_max_events.min(10_000));
@@ -321,13 +347,11 @@ impl<P: Projection> Runner<P> {
                         },
                     }
                 }
-                if !self.process(batch, &cancel).await {
-                    break 'reconnect;
+                if batches.send(batch).await.is_err() {
+                    return;
                 }
             }
         }
-        tracing::info!(projection = name, "projector stopped");
-        Ok(())
     }
 
     /// Writes and acks one batch. Returns false if cancelled before the write succeeded (the
