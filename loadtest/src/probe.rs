@@ -20,8 +20,8 @@ const GIVE_UP: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct State {
-    /// Acked probes: when each publish started, and its heartbeat seq.
-    published: HashMap<String, (Instant, u64)>,
+    /// Acked probes: when each publish started, its heartbeat seq and its time (ms).
+    published: HashMap<String, (Instant, u64, i64)>,
     seen: HashMap<String, Instant>,
     done_publishing: bool,
 }
@@ -63,7 +63,8 @@ impl Prober {
                 let mut seq = 0;
                 while started.elapsed() < duration {
                     tick.tick().await;
-                    let hb = crate::sim::heartbeat(PROBE_NODE, seq, nerve_platform::now_ms());
+                    let occurred_ms = nerve_platform::now_ms();
+                    let hb = crate::sim::heartbeat(PROBE_NODE, seq, occurred_ms);
                     let this_seq = seq as u64;
                     seq += 1;
                     let Ok(payload) = nerve_schemas::encode(&hb) else {
@@ -84,7 +85,7 @@ impl Prober {
                     {
                         lock(&state)
                             .published
-                            .insert(hb.envelope.event_id, (at, this_seq));
+                            .insert(hb.envelope.event_id, (at, this_seq, occurred_ms));
                     }
                 }
                 lock(&state).done_publishing = true;
@@ -95,23 +96,25 @@ impl Prober {
             tokio::spawn(async move {
                 let mut last_new = Instant::now();
                 loop {
-                    // Only probes from the oldest unseen one on: the poll stays small however
-                    // long the run.
-                    let from_seq = {
+                    // Only probes from the oldest unseen one on, and by the primary key
+                    // (node_id, ts) only the parts written since it: the poll reads a granule or
+                    // two however long the run and however many parts the table has.
+                    let (from_seq, from_ms) = {
                         let s = lock(&state);
                         s.published
                             .iter()
                             .filter(|(id, _)| !s.seen.contains_key(*id))
-                            .map(|(_, (_, seq))| *seq)
+                            .map(|(_, (_, seq, ms))| (*seq, *ms))
                             .min()
-                            .unwrap_or_else(|| s.published.len() as u64)
+                            .unwrap_or_else(|| (s.published.len() as u64, nerve_platform::now_ms()))
                     };
                     let ids: Vec<String> = ch
                         .query(
                             "SELECT toString(event_id) FROM heartbeats \
-                             WHERE node_id = ? AND seq >= ?",
+                             WHERE node_id = ? AND ts >= toDateTime(?) AND seq >= ?",
                         )
                         .bind(PROBE_NODE)
+                        .bind((from_ms / 1000 - 1).max(0) as u32)
                         .bind(from_seq)
                         .fetch_all()
                         .await?;
@@ -161,7 +164,7 @@ impl Prober {
         let mut points: Vec<(f64, f64)> = s
             .published
             .iter()
-            .filter_map(|(id, (at, _))| {
+            .filter_map(|(id, (at, _, _))| {
                 s.seen.get(id).map(|seen| {
                     (
                         at.duration_since(self.started).as_secs_f64(),
