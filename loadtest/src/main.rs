@@ -167,9 +167,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
     // Projectors in this process unless both services are external.
-    if args.nats_url.is_none() || args.clickhouse_url.is_none() {
-        services.start_projectors(&Registry::new());
+    let registry = Registry::new();
+    let in_process = args.nats_url.is_none() || args.clickhouse_url.is_none();
+    if in_process {
+        services.start_projectors(&registry);
     }
+    // Counted over the whole run, the raw phase apart (it writes no batches).
+    let heartbeat_batches = registry.counter(
+        "nerve_projector_batches_total",
+        "Batches written.",
+        &[("projection", nerve_projections::heartbeats::NAME)],
+    );
     let (js, ch) = (services.js.clone(), services.ch.clone());
     if let Some(max_bytes) = args.telemetry_max_bytes {
         let mut stream = js.get_stream(nerve_ingest::TELEMETRY_STREAM).await?;
@@ -256,6 +264,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         cpu_per_event: cpu_used.per_event_us(stored - baseline),
         ratio_to_raw_jetstream: None,
         raw,
+        heartbeat_batches: in_process.then(|| heartbeat_batches.get()),
     };
     report.ratio_to_raw_jetstream = report
         .raw
@@ -371,6 +380,9 @@ pub struct Report {
     pub raw: Option<raw::RawReport>,
     /// End-to-end rate ÷ raw JetStream rate.
     pub ratio_to_raw_jetstream: Option<f64>,
+    /// Batches the heartbeat projector wrote (one `heartbeats` insert each; in-process
+    /// projectors only).
+    pub heartbeat_batches: Option<u64>,
 }
 
 impl Report {
@@ -408,6 +420,12 @@ impl Report {
             self.probes,
             self.probes_missing
         );
+        if let Some(batches) = self.heartbeat_batches {
+            println!(
+                "heartbeat batches          {batches} (mean {:.0} events)",
+                self.stored as f64 / batches.max(1) as f64
+            );
+        }
         println!("CPU per event              {}", self.cpu_per_event);
         if let (Some(raw), Some(ratio)) = (&self.raw, self.ratio_to_raw_jetstream) {
             println!(

@@ -46,6 +46,8 @@ fn a_short_run_stores_every_acked_event_once() {
     assert_eq!(r["lost"], 0, "{r}");
     assert_eq!(r["duplicates"], 0, "{r}");
     assert_eq!(r["probes_missing"], 0, "{r}");
+    // The in-process heartbeat projector's batches were counted.
+    assert!(r["heartbeat_batches"].as_u64().expect("batches") > 0, "{r}");
     // The raw limits were measured in the same run (on a scratch stream and table).
     assert_eq!(r["raw"]["jetstream_events"], 2000, "{r}");
     assert_eq!(r["raw"]["clickhouse_rows"], 2000, "{r}");

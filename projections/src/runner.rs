@@ -1,7 +1,8 @@
 //! The consume → decode → write → ack loop every projection shares.
 //!
-//! Batches close at `batch_max_events` or `batch_max_wait` after their first event; the next batch
-//! is collected while one is written (one write in flight, in order). Undecodable
+//! A batch is due at `batch_max_events` or `batch_max_wait` after its first event and closes once
+//! due and the writer is free: it is collected while the one before it is written (one write in
+//! flight, in order), and grows while writes are slow. Undecodable
 //! events are stored in `rejected_events`, counted, and acked, so one bad event never blocks the
 //! stream nor loses the good events around it. A failed ClickHouse write is retried with backoff
 //! while the batch's ack deadline is extended; nothing is acked before the write succeeded.
@@ -272,28 +273,37 @@ impl<P: Projection> Runner<P> {
             stream = self.projection.stream(),
             "projector started"
         );
-        // One batch is collected while the one before it is written: an event waits for its
-        // batch to close or for the write before it, not for both in turn.
+        // The next batch is collected while one is written, and closes once it is due (full, or
+        // `batch_max_wait` old) and the writer is free: an event waits for its batch to close
+        // or for the write before it, not for both in turn, and while writes are slow the
+        // batches grow instead of queueing (fewer, larger inserts when ClickHouse is busy).
         let (batches, mut to_write) = tokio::sync::mpsc::channel::<Vec<Message>>(1);
+        let (writer_idle, idle) = tokio::sync::watch::channel(true);
         let write = async {
-            while let Some(batch) = to_write.recv().await {
+            loop {
+                writer_idle.send_replace(true);
+                let Some(batch) = to_write.recv().await else {
+                    break;
+                };
+                writer_idle.send_replace(false);
                 if !self.process(batch, &cancel).await {
                     break;
                 }
             }
             // Dropped here, so a collector waiting to hand over its batch stops too.
-            drop(to_write);
+            drop((to_write, writer_idle));
         };
-        tokio::join!(self.collect(batches, &cancel), write);
+        tokio::join!(self.collect(batches, idle, &cancel), write);
         tracing::info!(projection = name, "projector stopped");
         Ok(())
     }
 
     /// Pulls messages and hands them over in batches until `cancel` (the batch in hand is handed
-    /// over first) or until the writer stopped.
+    /// over first) or until the writer stopped. `idle`: whether the writer waits for a batch.
     async fn collect(
         &self,
         batches: tokio::sync::mpsc::Sender<Vec<Message>>,
+        mut idle: tokio::sync::watch::Receiver<bool>,
         cancel: &CancellationToken,
     ) {
         let name = self.projection.name();
@@ -334,16 +344,26 @@ impl<P: Projection> Runner<P> {
                     Some(Ok(m)) => batch.push(m),
                 }
                 let deadline = Instant::now() + self.options.batch_max_wait;
-                while batch.len() < self.options.batch_max_events {
+                let (mut due, mut ended) = (false, false);
+                loop {
+                    let full = batch.len() >= self.options.batch_max_events;
+                    if (due || full || ended) && *idle.borrow_and_update() {
+                        break;
+                    }
                     tokio::select! {
-                        _ = tokio::time::sleep_until(deadline) => break,
-                        m = messages.next() => match m {
+                        _ = tokio::time::sleep_until(deadline), if !due => due = true,
+                        changed = idle.changed(), if due || full || ended => {
+                            if changed.is_err() {
+                                return;
+                            }
+                        }
+                        m = messages.next(), if !full && !ended => match m {
                             Some(Ok(m)) => batch.push(m),
                             Some(Err(e)) => {
                                 self.metrics.consume_errors.inc();
                                 tracing::warn!(projection = name, error = %e, "consumer error");
                             }
-                            None => break,
+                            None => ended = true,
                         },
                     }
                 }
