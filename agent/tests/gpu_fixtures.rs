@@ -119,26 +119,7 @@ fn nvml_snapshots_become_inventory_and_samples_with_verdicts() {
 
     // What the agent publishes must encode under the released schema.
     for s in samples {
-        let hb = nerve_schemas::HeartbeatRecorded {
-            envelope: nerve_schemas::Envelope::new::<nerve_schemas::HeartbeatRecorded>("n1", 1),
-            seq: 0,
-            interval_secs: 10,
-            uptime_secs: 0,
-            cpu_pct: 0.0,
-            cpu_count: 1,
-            load1: 0.0,
-            load5: 0.0,
-            load15: 0.0,
-            mem_total_bytes: 0,
-            mem_used_bytes: 0,
-            swap_total_bytes: 0,
-            swap_used_bytes: 0,
-            disk_total_bytes: 0,
-            disk_used_bytes: 0,
-            net_rx_bytes_per_sec: 0.0,
-            net_tx_bytes_per_sec: 0.0,
-            gpus: vec![s],
-        };
+        let hb = nerve_schemas::HeartbeatRecorded::carrying("n1", 1, vec![s]);
         let bytes = nerve_schemas::encode(&hb).expect("encode");
         assert_eq!(
             nerve_schemas::decode::<nerve_schemas::HeartbeatRecorded>(&bytes).expect("decode"),

@@ -173,11 +173,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         services.start_projectors(&registry);
     }
     // Counted over the whole run, the raw phase apart (it writes no batches).
-    let heartbeat_batches = registry.counter(
-        "nerve_projector_batches_total",
-        "Batches written.",
-        &[("projection", nerve_projections::heartbeats::NAME)],
-    );
+    let heartbeat_batches =
+        nerve_projections::runner::batches_written(&registry, nerve_projections::heartbeats::NAME);
     let (js, ch) = (services.js.clone(), services.ch.clone());
     if let Some(max_bytes) = args.telemetry_max_bytes {
         let mut stream = js.get_stream(nerve_ingest::TELEMETRY_STREAM).await?;

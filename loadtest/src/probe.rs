@@ -156,9 +156,7 @@ impl Prober {
     }
 
     pub async fn finish(mut self) -> anyhow::Result<Latency> {
-        if let Some(publisher) = self.publisher.take() {
-            publisher.await?;
-        }
+        self.published_count().await?;
         self.poller.await??;
         let s = lock(&self.state);
         let mut points: Vec<(f64, f64)> = s

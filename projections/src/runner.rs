@@ -180,6 +180,16 @@ pub trait Projection: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), clickhouse::error::Error>> + Send;
 }
 
+/// The counter of batches `projection` wrote (one append-only insert each), for readers beside
+/// the runner such as the load test.
+pub fn batches_written(registry: &Registry, projection: &'static str) -> Counter {
+    registry.counter(
+        "nerve_projector_batches_total",
+        "Batches written.",
+        &[("projection", projection)],
+    )
+}
+
 #[derive(Clone)]
 struct RunnerMetrics {
     events: Counter,
@@ -209,7 +219,7 @@ impl RunnerMetrics {
                 "Redelivered events already in ClickHouse, acked without writing again.",
                 &l,
             ),
-            batches: registry.counter("nerve_projector_batches_total", "Batches written.", &l),
+            batches: batches_written(registry, projection),
             write_errors: registry.counter(
                 "nerve_projector_write_errors_total",
                 "Failed ClickHouse writes (retried).",

@@ -63,6 +63,33 @@ pub struct HeartbeatRecorded {
     pub gpus: Vec<GpuSample>,
 }
 
+impl HeartbeatRecorded {
+    /// A heartbeat of `node_id` that carries `gpus` and reads zero for everything else (a
+    /// 10 s interval): for fixtures and tests that are about the GPUs.
+    pub fn carrying(node_id: &str, occurred_at_ms: i64, gpus: Vec<GpuSample>) -> Self {
+        Self {
+            envelope: Envelope::new::<Self>(node_id, occurred_at_ms),
+            seq: 0,
+            interval_secs: 10,
+            uptime_secs: 0,
+            cpu_pct: 0.0,
+            cpu_count: 1,
+            load1: 0.0,
+            load5: 0.0,
+            load15: 0.0,
+            mem_total_bytes: 0,
+            mem_used_bytes: 0,
+            swap_total_bytes: 0,
+            swap_used_bytes: 0,
+            disk_total_bytes: 0,
+            disk_used_bytes: 0,
+            net_rx_bytes_per_sec: 0.0,
+            net_tx_bytes_per_sec: 0.0,
+            gpus,
+        }
+    }
+}
+
 impl Event for HeartbeatRecorded {
     const NAME: &'static str = "HeartbeatRecorded";
     const VERSION: i32 = 2;

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use nerve_platform::testkit::eventually;
 use serde_json::{Value, json};
 
 use crate::support::{
-    DEADLINE, Env, call, heartbeat, inventory, publish_heartbeat, publish_inventory,
+    DEADLINE, Env, call, get_ok, heartbeat, inventory, publish_heartbeat, publish_inventory,
     publish_went_offline,
 };
 
@@ -39,12 +39,6 @@ fn ids(page: &Value) -> Vec<&str> {
         .collect()
 }
 
-async fn get(app: &axum::Router, uri: &str) -> Value {
-    let (status, body) = call(app, Method::GET, uri, Value::Null).await;
-    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
-    body
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_list_filters_sorts_and_pages_a_fresh_snapshot() {
     let env = Env::start().await;
@@ -68,7 +62,7 @@ async fn the_node_list_filters_sorts_and_pages_a_fresh_snapshot() {
 
     // Max age 0 (the test config): every request sees what was stored before it.
     let app = env.app().await;
-    let all = get(&app, "/api/v1/nodes?limit=2").await;
+    let all = get_ok(&app, "/api/v1/nodes?limit=2").await;
     assert_eq!(ids(&all), ["n1", "n2"]);
     assert_eq!(all["total"], 5);
     assert_eq!(all["nodes"][0]["hostname"], "GPU-a1");
@@ -102,9 +96,9 @@ async fn the_node_list_filters_sorts_and_pages_a_fresh_snapshot() {
         ),
     ];
     for (uri, want) in cases {
-        assert_eq!(ids(&get(&app, uri).await), want, "{uri}");
+        assert_eq!(ids(&get_ok(&app, uri).await), want, "{uri}");
     }
-    let page = get(&app, "/api/v1/nodes?status=online&q=gpu&limit=1").await;
+    let page = get_ok(&app, "/api/v1/nodes?status=online&q=gpu&limit=1").await;
     assert_eq!(page["total"], 4, "the total counts the whole selection");
 
     // A label filter is read from ClickHouse with the request, then applied to the snapshot.
@@ -117,12 +111,12 @@ async fn the_node_list_filters_sorts_and_pages_a_fresh_snapshot() {
     .await;
     assert!(status.is_success(), "{body}");
     eventually(DEADLINE, "the label filter", || async {
-        let page = get(&app, "/api/v1/nodes?label=rack%3Dr7").await;
+        let page = get_ok(&app, "/api/v1/nodes?label=rack%3Dr7").await;
         (ids(&page) == ["n2"]).then_some(())
     })
     .await;
 
-    let summary = get(&app, "/api/v1/fleet/summary").await;
+    let summary = get_ok(&app, "/api/v1/fleet/summary").await;
     assert_eq!(
         (&summary["total"], &summary["online"], &summary["offline"]),
         (&json!(5), &json!(4), &json!(1))
@@ -146,7 +140,7 @@ async fn the_node_list_filters_sorts_and_pages_a_fresh_snapshot() {
         cached,
         cached_metrics.clone(),
     ));
-    assert_eq!(get(&cached_app, "/api/v1/nodes").await["total"], 5);
+    assert_eq!(get_ok(&cached_app, "/api/v1/nodes").await["total"], 5);
     let late = heartbeat("n6", nerve_platform::now_ms(), 1);
     publish_heartbeat(&js, &late).await;
     eventually(DEADLINE, "n6 stored", || async {
@@ -156,13 +150,16 @@ async fn the_node_list_filters_sorts_and_pages_a_fresh_snapshot() {
         .then_some(())
     })
     .await;
-    assert_eq!(get(&app, "/api/v1/nodes").await["total"], 6, "max age 0");
+    assert_eq!(get_ok(&app, "/api/v1/nodes").await["total"], 6, "max age 0");
     assert_eq!(
-        get(&cached_app, "/api/v1/nodes").await["total"],
+        get_ok(&cached_app, "/api/v1/nodes").await["total"],
         5,
         "cached"
     );
-    assert_eq!(get(&cached_app, "/api/v1/fleet/summary").await["total"], 5);
+    assert_eq!(
+        get_ok(&cached_app, "/api/v1/fleet/summary").await["total"],
+        5
+    );
     assert!(
         cached_metrics
             .render()
@@ -181,12 +178,12 @@ async fn the_node_list_filters_sorts_and_pages_a_fresh_snapshot() {
         short,
         nerve_platform::metrics::Registry::new(),
     ));
-    assert_eq!(get(&short_app, "/api/v1/nodes").await["total"], 6);
+    assert_eq!(get_ok(&short_app, "/api/v1/nodes").await["total"], 6);
     publish_heartbeat(&js, &heartbeat("n7", nerve_platform::now_ms(), 1)).await;
     eventually(
         Duration::from_secs(30),
         "n7 listed after a reload",
-        || async { (get(&short_app, "/api/v1/nodes").await["total"] == 7).then_some(()) },
+        || async { (get_ok(&short_app, "/api/v1/nodes").await["total"] == 7).then_some(()) },
     )
     .await;
 }

@@ -7,7 +7,7 @@ use nerve_agent::probe::Probe;
 use nerve_platform::testkit::eventually;
 use serde_json::Value;
 
-use crate::support::{DEADLINE, Env, call, publish_heartbeat, publish_inventory};
+use crate::support::{DEADLINE, Env, call, get_ok, publish_heartbeat, publish_inventory};
 
 const UUID: &str = "GPU-811cddd9-70c6-f30a-dbcf-b99b7a07bd26";
 
@@ -19,24 +19,12 @@ fn captured() -> Probe {
     serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("parse")
 }
 
-async fn get(app: &axum::Router, uri: &str) -> Value {
-    let (status, body) = call(app, Method::GET, uri, Value::Null).await;
-    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
-    body
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_h100_nodes_events_show_in_every_view() {
     let env = Env::start().await;
-    let metrics = nerve_platform::metrics::Registry::new();
     let cancel = tokio_util::sync::CancellationToken::new();
-    let _projectors = env.spawn_projectors(&metrics, &cancel);
-    let app = nerve_api::router(nerve_api::AppState::new(
-        env.ch.clone(),
-        None,
-        env.config.api.clone(),
-        metrics.clone(),
-    ));
+    let _projectors = env.spawn_projectors(&nerve_platform::metrics::Registry::new(), &cancel);
+    let app = env.app().await;
     // As captured, but recent (the node is judged online) and under a node id of its own.
     let Probe {
         mut inventory,
@@ -86,18 +74,18 @@ async fn a_real_h100_nodes_events_show_in_every_view() {
     assert_eq!(detail["latest"]["gpu_count"], 1);
     assert_eq!(detail["latest"]["gpu_util_pct_avg"], 100.0);
 
-    let page = get(&app, "/api/v1/nodes?q=h100-a").await;
+    let page = get_ok(&app, "/api/v1/nodes?q=h100-a").await;
     let row = &page["nodes"][0];
     assert_eq!(
         (&row["id"], &row["gpu_count"], &row["gpu_health"]),
         (&Value::from("h100-a"), &Value::from(1), &Value::from("ok")),
         "{page:#}"
     );
-    let fleet = get(&app, "/api/v1/fleet/summary").await;
+    let fleet = get_ok(&app, "/api/v1/fleet/summary").await;
     assert_eq!(fleet["gpus"], 1, "{fleet:#}");
     assert_eq!(fleet["gpu_histogram"][9], 1, "{fleet:#}");
 
-    let series = get(&app, "/api/v1/nodes/h100-a/metrics").await;
+    let series = get_ok(&app, "/api/v1/nodes/h100-a/metrics").await;
     let points = series["points"].as_array().expect("points");
     assert_eq!(points.len(), 1, "{series:#}");
     assert_eq!(points[0]["gpu_util_pct"], 100.0);

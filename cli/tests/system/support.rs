@@ -231,6 +231,13 @@ pub async fn call(
     )
 }
 
+/// A GET that must answer 200; its JSON body.
+pub async fn get_ok(app: &axum::Router, uri: &str) -> serde_json::Value {
+    let (status, body) = call(app, axum::http::Method::GET, uri, serde_json::Value::Null).await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{uri}: {body}");
+    body
+}
+
 /// Sends `sig` (e.g. `-TERM`, `-KILL`) to a child process and waits for it to exit.
 pub async fn signal(child: &mut tokio::process::Child, sig: &str) -> std::process::ExitStatus {
     let pid = child.id().expect("pid");
