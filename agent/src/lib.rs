@@ -35,7 +35,7 @@ pub enum AgentError {
     #[error(transparent)]
     Outbox(#[from] buffer::BufferError),
     #[error("event encoding failed: {0}")]
-    Encode(#[from] nerve_schemas::EncodeError),
+    Encode(#[from] nerve_ingest::PublishError),
     #[error("collector thread failed: {0}")]
     Collector(String),
     #[error("agent.labels: {0}")]
@@ -93,11 +93,7 @@ pub async fn run(
         );
         let publish_cancel = cancel.child_token();
         let publishing = tokio::spawn(publisher.run(rx, publish_cancel.clone()));
-        let out = Outgoing::new(
-            subjects::control_node(&node_id),
-            labels.envelope.event_id.clone(),
-            nerve_schemas::encode(&labels)?,
-        );
+        let out = Outgoing::event(subjects::control_node(&node_id), &labels)?;
         let _ = tx.send(out).await;
         let tasks = config.tasks.then(|| {
             tokio::spawn(tasks::serve(
@@ -194,8 +190,7 @@ async fn collect_loop(
                     likely_application: info.likely_application,
                     gpu_xid_total: x.gpu_total.min(i64::MAX as u64) as i64,
                 };
-                let payload = nerve_schemas::encode(&event)?;
-                let out = Outgoing::new(subjects::gpu_xid(node_id), event.envelope.event_id, payload);
+                let out = Outgoing::event(subjects::gpu_xid(node_id), &event)?;
                 if tx.send(out).await.is_err() {
                     return Ok(());
                 }
@@ -222,13 +217,12 @@ async fn collect_loop(
                     envelope: Envelope::new::<InventoryReported>(node_id, nerve_platform::now_ms()),
                     ..inventory
                 };
-                let payload = nerve_schemas::encode(&event)?;
+                let out = Outgoing::event(subjects::inventory(node_id), &event)?;
                 tracing::info!(
                     event_id = %event.envelope.event_id,
                     why = if unchanged { "daily refresh" } else { "changed" },
                     "reporting inventory"
                 );
-                let out = Outgoing::new(subjects::inventory(node_id), event.envelope.event_id, payload);
                 if tx.send(out).await.is_err() {
                     return Ok(());
                 }
@@ -249,8 +243,7 @@ async fn collect_loop(
                     ..sample
                 };
                 seq += 1;
-                let payload = nerve_schemas::encode(&event)?;
-                let out = Outgoing::new(subjects::heartbeat(node_id), event.envelope.event_id, payload);
+                let out = Outgoing::event(subjects::heartbeat(node_id), &event)?;
                 if tx.send(out).await.is_err() {
                     return Ok(());
                 }

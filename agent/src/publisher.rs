@@ -7,32 +7,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::Context;
-use bytes::Bytes;
+pub use nerve_ingest::Outgoing;
 use nerve_platform::metrics::{Counter, Gauge, Registry};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::buffer::{BufferError, Outbox};
-
-/// One encoded event ready to publish.
-#[derive(Debug, Clone)]
-pub struct Outgoing {
-    pub subject: String,
-    pub msg_id: String,
-    pub payload: Bytes,
-}
-
-impl Outgoing {
-    pub fn new(subject: String, msg_id: String, payload: Vec<u8>) -> Self {
-        Self {
-            subject,
-            msg_id,
-            payload: Bytes::from(payload),
-        }
-    }
-}
 
 /// Longest pause between publish retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -107,19 +88,11 @@ impl Publisher {
     }
 
     async fn publish(&self, out: &Outgoing) -> Result<(), String> {
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", out.msg_id.as_str());
-        let attempt = async {
-            let ack = self
-                .js
-                .publish_with_headers(out.subject.clone(), headers, out.payload.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            ack.await.map(|_| ()).map_err(|e| e.to_string())
-        };
-        tokio::time::timeout(self.timeout, attempt)
-            .await
-            .map_err(|_| format!("no ack within {:?}", self.timeout))?
+        match tokio::time::timeout(self.timeout, out.publish(&self.js)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no ack within {:?}", self.timeout)),
+        }
     }
 
     /// Publishes the oldest event; `Ok(false)` when the outbox is empty.

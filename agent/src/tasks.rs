@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use nerve_platform::process::{self, Limits};
 use nerve_schemas::{
     Envelope, Event, TaskAccepted, TaskCancelled, TaskDispatched, TaskFinished, TaskOutputProduced,
     TaskSpec, TaskStarted, TaskTimedOut, subjects,
@@ -24,6 +23,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::publisher::Outgoing;
+
+pub mod process;
+
+use process::Limits;
 
 /// Bytes per output event at most.
 pub const CHUNK_BYTES: usize = 16 * 1024;
@@ -122,19 +125,15 @@ impl Reporter {
         Envelope::new::<E>(self.node_id.clone(), nerve_platform::now_ms())
     }
 
-    async fn send<E: Event>(&self, event: &E) -> Vec<u8> {
-        let payload = match nerve_schemas::encode(event) {
-            Ok(p) => p,
+    async fn send<E: Event>(&self, event: &E) -> bytes::Bytes {
+        let out = match Outgoing::event(subjects::task_node(&self.node_id), event) {
+            Ok(out) => out,
             Err(e) => {
                 tracing::error!(error = %e, "task event does not encode");
-                return Vec::new();
+                return bytes::Bytes::new();
             }
         };
-        let out = Outgoing::new(
-            subjects::task_node(&self.node_id),
-            event.envelope().event_id.clone(),
-            payload.clone(),
-        );
+        let payload = out.payload.clone();
         if self.tx.send(out).await.is_err() {
             tracing::warn!("publisher stopped; task event not queued");
         }
@@ -205,7 +204,9 @@ pub async fn serve(
                 let reply = if first_time {
                     reporter.send(&accepted).await
                 } else {
-                    nerve_schemas::encode(&accepted).unwrap_or_default()
+                    nerve_schemas::encode(&accepted)
+                        .unwrap_or_default()
+                        .into()
                 };
                 if let Some(to) = msg.reply
                     && let Err(e) = client.publish(to, reply.into()).await

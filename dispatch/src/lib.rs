@@ -15,13 +15,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures::StreamExt;
 use nerve_platform::metrics::{Counter, Registry};
 use nerve_schemas::{
-    Envelope, Event, TaskCancelRequested, TaskCancelled, TaskDispatched, TaskRequested,
-    TaskUnreachable, subjects,
+    Envelope, Event, TaskCancelled, TaskDispatched, TaskEvent, TaskRequested, TaskUnreachable,
+    subjects,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -126,21 +125,7 @@ async fn watch_batches(ctx: Ctx, cancel: CancellationToken) {
 
 impl Ctx {
     async fn publish<E: Event>(&self, subject: String, event: &E) {
-        let Ok(payload) = nerve_schemas::encode(event) else {
-            self.metrics.publish_errors.inc();
-            return;
-        };
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", event.envelope().event_id.as_str());
-        let sent = async {
-            self.js
-                .publish_with_headers(subject, headers, payload.into())
-                .await
-                .map_err(|e| e.to_string())?
-                .await
-                .map_err(|e| e.to_string())
-        };
-        if let Err(e) = sent.await {
+        if let Err(e) = nerve_ingest::publish(&self.js, subject, event).await {
             self.metrics.publish_errors.inc();
             tracing::warn!(error = %e, "ledger event not published");
         }
@@ -196,59 +181,50 @@ pub async fn run(
             }
             None => break,
         };
-        match nerve_schemas::written_as(&msg.payload) {
-            Ok((TaskRequested::NAME, _)) => {
-                match nerve_schemas::decode::<TaskRequested>(&msg.payload) {
-                    Ok(task) => {
-                        let ctx = ctx.clone();
-                        let stop = cancel.child_token();
-                        ctx.running
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(task.task_id.clone(), stop.clone());
-                        tokio::spawn(async move {
-                            let progress = async {
-                                loop {
-                                    tokio::time::sleep(Duration::from_secs(10)).await;
-                                    let _ = msg.ack_with(AckKind::Progress).await;
-                                }
-                            };
-                            tokio::select! {
-                                _ = dispatch(&ctx, &task, stop) => {}
-                                _ = progress => {}
-                            }
-                            ctx.running
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .remove(&task.task_id);
-                            let _ = msg.ack().await;
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "undecodable task request dropped");
-                        let _ = msg.ack_with(AckKind::Term).await;
-                    }
-                }
-            }
-            Ok((TaskCancelRequested::NAME, _)) => {
-                match nerve_schemas::decode::<TaskCancelRequested>(&msg.payload) {
-                    Ok(c) => {
-                        let token = ctx
-                            .running
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get(&c.task_id)
-                            .cloned();
-                        if let Some(t) = token {
-                            t.cancel();
+        match TaskEvent::decode(&msg.payload) {
+            Ok(TaskEvent::TaskRequested(task)) => {
+                let ctx = ctx.clone();
+                let stop = cancel.child_token();
+                ctx.running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(task.task_id.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let progress = async {
+                        loop {
+                            tokio::time::sleep(Duration::from_secs(10)).await;
+                            let _ = msg.ack_with(AckKind::Progress).await;
                         }
+                    };
+                    tokio::select! {
+                        _ = dispatch(&ctx, &task, stop) => {}
+                        _ = progress => {}
                     }
-                    Err(e) => tracing::warn!(error = %e, "undecodable cancel request dropped"),
+                    ctx.running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&task.task_id);
+                    let _ = msg.ack().await;
+                });
+            }
+            Ok(TaskEvent::TaskCancelRequested(c)) => {
+                let token = ctx
+                    .running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&c.task_id)
+                    .cloned();
+                if let Some(t) = token {
+                    t.cancel();
                 }
                 let _ = msg.ack().await;
             }
-            other => {
-                tracing::warn!(?other, subject = %msg.subject, "not a task request; dropped");
+            Ok(other) => {
+                tracing::warn!(event = other.name(), subject = %msg.subject, "not a task request; dropped");
+                let _ = msg.ack_with(AckKind::Term).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, subject = %msg.subject, "undecodable task request dropped");
                 let _ = msg.ack_with(AckKind::Term).await;
             }
         }

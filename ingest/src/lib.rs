@@ -1,11 +1,15 @@
 //! NATS plumbing as code: connecting, the JetStream streams (created or updated idempotently at
-//! start), and the durable consumers the projectors use.
+//! start), the durable consumers the projectors use, and [`publish`], the one publish path.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use nerve_platform::config::{NatsConfig, StreamsConfig};
 use nerve_schemas::subjects;
+
+pub mod publish;
+
+pub use publish::{Outgoing, Pending, PublishError, publish};
 
 /// Heartbeats of every node.
 pub const TELEMETRY_STREAM: &str = "NERVE_TELEMETRY";

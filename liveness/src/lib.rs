@@ -13,9 +13,9 @@ pub mod tracker;
 
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
+use nerve_ingest::Outgoing;
 use nerve_platform::config::LivenessConfig;
 use nerve_platform::metrics::{Counter, Gauge, Registry};
 use nerve_schemas::{
@@ -317,16 +317,8 @@ async fn publish(
 ) {
     let now = nerve_platform::now_ms();
     let (id, payload) = encode(&t, now, detector);
-    let mut headers = HeaderMap::new();
-    headers.insert("Nats-Msg-Id", id.as_str());
-    let sent = async {
-        js.publish_with_headers(subjects::liveness(&t.node_id), headers, payload.into())
-            .await
-            .map_err(|e| e.to_string())?
-            .await
-            .map_err(|e| e.to_string())
-    };
-    match tokio::time::timeout(PUBLISH_TIMEOUT, sent).await {
+    let out = Outgoing::new(subjects::liveness(&t.node_id), id, payload);
+    match tokio::time::timeout(PUBLISH_TIMEOUT, out.publish(js)).await {
         Ok(Ok(ack)) => {
             tracing::info!(
                 node_id = %t.node_id,

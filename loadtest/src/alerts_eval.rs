@@ -9,6 +9,7 @@ use clap::Args;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use nerve_api::alerting::RuleRow;
+use nerve_ingest::Outgoing;
 use nerve_platform::metrics::Registry;
 
 use crate::services::{Services, Target};
@@ -252,17 +253,9 @@ async fn publish_history(
             let id = format!("sim-{i:06}");
             let age = if i % 6 == 0 { 600_000 } else { 0 };
             let hb = crate::sim::heartbeat(&id, i64::from(k), now - age - i64::from(k) * 30_000);
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", hb.envelope.event_id.as_str());
-            inflight.push(
-                js.publish_with_headers(
-                    nerve_schemas::subjects::heartbeat(&id),
-                    headers,
-                    nerve_schemas::encode(&hb)?.into(),
-                )
-                .await?
-                .into_future(),
-            );
+            let out = Outgoing::event(nerve_schemas::subjects::heartbeat(&id), &hb)?;
+            let pending = out.send(js).await?;
+            inflight.push(pending.stored());
             while inflight.len() >= 4096 {
                 if let Some(r) = inflight.next().await {
                     r?;

@@ -474,16 +474,8 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 let hb = crate::sim::heartbeat(&id, i64::from(seq), nerve_platform::now_ms());
                 let t = Instant::now();
                 let sent = async {
-                    let payload = nerve_schemas::encode(&hb)?;
-                    let mut headers = async_nats::HeaderMap::new();
-                    headers.insert("Nats-Msg-Id", hb.envelope.event_id.as_str());
-                    js.publish_with_headers(
-                        nerve_schemas::subjects::heartbeat(&id),
-                        headers,
-                        payload.into(),
-                    )
-                    .await?
-                    .await?;
+                    nerve_ingest::publish(&js, nerve_schemas::subjects::heartbeat(&id), &hb)
+                        .await?;
                     anyhow::Ok(())
                 }
                 .await;

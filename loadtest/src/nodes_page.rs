@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use nerve_ingest::Outgoing;
 use nerve_platform::metrics::Registry;
 
 use crate::services::{Services, Target};
@@ -234,13 +235,9 @@ pub(crate) async fn publish_fleet(
             previous_state: "suspect".into(),
             detector: "loadtest".into(),
         });
-        let judged = (age > 0).then(|| {
-            (
-                nerve_schemas::subjects::liveness(&id),
-                offline.0.envelope.event_id.clone(),
-                nerve_schemas::encode(&offline),
-            )
-        });
+        let judged = (age > 0)
+            .then(|| Outgoing::event(nerve_schemas::subjects::liveness(&id), &offline))
+            .transpose()?;
         let member = NodeAssignedToCluster {
             envelope: Envelope::new::<NodeAssignedToCluster>(id.clone(), now),
             cluster_id: pool_id(i % POOLS),
@@ -259,38 +256,17 @@ pub(crate) async fn publish_fleet(
             ],
             requested_by: "agent".into(),
         };
-        for (subject, msg_id, payload) in [
-            (
-                nerve_schemas::subjects::inventory(&id),
-                inv.envelope.event_id.clone(),
-                nerve_schemas::encode(&inv)?,
-            ),
-            (
-                nerve_schemas::subjects::heartbeat(&id),
-                hb.envelope.event_id.clone(),
-                nerve_schemas::encode(&hb)?,
-            ),
-            (
-                nerve_schemas::subjects::control_node(&id),
-                member.envelope.event_id.clone(),
-                nerve_schemas::encode(&member)?,
-            ),
-            (
-                nerve_schemas::subjects::control_node(&id),
-                labels.envelope.event_id.clone(),
-                nerve_schemas::encode(&labels)?,
-            ),
+        for out in [
+            Outgoing::event(nerve_schemas::subjects::inventory(&id), &inv)?,
+            Outgoing::event(nerve_schemas::subjects::heartbeat(&id), &hb)?,
+            Outgoing::event(nerve_schemas::subjects::control_node(&id), &member)?,
+            Outgoing::event(nerve_schemas::subjects::control_node(&id), &labels)?,
         ]
         .into_iter()
-        .chain(judged.map(|(s, m, p)| p.map(|p| (s, m, p))).transpose()?)
+        .chain(judged)
         {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", msg_id.as_str());
-            inflight.push(
-                js.publish_with_headers(subject, headers, payload.into())
-                    .await?
-                    .into_future(),
-            );
+            let pending = out.send(js).await?;
+            inflight.push(pending.stored());
             while inflight.len() >= 4096 {
                 if let Some(r) = inflight.next().await {
                     r?;

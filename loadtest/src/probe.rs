@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::Context;
+use nerve_ingest::Outgoing;
 use nerve_schemas::subjects;
 use tokio::task::JoinHandle;
 
@@ -67,22 +67,11 @@ impl Prober {
                     let hb = crate::sim::heartbeat(PROBE_NODE, seq, occurred_ms);
                     let this_seq = seq as u64;
                     seq += 1;
-                    let Ok(payload) = nerve_schemas::encode(&hb) else {
+                    let Ok(out) = Outgoing::event(subjects::heartbeat(PROBE_NODE), &hb) else {
                         continue;
                     };
-                    let mut headers = HeaderMap::new();
-                    headers.insert("Nats-Msg-Id", hb.envelope.event_id.as_str());
                     let at = Instant::now();
-                    let sent = js
-                        .publish_with_headers(
-                            subjects::heartbeat(PROBE_NODE),
-                            headers,
-                            payload.into(),
-                        )
-                        .await;
-                    if let Ok(ack) = sent
-                        && ack.await.is_ok()
-                    {
+                    if out.publish(&js).await.is_ok() {
                         lock(&state)
                             .published
                             .insert(hb.envelope.event_id, (at, this_seq, occurred_ms));

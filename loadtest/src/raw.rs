@@ -243,16 +243,10 @@ async fn publish(
             }
         }
         let i = (sent % nodes.len().max(1) as u64) as usize;
-        let (headers, payload) = beats[i].next_message(nerve_platform::now_ms())?;
-        match js
-            .publish_with_headers(
-                format!("nerve-raw.heartbeat.{}", nodes[i]),
-                headers,
-                payload.into(),
-            )
-            .await
-        {
-            Ok(ack) => inflight.push(ack.into_future()),
+        let subject = format!("nerve-raw.heartbeat.{}", nodes[i]);
+        let out = beats[i].next_message(subject, nerve_platform::now_ms())?;
+        match out.send(&js).await {
+            Ok(ack) => inflight.push(ack.stored()),
             Err(_) => errors += 1,
         }
     }

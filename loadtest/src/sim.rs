@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use async_nats::HeaderMap;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use nerve_ingest::Outgoing;
 use nerve_platform::config::Config;
 use nerve_schemas::{Envelope, GpuSample, HeartbeatRecorded, subjects};
 
@@ -237,14 +237,9 @@ impl Beats {
         &self.hb
     }
 
-    /// The node's next heartbeat as the message an agent publishes: its `Nats-Msg-Id` header
-    /// (the event id) and its encoded body.
-    pub fn next_message(&mut self, ts_ms: i64) -> anyhow::Result<(HeaderMap, Vec<u8>)> {
-        let hb = self.next(ts_ms);
-        let payload = nerve_schemas::encode(hb)?;
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", hb.envelope.event_id.as_str());
-        Ok((headers, payload))
+    /// The node's next heartbeat as the message an agent publishes on `subject`.
+    pub fn next_message(&mut self, subject: String, ts_ms: i64) -> anyhow::Result<Outgoing> {
+        Ok(Outgoing::event(subject, self.next(ts_ms))?)
     }
 }
 
@@ -280,12 +275,10 @@ async fn connection(
                 }
             }
             let i = (sent % nodes.len() as u64) as usize;
-            let (headers, payload) = beats[i].next_message(nerve_platform::now_ms())?;
-            match js
-                .publish_with_headers(subjects::heartbeat(&nodes[i]), headers, payload.into())
-                .await
-            {
-                Ok(ack) => inflight.push(ack.into_future()),
+            let msg =
+                beats[i].next_message(subjects::heartbeat(&nodes[i]), nerve_platform::now_ms())?;
+            match msg.send(&js).await {
+                Ok(ack) => inflight.push(ack.stored()),
                 Err(_) => out.errors += 1,
             }
             sent += 1;

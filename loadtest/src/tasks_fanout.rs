@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use nerve_ingest::Outgoing;
 use nerve_platform::metrics::Registry;
 use nerve_schemas::{
-    Envelope, Event, TaskAccepted, TaskDispatched, TaskFinished, TaskOutputProduced, TaskStarted,
-    subjects,
+    Envelope, TaskAccepted, TaskDispatched, TaskFinished, TaskOutputProduced, TaskStarted, subjects,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -73,52 +73,57 @@ async fn simulated_agents(
         };
         let node = task.envelope.node_id.clone();
         let now = nerve_platform::now_ms;
-        fn entry<E: Event>(e: &E) -> anyhow::Result<(String, Vec<u8>)> {
-            Ok((e.envelope().event_id.clone(), nerve_schemas::encode(e)?))
-        }
-        let accept = entry(&TaskAccepted {
-            envelope: Envelope::new::<TaskAccepted>(node.clone(), now()),
-            task_id: task.task_id.clone(),
-        })?;
+        let subject = subjects::task_node(&node);
+        let accept = Outgoing::event(
+            subject.clone(),
+            &TaskAccepted {
+                envelope: Envelope::new::<TaskAccepted>(node.clone(), now()),
+                task_id: task.task_id.clone(),
+            },
+        )?;
         if let Some(to) = msg.reply {
-            client.publish(to, accept.1.clone().into()).await?;
+            client.publish(to, accept.payload.clone()).await?;
         }
         accepted.fetch_add(1, Ordering::Relaxed);
         let data = format!("hello from {node}\n").into_bytes();
         let output_bytes = data.len() as i64;
         let events = [
             accept,
-            entry(&TaskStarted {
-                envelope: Envelope::new::<TaskStarted>(node.clone(), now()),
-                task_id: task.task_id.clone(),
-                pid: 4242,
-            })?,
-            entry(&TaskOutputProduced {
-                envelope: Envelope::new::<TaskOutputProduced>(node.clone(), now()),
-                task_id: task.task_id.clone(),
-                stream: "stdout".into(),
-                seq: 0,
-                data,
-            })?,
-            entry(&TaskFinished {
-                envelope: Envelope::new::<TaskFinished>(node.clone(), now()),
-                task_id: task.task_id.clone(),
-                exit_code: Some(0),
-                signal: None,
-                duration_ms: 3,
-                output_bytes,
-                truncated: false,
-                error: String::new(),
-            })?,
+            Outgoing::event(
+                subject.clone(),
+                &TaskStarted {
+                    envelope: Envelope::new::<TaskStarted>(node.clone(), now()),
+                    task_id: task.task_id.clone(),
+                    pid: 4242,
+                },
+            )?,
+            Outgoing::event(
+                subject.clone(),
+                &TaskOutputProduced {
+                    envelope: Envelope::new::<TaskOutputProduced>(node.clone(), now()),
+                    task_id: task.task_id.clone(),
+                    stream: "stdout".into(),
+                    seq: 0,
+                    data,
+                },
+            )?,
+            Outgoing::event(
+                subject.clone(),
+                &TaskFinished {
+                    envelope: Envelope::new::<TaskFinished>(node.clone(), now()),
+                    task_id: task.task_id.clone(),
+                    exit_code: Some(0),
+                    signal: None,
+                    duration_ms: 3,
+                    output_bytes,
+                    truncated: false,
+                    error: String::new(),
+                },
+            )?,
         ];
-        for (id, payload) in events {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", id.as_str());
-            let ack = js
-                .publish_with_headers(subjects::task_node(&node), headers, payload.into())
-                .await?
-                .into_future();
-            acks.push(ack);
+        for out in events {
+            let pending = out.send(&js).await?;
+            acks.push(pending.stored());
         }
         finished.fetch_add(1, Ordering::Relaxed);
         while acks.len() > 4096 {

@@ -1,10 +1,12 @@
-//! What every Nerve process shares: typed config, shutdown, tracing, metrics, the ClickHouse
-//! client, and launching nats-server / ClickHouse as child processes (`nerve dev`, tests).
+//! What every Nerve process shares: typed config, shutdown, tracing and metrics; behind features,
+//! the ClickHouse client (`clickhouse`) and nats-server / ClickHouse as child processes
+//! (`services`, for `nerve dev`, tests and load tests). The agent build enables neither.
 
+#[cfg(feature = "clickhouse")]
 pub mod clickhouse;
 pub mod config;
 pub mod metrics;
-pub mod process;
+#[cfg(feature = "services")]
 pub mod services;
 pub mod shutdown;
 pub mod telemetry;

@@ -4,7 +4,7 @@
 //! fields, so the row stays whole).
 
 use clickhouse::{Client, Row};
-use nerve_schemas::{AlertFired, AlertResolved, Envelope, Event};
+pub use nerve_schemas::AlertEvent;
 use serde::Serialize;
 
 use crate::runner::{EventKey, Positioned, Projection, insert_rows, validate_envelope};
@@ -58,39 +58,12 @@ pub fn ddl(db: &str) -> Vec<String> {
     ]
 }
 
-/// A decoded alert event.
-#[derive(Debug)]
-pub enum AlertEvent {
-    Fired(AlertFired),
-    Resolved(AlertResolved),
-}
-
-impl AlertEvent {
-    fn envelope(&self) -> &Envelope {
-        match self {
-            AlertEvent::Fired(e) => &e.envelope,
-            AlertEvent::Resolved(e) => &e.envelope,
-        }
+/// The alert and rule an alert event is about.
+fn ids(event: &AlertEvent) -> (&str, &str) {
+    match event {
+        AlertEvent::AlertFired(e) => (&e.alert_id, &e.rule_id),
+        AlertEvent::AlertResolved(e) => (&e.alert_id, &e.rule_id),
     }
-
-    fn ids(&self) -> (&str, &str) {
-        match self {
-            AlertEvent::Fired(e) => (&e.alert_id, &e.rule_id),
-            AlertEvent::Resolved(e) => (&e.alert_id, &e.rule_id),
-        }
-    }
-}
-
-/// Decodes any event of the alerts stream.
-pub fn decode_alert(payload: &[u8]) -> Result<AlertEvent, String> {
-    use nerve_schemas::decode;
-    let (name, _) = nerve_schemas::written_as(payload).map_err(|e| e.to_string())?;
-    let e = |e: nerve_schemas::DecodeError| e.to_string();
-    Ok(match name {
-        AlertFired::NAME => AlertEvent::Fired(decode(payload).map_err(e)?),
-        AlertResolved::NAME => AlertEvent::Resolved(decode(payload).map_err(e)?),
-        other => return Err(format!("{other} does not belong on the alerts stream")),
-    })
 }
 
 /// A validated alert event.
@@ -116,8 +89,8 @@ impl Projection for AlertsProjection {
     }
 
     fn decode(&self, subject: &str, payload: &[u8], published_ms: i64) -> Result<Decoded, String> {
-        let event = decode_alert(payload)?;
-        let (alert_id, rule_id) = event.ids();
+        let event = AlertEvent::decode(payload).map_err(|e| e.to_string())?;
+        let (alert_id, rule_id) = ids(&event);
         if uuid::Uuid::parse_str(alert_id).is_err() || uuid::Uuid::parse_str(rule_id).is_err() {
             return Err("alert_id and rule_id must be UUIDs".into());
         }
@@ -149,7 +122,7 @@ impl Projection for AlertsProjection {
             let at = env.occurred_at_ms.max(0) as u64;
             let ms = |v: i64| v.max(0) as u64;
             let (row, reason) = match &p.item.event {
-                AlertEvent::Fired(e) => (
+                AlertEvent::AlertFired(e) => (
                     AlertRow {
                         state: "firing".into(),
                         value: Some(e.value),
@@ -166,7 +139,7 @@ impl Projection for AlertsProjection {
                     ),
                     "",
                 ),
-                AlertEvent::Resolved(e) => (
+                AlertEvent::AlertResolved(e) => (
                     AlertRow {
                         state: "resolved".into(),
                         value: e.value,

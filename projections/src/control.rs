@@ -8,11 +8,8 @@
 //! folded at query time).
 
 use clickhouse::{Client, Row};
-use nerve_schemas::{
-    AlertRuleDeleted, AlertRuleSaved, ClusterCreated, ClusterDeleted, ClusterRenamed, Event,
-    NodeAssignedToCluster, NodeLabelsSet, NodeUnassignedFromCluster, NotificationAttempted,
-    NotificationChannelDeleted, NotificationChannelSaved, SilenceCreated, SilenceDeleted,
-};
+use nerve_schemas::AlertRuleSaved;
+pub use nerve_schemas::ControlEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::runner::{EventKey, Positioned, Projection, insert_rows, validate_envelope};
@@ -132,56 +129,18 @@ pub fn ddl(db: &str) -> Vec<String> {
     ]
 }
 
-/// A decoded control event.
-#[derive(Debug)]
-pub enum ControlEvent {
-    Created(ClusterCreated),
-    Renamed(ClusterRenamed),
-    Deleted(ClusterDeleted),
-    Assigned(NodeAssignedToCluster),
-    Unassigned(NodeUnassignedFromCluster),
-    Labels(NodeLabelsSet),
-    ChannelSaved(NotificationChannelSaved),
-    ChannelDeleted(NotificationChannelDeleted),
-    Attempted(NotificationAttempted),
-    RuleSaved(AlertRuleSaved),
-    RuleDeleted(AlertRuleDeleted),
-    SilenceCreated(SilenceCreated),
-    SilenceDeleted(SilenceDeleted),
-}
-
-impl ControlEvent {
-    fn envelope(&self) -> &nerve_schemas::Envelope {
-        match self {
-            ControlEvent::Created(e) => &e.envelope,
-            ControlEvent::Renamed(e) => &e.envelope,
-            ControlEvent::Deleted(e) => &e.envelope,
-            ControlEvent::Assigned(e) => &e.envelope,
-            ControlEvent::Unassigned(e) => &e.envelope,
-            ControlEvent::Labels(e) => &e.envelope,
-            ControlEvent::ChannelSaved(e) => &e.envelope,
-            ControlEvent::ChannelDeleted(e) => &e.envelope,
-            ControlEvent::Attempted(e) => &e.envelope,
-            ControlEvent::RuleSaved(e) => &e.envelope,
-            ControlEvent::RuleDeleted(e) => &e.envelope,
-            ControlEvent::SilenceCreated(e) => &e.envelope,
-            ControlEvent::SilenceDeleted(e) => &e.envelope,
-        }
-    }
-
-    /// The subject prefix and id of an event about a channel, rule or silence (named by a UUID
-    /// that is also the envelope's `node_id`).
-    fn entity(&self) -> Option<(&'static str, &str)> {
-        match self {
-            ControlEvent::ChannelSaved(e) => Some(("channel", &e.channel_id)),
-            ControlEvent::ChannelDeleted(e) => Some(("channel", &e.channel_id)),
-            ControlEvent::Attempted(e) => Some(("channel", &e.channel_id)),
-            ControlEvent::RuleSaved(e) => Some(("rule", &e.rule_id)),
-            ControlEvent::RuleDeleted(e) => Some(("rule", &e.rule_id)),
-            ControlEvent::SilenceCreated(e) => Some(("silence", &e.silence_id)),
-            ControlEvent::SilenceDeleted(e) => Some(("silence", &e.silence_id)),
-            _ => None,
-        }
+/// The subject prefix and id of an event about a channel, rule or silence (named by a UUID
+/// that is also the envelope's `node_id`).
+fn entity(event: &ControlEvent) -> Option<(&'static str, &str)> {
+    match event {
+        ControlEvent::NotificationChannelSaved(e) => Some(("channel", &e.channel_id)),
+        ControlEvent::NotificationChannelDeleted(e) => Some(("channel", &e.channel_id)),
+        ControlEvent::NotificationAttempted(e) => Some(("channel", &e.channel_id)),
+        ControlEvent::AlertRuleSaved(e) => Some(("rule", &e.rule_id)),
+        ControlEvent::AlertRuleDeleted(e) => Some(("rule", &e.rule_id)),
+        ControlEvent::SilenceCreated(e) => Some(("silence", &e.silence_id)),
+        ControlEvent::SilenceDeleted(e) => Some(("silence", &e.silence_id)),
+        _ => None,
     }
 }
 
@@ -196,30 +155,6 @@ pub struct Decoded {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ControlProjection;
 
-fn decode_any(payload: &[u8]) -> Result<ControlEvent, String> {
-    use nerve_schemas::decode;
-    let (name, _) = nerve_schemas::written_as(payload).map_err(|e| e.to_string())?;
-    let e = |e: nerve_schemas::DecodeError| e.to_string();
-    Ok(match name {
-        ClusterCreated::NAME => ControlEvent::Created(decode(payload).map_err(e)?),
-        ClusterRenamed::NAME => ControlEvent::Renamed(decode(payload).map_err(e)?),
-        ClusterDeleted::NAME => ControlEvent::Deleted(decode(payload).map_err(e)?),
-        NodeAssignedToCluster::NAME => ControlEvent::Assigned(decode(payload).map_err(e)?),
-        NodeUnassignedFromCluster::NAME => ControlEvent::Unassigned(decode(payload).map_err(e)?),
-        NodeLabelsSet::NAME => ControlEvent::Labels(decode(payload).map_err(e)?),
-        NotificationChannelSaved::NAME => ControlEvent::ChannelSaved(decode(payload).map_err(e)?),
-        NotificationChannelDeleted::NAME => {
-            ControlEvent::ChannelDeleted(decode(payload).map_err(e)?)
-        }
-        NotificationAttempted::NAME => ControlEvent::Attempted(decode(payload).map_err(e)?),
-        AlertRuleSaved::NAME => ControlEvent::RuleSaved(decode(payload).map_err(e)?),
-        AlertRuleDeleted::NAME => ControlEvent::RuleDeleted(decode(payload).map_err(e)?),
-        SilenceCreated::NAME => ControlEvent::SilenceCreated(decode(payload).map_err(e)?),
-        SilenceDeleted::NAME => ControlEvent::SilenceDeleted(decode(payload).map_err(e)?),
-        other => return Err(format!("{other} does not belong on the control stream")),
-    })
-}
-
 impl Projection for ControlProjection {
     type Item = Decoded;
 
@@ -232,8 +167,8 @@ impl Projection for ControlProjection {
     }
 
     fn decode(&self, subject: &str, payload: &[u8], published_ms: i64) -> Result<Decoded, String> {
-        let event = decode_any(payload)?;
-        if let Some((kind, id)) = event.entity() {
+        let event = ControlEvent::decode(payload).map_err(|e| e.to_string())?;
+        if let Some((kind, id)) = entity(&event) {
             if !subject.starts_with(&format!("nerve.v1.control.{kind}.")) {
                 return Err(format!("event does not belong on subject {subject}"));
             }
@@ -248,17 +183,19 @@ impl Projection for ControlProjection {
         let cluster_subject = subject.starts_with("nerve.v1.control.cluster.");
         let about_cluster = matches!(
             event,
-            ControlEvent::Created(_) | ControlEvent::Renamed(_) | ControlEvent::Deleted(_)
+            ControlEvent::ClusterCreated(_)
+                | ControlEvent::ClusterRenamed(_)
+                | ControlEvent::ClusterDeleted(_)
         );
         if about_cluster != cluster_subject {
             return Err(format!("event does not belong on subject {subject}"));
         }
         let cluster_id = match &event {
-            ControlEvent::Created(e) => Some(&e.cluster_id),
-            ControlEvent::Renamed(e) => Some(&e.cluster_id),
-            ControlEvent::Deleted(e) => Some(&e.cluster_id),
-            ControlEvent::Assigned(e) => Some(&e.cluster_id),
-            ControlEvent::Unassigned(e) => Some(&e.cluster_id),
+            ControlEvent::ClusterCreated(e) => Some(&e.cluster_id),
+            ControlEvent::ClusterRenamed(e) => Some(&e.cluster_id),
+            ControlEvent::ClusterDeleted(e) => Some(&e.cluster_id),
+            ControlEvent::NodeAssignedToCluster(e) => Some(&e.cluster_id),
+            ControlEvent::NodeUnassignedFromCluster(e) => Some(&e.cluster_id),
             _ => None,
         };
         if let Some(id) = cluster_id
@@ -319,25 +256,27 @@ impl Projection for ControlProjection {
                 stream_seq: p.stream_seq,
             };
             match &p.item.event {
-                ControlEvent::Created(e) => log.push(entry(
+                ControlEvent::ClusterCreated(e) => log.push(entry(
                     &e.cluster_id,
                     &e.name,
                     &e.description,
                     &e.requested_by,
                 )),
-                ControlEvent::Renamed(e) => {
+                ControlEvent::ClusterRenamed(e) => {
                     log.push(entry(&e.cluster_id, &e.name, "", &e.requested_by))
                 }
-                ControlEvent::Deleted(e) => log.push(entry(&e.cluster_id, "", "", &e.requested_by)),
-                ControlEvent::Assigned(e) => {
+                ControlEvent::ClusterDeleted(e) => {
+                    log.push(entry(&e.cluster_id, "", "", &e.requested_by))
+                }
+                ControlEvent::NodeAssignedToCluster(e) => {
                     members.push(member(&e.cluster_id, true, &e.requested_by));
                     log.push(entry(&e.cluster_id, "", "", &e.requested_by));
                 }
-                ControlEvent::Unassigned(e) => {
+                ControlEvent::NodeUnassignedFromCluster(e) => {
                     members.push(member(&e.cluster_id, false, &e.requested_by));
                     log.push(entry(&e.cluster_id, "", "", &e.requested_by));
                 }
-                ControlEvent::Labels(e) => {
+                ControlEvent::NodeLabelsSet(e) => {
                     let mut set = e.labels.clone();
                     set.sort();
                     set.dedup_by(|a, b| a.key == b.key);
@@ -355,7 +294,7 @@ impl Projection for ControlProjection {
                     });
                     log.push(entry("", "", "", &e.requested_by));
                 }
-                ControlEvent::ChannelSaved(e) => {
+                ControlEvent::NotificationChannelSaved(e) => {
                     channels.push(ChannelRow {
                         channel_id: e.channel_id.clone(),
                         name: e.name.clone(),
@@ -368,7 +307,7 @@ impl Projection for ControlProjection {
                     });
                     log.push(entry("", &e.name, "", &e.requested_by));
                 }
-                ControlEvent::ChannelDeleted(e) => {
+                ControlEvent::NotificationChannelDeleted(e) => {
                     channels.push(ChannelRow {
                         channel_id: e.channel_id.clone(),
                         name: String::new(),
@@ -381,7 +320,7 @@ impl Projection for ControlProjection {
                     });
                     log.push(entry("", "", "", &e.requested_by));
                 }
-                ControlEvent::Attempted(e) => {
+                ControlEvent::NotificationAttempted(e) => {
                     attempts.push(AttemptRow {
                         channel_id: e.channel_id.clone(),
                         alert_id: e.alert_id.clone(),
@@ -395,11 +334,11 @@ impl Projection for ControlProjection {
                     });
                     log.push(entry("", "", "", "notifier"));
                 }
-                ControlEvent::RuleSaved(e) => {
+                ControlEvent::AlertRuleSaved(e) => {
                     rules.push(RuleRow::saved(e, at, p.stream_seq));
                     log.push(entry("", &e.name, "", &e.requested_by));
                 }
-                ControlEvent::RuleDeleted(e) => {
+                ControlEvent::AlertRuleDeleted(e) => {
                     rules.push(RuleRow {
                         rule_id: e.rule_id.clone(),
                         deleted: 1,

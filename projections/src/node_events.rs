@@ -4,7 +4,7 @@
 //! node id, versioned by stream sequence so the last judgement wins).
 
 use clickhouse::{Client, Row};
-use nerve_schemas::{Event, GpuXidOccurred};
+use nerve_schemas::GpuXidOccurred;
 use serde::Serialize;
 
 use crate::runner::{EventKey, Positioned, Projection, validate_envelope};
@@ -80,15 +80,11 @@ impl NodeEvent {
 }
 
 fn decode_any(payload: &[u8]) -> Result<NodeEvent, String> {
-    let (name, _) = nerve_schemas::written_as(payload).map_err(|e| e.to_string())?;
-    if name == GpuXidOccurred::NAME {
-        return nerve_schemas::decode::<GpuXidOccurred>(payload)
-            .map(NodeEvent::Xid)
-            .map_err(|e| e.to_string());
-    }
-    nerve_schemas::liveness_of(payload)
-        .map(|(state, change)| NodeEvent::Liveness { state, change })
-        .map_err(|_| format!("{name} does not belong on the events stream"))
+    let event = nerve_schemas::NodeEvent::decode(payload).map_err(|e| e.to_string())?;
+    Ok(match event.liveness() {
+        Ok((state, change)) => NodeEvent::Liveness { state, change },
+        Err(xid) => NodeEvent::Xid(xid),
+    })
 }
 
 impl Projection for NodeEventsProjection {

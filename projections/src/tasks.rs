@@ -6,10 +6,7 @@
 //! the redelivery check, so it is written last).
 
 use clickhouse::{Client, Row};
-use nerve_schemas::{
-    Event, TaskAccepted, TaskCancelRequested, TaskCancelled, TaskDispatched, TaskFinished,
-    TaskOutputProduced, TaskRequested, TaskStarted, TaskTimedOut, TaskUnreachable,
-};
+pub use nerve_schemas::TaskEvent;
 use serde::Serialize;
 
 use crate::runner::{EventKey, Positioned, Projection, insert_rows, validate_envelope};
@@ -80,80 +77,6 @@ pub fn ddl(db: &str) -> Vec<String> {
     ]
 }
 
-/// A decoded task event.
-#[derive(Debug)]
-pub enum TaskEvent {
-    Requested(TaskRequested),
-    CancelRequested(TaskCancelRequested),
-    Dispatched(TaskDispatched),
-    Accepted(TaskAccepted),
-    Started(TaskStarted),
-    Output(TaskOutputProduced),
-    Finished(TaskFinished),
-    TimedOut(TaskTimedOut),
-    Cancelled(TaskCancelled),
-    Unreachable(TaskUnreachable),
-}
-
-impl TaskEvent {
-    fn envelope(&self) -> &nerve_schemas::Envelope {
-        match self {
-            TaskEvent::Requested(e) => &e.envelope,
-            TaskEvent::CancelRequested(e) => &e.envelope,
-            TaskEvent::Dispatched(e) => &e.envelope,
-            TaskEvent::Accepted(e) => &e.envelope,
-            TaskEvent::Started(e) => &e.envelope,
-            TaskEvent::Output(e) => &e.envelope,
-            TaskEvent::Finished(e) => &e.envelope,
-            TaskEvent::TimedOut(e) => &e.envelope,
-            TaskEvent::Cancelled(e) => &e.envelope,
-            TaskEvent::Unreachable(e) => &e.envelope,
-        }
-    }
-
-    fn task_id(&self) -> &str {
-        match self {
-            TaskEvent::Requested(e) => &e.task_id,
-            TaskEvent::CancelRequested(e) => &e.task_id,
-            TaskEvent::Dispatched(e) => &e.task_id,
-            TaskEvent::Accepted(e) => &e.task_id,
-            TaskEvent::Started(e) => &e.task_id,
-            TaskEvent::Output(e) => &e.task_id,
-            TaskEvent::Finished(e) => &e.task_id,
-            TaskEvent::TimedOut(e) => &e.task_id,
-            TaskEvent::Cancelled(e) => &e.task_id,
-            TaskEvent::Unreachable(e) => &e.task_id,
-        }
-    }
-
-    /// Whether it is about the task (on a request subject) rather than one node.
-    fn is_request(&self) -> bool {
-        matches!(
-            self,
-            TaskEvent::Requested(_) | TaskEvent::CancelRequested(_)
-        )
-    }
-}
-
-fn decode_any(payload: &[u8]) -> Result<TaskEvent, String> {
-    use nerve_schemas::decode;
-    let (name, _) = nerve_schemas::written_as(payload).map_err(|e| e.to_string())?;
-    let e = |e: nerve_schemas::DecodeError| e.to_string();
-    Ok(match name {
-        TaskRequested::NAME => TaskEvent::Requested(decode(payload).map_err(e)?),
-        TaskCancelRequested::NAME => TaskEvent::CancelRequested(decode(payload).map_err(e)?),
-        TaskDispatched::NAME => TaskEvent::Dispatched(decode(payload).map_err(e)?),
-        TaskAccepted::NAME => TaskEvent::Accepted(decode(payload).map_err(e)?),
-        TaskStarted::NAME => TaskEvent::Started(decode(payload).map_err(e)?),
-        TaskOutputProduced::NAME => TaskEvent::Output(decode(payload).map_err(e)?),
-        TaskFinished::NAME => TaskEvent::Finished(decode(payload).map_err(e)?),
-        TaskTimedOut::NAME => TaskEvent::TimedOut(decode(payload).map_err(e)?),
-        TaskCancelled::NAME => TaskEvent::Cancelled(decode(payload).map_err(e)?),
-        TaskUnreachable::NAME => TaskEvent::Unreachable(decode(payload).map_err(e)?),
-        other => return Err(format!("{other} does not belong on the tasks stream")),
-    })
-}
-
 /// A validated task event.
 #[derive(Debug)]
 pub struct Decoded {
@@ -177,7 +100,7 @@ impl Projection for TaskProjection {
     }
 
     fn decode(&self, subject: &str, payload: &[u8], published_ms: i64) -> Result<Decoded, String> {
-        let event = decode_any(payload)?;
+        let event = TaskEvent::decode(payload).map_err(|e| e.to_string())?;
         let on_request_subject = subject.starts_with("nerve.v1.tasks.request.");
         if event.is_request() != on_request_subject {
             return Err(format!("event does not belong on subject {subject}"));
@@ -227,7 +150,7 @@ impl Projection for TaskProjection {
                 version: (rank << 40) | (seq & ((1 << 40) - 1)),
             };
             match &p.item.event {
-                TaskEvent::Requested(t) => {
+                TaskEvent::TaskRequested(t) => {
                     tasks.push(TaskRow {
                         task_id: t.task_id.clone(),
                         requested_at: (at / 1000).min(u64::from(u32::MAX)) as u32,
@@ -248,14 +171,14 @@ impl Projection for TaskProjection {
                         });
                     }
                 }
-                TaskEvent::CancelRequested(_) => {}
-                TaskEvent::Dispatched(d) => nodes.push(NodeRow {
+                TaskEvent::TaskCancelRequested(_) => {}
+                TaskEvent::TaskDispatched(d) => nodes.push(NodeRow {
                     attempts: d.attempt.max(0) as u32,
                     ..node("dispatched", 1)
                 }),
-                TaskEvent::Accepted(_) => nodes.push(node("accepted", 2)),
-                TaskEvent::Started(_) => nodes.push(node("running", 3)),
-                TaskEvent::Output(o) => output.push(OutputRow {
+                TaskEvent::TaskAccepted(_) => nodes.push(node("accepted", 2)),
+                TaskEvent::TaskStarted(_) => nodes.push(node("running", 3)),
+                TaskEvent::TaskOutputProduced(o) => output.push(OutputRow {
                     task_id: o.task_id.clone(),
                     node_id: env.node_id.clone(),
                     seq: o.seq.max(0) as u64,
@@ -264,7 +187,7 @@ impl Projection for TaskProjection {
                     ts_ms: at,
                     stream_seq: seq,
                 }),
-                TaskEvent::Finished(f) => {
+                TaskEvent::TaskFinished(f) => {
                     nodes.push(NodeRow {
                         exit_code: f.exit_code,
                         signal: f.signal,
@@ -275,17 +198,17 @@ impl Projection for TaskProjection {
                         ..node(if f.succeeded() { "succeeded" } else { "failed" }, 4)
                     });
                 }
-                TaskEvent::TimedOut(t) => nodes.push(NodeRow {
+                TaskEvent::TaskTimedOut(t) => nodes.push(NodeRow {
                     duration_ms: t.duration_ms.max(0) as u64,
                     output_bytes: t.output_bytes.max(0) as u64,
                     truncated: u8::from(t.truncated),
                     ..node("timed_out", 4)
                 }),
-                TaskEvent::Cancelled(c) => nodes.push(NodeRow {
+                TaskEvent::TaskCancelled(c) => nodes.push(NodeRow {
                     duration_ms: c.duration_ms.max(0) as u64,
                     ..node("cancelled", 4)
                 }),
-                TaskEvent::Unreachable(u) => nodes.push(NodeRow {
+                TaskEvent::TaskUnreachable(u) => nodes.push(NodeRow {
                     attempts: u.attempts.max(0) as u32,
                     error: u.reason.clone(),
                     ..node("unreachable", 4)

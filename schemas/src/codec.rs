@@ -63,6 +63,11 @@ pub enum DecodeError {
     },
     #[error("{0} trailing bytes after the event body")]
     TrailingBytes(usize),
+    #[error("{name} does not belong on {set}")]
+    NotInSet {
+        name: &'static str,
+        set: &'static str,
+    },
 }
 
 /// Encodes `event` with the schema version its type follows.

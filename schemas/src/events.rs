@@ -405,15 +405,22 @@ liveness_event!(
 
 /// The state a liveness event sets (`suspect`, `offline`, `online`) and its body.
 pub fn liveness_of(payload: &[u8]) -> Result<(&'static str, LivenessChange), String> {
-    use crate::codec::{decode, written_as};
-    let e = |e: crate::DecodeError| e.to_string();
-    Ok(match written_as(payload).map_err(e)?.0 {
-        NodeBecameSuspect::NAME => (
-            "suspect",
-            decode::<NodeBecameSuspect>(payload).map_err(e)?.0,
-        ),
-        NodeWentOffline::NAME => ("offline", decode::<NodeWentOffline>(payload).map_err(e)?.0),
-        NodeCameBack::NAME => ("online", decode::<NodeCameBack>(payload).map_err(e)?.0),
-        other => return Err(format!("{other} is not a liveness event")),
-    })
+    crate::NodeEvent::decode(payload)
+        .map_err(|e| e.to_string())?
+        .liveness()
+        .map_err(|_| format!("{} is not a liveness event", GpuXidOccurred::NAME))
+}
+
+impl crate::NodeEvent {
+    /// The state a liveness event sets (`suspect`, `offline`, `online`) and its body; the XID
+    /// event otherwise.
+    pub fn liveness(self) -> Result<(&'static str, LivenessChange), GpuXidOccurred> {
+        use crate::NodeEvent as N;
+        match self {
+            N::NodeBecameSuspect(e) => Ok(("suspect", e.0)),
+            N::NodeWentOffline(e) => Ok(("offline", e.0)),
+            N::NodeCameBack(e) => Ok(("online", e.0)),
+            N::GpuXidOccurred(x) => Err(x),
+        }
+    }
 }

@@ -20,6 +20,7 @@ macro_rules! event {
 }
 
 pub mod alerts;
+pub mod any;
 pub mod codec;
 pub mod control;
 pub mod events;
@@ -30,6 +31,7 @@ pub mod tasks;
 pub use alerts::{
     AlertFired, AlertResolved, AlertRuleDeleted, AlertRuleSaved, SilenceCreated, SilenceDeleted,
 };
+pub use any::{AlertEvent, AnyEvent, ControlEvent, NodeEvent, TaskEvent};
 pub use codec::{DecodeError, EncodeError, decode, encode, written_as};
 pub use control::{
     ClusterCreated, ClusterDeleted, ClusterRenamed, Label, NodeAssignedToCluster, NodeLabelsSet,

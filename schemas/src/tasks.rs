@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::{Envelope, Event};
+use crate::events::Envelope;
 
 /// What to run on each node, and how.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -156,6 +156,7 @@ event!(TaskUnreachable, 1);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Event;
 
     fn env<E: Event>() -> Envelope {
         Envelope::new::<E>("node-1", 1_700_000_000_000)
@@ -275,30 +276,54 @@ pub struct TaskEnd {
 
 /// The end a final task event records; `None` for any other event (or bytes that do not decode).
 pub fn task_end(payload: &[u8]) -> Option<TaskEnd> {
-    use crate::codec::{decode, written_as};
-    let end = |task_id: String, env: Envelope, state| TaskEnd {
-        task_id,
-        node_id: env.node_id,
-        state,
-    };
-    match written_as(payload).ok()?.0 {
-        TaskFinished::NAME => {
-            let e = decode::<TaskFinished>(payload).ok()?;
-            let state = if e.succeeded() { "succeeded" } else { "failed" };
-            Some(end(e.task_id, e.envelope, state))
+    TaskEnd::of(crate::TaskEvent::decode(payload).ok()?)
+}
+
+impl crate::TaskEvent {
+    /// The task the event is about.
+    pub fn task_id(&self) -> &str {
+        use crate::TaskEvent as T;
+        match self {
+            T::TaskRequested(e) => &e.task_id,
+            T::TaskCancelRequested(e) => &e.task_id,
+            T::TaskDispatched(e) => &e.task_id,
+            T::TaskAccepted(e) => &e.task_id,
+            T::TaskStarted(e) => &e.task_id,
+            T::TaskOutputProduced(e) => &e.task_id,
+            T::TaskFinished(e) => &e.task_id,
+            T::TaskTimedOut(e) => &e.task_id,
+            T::TaskCancelled(e) => &e.task_id,
+            T::TaskUnreachable(e) => &e.task_id,
         }
-        TaskTimedOut::NAME => {
-            let e = decode::<TaskTimedOut>(payload).ok()?;
-            Some(end(e.task_id, e.envelope, "timed_out"))
+    }
+
+    /// Whether it is about the task (on a request subject) rather than one node.
+    pub fn is_request(&self) -> bool {
+        matches!(
+            self,
+            crate::TaskEvent::TaskRequested(_) | crate::TaskEvent::TaskCancelRequested(_)
+        )
+    }
+}
+
+impl TaskEnd {
+    /// The end `event` records, if it is a final one.
+    pub fn of(event: crate::TaskEvent) -> Option<Self> {
+        use crate::TaskEvent as T;
+        let end = |task_id: String, env: Envelope, state| TaskEnd {
+            task_id,
+            node_id: env.node_id,
+            state,
+        };
+        match event {
+            T::TaskFinished(e) => {
+                let state = if e.succeeded() { "succeeded" } else { "failed" };
+                Some(end(e.task_id, e.envelope, state))
+            }
+            T::TaskTimedOut(e) => Some(end(e.task_id, e.envelope, "timed_out")),
+            T::TaskCancelled(e) => Some(end(e.task_id, e.envelope, "cancelled")),
+            T::TaskUnreachable(e) => Some(end(e.task_id, e.envelope, "unreachable")),
+            _ => None,
         }
-        TaskCancelled::NAME => {
-            let e = decode::<TaskCancelled>(payload).ok()?;
-            Some(end(e.task_id, e.envelope, "cancelled"))
-        }
-        TaskUnreachable::NAME => {
-            let e = decode::<TaskUnreachable>(payload).ok()?;
-            Some(end(e.task_id, e.envelope, "unreachable"))
-        }
-        _ => None,
     }
 }

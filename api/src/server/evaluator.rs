@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt as _;
+use nerve_ingest::{Outgoing, PublishError};
 use nerve_platform::config::AlertsConfig;
 use nerve_platform::metrics::{Counter, Gauge, Registry};
 use nerve_schemas::{AlertFired, AlertResolved, Envelope, subjects};
@@ -254,66 +255,50 @@ impl Book {
     }
 }
 
-/// An encoded event waiting to be published.
-struct Outgoing {
-    subject: String,
-    event_id: String,
-    payload: Vec<u8>,
-}
-
-impl Outgoing {
-    /// The event recording `change`, encoded; its id derives from the alert's.
-    fn of(change: &Change) -> Result<Self, nerve_schemas::EncodeError> {
-        let (a, event_id, payload) = match change {
-            Change::Fired(a) => {
-                let event_id = event_id(&a.alert_id, "fired");
-                let event = AlertFired {
-                    envelope: Envelope {
-                        event_id: event_id.clone(),
-                        ..Envelope::new::<AlertFired>(a.node_id.clone(), a.fired_at_ms)
-                    },
-                    alert_id: a.alert_id.clone(),
-                    rule_id: a.rule_id.clone(),
-                    rule_name: a.rule_name.clone(),
-                    severity: a.severity.clone(),
-                    value: a.last_value.unwrap_or(0.0),
-                    threshold: a.threshold,
-                    summary: a.summary.clone(),
-                    pending_since_ms: a.pending_since_ms,
-                    silenced_by: a.silenced_by.clone(),
-                };
-                (a, event_id, nerve_schemas::encode(&event)?)
-            }
-            Change::Resolved {
-                alert: a,
-                reason,
-                at_ms,
-            } => {
-                let event_id = event_id(&a.alert_id, "resolved");
-                let event = AlertResolved {
-                    envelope: Envelope {
-                        event_id: event_id.clone(),
-                        ..Envelope::new::<AlertResolved>(a.node_id.clone(), *at_ms)
-                    },
-                    alert_id: a.alert_id.clone(),
-                    rule_id: a.rule_id.clone(),
-                    rule_name: a.rule_name.clone(),
-                    severity: a.severity.clone(),
-                    threshold: a.threshold,
-                    summary: a.summary.clone(),
-                    value: a.last_value,
-                    reason: (*reason).to_owned(),
-                    fired_at_ms: a.fired_at_ms,
-                    silenced_by: a.silenced_by.clone(),
-                };
-                (a, event_id, nerve_schemas::encode(&event)?)
-            }
-        };
-        Ok(Self {
-            subject: subjects::alert(&a.rule_id, &a.node_id),
-            event_id,
-            payload,
-        })
+/// The event recording `change`, encoded; its id derives from the alert's.
+fn outgoing(change: &Change) -> Result<Outgoing, PublishError> {
+    match change {
+        Change::Fired(a) => {
+            let event = AlertFired {
+                envelope: Envelope {
+                    event_id: event_id(&a.alert_id, "fired"),
+                    ..Envelope::new::<AlertFired>(a.node_id.clone(), a.fired_at_ms)
+                },
+                alert_id: a.alert_id.clone(),
+                rule_id: a.rule_id.clone(),
+                rule_name: a.rule_name.clone(),
+                severity: a.severity.clone(),
+                value: a.last_value.unwrap_or(0.0),
+                threshold: a.threshold,
+                summary: a.summary.clone(),
+                pending_since_ms: a.pending_since_ms,
+                silenced_by: a.silenced_by.clone(),
+            };
+            Outgoing::event(subjects::alert(&a.rule_id, &a.node_id), &event)
+        }
+        Change::Resolved {
+            alert: a,
+            reason,
+            at_ms,
+        } => {
+            let event = AlertResolved {
+                envelope: Envelope {
+                    event_id: event_id(&a.alert_id, "resolved"),
+                    ..Envelope::new::<AlertResolved>(a.node_id.clone(), *at_ms)
+                },
+                alert_id: a.alert_id.clone(),
+                rule_id: a.rule_id.clone(),
+                rule_name: a.rule_name.clone(),
+                severity: a.severity.clone(),
+                threshold: a.threshold,
+                summary: a.summary.clone(),
+                value: a.last_value,
+                reason: (*reason).to_owned(),
+                fired_at_ms: a.fired_at_ms,
+                silenced_by: a.silenced_by.clone(),
+            };
+            Outgoing::event(subjects::alert(&a.rule_id, &a.node_id), &event)
+        }
     }
 }
 
@@ -539,8 +524,8 @@ async fn restore(js: &jetstream::Context, book: &mut Book) -> Result<usize, Eval
         };
         let msg = msg.map_err(|e| err(e.to_string()))?;
         pending = msg.info().map(|i| i.pending).unwrap_or(0);
-        match nerve_projections::alerts::decode_alert(&msg.payload) {
-            Ok(nerve_projections::alerts::AlertEvent::Fired(e)) => {
+        match nerve_schemas::AlertEvent::decode(&msg.payload) {
+            Ok(nerve_schemas::AlertEvent::AlertFired(e)) => {
                 restored += 1;
                 book.restore(Open {
                     notified: e.silenced_by.is_empty(),
@@ -639,7 +624,7 @@ async fn evaluate(
             Change::Fired(_) => m.fired.inc(),
             Change::Resolved { .. } => m.resolved.inc(),
         }
-        match Outgoing::of(change) {
+        match outgoing(change) {
             Ok(out) => outbox.push_back(out),
             Err(e) => tracing::error!(error = %e, "cannot encode an alert event"),
         }
@@ -735,12 +720,7 @@ async fn flush(js: &jetstream::Context, m: &Metrics, outbox: &mut VecDeque<Outgo
         let burst = PUBLISH_BURST.min(outbox.len());
         let mut acks = Vec::with_capacity(burst);
         for out in outbox.iter().take(burst) {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", out.event_id.as_str());
-            match js
-                .publish_with_headers(out.subject.clone(), headers, out.payload.clone().into())
-                .await
-            {
+            match out.send(js).await {
                 Ok(ack) => acks.push(ack),
                 Err(e) => {
                     tracing::warn!(error = %e, "alert event not sent");
@@ -750,7 +730,7 @@ async fn flush(js: &jetstream::Context, m: &Metrics, outbox: &mut VecDeque<Outgo
         }
         let mut stored = 0;
         for ack in acks {
-            match ack.await {
+            match ack.stored().await {
                 Ok(_) => stored += 1,
                 Err(e) => {
                     tracing::warn!(error = %e, "alert event not stored");

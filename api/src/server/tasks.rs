@@ -225,7 +225,7 @@ pub(crate) async fn record_change<E: Event>(
     })
 }
 
-/// Records `event` in the event log (JetStream, with its id as `Nats-Msg-Id`).
+/// Records `event` in the event log.
 pub(crate) async fn publish<E: Event>(
     state: &AppState,
     subject: String,
@@ -234,21 +234,19 @@ pub(crate) async fn publish<E: Event>(
     let client = state
         .nats()
         .ok_or_else(|| ApiError::Unavailable("no event log configured".into()))?;
-    let payload = nerve_schemas::encode(event)
-        .map_err(|e| ApiError::Unavailable(format!("cannot encode: {e}")))?;
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", event.envelope().event_id.as_str());
     let js = async_nats::jetstream::new(client.clone());
-    let unavailable = |e: String| {
-        tracing::warn!(error = %e, "event log refused a task event");
-        ApiError::Unavailable("the event log did not take the request; retry".into())
-    };
-    js.publish_with_headers(subject, headers, payload.into())
-        .await
-        .map_err(|e| unavailable(e.to_string()))?
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    Ok(())
+    match nerve_ingest::publish(&js, subject, event).await {
+        Ok(_) => Ok(()),
+        Err(nerve_ingest::PublishError::Encode(e)) => {
+            Err(ApiError::Unavailable(format!("cannot encode: {e}")))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "event log refused a task event");
+            Err(ApiError::Unavailable(
+                "the event log did not take the request; retry".into(),
+            ))
+        }
+    }
 }
 
 /// Validates, resolves and records a task request.
@@ -783,18 +781,20 @@ struct SeqChunkRow {
 
 /// What a task event on the node's subject means for a live stream of task `id`.
 fn live_item(payload: &[u8], id: &str) -> Option<Live> {
-    use nerve_schemas::{TaskOutputProduced, decode};
-    if nerve_schemas::written_as(payload).ok()?.0 == TaskOutputProduced::NAME {
-        let o = decode::<TaskOutputProduced>(payload).ok()?;
-        let seq = u64::try_from(o.seq).ok()?;
-        return (o.task_id == id).then(|| Live::Output {
-            seq,
-            stream: o.stream,
-            data: String::from_utf8_lossy(&o.data).into_owned(),
-        });
+    match nerve_schemas::TaskEvent::decode(payload).ok()? {
+        nerve_schemas::TaskEvent::TaskOutputProduced(o) => {
+            let seq = u64::try_from(o.seq).ok()?;
+            (o.task_id == id).then(|| Live::Output {
+                seq,
+                stream: o.stream,
+                data: String::from_utf8_lossy(&o.data).into_owned(),
+            })
+        }
+        other => {
+            let end = nerve_schemas::TaskEnd::of(other)?;
+            (end.task_id == id).then(|| Live::End {
+                state: end.state.to_owned(),
+            })
+        }
     }
-    let end = nerve_schemas::task_end(payload)?;
-    (end.task_id == id).then(|| Live::End {
-        state: end.state.to_owned(),
-    })
 }

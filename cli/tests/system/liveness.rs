@@ -167,18 +167,9 @@ impl Fleet {
                         for node in nodes {
                             let mut hb = heartbeat(&node, nerve_platform::now_ms(), seq);
                             hb.interval_secs = 1;
-                            let payload = nerve_schemas::encode(&hb).expect("encode");
-                            let mut headers = async_nats::HeaderMap::new();
-                            headers.insert("Nats-Msg-Id", hb.envelope.event_id.as_str());
-                            js.publish_with_headers(
-                                subjects::heartbeat(&node),
-                                headers,
-                                payload.into(),
-                            )
-                            .await
-                            .ok()?
-                            .await
-                            .ok()?;
+                            nerve_ingest::publish(&js, subjects::heartbeat(&node), &hb)
+                                .await
+                                .ok()?;
                         }
                         Some(())
                     };

@@ -113,17 +113,12 @@ async fn a_large_redelivered_batch_is_checked_in_parts_and_not_duplicated() {
         let mut acks = Vec::new();
         for i in part * 500..(part + 1) * 500 {
             let hb = heartbeat(&format!("node-{}", i % 400), now - 60_000 + i, i);
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", hb.envelope.event_id.as_str());
-            let payload = nerve_schemas::encode(&hb).expect("encode");
             let subject = subjects::heartbeat(&hb.envelope.node_id);
-            let ack = env
-                .js
-                .publish_with_headers(subject, headers, payload.into());
-            acks.push(ack.await.expect("publish"));
+            let out = nerve_ingest::Outgoing::event(subject, &hb).expect("encode");
+            acks.push(out.send(&env.js).await.expect("publish"));
         }
         for ack in acks {
-            ack.await.expect("ack");
+            ack.stored().await.expect("ack");
         }
     }
 

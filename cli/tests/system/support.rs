@@ -3,8 +3,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::{self, Context};
+use nerve_ingest::Outgoing;
 use nerve_platform::config::Config;
 use nerve_platform::testkit::{TestNats, eventually, fresh_database};
 use nerve_schemas::{Envelope, HeartbeatRecorded, subjects};
@@ -274,19 +274,17 @@ pub fn heartbeat(node_id: &str, ts_ms: i64, seq: i64) -> HeartbeatRecorded {
 
 /// Publishes raw bytes on `subject` with a message id and awaits the ack.
 pub async fn publish_raw(js: &Context, subject: String, msg_id: &str, payload: Vec<u8>) {
-    let mut headers = HeaderMap::new();
-    headers.insert("Nats-Msg-Id", msg_id);
-    js.publish_with_headers(subject, headers, payload.into())
+    Outgoing::new(subject, msg_id.to_owned(), payload)
+        .publish(js)
         .await
-        .expect("publish")
-        .await
-        .expect("ack");
+        .expect("publish");
 }
 
 /// Publishes an event on `subject` with its event id as message id and awaits the ack.
 pub async fn publish_event<E: nerve_schemas::Event>(js: &Context, subject: String, event: &E) {
-    let payload = nerve_schemas::encode(event).expect("encode");
-    publish_raw(js, subject, &event.envelope().event_id, payload).await;
+    nerve_ingest::publish(js, subject, event)
+        .await
+        .expect("publish");
 }
 
 /// Publishes a heartbeat and awaits the ack.

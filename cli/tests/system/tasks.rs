@@ -183,7 +183,7 @@ async fn tasks_fan_out_to_real_agents_with_an_exact_ledger() {
         matches!(n.signal, Some(9) | Some(24)),
         "killed by its CPU limit: {n:?}"
     );
-    if nerve_platform::process::is_root() {
+    if nerve_agent::tasks::process::is_root() {
         let t = f
             .create(json!({
                 "kind": "command",
@@ -371,7 +371,7 @@ async fn tasks_fan_out_to_real_agents_with_an_exact_ledger() {
     // The list shows them all, newest first, through the seed's alias too.
     let (status, list) = call(&f.app, Method::GET, "/api/tasks?limit=3", Value::Null).await;
     assert_eq!(status, StatusCode::OK, "{list}");
-    let expected_total = if nerve_platform::process::is_root() {
+    let expected_total = if nerve_agent::tasks::process::is_root() {
         12
     } else {
         11

@@ -1,0 +1,159 @@
+//! "Which event is this payload?", answered once: the fingerprint in the single-object header
+//! names the released schema, and the matching Rust type decodes the body. [`AnyEvent`] holds
+//! any event; the per-stream sets ([`ControlEvent`], [`TaskEvent`], [`AlertEvent`],
+//! [`NodeEvent`]) hold only what belongs on one stream, so a consumer matches on variants instead
+//! of event names. Each variant is named after its event type.
+
+use crate::codec::{DecodeError, decode, written_as};
+use crate::events::{Envelope, Event};
+use crate::{
+    AlertFired, AlertResolved, AlertRuleDeleted, AlertRuleSaved, ClusterCreated, ClusterDeleted,
+    ClusterRenamed, GpuXidOccurred, HeartbeatRecorded, InventoryReported, NodeAssignedToCluster,
+    NodeBecameSuspect, NodeCameBack, NodeLabelsSet, NodeUnassignedFromCluster, NodeWentOffline,
+    NotificationAttempted, NotificationChannelDeleted, NotificationChannelSaved, SilenceCreated,
+    SilenceDeleted, TaskAccepted, TaskCancelRequested, TaskCancelled, TaskDispatched, TaskFinished,
+    TaskOutputProduced, TaskRequested, TaskStarted, TaskTimedOut, TaskUnreachable,
+};
+
+/// Declares a set of events: the enum, its decoder and its accessors.
+macro_rules! event_set {
+    ($(#[$doc:meta])* $set:ident, $what:literal: $($ty:ident),+ $(,)?) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub enum $set {
+            $($ty($ty),)+
+        }
+
+        impl $set {
+            /// What the set is, for errors ("… does not belong on {WHAT}").
+            pub const WHAT: &'static str = $what;
+
+            /// Decodes `bytes` written with any released version of a member's schema.
+            pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+                match written_as(bytes)?.0 {
+                    $(<$ty as Event>::NAME => decode::<$ty>(bytes).map(Self::$ty),)+
+                    other => Err(DecodeError::NotInSet {
+                        name: other,
+                        set: $what,
+                    }),
+                }
+            }
+
+            /// The event's name (its Avro record name).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Self::$ty(_) => <$ty as Event>::NAME,)+
+                }
+            }
+
+            /// The envelope the event carries.
+            pub fn envelope(&self) -> &Envelope {
+                match self {
+                    $(Self::$ty(e) => e.envelope(),)+
+                }
+            }
+
+            /// Every member's name.
+            pub const NAMES: &'static [&'static str] = &[$(<$ty as Event>::NAME,)+];
+        }
+
+        $(
+            impl From<$ty> for $set {
+                fn from(e: $ty) -> Self {
+                    Self::$ty(e)
+                }
+            }
+        )+
+    };
+}
+
+event_set!(
+    /// Any released event.
+    AnyEvent, "any stream":
+    HeartbeatRecorded, InventoryReported, GpuXidOccurred, NodeBecameSuspect, NodeWentOffline,
+    NodeCameBack, TaskRequested, TaskCancelRequested, TaskDispatched, TaskAccepted, TaskStarted,
+    TaskOutputProduced, TaskFinished, TaskTimedOut, TaskCancelled, TaskUnreachable,
+    ClusterCreated, ClusterRenamed, ClusterDeleted, NodeAssignedToCluster,
+    NodeUnassignedFromCluster, NodeLabelsSet, NotificationChannelSaved,
+    NotificationChannelDeleted, NotificationAttempted, AlertRuleSaved, AlertRuleDeleted,
+    SilenceCreated, SilenceDeleted, AlertFired, AlertResolved,
+);
+
+event_set!(
+    /// The events stream: GPU XIDs and liveness changes.
+    NodeEvent, "the events stream":
+    GpuXidOccurred, NodeBecameSuspect, NodeWentOffline, NodeCameBack,
+);
+
+event_set!(
+    /// The tasks stream: requests, cancellations and every node's progress.
+    TaskEvent, "the tasks stream":
+    TaskRequested, TaskCancelRequested, TaskDispatched, TaskAccepted, TaskStarted,
+    TaskOutputProduced, TaskFinished, TaskTimedOut, TaskCancelled, TaskUnreachable,
+);
+
+event_set!(
+    /// The control stream: clusters, membership, labels, channels, rules and silences.
+    ControlEvent, "the control stream":
+    ClusterCreated, ClusterRenamed, ClusterDeleted, NodeAssignedToCluster,
+    NodeUnassignedFromCluster, NodeLabelsSet, NotificationChannelSaved,
+    NotificationChannelDeleted, NotificationAttempted, AlertRuleSaved, AlertRuleDeleted,
+    SilenceCreated, SilenceDeleted,
+);
+
+event_set!(
+    /// The alerts stream: firings and resolutions.
+    AlertEvent, "the alerts stream":
+    AlertFired, AlertResolved,
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::registry;
+
+    #[test]
+    fn every_released_schema_has_a_variant() {
+        for r in registry().all() {
+            assert!(
+                AnyEvent::NAMES.contains(&r.file.name),
+                "{} has no AnyEvent variant",
+                r.file.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_stream_sets_partition_the_events_but_telemetry() {
+        let mut seen: Vec<&str> = [
+            NodeEvent::NAMES,
+            TaskEvent::NAMES,
+            ControlEvent::NAMES,
+            AlertEvent::NAMES,
+        ]
+        .concat();
+        seen.extend([HeartbeatRecorded::NAME, InventoryReported::NAME]);
+        seen.sort_unstable();
+        let mut all = AnyEvent::NAMES.to_vec();
+        all.sort_unstable();
+        assert_eq!(seen, all);
+    }
+
+    #[test]
+    fn an_event_outside_the_set_is_named_in_the_error() {
+        let hb = HeartbeatRecorded::carrying("n1", 1, vec![]);
+        let bytes = crate::encode(&hb).expect("encode");
+        let any = AnyEvent::decode(&bytes).expect("decode");
+        assert_eq!(any.name(), "HeartbeatRecorded");
+        assert_eq!(any.envelope().node_id, "n1");
+        let err = ControlEvent::decode(&bytes).expect_err("not a control event");
+        assert_eq!(
+            err.to_string(),
+            "HeartbeatRecorded does not belong on the control stream"
+        );
+        assert!(matches!(
+            AnyEvent::decode(b"junk"),
+            Err(DecodeError::TooShort(4))
+        ));
+    }
+}
