@@ -209,7 +209,7 @@ pub async fn serve(
                         .into()
                 };
                 if let Some(to) = msg.reply
-                    && let Err(e) = client.publish(to, reply.into()).await
+                    && let Err(e) = client.publish(to, reply).await
                 {
                     tracing::warn!(error = %e, "dispatch reply not sent; the dispatcher retries");
                 }

@@ -2,6 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use nerve_alerts::contract::{
+    CreateSilence, DeliveryAttempt, DeliveryReport, FieldError, RuleScope, SaveChannel, SaveRule,
+};
+pub use nerve_alerts::rule::{Aggregate, ChannelKind, Kind as RuleKind, Metric, Op, Severity};
+
 /// Liveness judged from the last heartbeat against the node's own interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -541,124 +546,6 @@ pub struct ChannelList {
     pub channels: Vec<Channel>,
 }
 
-/// `POST /api/v1/channels`: a webhook (JSON body, `X-Nerve-Signature: sha256=<hex HMAC of the
-/// body>` when a secret is set) or a Slack incoming webhook.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SaveChannel {
-    pub name: String,
-    pub kind: String,
-    pub url: String,
-    pub secret: String,
-    pub requested_by: String,
-}
-
-/// One delivery attempt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeliveryAttempt {
-    pub attempt: u32,
-    pub ok: bool,
-    pub http_status: Option<u16>,
-    pub error: String,
-    pub latency_ms: u64,
-}
-
-/// `POST /api/v1/channels/{id}/test`: whether the test message got through, and every attempt.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeliveryReport {
-    pub delivered: bool,
-    pub attempts: Vec<DeliveryAttempt>,
-}
-
-/// One problem with one field of a request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FieldError {
-    /// The field's path in the request, e.g. `threshold` or `scope.labels`.
-    pub field: String,
-    pub message: String,
-}
-
-/// Threshold rule metrics: (name, what it is). GPU metrics take the hottest/busiest GPU of the
-/// node in each sample.
-pub const THRESHOLD_METRICS: &[(&str, &str)] = &[
-    ("cpu_pct", "CPU busy, %"),
-    ("mem_used_pct", "memory used, %"),
-    ("disk_used_pct", "root disk used, %"),
-    ("load1", "1-minute load average"),
-    ("gpu_temperature_c", "hottest GPU temperature, °C"),
-    ("gpu_util_pct", "busiest GPU utilisation, %"),
-    ("gpu_mem_used_pct", "fullest GPU memory, %"),
-    ("gpu_power_w", "highest GPU power draw, W"),
-];
-
-/// Absence rule "metrics": the liveness state that counts (offline also counts as suspect).
-pub const ABSENCE_STATES: &[(&str, &str)] = &[
-    ("suspect", "node suspect or offline"),
-    ("offline", "node offline"),
-];
-
-/// Event rule metrics, counted over the window.
-pub const EVENT_METRICS: &[(&str, &str)] = &[
-    ("gpu_xid_critical", "critical GPU XID events"),
-    ("gpu_xid", "GPU XID events of any class"),
-    ("task_failure_pct", "failed task runs, % of finished runs"),
-];
-
-/// Aggregates of a threshold rule over its window.
-pub const AGGREGATES: &[&str] = &["avg", "min", "max", "last"];
-/// Comparison operators.
-pub const OPS: &[&str] = &[">", ">=", "<", "<="];
-/// Severities, least urgent first.
-pub const SEVERITIES: &[&str] = &["info", "warning", "critical"];
-
-/// Which nodes a rule watches: all of these that are given must hold (empty: every node).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RuleScope {
-    /// Cluster ids or names (a rule stores ids).
-    pub clusters: Vec<String>,
-    /// `key=value` labels a node must all have.
-    pub labels: Vec<String>,
-    pub node_ids: Vec<String>,
-}
-
-/// `POST /api/v1/alerts/rules`, `PUT /api/v1/alerts/rules/{id}`: a rule.
-///
-/// - `threshold`: `metric` (see [`THRESHOLD_METRICS`]) aggregated (`avg|min|max|last`) over the
-///   last `window_secs`, compared with `op` to `threshold`.
-/// - `absence`: `metric` is `suspect` or `offline`; the node has been in it for `for_secs`.
-/// - `event`: `metric` (see [`EVENT_METRICS`]) counted over `window_secs`, compared to
-///   `threshold`.
-///
-/// The alert fires once the condition has held for `for_secs`, and resolves once it has been
-/// false for `resolve_after_secs` (flap damping).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SaveRule {
-    pub name: String,
-    pub description: String,
-    pub kind: String,
-    pub metric: String,
-    /// Default `avg`.
-    pub aggregate: Option<String>,
-    /// Default `>`.
-    pub op: Option<String>,
-    pub threshold: Option<f64>,
-    /// Default 300.
-    pub window_secs: Option<u64>,
-    pub for_secs: u64,
-    /// Default 60.
-    pub resolve_after_secs: Option<u64>,
-    /// Default `warning`.
-    pub severity: Option<String>,
-    pub scope: RuleScope,
-    /// Channel ids or names.
-    pub channels: Vec<String>,
-    /// Default true.
-    pub enabled: Option<bool>,
-    pub requested_by: String,
-}
-
 /// An alert rule as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertRule {
@@ -758,22 +645,6 @@ pub struct AlertEvent {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AlertHistory {
     pub events: Vec<AlertEvent>,
-}
-
-/// `POST /api/v1/silences`: mute notifications of a rule, a node or a cluster (every one given
-/// must match) until `ends_at` (RFC 3339) or for `duration` (e.g. `2h`, `30m`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CreateSilence {
-    /// Rule id or name.
-    pub rule: String,
-    pub node_id: String,
-    /// Cluster id or name.
-    pub cluster: String,
-    pub ends_at: String,
-    pub duration: String,
-    pub reason: String,
-    pub requested_by: String,
 }
 
 /// A silence as the API shows it.

@@ -3,17 +3,15 @@
 pub mod alerting;
 pub mod clusters;
 pub mod error;
-pub mod evaluator;
 pub mod extract;
 pub mod fleet;
-pub mod notify;
 mod routes;
 pub mod snapshot;
 pub mod tasks;
 
 use std::sync::Arc;
 
-use nerve_platform::config::ApiConfig;
+use nerve_platform::config::{ApiConfig, SmtpConfig};
 use nerve_platform::metrics::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -31,18 +29,22 @@ struct Inner {
     config: ApiConfig,
     metrics: Registry,
     snapshots: snapshot::Snapshots,
+    alerts: nerve_alerts::Context,
 }
 
 impl AppState {
-    /// `nats` is optional: without it, health reports NATS as not configured.
+    /// `nats` is optional: without it, health reports NATS as not configured. `smtp` is the
+    /// relay a channel's test send uses (`[alerts.smtp]`).
     pub fn new(
         ch: clickhouse::Client,
         nats: Option<async_nats::Client>,
         config: ApiConfig,
+        smtp: SmtpConfig,
         metrics: Registry,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                alerts: nerve_alerts::Context::new(ch.clone(), nats.clone(), smtp),
                 ch,
                 nats,
                 config,
@@ -66,6 +68,22 @@ impl AppState {
     }
     pub(crate) fn snapshots(&self) -> &snapshot::Snapshots {
         &self.inner.snapshots
+    }
+    /// Records `event` in the event log.
+    pub(crate) async fn publish<E: nerve_schemas::Event>(
+        &self,
+        subject: String,
+        event: &E,
+    ) -> Result<(), error::ApiError> {
+        let client = self
+            .nats()
+            .ok_or_else(|| error::ApiError::Unavailable("no event log configured".into()))?;
+        let js = async_nats::jetstream::new(client.clone());
+        nerve_ingest::publish(&js, subject, event).await?;
+        Ok(())
+    }
+    pub fn alerts(&self) -> &nerve_alerts::Context {
+        &self.inner.alerts
     }
 }
 

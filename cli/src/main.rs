@@ -151,16 +151,13 @@ pub(crate) async fn project(
         tokio::spawn(async move { nerve_liveness::run(client, &config, &metrics, cancel).await })
     });
     let evaluator = config.alerts.enabled.then(|| {
-        let state = nerve_api::AppState::new(
+        let ctx = nerve_alerts::Context::new(
             nerve_platform::clickhouse::client(&config.clickhouse),
             Some(client.clone()),
-            config.api.clone(),
-            metrics.clone(),
+            config.alerts.smtp.clone(),
         );
         let (config, metrics, cancel) = (config.alerts.clone(), metrics.clone(), cancel.clone());
-        tokio::spawn(
-            async move { nerve_api::evaluator::run(state, config, &metrics, cancel).await },
-        )
+        tokio::spawn(async move { nerve_alerts::run(ctx, config, &metrics, cancel).await })
     });
     let dispatcher = {
         let (client, metrics, cancel) = (client.clone(), metrics.clone(), cancel.clone());
@@ -209,6 +206,7 @@ pub(crate) async fn serve(
         nerve_platform::clickhouse::client(&config.clickhouse),
         Some(nats),
         config.api.clone(),
+        config.alerts.smtp.clone(),
         metrics.clone(),
     );
     let app = nerve_ui::server::app(state, &config.api.site_dir);

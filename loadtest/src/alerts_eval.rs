@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use nerve_api::alerting::RuleRow;
+use nerve_alerts::rule::{Aggregate, Kind, Metric, Op, Severity};
+use nerve_alerts::rules::Rule;
 use nerve_ingest::Outgoing;
 use nerve_platform::metrics::Registry;
 
@@ -53,24 +54,29 @@ pub struct Report {
 
 fn rule(
     name: &str,
-    kind: &str,
-    metric: &str,
-    aggregate: &str,
-    op: &str,
+    kind: Kind,
+    metric: Metric,
+    aggregate: Option<Aggregate>,
+    op: Op,
     threshold: f64,
-) -> RuleRow {
-    RuleRow {
+) -> Rule {
+    Rule {
         rule_id: uuid::Uuid::now_v7().to_string(),
         name: name.to_owned(),
-        kind: kind.to_owned(),
-        metric: metric.to_owned(),
-        aggregate: aggregate.to_owned(),
-        op: op.to_owned(),
+        kind,
+        metric,
+        aggregate,
+        op,
         threshold,
         window_secs: 300,
-        severity: "warning".to_owned(),
-        enabled: 1,
-        ..RuleRow::default()
+        for_secs: 0,
+        resolve_after_secs: 0,
+        severity: Severity::Warning,
+        clusters: Vec::new(),
+        labels: Vec::new(),
+        node_ids: Vec::new(),
+        channels: Vec::new(),
+        enabled: true,
     }
 }
 
@@ -96,54 +102,60 @@ pub async fn run(args: AlertsArgs) -> anyhow::Result<()> {
         "alerts: {n} nodes, {heartbeats} heartbeats projected in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let state = nerve_api::AppState::new(
+    let ctx = nerve_alerts::Context::new(
         services.ch.clone(),
         Some(services.client.clone()),
-        services.config.api.clone(),
-        metrics.clone(),
+        services.config.alerts.smtp.clone(),
     );
 
     let mut scoped = rule(
         "cpu > 95, 100 nodes",
-        "threshold",
-        "cpu_pct",
-        "avg",
-        ">",
+        Kind::Threshold,
+        Metric::CpuPct,
+        Some(Aggregate::Avg),
+        Op::Gt,
         95.0,
     );
     scoped.node_ids = (0..100).map(|i| format!("sim-{i:06}")).collect();
     let rules = [
         rule(
             "cpu avg 5m > 95 (none)",
-            "threshold",
-            "cpu_pct",
-            "avg",
-            ">",
+            Kind::Threshold,
+            Metric::CpuPct,
+            Some(Aggregate::Avg),
+            Op::Gt,
             95.0,
         ),
         rule(
             "GPU temp min 5m > 60 (all)",
-            "threshold",
-            "gpu_temperature_c",
-            "min",
-            ">",
+            Kind::Threshold,
+            Metric::GpuTemperatureC,
+            Some(Aggregate::Min),
+            Op::Gt,
             60.0,
         ),
         rule(
             "GPU memory max 5m > 70 %",
-            "threshold",
-            "gpu_mem_used_pct",
-            "max",
-            ">",
+            Kind::Threshold,
+            Metric::GpuMemUsedPct,
+            Some(Aggregate::Max),
+            Op::Gt,
             70.0,
         ),
-        rule("node offline (1 in 6)", "absence", "offline", "", ">", 0.0),
+        rule(
+            "node offline (1 in 6)",
+            Kind::Absence,
+            Metric::Offline,
+            None,
+            Op::Gt,
+            0.0,
+        ),
         rule(
             "critical XIDs in 5m",
-            "event",
-            "gpu_xid_critical",
-            "",
-            ">=",
+            Kind::Event,
+            Metric::GpuXidCritical,
+            None,
+            Op::Ge,
             1.0,
         ),
         scoped,
@@ -151,11 +163,11 @@ pub async fn run(args: AlertsArgs) -> anyhow::Result<()> {
     let mut timings = Vec::new();
     for r in &rules {
         let now = nerve_platform::now_ms();
-        let matching = nerve_api::evaluator::holding(&state, r, now).await?.len();
+        let matching = nerve_alerts::condition::holding(&ctx, r, now).await?.len();
         let mut ms = Vec::with_capacity(args.requests);
         for _ in 0..args.requests {
             let t = Instant::now();
-            nerve_api::evaluator::holding(&state, r, nerve_platform::now_ms()).await?;
+            nerve_alerts::condition::holding(&ctx, r, nerve_platform::now_ms()).await?;
             ms.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         ms.sort_by(f64::total_cmp);
@@ -174,13 +186,11 @@ pub async fn run(args: AlertsArgs) -> anyhow::Result<()> {
     let evaluator = {
         let mut config = services.config.alerts.clone();
         config.eval_interval_ms = 1000;
-        let (state, metrics, cancel) = (state.clone(), metrics.clone(), cancel.clone());
-        tokio::spawn(
-            async move { nerve_api::evaluator::run(state, config, &metrics, cancel).await },
-        )
+        let (ctx, metrics, cancel) = (ctx.clone(), metrics.clone(), cancel.clone());
+        tokio::spawn(async move { nerve_alerts::run(ctx, config, &metrics, cancel).await })
     };
     let stored = Instant::now();
-    let save = nerve_api::dto::SaveRule {
+    let save = nerve_alerts::contract::SaveRule {
         name: "everyone".into(),
         kind: "threshold".into(),
         metric: "cpu_pct".into(),
@@ -189,7 +199,7 @@ pub async fn run(args: AlertsArgs) -> anyhow::Result<()> {
         window_secs: Some(3600),
         ..Default::default()
     };
-    nerve_api::alerting::save(&state, None, save)
+    nerve_alerts::rules::save(&ctx, None, save)
         .await
         .map_err(|e| anyhow::anyhow!("saving the rule: {e}"))?;
     let firing = |ch: clickhouse::Client| async move {

@@ -232,7 +232,8 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::from_std(listener)?;
             // A ClickHouse client of the API's own: its connections live on the API's runtime.
             let ch = nerve_platform::clickhouse::client(&ch_config);
-            let state = nerve_api::AppState::new(ch, Some(nats), api_config, metrics);
+            let state =
+                nerve_api::AppState::new(ch, Some(nats), api_config, Default::default(), metrics);
             let site = tempfile::tempdir()?; // the API only: no bundle needed
             let app = nerve_ui::server::app(state, site.path());
             nerve_api::serve(listener, app, stop).await?;

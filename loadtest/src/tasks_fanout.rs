@@ -184,6 +184,7 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
         services.ch.clone(),
         Some(services.client.clone()),
         services.config.api.clone(),
+        services.config.alerts.smtp.clone(),
         metrics.clone(),
     );
     let started = Instant::now();

@@ -248,6 +248,8 @@ pub struct AlertsConfig {
     pub eval_interval_ms: u64,
     /// Most alerts listed in one notification (the rest are counted).
     pub max_alerts_per_notification: usize,
+    /// The SMTP relay email channels deliver through (the evaluator and the API's test send).
+    pub smtp: SmtpConfig,
 }
 
 impl Default for AlertsConfig {
@@ -256,7 +258,60 @@ impl Default for AlertsConfig {
             enabled: true,
             eval_interval_ms: 15_000,
             max_alerts_per_notification: 200,
+            smtp: SmtpConfig::default(),
         }
+    }
+}
+
+/// `[alerts.smtp]`: the relay email channels deliver through.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Relay host; empty: email channels cannot deliver.
+    pub host: String,
+    /// Relay port.
+    pub port: u16,
+    /// Require STARTTLS.
+    pub starttls: bool,
+    /// Login; empty: no AUTH.
+    pub username: String,
+    /// Prefer the environment: `NERVE_ALERTS__SMTP__PASSWORD`.
+    pub password: String,
+    /// The From address of every message.
+    pub from: String,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 587,
+            starttls: true,
+            username: String::new(),
+            password: String::new(),
+            from: "nerve@localhost".into(),
+        }
+    }
+}
+
+/// The password is a secret: never in logs.
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("starttls", &self.starttls)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("from", &self.from)
+            .finish()
     }
 }
 
@@ -274,15 +329,6 @@ pub struct ApiConfig {
     /// than this; past half of it the snapshot is reloaded behind the requests that use it.
     /// 0: every request reads ClickHouse (concurrent requests share one read).
     pub fleet_snapshot_max_age_ms: u64,
-    /// SMTP relay for email channels: host (empty: email channels cannot deliver), port,
-    /// STARTTLS (required when true), login (empty: no AUTH) and the From address.
-    pub smtp_host: String,
-    pub smtp_port: u16,
-    pub smtp_starttls: bool,
-    pub smtp_username: String,
-    /// Prefer the environment: `NERVE_API__SMTP_PASSWORD`.
-    pub smtp_password: String,
-    pub smtp_from: String,
     /// Directory holding the console's wasm bundle (`pkg/nerve_ui.js` and `pkg/nerve_ui_bg.wasm`, built by
     /// `infra/dev/build-web.sh`). Without it pages render on the server but do not hydrate.
     pub site_dir: PathBuf,
@@ -295,12 +341,6 @@ impl Default for ApiConfig {
             max_page_size: 1000,
             max_series_points: 10_000,
             fleet_snapshot_max_age_ms: 5_000,
-            smtp_host: String::new(),
-            smtp_port: 587,
-            smtp_starttls: true,
-            smtp_username: String::new(),
-            smtp_password: String::new(),
-            smtp_from: "nerve@localhost".into(),
             site_dir: PathBuf::from("site"),
         }
     }
@@ -359,6 +399,7 @@ impl Config {
             env_to_dict(&vars),
             figment::Profile::Default,
         ));
+        moved_keys(&figment)?;
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -368,8 +409,10 @@ impl Config {
 
     /// Loads a config from TOML text alone (no environment), for checks and tests.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = Figment::from(Serialized::defaults(Config::default()))
-            .merge(Toml::string(text))
+        let figment =
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text));
+        moved_keys(&figment)?;
+        let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
@@ -419,6 +462,26 @@ impl Config {
             return bad("clickhouse.database must be a plain identifier ([A-Za-z0-9_]+)");
         }
         Ok(())
+    }
+}
+
+/// Keys that moved, with where they live now.
+const MOVED: &[(&str, &str)] = &[
+    ("api.smtp_host", "alerts.smtp.host"),
+    ("api.smtp_port", "alerts.smtp.port"),
+    ("api.smtp_starttls", "alerts.smtp.starttls"),
+    ("api.smtp_username", "alerts.smtp.username"),
+    ("api.smtp_password", "alerts.smtp.password"),
+    ("api.smtp_from", "alerts.smtp.from"),
+];
+
+/// A moved key is an error that names its new place (rather than serde's "unknown field").
+fn moved_keys(figment: &Figment) -> Result<(), ConfigError> {
+    match MOVED.iter().find(|(old, _)| figment.contains(old)) {
+        Some((old, new)) => Err(ConfigError::Invalid(format!(
+            "{old} has moved: set {new} instead"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -520,6 +583,32 @@ mod tests {
         assert!(err.to_string().contains("agnet"), "{err}");
         let err = Config::load_with_env(None, env(&[("NERVE_AGENT__NOPE", "1")])).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn a_moved_key_names_its_new_place() {
+        let err = Config::from_toml_str("[api]\nsmtp_host = \"relay\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("api.smtp_host has moved: set alerts.smtp.host instead"),
+            "{err}"
+        );
+        let err =
+            Config::load_with_env(None, env(&[("NERVE_API__SMTP_PASSWORD", "x")])).unwrap_err();
+        assert!(err.to_string().contains("alerts.smtp.password"), "{err}");
+        let c = Config::load_with_env(None, env(&[("NERVE_ALERTS__SMTP__PORT", "2525")]))
+            .expect("config");
+        assert_eq!(c.alerts.smtp.port, 2525);
+        assert!(
+            !format!(
+                "{:?}",
+                SmtpConfig {
+                    password: "hunter2".into(),
+                    ..SmtpConfig::default()
+                }
+            )
+            .contains("hunter2")
+        );
     }
 
     #[test]

@@ -433,8 +433,8 @@ pub struct LabelsRow {
     pub stream_seq: u64,
 }
 
-/// A row of `channels`.
-#[derive(Debug, Row, Serialize)]
+/// A row of `channels`; the notifier reads channels back as this too.
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
 pub struct ChannelRow {
     pub channel_id: String,
     pub name: String,

@@ -14,6 +14,7 @@ pub mod inventory;
 pub mod node_events;
 pub mod rejected;
 pub mod runner;
+pub mod scope;
 pub mod tasks;
 
 use std::time::Duration;

@@ -81,10 +81,14 @@ impl NodeEvent {
 
 fn decode_any(payload: &[u8]) -> Result<NodeEvent, String> {
     let event = nerve_schemas::NodeEvent::decode(payload).map_err(|e| e.to_string())?;
-    Ok(match event.liveness() {
-        Ok((state, change)) => NodeEvent::Liveness { state, change },
-        Err(xid) => NodeEvent::Xid(xid),
-    })
+    if let Some((state, change)) = event.liveness() {
+        let change = change.clone();
+        return Ok(NodeEvent::Liveness { state, change });
+    }
+    match event {
+        nerve_schemas::NodeEvent::GpuXidOccurred(x) => Ok(NodeEvent::Xid(x)),
+        other => Err(format!("{} is neither an XID nor a liveness change", other.name())),
+    }
 }
 
 impl Projection for NodeEventsProjection {

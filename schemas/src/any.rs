@@ -19,6 +19,9 @@ use crate::{
 macro_rules! event_set {
     ($(#[$doc:meta])* $set:ident, $what:literal: $($ty:ident),+ $(,)?) => {
         $(#[$doc])*
+        // Events are decoded one at a time and moved into a fold: boxing the large ones would
+        // cost an allocation per event for nothing.
+        #[allow(clippy::large_enum_variant)]
         #[derive(Debug, Clone)]
         pub enum $set {
             $($ty($ty),)+

@@ -405,22 +405,23 @@ liveness_event!(
 
 /// The state a liveness event sets (`suspect`, `offline`, `online`) and its body.
 pub fn liveness_of(payload: &[u8]) -> Result<(&'static str, LivenessChange), String> {
-    crate::NodeEvent::decode(payload)
-        .map_err(|e| e.to_string())?
+    let event = crate::NodeEvent::decode(payload).map_err(|e| e.to_string())?;
+    event
         .liveness()
-        .map_err(|_| format!("{} is not a liveness event", GpuXidOccurred::NAME))
+        .map(|(state, change)| (state, change.clone()))
+        .ok_or_else(|| format!("{} is not a liveness event", event.name()))
 }
 
 impl crate::NodeEvent {
-    /// The state a liveness event sets (`suspect`, `offline`, `online`) and its body; the XID
-    /// event otherwise.
-    pub fn liveness(self) -> Result<(&'static str, LivenessChange), GpuXidOccurred> {
+    /// The state a liveness event sets (`suspect`, `offline`, `online`) and its body; `None`
+    /// for an XID.
+    pub fn liveness(&self) -> Option<(&'static str, &LivenessChange)> {
         use crate::NodeEvent as N;
         match self {
-            N::NodeBecameSuspect(e) => Ok(("suspect", e.0)),
-            N::NodeWentOffline(e) => Ok(("offline", e.0)),
-            N::NodeCameBack(e) => Ok(("online", e.0)),
-            N::GpuXidOccurred(x) => Err(x),
+            N::NodeBecameSuspect(e) => Some(("suspect", &e.0)),
+            N::NodeWentOffline(e) => Some(("offline", &e.0)),
+            N::NodeCameBack(e) => Some(("online", &e.0)),
+            N::GpuXidOccurred(_) => None,
         }
     }
 }

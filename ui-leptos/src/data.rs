@@ -264,7 +264,9 @@ pub async fn delete_silence(id: String) -> Result<(), ServerFnError> {
 /// Notification channels.
 #[server(prefix = "/ui-api", endpoint = "channels")]
 pub async fn get_channels() -> Result<nerve_api::dto::ChannelList, ServerFnError> {
-    nerve_api::notify::list(&state()?).await.map_err(fail)
+    nerve_api::alerting::list_channels(&state()?)
+        .await
+        .map_err(fail)
 }
 
 /// Creates a channel.
@@ -276,13 +278,13 @@ pub async fn create_channel(
         requested_by: "console".into(),
         ..channel
     };
-    form_answer(nerve_api::notify::create(&state()?, channel).await)
+    form_answer(nerve_api::alerting::create_channel(&state()?, channel).await)
 }
 
 /// Sends a test message through a channel.
 #[server(prefix = "/ui-api", endpoint = "channel-test")]
 pub async fn test_channel(id: String) -> Result<nerve_api::dto::DeliveryReport, ServerFnError> {
-    nerve_api::notify::test_send(&state()?, &id)
+    nerve_api::alerting::test_channel(&state()?, &id)
         .await
         .map_err(fail)
 }
@@ -290,7 +292,7 @@ pub async fn test_channel(id: String) -> Result<nerve_api::dto::DeliveryReport, 
 /// Deletes a channel.
 #[server(prefix = "/ui-api", endpoint = "channel-delete")]
 pub async fn delete_channel(id: String) -> Result<(), ServerFnError> {
-    nerve_api::notify::delete(&state()?, &id)
+    nerve_api::alerting::delete_channel(&state()?, &id)
         .await
         .map(|_| ())
         .map_err(fail)

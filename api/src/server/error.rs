@@ -16,28 +16,6 @@ fn field_summary(fields: &[FieldError]) -> String {
         .join("; ")
 }
 
-/// Collects field problems; `finish` answers them all at once.
-#[derive(Debug, Default)]
-pub struct Problems(pub Vec<FieldError>);
-
-impl Problems {
-    pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    /// `Ok` without problems, else [`ApiError::Invalid`] with all of them.
-    pub fn finish(self) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Invalid(self.0))
-        }
-    }
-}
-
 /// An error answered to an API client.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -104,5 +82,34 @@ impl IntoResponse for ApiError {
             },
         };
         (self.status(), Json(body)).into_response()
+    }
+}
+
+impl From<nerve_ingest::PublishError> for ApiError {
+    fn from(e: nerve_ingest::PublishError) -> Self {
+        match e {
+            nerve_ingest::PublishError::Encode(e) => {
+                ApiError::Unavailable(format!("cannot encode: {e}"))
+            }
+            e => {
+                tracing::warn!(error = %e, "event log refused an event");
+                ApiError::Unavailable("the event log did not take the request; retry".into())
+            }
+        }
+    }
+}
+
+impl From<nerve_alerts::AlertsError> for ApiError {
+    fn from(e: nerve_alerts::AlertsError) -> Self {
+        use nerve_alerts::AlertsError as E;
+        match e {
+            E::Invalid(fields) => ApiError::Invalid(fields),
+            E::NotFound(m) => ApiError::NotFound(m),
+            E::BadRequest(m) => ApiError::BadRequest(m),
+            E::Storage(e) => ApiError::Storage(e),
+            E::NoEventLog => ApiError::Unavailable("no event log configured".into()),
+            E::Publish(e) => e.into(),
+            E::Notifier(m) => ApiError::Unavailable(m),
+        }
     }
 }

@@ -15,7 +15,7 @@ use crate::dto::{
 };
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::{alerting, clusters, fleet, notify, tasks};
+use crate::{alerting, clusters, fleet, tasks};
 
 /// The API router: `/api/v1/...` and the Prometheus `/metrics`.
 pub fn router(state: AppState) -> Router {
@@ -253,7 +253,7 @@ async fn set_labels(
 }
 
 async fn list_channels(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(notify::list(&state).await?))
+    Ok(Json(alerting::list_channels(&state).await?))
 }
 
 async fn create_channel(
@@ -262,7 +262,7 @@ async fn create_channel(
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(notify::create(&state, req).await?),
+        Json(alerting::create_channel(&state, req).await?),
     ))
 }
 
@@ -272,7 +272,7 @@ async fn delete_channel(
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(notify::delete(&state, &id).await?),
+        Json(alerting::delete_channel(&state, &id).await?),
     ))
 }
 
@@ -280,7 +280,7 @@ async fn test_channel(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(notify::test_send(&state, &id).await?))
+    Ok(Json(alerting::test_channel(&state, &id).await?))
 }
 
 async fn list_alerts(

@@ -5,7 +5,7 @@
 
 use clickhouse::Row;
 use nerve_schemas::{
-    EnvVar, Envelope, Event, TaskCancelRequested, TaskRequested, TaskSelector, TaskSpec, subjects,
+    EnvVar, Envelope, TaskCancelRequested, TaskRequested, TaskSelector, TaskSpec, subjects,
 };
 use serde::Deserialize;
 
@@ -163,7 +163,7 @@ pub async fn resolve(state: &AppState, targets: &TaskTargets) -> Result<Vec<Stri
         node_id: String,
         status: String,
     }
-    let filter = crate::clusters::NodeFilter {
+    let filter = nerve_projections::scope::NodeFilter {
         node_ids: &targets.node_ids,
         clusters: &clusters,
         labels: &labels,
@@ -207,46 +207,6 @@ pub async fn resolve(state: &AppState, targets: &TaskTargets) -> Result<Vec<Stri
         )));
     }
     Ok(nodes)
-}
-
-/// Records a change to the thing `id` names (a channel, rule or silence) and answers what the
-/// API returns for it.
-pub(crate) async fn record_change<E: Event>(
-    state: &AppState,
-    subject: String,
-    event: &E,
-    id: String,
-) -> Result<Accepted, ApiError> {
-    publish(state, subject, event).await?;
-    Ok(Accepted {
-        event_id: event.envelope().event_id.clone(),
-        cluster_id: None,
-        id: Some(id),
-    })
-}
-
-/// Records `event` in the event log.
-pub(crate) async fn publish<E: Event>(
-    state: &AppState,
-    subject: String,
-    event: &E,
-) -> Result<(), ApiError> {
-    let client = state
-        .nats()
-        .ok_or_else(|| ApiError::Unavailable("no event log configured".into()))?;
-    let js = async_nats::jetstream::new(client.clone());
-    match nerve_ingest::publish(&js, subject, event).await {
-        Ok(_) => Ok(()),
-        Err(nerve_ingest::PublishError::Encode(e)) => {
-            Err(ApiError::Unavailable(format!("cannot encode: {e}")))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "event log refused a task event");
-            Err(ApiError::Unavailable(
-                "the event log did not take the request; retry".into(),
-            ))
-        }
-    }
 }
 
 /// Validates, resolves and records a task request.
@@ -300,7 +260,9 @@ pub async fn create(state: &AppState, req: CreateTask) -> Result<TaskCreated, Ap
         batch_size: batch_size.min(i32::MAX as u32) as i32,
         accept_deadline_secs: accept_deadline as i32,
     };
-    publish(state, subjects::task_request(&task_id), &event).await?;
+    state
+        .publish(subjects::task_request(&task_id), &event)
+        .await?;
     Ok(TaskCreated {
         task_id,
         expected_nodes: expected,
@@ -555,7 +517,7 @@ pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<TaskDetail, 
         task_id: id.to_owned(),
         requested_by: by.to_owned(),
     };
-    publish(state, subjects::task_request(id), &event).await?;
+    state.publish(subjects::task_request(id), &event).await?;
     if let Some(client) = state.nats() {
         let working = ["expected", "dispatched", "accepted", "running"];
         for n in detail

@@ -17,6 +17,7 @@ async fn a_real_agents_heartbeat_appears_in_the_node_list() {
         env.ch.clone(),
         None,
         env.config.api.clone(),
+        env.config.alerts.smtp.clone(),
         metrics.clone(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -34,7 +34,7 @@ async fn receiver() -> (String, Seen) {
                     .map(str::to_owned);
                 // The signature covers the exact bytes; checked here, before parsing.
                 let valid = sig.as_deref()
-                    == Some(nerve_api::notify::signature("hook-key", &body).as_str());
+                    == Some(nerve_alerts::notify::signature("hook-key", &body).as_str());
                 let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let mut seen = seen.lock().expect("lock");
                 seen.push((valid.then(|| "valid".to_owned()).or(sig), json));
@@ -57,17 +57,13 @@ async fn receiver() -> (String, Seen) {
 /// Runs an alert evaluator in this process (every 100 ms) until `cancel`.
 async fn spawn_evaluator(env: &Env, metrics: &Registry, cancel: &CancellationToken) {
     let nats = async_nats::connect(env.nats.url()).await.expect("nats");
-    let state = nerve_api::AppState::new(
-        env.ch.clone(),
-        Some(nats),
-        env.config.api.clone(),
-        metrics.clone(),
-    );
+    let ctx =
+        nerve_alerts::Context::new(env.ch.clone(), Some(nats), env.config.alerts.smtp.clone());
     let mut config = env.config.alerts.clone();
     config.eval_interval_ms = 100;
     let (metrics, cancel) = (metrics.clone(), cancel.clone());
     tokio::spawn(async move {
-        nerve_api::evaluator::run(state, config, &metrics, cancel)
+        nerve_alerts::run(ctx, config, &metrics, cancel)
             .await
             .expect("evaluator")
     });

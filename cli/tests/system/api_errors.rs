@@ -29,6 +29,7 @@ async fn bad_requests_are_400_and_unknown_things_404_with_a_json_code() {
         nerve_platform::clickhouse::client(&ch),
         None,
         Default::default(),
+        Default::default(),
         Registry::new(),
     );
     let app = nerve_api::router(state);

@@ -277,15 +277,18 @@ async fn the_console_works_in_a_real_browser() {
         let (client, metrics, cancel) = (nats.clone(), metrics.clone(), cancel.clone());
         tokio::spawn(async move { nerve_dispatch::run(client, &metrics, cancel).await })
     };
-    let state =
-        nerve_api::AppState::new(env.ch.clone(), Some(nats), env.config.api.clone(), metrics);
+    let state = nerve_api::AppState::new(
+        env.ch.clone(),
+        Some(nats),
+        env.config.api.clone(),
+        env.config.alerts.smtp.clone(),
+        metrics,
+    );
     let evaluator = {
         let mut config = env.config.alerts.clone();
         config.eval_interval_ms = 200;
-        let (state, cancel) = (state.clone(), cancel.clone());
-        tokio::spawn(async move {
-            nerve_api::evaluator::run(state, config, &Registry::new(), cancel).await
-        })
+        let (ctx, cancel) = (state.alerts().clone(), cancel.clone());
+        tokio::spawn(async move { nerve_alerts::run(ctx, config, &Registry::new(), cancel).await })
     };
     let app = nerve_ui::server::app(state, &site_dir());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

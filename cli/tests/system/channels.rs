@@ -140,7 +140,7 @@ async fn webhook_and_slack_channels_deliver_signed_and_retried() {
         for (_, sig, body) in flaky {
             assert_eq!(
                 sig.as_deref(),
-                Some(nerve_api::notify::signature("s3cret", body).as_str())
+                Some(nerve_alerts::notify::signature("s3cret", body).as_str())
             );
             let json: Value = serde_json::from_slice(body).expect("json body");
             assert!(
@@ -255,10 +255,10 @@ async fn an_email_channel_delivers_through_the_smtp_relay() {
     })
     .await;
 
-    env.config.api.smtp_host = "127.0.0.1".into();
-    env.config.api.smtp_port = port;
-    env.config.api.smtp_starttls = false; // the test server speaks plain SMTP
-    env.config.api.smtp_from = "nerve@example.com".into();
+    env.config.alerts.smtp.host = "127.0.0.1".into();
+    env.config.alerts.smtp.port = port;
+    env.config.alerts.smtp.starttls = false; // the test server speaks plain SMTP
+    env.config.alerts.smtp.from = "nerve@example.com".into();
     let app = env.app().await;
     let (status, json) = call(
         &app,

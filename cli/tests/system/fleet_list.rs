@@ -138,6 +138,7 @@ async fn the_node_list_filters_sorts_and_pages_a_fresh_snapshot() {
         env.ch.clone(),
         None,
         cached,
+        env.config.alerts.smtp.clone(),
         cached_metrics.clone(),
     ));
     assert_eq!(get_ok(&cached_app, "/api/v1/nodes").await["total"], 5);
@@ -176,6 +177,7 @@ async fn the_node_list_filters_sorts_and_pages_a_fresh_snapshot() {
         env.ch.clone(),
         None,
         short,
+        env.config.alerts.smtp.clone(),
         nerve_platform::metrics::Registry::new(),
     ));
     assert_eq!(get_ok(&short_app, "/api/v1/nodes").await["total"], 6);

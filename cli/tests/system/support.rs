@@ -192,6 +192,7 @@ impl Env {
             self.ch.clone(),
             Some(nats),
             self.config.api.clone(),
+            self.config.alerts.smtp.clone(),
             nerve_platform::metrics::Registry::new(),
         ))
     }

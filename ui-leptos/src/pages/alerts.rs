@@ -6,8 +6,8 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
 use nerve_api::dto::{
-    ABSENCE_STATES, AGGREGATES, CreateSilence, EVENT_METRICS, FieldError, OPS, RuleScope,
-    SEVERITIES, SaveChannel, SaveRule, THRESHOLD_METRICS,
+    Aggregate, ChannelKind, CreateSilence, FieldError, Metric, Op, RuleKind, RuleScope,
+    SaveChannel, SaveRule, Severity,
 };
 
 use super::LoadError;
@@ -252,15 +252,17 @@ fn Choice(
     }
 }
 
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(v, t)| ((*v).to_owned(), format!("{v} — {t}")))
+/// The metrics of the rule kind named `kind`, each with what it is.
+fn metric_options(kind: &str) -> Vec<(String, String)> {
+    Metric::of(RuleKind::parse(kind).unwrap_or(RuleKind::Threshold))
+        .map(|m| (m.as_str().to_owned(), format!("{m} — {}", m.label())))
         .collect()
 }
 
-fn plain(list: &[&str]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|v| ((*v).to_owned(), (*v).to_owned()))
+/// Every value of a rule enum, as options named by themselves.
+fn plain<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> Vec<(String, String)> {
+    all.iter()
+        .map(|v| (name(*v).to_owned(), name(*v).to_owned()))
         .collect()
 }
 
@@ -288,11 +290,7 @@ pub fn RulesPage() -> impl IntoView {
     let (nodes, set_nodes) = signal(String::new());
     let (channels, set_channels) = signal(String::new());
     let (local, set_local) = signal(Vec::<FieldError>::new());
-    let metrics = Signal::derive(move || match kind.get().as_str() {
-        "absence" => pairs(ABSENCE_STATES),
-        "event" => pairs(EVENT_METRICS),
-        _ => pairs(THRESHOLD_METRICS),
-    });
+    let metrics = Signal::derive(move || metric_options(&kind.get()));
     // A kind change picks that kind's first metric.
     Effect::new(move |_| {
         let options = metrics.get();
@@ -408,13 +406,13 @@ pub fn RulesPage() -> impl IntoView {
                 <div><label for="rule-name">"Name"</label>
                     <input id="rule-name" type="text" placeholder="gpu-hot" prop:value=name on:input=move |ev| set_name.set(event_target_value(&ev))/>
                     <FieldProblems answer field="name"/></div>
-                <div><Choice id="rule-kind" label="Kind" options=Signal::derive(|| plain(&["threshold", "absence", "event"])) value=kind set=set_kind/>
+                <div><Choice id="rule-kind" label="Kind" options=Signal::derive(|| plain(RuleKind::ALL, RuleKind::as_str)) value=kind set=set_kind/>
                     <FieldProblems answer field="kind"/></div>
                 <div><Choice id="rule-metric" label="Metric" options=metrics value=metric set=set_metric/>
                     <FieldProblems answer field="metric"/></div>
-                <div hidden=move || kind.get() != "threshold"><Choice id="rule-aggregate" label="Aggregate over the window" options=Signal::derive(|| plain(AGGREGATES)) value=aggregate set=set_aggregate/>
+                <div hidden=move || kind.get() != "threshold"><Choice id="rule-aggregate" label="Aggregate over the window" options=Signal::derive(|| plain(Aggregate::ALL, Aggregate::as_str)) value=aggregate set=set_aggregate/>
                     <FieldProblems answer field="aggregate"/></div>
-                <div hidden=move || kind.get() == "absence"><Choice id="rule-op" label="Comparison" options=Signal::derive(|| plain(OPS)) value=op set=set_op/>
+                <div hidden=move || kind.get() == "absence"><Choice id="rule-op" label="Comparison" options=Signal::derive(|| plain(Op::ALL, Op::as_str)) value=op set=set_op/>
                     <FieldProblems answer field="op"/></div>
                 <div hidden=move || kind.get() == "absence"><label for="rule-threshold">"Threshold"</label>
                     <input id="rule-threshold" type="text" inputmode="decimal" prop:value=threshold on:input=move |ev| set_threshold.set(event_target_value(&ev))/>
@@ -428,7 +426,7 @@ pub fn RulesPage() -> impl IntoView {
                 <div><label for="rule-resolve">"False for (s) before resolving"</label>
                     <input id="rule-resolve" type="text" inputmode="numeric" prop:value=resolve_after on:input=move |ev| set_resolve_after.set(event_target_value(&ev))/>
                     <FieldProblems answer field="resolve_after_secs"/></div>
-                <div><Choice id="rule-severity" label="Severity" options=Signal::derive(|| plain(SEVERITIES)) value=severity set=set_severity/>
+                <div><Choice id="rule-severity" label="Severity" options=Signal::derive(|| plain(Severity::ALL, Severity::as_str)) value=severity set=set_severity/>
                     <FieldProblems answer field="severity"/></div>
             </div>
             <fieldset>
@@ -529,7 +527,7 @@ pub fn ChannelsPage() -> impl IntoView {
                 <div><label for="channel-name">"Name"</label>
                     <input id="channel-name" type="text" prop:value=name on:input=move |ev| set_name.set(event_target_value(&ev))/>
                     <FieldProblems answer field="name"/></div>
-                <div><Choice id="channel-kind" label="Kind" options=Signal::derive(|| plain(&["webhook", "slack", "email"])) value=kind set=set_kind/>
+                <div><Choice id="channel-kind" label="Kind" options=Signal::derive(|| plain(ChannelKind::ALL, ChannelKind::as_str)) value=kind set=set_kind/>
                     <FieldProblems answer field="kind"/></div>
                 <div><label for="channel-url">"URL (email: mailto:a@example.com,b@example.com)"</label>
                     <input id="channel-url" type="text" class="mono" prop:value=url on:input=move |ev| set_url.set(event_target_value(&ev))/>
