@@ -87,7 +87,10 @@ fn decode_any(payload: &[u8]) -> Result<NodeEvent, String> {
     }
     match event {
         nerve_schemas::NodeEvent::GpuXidOccurred(x) => Ok(NodeEvent::Xid(x)),
-        other => Err(format!("{} is neither an XID nor a liveness change", other.name())),
+        other => Err(format!(
+            "{} is neither an XID nor a liveness change",
+            other.name()
+        )),
     }
 }
 
