@@ -1,12 +1,40 @@
-//! The REST API, `/api/v1`: `fn router(state) -> Router`, served by `nerve serve` and `nerve dev`
-//! together with the console. Reads go through [`fleet`], the one service layer over ClickHouse
-//! that both the REST handlers and the console's server functions use.
+//! The REST API `/api/v1`: its contract ([`dto`], one module per domain; always builds, also for
+//! wasm, so the console shares it) and, with the default `server` feature, the server.
 //!
-//! [`dto`] (the API's request/response contract) always builds, also for wasm; everything else
-//! needs the default `server` feature.
+//! The server's layers, each module importing only the ones below it:
+//! - [`http`] — the edge: the router, its handlers, extractors whose rejections are JSON, and the
+//!   mapping of [`error::ApiError`] to a status and code.
+//! - Services, called by the handlers and by the console's server functions alike: [`fleet`]
+//!   (node list, node detail, metrics, summary, health), [`tasks`], [`clusters`] and [`alerts`]
+//!   (the reads the API shows; changes are handed to `nerve-alerts`).
+//! - [`snapshot`] (every node's list row in memory) over [`tags`] (each node's clusters and
+//!   labels), and [`time`] (the API's time formats).
+//! - [`AppState`]: what every handler can reach.
 
 pub mod dto;
+
 #[cfg(feature = "server")]
-mod server;
+pub mod alerts;
 #[cfg(feature = "server")]
-pub use server::*;
+pub mod clusters;
+#[cfg(feature = "server")]
+pub mod error;
+#[cfg(feature = "server")]
+pub mod fleet;
+#[cfg(feature = "server")]
+pub mod http;
+#[cfg(feature = "server")]
+pub mod snapshot;
+#[cfg(feature = "server")]
+mod state;
+#[cfg(feature = "server")]
+pub mod tags;
+#[cfg(feature = "server")]
+pub mod tasks;
+#[cfg(feature = "server")]
+pub mod time;
+
+#[cfg(feature = "server")]
+pub use http::{router, serve};
+#[cfg(feature = "server")]
+pub use state::AppState;

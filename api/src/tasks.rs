@@ -10,8 +10,9 @@ use nerve_schemas::{
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::dto::*;
+use crate::dto::tasks::*;
 use crate::error::ApiError;
+use crate::time::rfc3339_ms;
 
 /// Default and largest timeout.
 pub const DEFAULT_TIMEOUT_SECS: u32 = 300;
@@ -168,7 +169,7 @@ pub async fn resolve(state: &AppState, targets: &TaskTargets) -> Result<Vec<Stri
         clusters: &clusters,
         labels: &labels,
     };
-    let mut sql = format!("SELECT node_id, status FROM {}", crate::fleet::NODES);
+    let mut sql = format!("SELECT node_id, status FROM {}", crate::snapshot::NODES);
     let clauses = filter.clauses();
     if !clauses.is_empty() {
         sql.push_str(&format!(" WHERE {}", clauses.join(" AND ")));
@@ -317,7 +318,7 @@ fn counts_of<'a>(rows: impl Iterator<Item = &'a CountRow>) -> TaskCounts {
 fn summary_of(t: &TaskRow, counts: TaskCounts) -> TaskSummary {
     TaskSummary {
         task_id: t.task_id.clone(),
-        requested_at: crate::fleet::rfc3339_ms(t.requested_at_ms),
+        requested_at: rfc3339_ms(t.requested_at_ms),
         requested_by: t.requested_by.clone(),
         kind: t.kind.clone(),
         expected: u64::from(t.expected),

@@ -11,9 +11,10 @@ use nerve_schemas::subjects;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::dto::*;
+use crate::dto::Accepted;
+use crate::dto::alerts::*;
 use crate::error::ApiError;
-use crate::fleet::rfc3339_ms;
+use crate::time::rfc3339_ms;
 
 /// What the API answers for a recorded change.
 fn accepted(r: nerve_alerts::Recorded) -> Accepted {

@@ -1,21 +1,15 @@
-//! The server half of the API: state, router, error mapping and the fleet read service.
-
-pub mod alerting;
-pub mod clusters;
-pub mod error;
-pub mod extract;
-pub mod fleet;
-mod routes;
-pub mod snapshot;
-pub mod tasks;
+//! [`AppState`]: what every handler and service can reach — ClickHouse, the event log, the
+//! config, metrics, the fleet snapshot and alerting's context. Cheap to clone.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use nerve_platform::config::{ApiConfig, SmtpConfig};
 use nerve_platform::metrics::Registry;
-use tokio_util::sync::CancellationToken;
+use nerve_schemas::Event;
 
-pub use routes::router;
+use crate::error::ApiError;
+use crate::snapshot::Snapshots;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -28,7 +22,7 @@ struct Inner {
     nats: Option<async_nats::Client>,
     config: ApiConfig,
     metrics: Registry,
-    snapshots: snapshot::Snapshots,
+    snapshots: Arc<Snapshots>,
     alerts: nerve_alerts::Context,
 }
 
@@ -42,13 +36,14 @@ impl AppState {
         smtp: SmtpConfig,
         metrics: Registry,
     ) -> Self {
+        let max_age = Duration::from_millis(config.fleet_snapshot_max_age_ms);
         Self {
             inner: Arc::new(Inner {
                 alerts: nerve_alerts::Context::new(ch.clone(), nats.clone(), smtp),
+                snapshots: Snapshots::new(ch.clone(), max_age, &metrics),
                 ch,
                 nats,
                 config,
-                snapshots: snapshot::Snapshots::new(&metrics),
                 metrics,
             }),
         }
@@ -66,34 +61,20 @@ impl AppState {
     pub fn metrics(&self) -> &Registry {
         &self.inner.metrics
     }
-    pub(crate) fn snapshots(&self) -> &snapshot::Snapshots {
+    pub fn snapshots(&self) -> &Arc<Snapshots> {
         &self.inner.snapshots
-    }
-    /// Records `event` in the event log.
-    pub(crate) async fn publish<E: nerve_schemas::Event>(
-        &self,
-        subject: String,
-        event: &E,
-    ) -> Result<(), error::ApiError> {
-        let client = self
-            .nats()
-            .ok_or_else(|| error::ApiError::Unavailable("no event log configured".into()))?;
-        let js = async_nats::jetstream::new(client.clone());
-        nerve_ingest::publish(&js, subject, event).await?;
-        Ok(())
     }
     pub fn alerts(&self) -> &nerve_alerts::Context {
         &self.inner.alerts
     }
-}
 
-/// Serves `app` on `listener` until `cancel`, finishing in-flight requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    cancel: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await
+    /// Records `event` in the event log.
+    pub(crate) async fn publish<E: Event>(&self, subject: String, event: &E) -> Result<(), ApiError> {
+        let client = self
+            .nats()
+            .ok_or_else(|| ApiError::Unavailable("no event log configured".into()))?;
+        let js = async_nats::jetstream::new(client.clone());
+        nerve_ingest::publish(&js, subject, event).await?;
+        Ok(())
+    }
 }

@@ -1,12 +1,8 @@
-//! API errors: each maps to one HTTP status and a stable `code`; internal details are logged,
-//! never sent to clients.
+//! What a service answers when it cannot: [`ApiError`], and how the errors of the crates below
+//! (storage, the event log, alerting) become one. `crate::http::error` maps each to one status
+//! and a stable code.
 
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-
-use crate::dto::FieldError;
+use crate::dto::alerts::FieldError;
 
 fn field_summary(fields: &[FieldError]) -> String {
     fields
@@ -31,58 +27,6 @@ pub enum ApiError {
     /// The event log (NATS JetStream) cannot take the request now.
     #[error("{0}")]
     Unavailable(String),
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
-}
-
-#[derive(Serialize)]
-struct Detail<'a> {
-    code: &'a str,
-    message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fields: Option<&'a [FieldError]>,
-}
-
-impl ApiError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::BadRequest(_) | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Storage(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    pub fn code(&self) -> &'static str {
-        match self {
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::Invalid(_) => "invalid_fields",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::Storage(_) => "storage_unavailable",
-            ApiError::Unavailable(_) => "event_log_unavailable",
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        if let ApiError::Storage(e) = &self {
-            tracing::error!(error = %e, "ClickHouse query failed");
-        }
-        let body = Body {
-            error: Detail {
-                code: self.code(),
-                message: self.to_string(),
-                fields: match &self {
-                    ApiError::Invalid(f) => Some(f),
-                    _ => None,
-                },
-            },
-        };
-        (self.status(), Json(body)).into_response()
-    }
 }
 
 impl From<nerve_ingest::PublishError> for ApiError {

@@ -1,4 +1,10 @@
-//! HTTP routes of `/api/v1` and `/metrics`; handlers only translate HTTP to [`crate::fleet`] calls.
+//! The HTTP edge: the router of `/api/v1` and `/metrics`, whose handlers only translate HTTP
+//! to service calls ([`crate::fleet`], [`crate::tasks`], [`crate::clusters`],
+//! [`crate::alerts`]); [`extract`] turns bad input into JSON 400s and [`error`] maps every
+//! error to a status.
+
+pub mod error;
+pub mod extract;
 
 use axum::Json;
 use axum::Router;
@@ -8,14 +14,16 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use tower_http::trace::TraceLayer;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::AppState;
-use crate::dto::{
-    AlertListQuery, CreateCluster, CreateSilence, CreateTask, MetricsQuery, NodeListQuery,
-    RenameCluster, SaveChannel, SaveRule, SetLabels, TaskListQuery,
-};
+use crate::dto::alerts::{AlertListQuery, CreateSilence, SaveChannel, SaveRule};
+use crate::dto::clusters::{CreateCluster, RenameCluster, SetLabels};
+use crate::dto::fleet::{MetricsQuery, NodeListQuery};
+use crate::dto::tasks::{CreateTask, TaskListQuery};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::{alerting, clusters, fleet, tasks};
+use crate::{alerts, clusters, fleet, tasks};
+use extract::{ApiJson, ApiPath, ApiQuery};
 
 /// The API router: `/api/v1/...` and the Prometheus `/metrics`.
 pub fn router(state: AppState) -> Router {
@@ -49,7 +57,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/silences", get(list_silences).post(create_silence))
         .route("/silences/{id}", axum::routing::delete(delete_silence))
-        // The seed's aliases.
+        // Compatibility paths for clients of the CNET and older APIs.
         .route("/clusters/list", get(list_clusters))
         .route("/agents/list", get(list_nodes))
         .route("/alerts/list", get(list_alerts))
@@ -57,7 +65,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found);
     Router::new()
         .nest("/api/v1", v1)
-        // The seed's aliases, onto the same service.
+        // Compatibility paths, onto the same service.
         .route("/api/discovery/nodes", get(list_nodes))
         .nest("/api", task_routes().fallback(not_found))
         .route("/metrics", get(prometheus))
@@ -253,7 +261,7 @@ async fn set_labels(
 }
 
 async fn list_channels(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(alerting::list_channels(&state).await?))
+    Ok(Json(alerts::list_channels(&state).await?))
 }
 
 async fn create_channel(
@@ -262,7 +270,7 @@ async fn create_channel(
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(alerting::create_channel(&state, req).await?),
+        Json(alerts::create_channel(&state, req).await?),
     ))
 }
 
@@ -272,7 +280,7 @@ async fn delete_channel(
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(alerting::delete_channel(&state, &id).await?),
+        Json(alerts::delete_channel(&state, &id).await?),
     ))
 }
 
@@ -280,32 +288,32 @@ async fn test_channel(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(alerting::test_channel(&state, &id).await?))
+    Ok(Json(alerts::test_channel(&state, &id).await?))
 }
 
 async fn list_alerts(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<AlertListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(alerting::list_alerts(&state, query).await?))
+    Ok(Json(alerts::list_alerts(&state, query).await?))
 }
 
 async fn alert_history(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<AlertListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(alerting::history(&state, query).await?))
+    Ok(Json(alerts::history(&state, query).await?))
 }
 
 async fn list_rules(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(alerting::list_rules(&state).await?))
+    Ok(Json(alerts::list_rules(&state).await?))
 }
 
 async fn rule_detail(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(alerting::rule(&state, &id).await?))
+    Ok(Json(alerts::rule(&state, &id).await?))
 }
 
 async fn create_rule(
@@ -314,7 +322,7 @@ async fn create_rule(
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(alerting::save(&state, None, req).await?),
+        Json(alerts::save(&state, None, req).await?),
     ))
 }
 
@@ -325,7 +333,7 @@ async fn update_rule(
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(alerting::save(&state, Some(&id), req).await?),
+        Json(alerts::save(&state, Some(&id), req).await?),
     ))
 }
 
@@ -335,12 +343,12 @@ async fn delete_rule(
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(alerting::delete_rule(&state, &id).await?),
+        Json(alerts::delete_rule(&state, &id).await?),
     ))
 }
 
 async fn list_silences(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(alerting::list_silences(&state).await?))
+    Ok(Json(alerts::list_silences(&state).await?))
 }
 
 async fn create_silence(
@@ -349,7 +357,7 @@ async fn create_silence(
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(alerting::create_silence(&state, req).await?),
+        Json(alerts::create_silence(&state, req).await?),
     ))
 }
 
@@ -359,7 +367,7 @@ async fn delete_silence(
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(alerting::delete_silence(&state, &id).await?),
+        Json(alerts::delete_silence(&state, &id).await?),
     ))
 }
 
@@ -372,4 +380,15 @@ async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics().render(),
     )
+}
+
+/// Serves `app` on `listener` until `cancel`, finishing in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
 }

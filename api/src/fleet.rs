@@ -5,34 +5,21 @@
 //! ([`crate::snapshot`]); node detail queries ClickHouse per request for its inventory, latest
 //! sample and events (its clusters and labels come from the snapshot), as metrics do.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use clickhouse::Row;
 use nerve_schemas::subjects;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::dto::*;
+use crate::dto::fleet::*;
+use crate::dto::{Check, Health};
 use crate::error::ApiError;
-use crate::snapshot::{self, Selection};
+use crate::snapshot::{Selection, status_from};
+use crate::time::{now_ms, parse_step, parse_time, rfc3339_ms, rfc3339_s};
 
 /// Default page size of the node list.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// Points the metrics series aims at when no step is given.
 pub const DEFAULT_POINTS: u64 = 360;
-
-/// A node's status from its liveness state (`''` = never judged = online).
-fn status_from(state: &str) -> NodeStatus {
-    NodeStatus::parse(state).unwrap_or(NodeStatus::Online)
-}
-
-pub(crate) fn rfc3339_ms(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
-
-fn rfc3339_s(secs: u64) -> String {
-    rfc3339_ms(secs.saturating_mul(1000))
-}
 
 fn check_node_id(id: &str) -> Result<(), ApiError> {
     if subjects::is_valid_node_id(id) {
@@ -45,35 +32,6 @@ fn check_node_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct NodeRow {
-    node_id: String,
-    hostname: String,
-    /// The latest inventory report (0: none).
-    reported_at_ms: u64,
-    last_seen_ms: u64,
-    interval_secs: u32,
-    cpu_pct: f32,
-    mem_used_bytes: u64,
-    mem_total_bytes: u64,
-    gpu_count: u16,
-    gpu_util_pct_avg: f32,
-    gpu_health: String,
-    status: String,
-}
-
-/// Every node with its hostname and `status` (ClickHouse 18.16 joins one table per SELECT,
-/// hence the nesting).
-pub(crate) const NODES: &str = "(SELECT node_id, hostname, reported_at_ms, last_seen_ms, \
-        interval_secs, cpu_pct, mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, \
-        gpu_health, if(live = '', 'online', live) AS status \
-    FROM (SELECT node_id, hostname, reported_at_ms, last_seen_ms, interval_secs, cpu_pct, \
-                 mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health \
-          FROM node_state FINAL \
-          ANY LEFT JOIN (SELECT node_id, hostname, reported_at_ms FROM inventory FINAL) \
-          USING node_id) \
-    ANY LEFT JOIN (SELECT node_id, state AS live FROM node_liveness FINAL) USING node_id)";
-
 /// Search text: trimmed, at most 128 characters, empty means none.
 fn search_text(q: &Option<String>) -> Result<Option<&str>, ApiError> {
     match q.as_deref().map(str::trim) {
@@ -83,49 +41,6 @@ fn search_text(q: &Option<String>) -> Result<Option<&str>, ApiError> {
         )),
         Some(t) => Ok(Some(t)),
     }
-}
-
-impl NodeRow {
-    fn summary(self) -> NodeSummary {
-        NodeSummary {
-            status: status_from(&self.status),
-            gpu_health: self.gpu_health,
-            last_seen: rfc3339_ms(self.last_seen_ms),
-            id: self.node_id,
-            hostname: self.hostname,
-            last_seen_ms: self.last_seen_ms,
-            heartbeat_interval_secs: self.interval_secs,
-            cpu_pct: self.cpu_pct,
-            mem_used_bytes: self.mem_used_bytes,
-            mem_total_bytes: self.mem_total_bytes,
-            gpu_count: self.gpu_count,
-            gpu_util_pct_avg: self.gpu_util_pct_avg,
-        }
-    }
-}
-
-/// Every node's list row and when its inventory was last reported (0: never): what the fleet
-/// snapshot is loaded from.
-pub(crate) async fn all_nodes(state: &AppState) -> Result<Vec<(NodeSummary, u64)>, ApiError> {
-    let rows: Vec<NodeRow> = state
-        .ch()
-        .query(&format!(
-            "SELECT node_id, hostname, reported_at_ms, last_seen_ms, interval_secs, cpu_pct, \
-                    mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health, \
-                    status FROM {NODES}"
-        ))
-        // A reload runs behind the requests: one ClickHouse thread, so that it does not take
-        // every core from the queries that requests are waiting for.
-        .with_setting("max_threads", "1")
-        .fetch_all()
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let reported = r.reported_at_ms;
-            (r.summary(), reported)
-        })
-        .collect())
 }
 
 /// One page of nodes: filtered by status, search text, cluster and label, sorted and paginated
@@ -151,7 +66,7 @@ pub async fn list_nodes(state: &AppState, query: NodeListQuery) -> Result<NodePa
         ),
     };
     let search = search_text(&query.q)?.map(str::to_owned);
-    let fleet = snapshot::fleet(state).await?;
+    let fleet = state.snapshots().fleet().await?;
     // A cluster by id or name, as the snapshot knows them.
     let cluster = match query.cluster.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -183,7 +98,7 @@ pub async fn list_nodes(state: &AppState, query: NodeListQuery) -> Result<NodePa
 /// Status counts, utilisation distributions (of online nodes), nodes needing attention and the
 /// latest inventory reports, all from the fleet snapshot.
 pub async fn summary(state: &AppState) -> Result<FleetSummary, ApiError> {
-    let fleet = snapshot::fleet(state).await?;
+    let fleet = state.snapshots().fleet().await?;
     let mut out = FleetSummary {
         total: fleet.len() as u64,
         online: 0,
@@ -348,7 +263,7 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
         .fetch_all::<EventRow>();
     // Clusters and labels change rarely: from the fleet snapshot, as the node list filters them.
     let tags = async {
-        let fleet = snapshot::fleet(state).await?;
+        let fleet = state.snapshots().fleet().await?;
         Ok::<_, ApiError>(fleet.tags(id).cloned().unwrap_or_default())
     };
     let (inventory, latest, events, tags) = tokio::try_join!(
@@ -357,7 +272,7 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
         async { events.await.map_err(ApiError::from) },
         tags,
     )?;
-    let snapshot::Tags { clusters, labels } = tags;
+    let crate::tags::Tags { clusters, labels } = tags;
     if inventory.is_none() && latest.is_none() {
         return Err(ApiError::NotFound(format!("node {id} not found")));
     }
@@ -429,42 +344,6 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
             gpu_util_pct_avg: l.gpu_util_pct_avg,
         }),
     })
-}
-
-/// Parses a time given as Unix seconds or RFC 3339 into Unix seconds.
-pub fn parse_time(name: &str, text: &str) -> Result<u64, ApiError> {
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(secs);
-    }
-    humantime::parse_rfc3339_weak(text)
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_secs())
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "{name}={text:?} is neither Unix seconds nor an RFC 3339 time"
-            ))
-        })
-}
-
-/// Parses a step given as seconds or a duration like `30s`, `5m`, `1h`.
-pub fn parse_step(text: &str) -> Result<u64, ApiError> {
-    let secs = match text.parse::<u64>() {
-        Ok(secs) => secs,
-        Err(_) => humantime::parse_duration(text)
-            .map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "step={text:?} is neither seconds nor a duration like 30s, 5m or 1h"
-                ))
-            })?
-            .as_secs(),
-    };
-    if secs == 0 {
-        return Err(ApiError::BadRequest(
-            "step must be at least 1 second".into(),
-        ));
-    }
-    Ok(secs)
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -622,11 +501,6 @@ pub async fn health(state: &AppState) -> Health {
     }
 }
 
-/// Now, in milliseconds since the epoch (the platform clock, as the unsigned type queries use).
-pub fn now_ms() -> u64 {
-    nerve_platform::now_ms().max(0) as u64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -649,19 +523,5 @@ mod tests {
         );
         assert_eq!(gpu_samples("n1", &[]), serde_json::json!([]));
         assert_eq!(gpu_samples("n1", b"not avro"), serde_json::json!([]));
-    }
-
-    #[test]
-    fn times_and_steps_parse_or_explain() {
-        assert_eq!(parse_time("from", "1700000000").ok(), Some(1_700_000_000));
-        assert_eq!(
-            parse_time("from", "2023-11-14T22:13:20Z").ok(),
-            Some(1_700_000_000)
-        );
-        assert!(parse_time("from", "yesterday").is_err());
-        assert_eq!(parse_step("60").ok(), Some(60));
-        assert_eq!(parse_step("5m").ok(), Some(300));
-        assert!(parse_step("0").is_err());
-        assert!(parse_step("soon").is_err());
     }
 }

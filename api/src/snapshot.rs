@@ -3,7 +3,7 @@
 //! clusters and labels need no ClickHouse query per request. A list walks only what it selects:
 //! per-cluster and per-label posting lists and one search buffer (a substring search over it
 //! finds every matching node) are built with the snapshot, and sorts order a number per node.
-//! The control tables' newest stream sequence (one small query), then `fleet::NODES` (≈ 0.1 s
+//! The control tables' newest stream sequence (one small query), then [`NODES`] (≈ 0.1 s
 //! at 100,000 nodes) and, only when that sequence moved on, clusters, memberships and labels,
 //! asked at once, load it; requests share it while it is younger than
 //! `api.fleet_snapshot_max_age_ms`. Past half that age the next request starts a reload behind
@@ -16,11 +16,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use nerve_platform::metrics::Counter;
+use clickhouse::{Client, Row};
+use nerve_platform::metrics::{Counter, Registry};
+use serde::Deserialize;
 
-use crate::AppState;
-use crate::dto::{ClusterRef, NodeChange, NodeSort, NodeStatus, NodeSummary, SortOrder};
+use crate::dto::fleet::{NodeChange, NodeSort, NodeStatus, NodeSummary, SortOrder};
 use crate::error::ApiError;
+use crate::tags::{self, TagSet, Tags};
+use crate::time::rfc3339_ms;
 
 /// Every node's list row, clusters and labels at one moment, sorted by node id.
 pub struct Snapshot {
@@ -29,25 +32,6 @@ pub struct Snapshot {
     nodes: Vec<Entry>,
     tags: Arc<TagSet>,
     index: Index,
-}
-
-/// A node's clusters (by name) and effective labels (sorted).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Tags {
-    pub clusters: Vec<ClusterRef>,
-    pub labels: Vec<String>,
-}
-
-/// Every live cluster and the tags of every node with a cluster or a label (listed or not: a
-/// node can be labelled before its first heartbeat), as of a control-stream sequence.
-#[derive(Debug, Default)]
-pub struct TagSet {
-    /// The newest control-stream sequence in the tables they were read from: a reload that
-    /// finds it unchanged keeps this set instead of reading it again.
-    pub version: u64,
-    /// By name.
-    pub clusters: Vec<ClusterRef>,
-    pub nodes: HashMap<String, Arc<Tags>>,
 }
 
 struct Entry {
@@ -155,7 +139,7 @@ impl Snapshot {
             .map(|e| NodeChange {
                 id: e.node.id.clone(),
                 hostname: e.node.hostname.clone(),
-                reported_at: crate::fleet::rfc3339_ms(e.reported_at_ms),
+                reported_at: rfc3339_ms(e.reported_at_ms),
                 reported_at_ms: e.reported_at_ms,
             })
             .collect()
@@ -357,7 +341,9 @@ fn sort_key(sort: NodeSort, n: &NodeSummary) -> i64 {
 }
 
 /// The current snapshot and the one reload that may be under way.
-pub(crate) struct Snapshots {
+pub struct Snapshots {
+    ch: Client,
+    max_age: Duration,
     current: RwLock<Option<Arc<Snapshot>>>,
     reload: Arc<tokio::sync::Mutex<()>>,
     loads: Counter,
@@ -365,8 +351,11 @@ pub(crate) struct Snapshots {
 }
 
 impl Snapshots {
-    pub fn new(metrics: &nerve_platform::metrics::Registry) -> Self {
-        Self {
+    /// Snapshots of the fleet in `ch`, shared while younger than `max_age`.
+    pub fn new(ch: Client, max_age: Duration, metrics: &Registry) -> Arc<Self> {
+        Arc::new(Self {
+            ch,
+            max_age,
             current: RwLock::new(None),
             reload: Arc::new(tokio::sync::Mutex::new(())),
             loads: metrics.counter(
@@ -379,7 +368,7 @@ impl Snapshots {
                 "Fleet snapshot loads that failed",
                 &[],
             ),
-        }
+        })
     }
 
     fn current(&self) -> Option<Arc<Snapshot>> {
@@ -389,17 +378,17 @@ impl Snapshots {
             .clone()
     }
 
-    async fn load(&self, state: &AppState) -> Result<Arc<Snapshot>, ApiError> {
+    async fn load(&self) -> Result<Arc<Snapshot>, ApiError> {
         let taken = Instant::now();
         let previous = self.current().map(|s| s.tags.clone());
         let loaded = async {
             // Read before the tags: a change stored meanwhile makes the next reload read them.
-            let version = crate::clusters::tags_version(state).await?;
+            let version = tags::version(&self.ch).await?;
             let kept = previous.filter(|t| t.version == version);
             let read_tags = kept.is_none();
-            let (nodes, rows) = tokio::try_join!(crate::fleet::all_nodes(state), async {
+            let (nodes, rows) = tokio::try_join!(all_nodes(&self.ch), async {
                 match read_tags {
-                    true => crate::clusters::tag_rows(state).await.map(Some),
+                    true => tags::rows(&self.ch).await.map(Some),
                     false => Ok(None),
                 }
             })?;
@@ -435,41 +424,117 @@ impl Snapshots {
         }
         Ok(snapshot)
     }
+
+    /// A snapshot no older than the max age (see the module doc).
+    pub async fn fleet(self: &Arc<Self>) -> Result<Arc<Snapshot>, ApiError> {
+        let asked = Instant::now();
+        if let Some(s) = self.current() {
+            let age = asked.saturating_duration_since(s.taken);
+            if age <= self.max_age / 2 {
+                return Ok(s);
+            }
+            if age <= self.max_age {
+                if let Ok(turn) = self.reload.clone().try_lock_owned() {
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        let _turn = turn;
+                        if let Err(e) = this.load().await {
+                            tracing::warn!(error = %e, "fleet snapshot reload failed");
+                        }
+                    });
+                }
+                return Ok(s);
+            }
+        }
+        let _turn = self.reload.lock().await;
+        match self.current() {
+            Some(s) if s.taken >= asked => Ok(s),
+            _ => self.load().await,
+        }
+    }
 }
 
-/// A snapshot no older than `api.fleet_snapshot_max_age_ms` (see the module doc).
-pub(crate) async fn fleet(state: &AppState) -> Result<Arc<Snapshot>, ApiError> {
-    let snapshots = state.snapshots();
-    let max_age = Duration::from_millis(state.config().fleet_snapshot_max_age_ms);
-    let asked = Instant::now();
-    if let Some(s) = snapshots.current() {
-        let age = asked.saturating_duration_since(s.taken);
-        if age <= max_age / 2 {
-            return Ok(s);
-        }
-        if age <= max_age {
-            if let Ok(turn) = snapshots.reload.clone().try_lock_owned() {
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let _turn = turn;
-                    if let Err(e) = state.snapshots().load(&state).await {
-                        tracing::warn!(error = %e, "fleet snapshot reload failed");
-                    }
-                });
-            }
-            return Ok(s);
+/// A node's status from its liveness state (`''` = never judged = online).
+pub(crate) fn status_from(state: &str) -> NodeStatus {
+    NodeStatus::parse(state).unwrap_or(NodeStatus::Online)
+}
+
+/// A node's list row as [`NODES`] reads it.
+#[derive(Debug, Row, Deserialize)]
+struct ListRow {
+    node_id: String,
+    hostname: String,
+    /// The latest inventory report (0: none).
+    reported_at_ms: u64,
+    last_seen_ms: u64,
+    interval_secs: u32,
+    cpu_pct: f32,
+    mem_used_bytes: u64,
+    mem_total_bytes: u64,
+    gpu_count: u16,
+    gpu_util_pct_avg: f32,
+    gpu_health: String,
+    status: String,
+}
+
+/// Every node with its hostname and `status` (ClickHouse 18.16 joins one table per SELECT,
+/// hence the nesting).
+pub const NODES: &str = "(SELECT node_id, hostname, reported_at_ms, last_seen_ms, \
+        interval_secs, cpu_pct, mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, \
+        gpu_health, if(live = '', 'online', live) AS status \
+    FROM (SELECT node_id, hostname, reported_at_ms, last_seen_ms, interval_secs, cpu_pct, \
+                 mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health \
+          FROM node_state FINAL \
+          ANY LEFT JOIN (SELECT node_id, hostname, reported_at_ms FROM inventory FINAL) \
+          USING node_id) \
+    ANY LEFT JOIN (SELECT node_id, state AS live FROM node_liveness FINAL) USING node_id)";
+
+impl ListRow {
+    fn summary(self) -> NodeSummary {
+        NodeSummary {
+            status: status_from(&self.status),
+            gpu_health: self.gpu_health,
+            last_seen: rfc3339_ms(self.last_seen_ms),
+            id: self.node_id,
+            hostname: self.hostname,
+            last_seen_ms: self.last_seen_ms,
+            heartbeat_interval_secs: self.interval_secs,
+            cpu_pct: self.cpu_pct,
+            mem_used_bytes: self.mem_used_bytes,
+            mem_total_bytes: self.mem_total_bytes,
+            gpu_count: self.gpu_count,
+            gpu_util_pct_avg: self.gpu_util_pct_avg,
         }
     }
-    let _turn = snapshots.reload.lock().await;
-    match snapshots.current() {
-        Some(s) if s.taken >= asked => Ok(s),
-        _ => snapshots.load(state).await,
-    }
+}
+
+/// Every node's list row and when its inventory was last reported (0: never): what the fleet
+/// snapshot is loaded from.
+async fn all_nodes(ch: &Client) -> Result<Vec<(NodeSummary, u64)>, ApiError> {
+    let rows: Vec<ListRow> = ch
+        .query(&format!(
+            "SELECT node_id, hostname, reported_at_ms, last_seen_ms, interval_secs, cpu_pct, \
+                    mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health, \
+                    status FROM {NODES}"
+        ))
+        // A reload runs behind the requests: one ClickHouse thread, so that it does not take
+        // every core from the queries that requests are waiting for.
+        .with_setting("max_threads", "1")
+        .fetch_all()
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let reported = r.reported_at_ms;
+            (r.summary(), reported)
+        })
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dto::fleet::ClusterRef;
 
     fn node(id: &str, host: &str, status: NodeStatus, cpu: f32, mem: (u64, u64)) -> NodeSummary {
         NodeSummary {

@@ -1,10 +1,6 @@
 //! Clusters and labels: create, rename, delete clusters; assign and unassign nodes; set an
 //! operator's labels on a node. Every change is a control event in the event log (who, when,
-//! what); reads fold the projected tables. Also the SQL the other services filter with: the
-//! nodes of some clusters, and each node's effective labels.
-
-use std::collections::HashMap;
-use std::sync::Arc;
+//! what); reads fold the projected tables (`nerve_projections::scope`).
 
 use clickhouse::Row;
 use nerve_schemas::{
@@ -13,31 +9,16 @@ use nerve_schemas::{
 };
 use serde::Deserialize;
 
-use crate::AppState;
-use crate::dto::*;
-use crate::error::ApiError;
-use crate::snapshot::{TagSet, Tags};
 use nerve_projections::scope::{CLUSTERS, MEMBERS};
+
+use crate::AppState;
+use crate::dto::Accepted;
+use crate::dto::clusters::{Cluster, ClusterDetail, ClusterList, CreateCluster, RenameCluster, SetLabels};
+use crate::error::ApiError;
+use crate::time::rfc3339_ms;
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into())
-}
-
-/// A node's effective labels: the operator's, plus the agent's whose keys the operator did not
-/// set; sorted.
-pub fn effective_labels(op: &[String], op_keys: &[String], agent: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = op.to_vec();
-    out.extend(
-        agent
-            .iter()
-            .filter(|l| {
-                let key = l.split_once('=').map_or(l.as_str(), |(k, _)| k);
-                !op_keys.iter().any(|k| k == key)
-            })
-            .cloned(),
-    );
-    out.sort();
-    out
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -52,7 +33,7 @@ struct ClusterRow {
 impl ClusterRow {
     fn dto(self) -> Cluster {
         Cluster {
-            created_at: crate::fleet::rfc3339_ms(self.created_at_ms),
+            created_at: rfc3339_ms(self.created_at_ms),
             cluster_id: self.cluster_id,
             name: self.name,
             description: self.description,
@@ -296,149 +277,9 @@ pub async fn set_labels(
     })
 }
 
-/// The newest control-stream sequence stored in the tables clusters and labels are read from
-/// (0: none): while it stays the same, so do every node's clusters and labels.
-pub(crate) async fn tags_version(state: &AppState) -> Result<u64, ApiError> {
-    Ok(state
-        .ch()
-        .query(
-            "SELECT max(s) FROM (SELECT max(stream_seq) AS s FROM cluster_log \
-             UNION ALL SELECT max(stream_seq) AS s FROM cluster_members \
-             UNION ALL SELECT max(stream_seq) AS s FROM node_labels)",
-        )
-        .fetch_one()
-        .await?)
-}
-
-#[derive(Row, Deserialize)]
-pub(crate) struct NamedRow {
-    cluster_id: String,
-    name: String,
-}
-
-#[derive(Row, Deserialize)]
-pub(crate) struct MemberRow {
-    cluster_id: String,
-    node_id: String,
-}
-
-#[derive(Row, Deserialize)]
-pub(crate) struct LabelsRow {
-    node_id: String,
-    source: String,
-    keys: Vec<String>,
-    labels: Vec<String>,
-}
-
-/// What every node's clusters and labels are folded from ([`TagRows::fold`]).
-pub(crate) struct TagRows {
-    clusters: Vec<NamedRow>,
-    members: Vec<MemberRow>,
-    labels: Vec<LabelsRow>,
-}
-
-/// Reads [`TagRows`]: three reads asked at once, each on one ClickHouse thread (a reload runs
-/// behind the requests). Labels are read as stored and combined here: cheaper than 18.16's
-/// `GROUP BY` over them.
-pub(crate) async fn tag_rows(state: &AppState) -> Result<TagRows, ApiError> {
-    let one_thread = |sql: String| state.ch().query(&sql).with_setting("max_threads", "1");
-    let (clusters, members, labels) = tokio::try_join!(
-        one_thread(format!("SELECT cluster_id, name FROM {CLUSTERS}")).fetch_all::<NamedRow>(),
-        one_thread(format!("SELECT cluster_id, node_id FROM {MEMBERS}")).fetch_all::<MemberRow>(),
-        one_thread("SELECT node_id, source, keys, labels FROM node_labels FINAL".into())
-            .fetch_all::<LabelsRow>(),
-    )?;
-    Ok(TagRows {
-        clusters,
-        members,
-        labels,
-    })
-}
-
-impl TagRows {
-    /// Every live cluster by name, and the clusters (by name) and effective labels of every
-    /// node with either.
-    pub fn fold(self, version: u64) -> TagSet {
-        let mut clusters: Vec<ClusterRef> = self
-            .clusters
-            .into_iter()
-            .map(|c| ClusterRef {
-                cluster_id: c.cluster_id,
-                name: c.name,
-            })
-            .collect();
-        clusters.sort_by(by_name);
-        let names: HashMap<&str, &ClusterRef> = clusters
-            .iter()
-            .map(|c| (c.cluster_id.as_str(), c))
-            .collect();
-        let mut nodes: HashMap<String, Tags> = HashMap::new();
-        for m in self.members {
-            // A cluster deleted between the reads: its memberships are gone too.
-            if let Some(c) = names.get(m.cluster_id.as_str()) {
-                nodes
-                    .entry(m.node_id)
-                    .or_default()
-                    .clusters
-                    .push((*c).clone());
-            }
-        }
-        // Per node: (operator labels, operator keys, agent labels).
-        let mut sets: HashMap<String, [Vec<String>; 3]> = HashMap::new();
-        for l in self.labels {
-            let set = sets.entry(l.node_id).or_default();
-            match l.source.as_str() {
-                "operator" => (set[0], set[1]) = (l.labels, l.keys),
-                "agent" => set[2] = l.labels,
-                _ => {}
-            }
-        }
-        for (node, [op, op_keys, ag]) in sets {
-            let labels = effective_labels(&op, &op_keys, &ag);
-            if !labels.is_empty() {
-                nodes.entry(node).or_default().labels = labels;
-            }
-        }
-        let nodes = nodes
-            .into_iter()
-            .map(|(node, mut tags)| {
-                tags.clusters.sort_by(by_name);
-                (node, Arc::new(tags))
-            })
-            .collect();
-        TagSet {
-            version,
-            clusters,
-            nodes,
-        }
-    }
-}
-
-/// Clusters by name, then id.
-fn by_name(a: &ClusterRef, b: &ClusterRef) -> std::cmp::Ordering {
-    (&a.name, &a.cluster_id).cmp(&(&b.name, &b.cluster_id))
-}
-
 /// The ids of the clusters named by id or name; an unknown one is a 400.
 pub async fn resolve_clusters(state: &AppState, keys: &[String]) -> Result<Vec<String>, ApiError> {
     nerve_projections::scope::cluster_ids(state.ch(), keys)
         .await?
         .map_err(ApiError::BadRequest)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn operator_labels_override_the_agents_by_key() {
-        let op = ["rack=r9".to_owned()];
-        let keys = ["rack".to_owned()];
-        let agent = ["gpu=h100".to_owned(), "rack=r1".to_owned()];
-        assert_eq!(
-            effective_labels(&op, &keys, &agent),
-            ["gpu=h100", "rack=r9"]
-        );
-        assert_eq!(effective_labels(&[], &[], &agent), ["gpu=h100", "rack=r1"]);
-    }
 }

@@ -1,0 +1,54 @@
+//! Clusters and operator labels.
+
+use serde::{Deserialize, Serialize};
+
+/// A cluster: a named group of nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cluster {
+    pub cluster_id: String,
+    pub name: String,
+    pub description: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// Nodes assigned to it.
+    pub nodes: u64,
+}
+
+/// `GET /api/v1/clusters`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterList {
+    pub clusters: Vec<Cluster>,
+}
+
+/// `GET /api/v1/clusters/{id}`: the cluster and its nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterDetail {
+    pub cluster: Cluster,
+    pub node_ids: Vec<String>,
+}
+
+/// `POST /api/v1/clusters`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CreateCluster {
+    pub name: String,
+    pub description: String,
+    pub requested_by: String,
+}
+
+/// `PATCH /api/v1/clusters/{id}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RenameCluster {
+    pub name: String,
+    pub requested_by: String,
+}
+
+/// `PUT /api/v1/nodes/{id}/labels`: the operator's labels of a node (`key=value`), replacing
+/// the operator's earlier set; an operator label overrides the agent's label of the same key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SetLabels {
+    pub labels: Vec<String>,
+    pub requested_by: String,
+}

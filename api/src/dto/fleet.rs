@@ -1,0 +1,301 @@
+//! The fleet: the node list and its query, node detail with inventory and metrics, and the
+//! dashboard summary.
+
+use serde::{Deserialize, Serialize};
+
+/// Liveness judged from the last heartbeat against the node's own interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    Online,
+    Suspect,
+    Offline,
+}
+
+impl NodeStatus {
+    pub const ALL: [NodeStatus; 3] = [NodeStatus::Online, NodeStatus::Suspect, NodeStatus::Offline];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Online => "online",
+            NodeStatus::Suspect => "suspect",
+            NodeStatus::Offline => "offline",
+        }
+    }
+}
+
+/// `GET /api/v1/nodes` query.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeListQuery {
+    /// Page size, 1..=max_page_size (default 100).
+    pub limit: Option<u32>,
+    /// Nodes to skip (default 0).
+    pub offset: Option<u64>,
+    /// Only nodes with this status.
+    pub status: Option<NodeStatus>,
+    /// Case-insensitive substring of the hostname or node id.
+    pub q: Option<String>,
+    /// Sort key (default `id`).
+    pub sort: Option<NodeSort>,
+    /// Sort direction (default `asc`).
+    pub order: Option<SortOrder>,
+    /// Only nodes in this cluster (id or name).
+    pub cluster: Option<String>,
+    /// Only nodes with this label (`key=value`).
+    pub label: Option<String>,
+}
+
+/// What the node list can be sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeSort {
+    Id,
+    Hostname,
+    Status,
+    Cpu,
+    Mem,
+    Gpu,
+    LastSeen,
+}
+
+impl NodeSort {
+    pub const ALL: [NodeSort; 7] = [
+        NodeSort::Id,
+        NodeSort::Hostname,
+        NodeSort::Status,
+        NodeSort::Cpu,
+        NodeSort::Mem,
+        NodeSort::Gpu,
+        NodeSort::LastSeen,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeSort::Id => "id",
+            NodeSort::Hostname => "hostname",
+            NodeSort::Status => "status",
+            NodeSort::Cpu => "cpu",
+            NodeSort::Mem => "mem",
+            NodeSort::Gpu => "gpu",
+            NodeSort::LastSeen => "last_seen",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// Sort direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
+impl SortOrder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortOrder::Asc => "asc",
+            SortOrder::Desc => "desc",
+        }
+    }
+}
+
+/// One row of the node list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeSummary {
+    pub id: String,
+    /// Empty until the node's first inventory report is projected.
+    pub hostname: String,
+    pub status: NodeStatus,
+    /// The worst GPU verdict (`ok`, `warning`, `critical`); empty without GPUs.
+    pub gpu_health: String,
+    /// RFC 3339, UTC.
+    pub last_seen: String,
+    pub last_seen_ms: u64,
+    pub heartbeat_interval_secs: u32,
+    pub cpu_pct: f32,
+    pub mem_used_bytes: u64,
+    pub mem_total_bytes: u64,
+    pub gpu_count: u16,
+    pub gpu_util_pct_avg: f32,
+}
+
+/// A page of nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodePage {
+    pub nodes: Vec<NodeSummary>,
+    /// Nodes matching the filter, all pages.
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+/// `GET /api/v1/nodes/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeDetail {
+    pub id: String,
+    /// The liveness tracker's judgement; `None` before the first heartbeat.
+    pub status: Option<NodeStatus>,
+    /// When the tracker last changed it (RFC 3339); `None` if it never judged the node.
+    pub status_since: Option<String>,
+    pub inventory: Option<Inventory>,
+    pub latest: Option<LatestMetrics>,
+    /// The worst GPU verdict of the latest heartbeat; empty without GPUs.
+    pub gpu_health: String,
+    /// The latest heartbeat's GPU samples: utilisation, memory, clocks, power, ECC, retired
+    /// pages / remapped rows, throttling, NVLink, MIG, XID count, `health` and `health_reasons`.
+    pub gpus: serde_json::Value,
+    /// The node's newest events (GPU XIDs, liveness changes), newest first.
+    pub events: Vec<NodeEventItem>,
+    /// Clusters it belongs to.
+    pub clusters: Vec<ClusterRef>,
+    /// Its labels (`key=value`): the agent's, with the operator's overriding the same key.
+    pub labels: Vec<String>,
+}
+
+/// A cluster as other objects mention it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterRef {
+    pub cluster_id: String,
+    pub name: String,
+}
+
+/// One event about a node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeEventItem {
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub at_ms: u64,
+    /// The event name, e.g. `GpuXidOccurred`, `NodeWentOffline`.
+    pub kind: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    pub summary: String,
+}
+
+/// The node's last reported inventory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Inventory {
+    pub reported_at: String,
+    pub hostname: String,
+    pub os_name: String,
+    pub os_version: String,
+    pub kernel_version: String,
+    pub arch: String,
+    pub boot_time: String,
+    pub agent_version: String,
+    pub cpu: Cpu,
+    pub memory_total_bytes: u64,
+    pub swap_total_bytes: u64,
+    pub disks: serde_json::Value,
+    pub interfaces: serde_json::Value,
+    pub gpus: serde_json::Value,
+    pub collector_errors: serde_json::Value,
+    /// CPU (sockets, threads, frequencies, caches, flags), memory (DIMMs, ECC, source), whole
+    /// disks with SMART, and system identity (virtualisation, container, DMI); from v2 agents.
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cpu {
+    pub model: String,
+    pub vendor: String,
+    pub physical_cores: Option<u16>,
+    pub logical_cores: u16,
+    pub frequency_mhz: u32,
+}
+
+/// The node's latest heartbeat values.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LatestMetrics {
+    pub last_seen: String,
+    pub last_seen_ms: u64,
+    pub heartbeat_interval_secs: u32,
+    pub uptime_secs: u64,
+    pub cpu_pct: f32,
+    pub cpu_count: u16,
+    pub load1: f32,
+    pub mem_used_bytes: u64,
+    pub mem_total_bytes: u64,
+    pub disk_used_bytes: u64,
+    pub disk_total_bytes: u64,
+    pub net_rx_bytes_per_sec: f64,
+    pub net_tx_bytes_per_sec: f64,
+    pub gpu_count: u16,
+    pub gpu_util_pct_avg: f32,
+}
+
+/// `GET /api/v1/nodes/{id}/metrics` query. Times are RFC 3339 or Unix seconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsQuery {
+    /// Start (inclusive); default `to` − 1 h.
+    pub from: Option<String>,
+    /// End (exclusive); default now.
+    pub to: Option<String>,
+    /// Bucket width in seconds (or `30s`, `5m`, `1h`); default so that about 360 points come back.
+    pub step: Option<String>,
+}
+
+/// A metrics series: one point per bucket that has data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetricsSeries {
+    pub node_id: String,
+    pub from: String,
+    pub to: String,
+    pub step_secs: u32,
+    pub points: Vec<MetricsPoint>,
+}
+
+/// Averages over one bucket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetricsPoint {
+    /// Bucket start, Unix seconds.
+    pub ts: u32,
+    pub samples: u64,
+    pub cpu_pct: f64,
+    pub load1: f64,
+    pub mem_used_bytes: f64,
+    pub mem_total_bytes: u64,
+    pub disk_used_bytes: f64,
+    pub net_rx_bytes_per_sec: f64,
+    pub net_tx_bytes_per_sec: f64,
+    pub gpu_util_pct: f64,
+}
+
+/// `GET /api/v1/fleet/summary`: what the dashboard shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetSummary {
+    pub total: u64,
+    pub online: u64,
+    pub suspect: u64,
+    pub offline: u64,
+    pub gpus: u64,
+    /// Nodes per 10 %-wide CPU busy bucket (0–10 %, …, 90–100 %), online nodes only.
+    pub cpu_histogram: [u64; 10],
+    /// Nodes per 10 %-wide memory-used bucket, online nodes only.
+    pub mem_histogram: [u64; 10],
+    /// Nodes per 10 %-wide average GPU utilisation bucket, online nodes with GPUs only.
+    pub gpu_histogram: [u64; 10],
+    /// Newest inventory reports: nodes that joined or changed.
+    pub recently_changed: Vec<NodeChange>,
+    /// Suspect and offline nodes, most recently seen first.
+    pub attention: Vec<NodeSummary>,
+}
+
+/// A node whose inventory was reported recently.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeChange {
+    pub id: String,
+    pub hostname: String,
+    pub reported_at: String,
+    pub reported_at_ms: u64,
+}

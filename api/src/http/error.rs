@@ -1,0 +1,64 @@
+//! [`ApiError`] at the HTTP edge: each maps to one status and a stable `code`, in the JSON
+//! error shape `{"error": {"code", "message", "fields"}}`; internal details (a ClickHouse
+//! failure) are logged, never sent to clients.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::dto::alerts::FieldError;
+use crate::error::ApiError;
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<&'a [FieldError]>,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Storage(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Invalid(_) => "invalid_fields",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Storage(_) => "storage_unavailable",
+            ApiError::Unavailable(_) => "event_log_unavailable",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Storage(e) = &self {
+            tracing::error!(error = %e, "ClickHouse query failed");
+        }
+        let body = Body {
+            error: Detail {
+                code: self.code(),
+                message: self.to_string(),
+                fields: match &self {
+                    ApiError::Invalid(f) => Some(f),
+                    _ => None,
+                },
+            },
+        };
+        (self.status(), Json(body)).into_response()
+    }
+}
+
