@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::publisher::Outgoing;
+use nerve_ingest::Outgoing;
 
 /// Limits of the outbox.
 #[derive(Debug, Clone, Copy)]

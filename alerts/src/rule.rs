@@ -130,6 +130,15 @@ named!(
     }
 );
 
+/// Rule and channel names: 1 to 64 of `[A-Za-z0-9._-]`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 impl Metric {
     /// The kind of rule it belongs to.
     pub fn kind(self) -> Kind {

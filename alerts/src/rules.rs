@@ -80,19 +80,10 @@ impl TryFrom<&RuleRow> for Rule {
     }
 }
 
-/// Rule and channel names: 1 to 64 of `[A-Za-z0-9._-]`.
-pub(crate) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 /// A rule's checks that need no storage; fills in defaults. Cluster and channel references are
 /// checked by [`save`].
 pub fn validate(req: &SaveRule, problems: &mut Problems) -> AlertRuleSaved {
-    if !valid_name(&req.name) {
+    if !crate::rule::valid_name(&req.name) {
         problems.add("name", "1 to 64 of [A-Za-z0-9._-]");
     }
     if req.description.len() > 512 {
@@ -253,7 +244,7 @@ pub async fn save(
     };
     let mut problems = Problems::default();
     let mut event = validate(&req, &mut problems);
-    if valid_name(&req.name)
+    if crate::rule::valid_name(&req.name)
         && let Ok(other) = find(ctx, &req.name).await
         && current.as_ref().is_none_or(|c| c.rule_id != other.rule_id)
     {

@@ -4,11 +4,10 @@
 
 use std::collections::HashMap;
 
-use clickhouse::Row;
 use nerve_alerts::rule::Severity;
+use nerve_projections::alerts::{AlertRow, LogRow};
 use nerve_projections::control::RuleRow;
 use nerve_schemas::subjects;
-use serde::Deserialize;
 
 use crate::AppState;
 use crate::dto::Accepted;
@@ -105,23 +104,6 @@ pub async fn delete_rule(state: &AppState, key: &str) -> Result<Accepted, ApiErr
     ))
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct AlertRow {
-    alert_id: String,
-    rule_id: String,
-    rule_name: String,
-    node_id: String,
-    severity: String,
-    state: String,
-    value: Option<f64>,
-    threshold: f64,
-    summary: String,
-    fired_at_ms: u64,
-    resolved_at_ms: u64,
-    resolve_reason: String,
-    silenced_by: String,
-}
-
 /// The conditions of an alert query, with what they bind.
 fn alert_filter(
     q: &AlertListQuery,
@@ -213,9 +195,8 @@ pub async fn list_alerts(state: &AppState, q: AlertListQuery) -> Result<AlertLis
         query
     };
     let rows: Vec<AlertRow> = bind_all(state.ch().query(&format!(
-        "SELECT alert_id, rule_id, rule_name, node_id, severity, state, value, threshold, \
-         summary, fired_at_ms, resolved_at_ms, resolve_reason, silenced_by \
-         FROM alerts FINAL {where_sql} ORDER BY fired_at_ms DESC, alert_id LIMIT ?"
+        "SELECT ?fields FROM alerts FINAL {where_sql} \
+         ORDER BY fired_at_ms DESC, alert_id LIMIT ?"
     )))
     .bind(limit)
     .fetch_all()
@@ -257,21 +238,6 @@ pub async fn list_alerts(state: &AppState, q: AlertListQuery) -> Result<AlertLis
     })
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct LogRow {
-    ts_ms: u64,
-    kind: String,
-    alert_id: String,
-    rule_id: String,
-    rule_name: String,
-    node_id: String,
-    severity: String,
-    value: Option<f64>,
-    summary: String,
-    reason: String,
-    silenced_by: String,
-}
-
 /// Every firing and resolution, newest first.
 pub async fn history(state: &AppState, q: AlertListQuery) -> Result<AlertHistory, ApiError> {
     let limit = limit_of(&q)?;
@@ -283,9 +249,7 @@ pub async fn history(state: &AppState, q: AlertListQuery) -> Result<AlertHistory
         format!("WHERE {filter}")
     };
     let mut query = state.ch().query(&format!(
-        "SELECT ts_ms, kind, alert_id, rule_id, rule_name, node_id, severity, value, summary, \
-         reason, silenced_by FROM alert_log {where_sql} ORDER BY ts_ms DESC, stream_seq DESC \
-         LIMIT ?"
+        "SELECT ?fields FROM alert_log {where_sql} ORDER BY ts_ms DESC, stream_seq DESC LIMIT ?"
     ));
     for b in &binds {
         query = query.bind(b);

@@ -13,7 +13,9 @@ use nerve_projections::scope::{CLUSTERS, MEMBERS};
 
 use crate::AppState;
 use crate::dto::Accepted;
-use crate::dto::clusters::{Cluster, ClusterDetail, ClusterList, CreateCluster, RenameCluster, SetLabels};
+use crate::dto::clusters::{
+    Cluster, ClusterDetail, ClusterList, CreateCluster, RenameCluster, SetLabels,
+};
 use crate::error::ApiError;
 use crate::time::rfc3339_ms;
 

@@ -5,16 +5,21 @@
 //! ([`crate::snapshot`]); node detail queries ClickHouse per request for its inventory, latest
 //! sample and events (its clusters and labels come from the snapshot), as metrics do.
 
+use std::time::Duration;
+
 use clickhouse::Row;
 use nerve_schemas::subjects;
 use serde::Deserialize;
+
+use nerve_projections::inventory::InventoryRow;
+use nerve_projections::node_events::NodeEventRow;
 
 use crate::AppState;
 use crate::dto::fleet::*;
 use crate::dto::{Check, Health};
 use crate::error::ApiError;
 use crate::snapshot::{Selection, status_from};
-use crate::time::{now_ms, parse_step, parse_time, rfc3339_ms, rfc3339_s};
+use crate::time::{parse_step, parse_time, rfc3339_ms, rfc3339_s};
 
 /// Default page size of the node list.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -140,38 +145,6 @@ pub async fn summary(state: &AppState) -> Result<FleetSummary, ApiError> {
     Ok(out)
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct InventoryRow {
-    reported_at_ms: u64,
-    hostname: String,
-    os_name: String,
-    os_version: String,
-    kernel_version: String,
-    arch: String,
-    boot_time: u32,
-    agent_version: String,
-    cpu_model: String,
-    cpu_vendor: String,
-    cpu_physical_cores: Option<u16>,
-    cpu_logical_cores: u16,
-    cpu_frequency_mhz: u32,
-    memory_total_bytes: u64,
-    swap_total_bytes: u64,
-    disks_json: String,
-    interfaces_json: String,
-    gpus_json: String,
-    collector_errors_json: String,
-    detail_json: String,
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct EventRow {
-    ts_ms: u64,
-    kind: String,
-    severity: String,
-    summary: String,
-}
-
 /// Events shown with a node.
 const NODE_EVENTS_SHOWN: u32 = 50;
 
@@ -227,13 +200,7 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
     // Independent reads: asked of ClickHouse at once.
     let inventory = state
         .ch()
-        .query(
-            "SELECT reported_at_ms, hostname, os_name, os_version, kernel_version, arch, boot_time, \
-                    agent_version, cpu_model, cpu_vendor, cpu_physical_cores, cpu_logical_cores, \
-                    cpu_frequency_mhz, memory_total_bytes, swap_total_bytes, disks_json, \
-                    interfaces_json, gpus_json, collector_errors_json, detail_json \
-             FROM inventory FINAL WHERE node_id = ? LIMIT 1",
-        )
+        .query("SELECT ?fields FROM inventory FINAL WHERE node_id = ? LIMIT 1")
         .bind(id)
         .fetch_optional::<InventoryRow>();
     // The latest sample with the liveness state joined in (none yet: '' and 0).
@@ -255,12 +222,12 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
     let events = state
         .ch()
         .query(
-            "SELECT ts_ms, kind, severity, summary FROM node_events WHERE node_id = ? \
+            "SELECT ?fields FROM node_events WHERE node_id = ? \
              ORDER BY ts_ms DESC, stream_seq DESC LIMIT ?",
         )
         .bind(id)
         .bind(NODE_EVENTS_SHOWN)
-        .fetch_all::<EventRow>();
+        .fetch_all::<NodeEventRow>();
     // Clusters and labels change rarely: from the fleet snapshot, as the node list filters them.
     let tags = async {
         let fleet = state.snapshots().fleet().await?;

@@ -69,7 +69,11 @@ impl AppState {
     }
 
     /// Records `event` in the event log.
-    pub(crate) async fn publish<E: Event>(&self, subject: String, event: &E) -> Result<(), ApiError> {
+    pub(crate) async fn publish<E: Event>(
+        &self,
+        subject: String,
+        event: &E,
+    ) -> Result<(), ApiError> {
         let client = self
             .nats()
             .ok_or_else(|| ApiError::Unavailable("no event log configured".into()))?;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use clickhouse::Client;
+use nerve_projections::control::LabelsRow;
 use nerve_projections::scope::{CLUSTERS, MEMBERS};
 
 use crate::dto::fleet::ClusterRef;
@@ -66,12 +67,11 @@ pub async fn version(ch: &Client) -> Result<u64, ApiError> {
 }
 
 /// What every node's clusters and labels are folded from ([`Rows::fold`]): live clusters as
-/// (id, name), memberships as (cluster id, node id), and `node_labels` as (node id, source,
-/// keys, labels).
+/// (id, name), memberships as (cluster id, node id), and the rows of `node_labels`.
 pub struct Rows {
     clusters: Vec<(String, String)>,
     members: Vec<(String, String)>,
-    labels: Vec<(String, String, Vec<String>, Vec<String>)>,
+    labels: Vec<LabelsRow>,
 }
 
 /// Reads [`Rows`]: three reads asked at once, each on one ClickHouse thread (a reload runs
@@ -80,10 +80,11 @@ pub struct Rows {
 pub async fn rows(ch: &Client) -> Result<Rows, ApiError> {
     let one_thread = |sql: String| ch.query(&sql).with_setting("max_threads", "1");
     let (clusters, members, labels) = tokio::try_join!(
-        one_thread(format!("SELECT cluster_id, name FROM {CLUSTERS}")).fetch_all::<(String, String)>(),
-        one_thread(format!("SELECT cluster_id, node_id FROM {MEMBERS}")).fetch_all::<(String, String)>(),
-        one_thread("SELECT node_id, source, keys, labels FROM node_labels FINAL".into())
-            .fetch_all::<(String, String, Vec<String>, Vec<String>)>(),
+        one_thread(format!("SELECT cluster_id, name FROM {CLUSTERS}"))
+            .fetch_all::<(String, String)>(),
+        one_thread(format!("SELECT cluster_id, node_id FROM {MEMBERS}"))
+            .fetch_all::<(String, String)>(),
+        one_thread("SELECT ?fields FROM node_labels FINAL".into()).fetch_all::<LabelsRow>(),
     )?;
     Ok(Rows {
         clusters,
@@ -119,11 +120,11 @@ impl Rows {
         }
         // Per node: (operator labels, operator keys, agent labels).
         let mut sets: HashMap<String, [Vec<String>; 3]> = HashMap::new();
-        for (node_id, source, keys, labels) in self.labels {
-            let set = sets.entry(node_id).or_default();
-            match source.as_str() {
-                "operator" => (set[0], set[1]) = (labels, keys),
-                "agent" => set[2] = labels,
+        for l in self.labels {
+            let set = sets.entry(l.node_id).or_default();
+            match l.source.as_str() {
+                "operator" => (set[0], set[1]) = (l.labels, l.keys),
+                "agent" => set[2] = l.labels,
                 _ => {}
             }
         }

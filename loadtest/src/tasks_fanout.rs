@@ -190,14 +190,14 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let created = nerve_api::tasks::create(
         &state,
-        nerve_api::dto::CreateTask {
+        nerve_api::dto::tasks::CreateTask {
             kind: "command".into(),
             argv: vec!["hostname".into()],
-            targets: nerve_api::dto::TaskTargets {
+            targets: nerve_api::dto::tasks::TaskTargets {
                 status: vec![
-                    nerve_api::dto::NodeStatus::Online,
-                    nerve_api::dto::NodeStatus::Suspect,
-                    nerve_api::dto::NodeStatus::Offline,
+                    nerve_api::dto::fleet::NodeStatus::Online,
+                    nerve_api::dto::fleet::NodeStatus::Suspect,
+                    nerve_api::dto::fleet::NodeStatus::Offline,
                 ],
                 ..Default::default()
             },

@@ -5,7 +5,7 @@
 
 use clickhouse::{Client, Row};
 pub use nerve_schemas::AlertEvent;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::runner::{EventKey, Positioned, Projection, insert_rows, validate_envelope};
 
@@ -183,8 +183,8 @@ impl Projection for AlertsProjection {
     }
 }
 
-/// A row of `alert_log`.
-#[derive(Debug, Row, Serialize)]
+/// A row of `alert_log`; the API reads the history back as this too.
+#[derive(Debug, Row, Serialize, Deserialize)]
 pub struct LogRow {
     pub node_id: String,
     pub ts: u32,
@@ -204,8 +204,8 @@ pub struct LogRow {
     pub stream_seq: u64,
 }
 
-/// A row of `alerts`.
-#[derive(Debug, Default, Row, Serialize)]
+/// A row of `alerts`; the API reads alerts back as this too.
+#[derive(Debug, Default, Row, Serialize, Deserialize)]
 pub struct AlertRow {
     pub alert_id: String,
     pub rule_id: String,

@@ -422,7 +422,7 @@ pub struct MemberRow {
 }
 
 /// A row of `node_labels`.
-#[derive(Debug, Row, Serialize)]
+#[derive(Debug, Row, Serialize, Deserialize)]
 pub struct LabelsRow {
     pub node_id: String,
     pub source: String,

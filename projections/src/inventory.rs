@@ -6,7 +6,7 @@
 
 use clickhouse::{Client, Row};
 use nerve_schemas::{InventoryReported, decode};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::WIDE_ROW_GRANULARITY;
 use crate::runner::{EventKey, Positioned, Projection, validate_envelope};
@@ -107,7 +107,7 @@ impl Projection for InventoryProjection {
 }
 
 /// A row of `inventory`.
-#[derive(Debug, Row, Serialize)]
+#[derive(Debug, Row, Serialize, Deserialize)]
 pub struct InventoryRow {
     pub node_id: String,
     pub reported_at: u32,

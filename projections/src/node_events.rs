@@ -5,7 +5,7 @@
 
 use clickhouse::{Client, Row};
 use nerve_schemas::GpuXidOccurred;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::runner::{EventKey, Positioned, Projection, validate_envelope};
 
@@ -160,7 +160,7 @@ impl Projection for NodeEventsProjection {
 }
 
 /// A row of `node_events`.
-#[derive(Debug, Row, Serialize)]
+#[derive(Debug, Row, Serialize, Deserialize)]
 pub struct NodeEventRow {
     pub node_id: String,
     pub ts: u32,

@@ -7,7 +7,7 @@
 
 use clickhouse::{Client, Row};
 pub use nerve_schemas::TaskEvent;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::runner::{EventKey, Positioned, Projection, insert_rows, validate_envelope};
 
@@ -238,8 +238,8 @@ impl Projection for TaskProjection {
     }
 }
 
-/// A row of `tasks`.
-#[derive(Debug, Row, Serialize)]
+/// A row of `tasks`; the API reads tasks back as this too.
+#[derive(Debug, Row, Serialize, Deserialize)]
 pub struct TaskRow {
     pub task_id: String,
     pub requested_at: u32,
@@ -254,8 +254,8 @@ pub struct TaskRow {
     pub stream_seq: u64,
 }
 
-/// A row of `task_nodes`.
-#[derive(Debug, Row, Serialize)]
+/// A row of `task_nodes` (the ledger); the API reads it back as this too.
+#[derive(Debug, Row, Serialize, Deserialize)]
 pub struct NodeRow {
     pub task_id: String,
     pub node_id: String,

@@ -2,10 +2,12 @@
 //! names the released schema, and the matching Rust type decodes the body. [`AnyEvent`] holds
 //! any event; the per-stream sets ([`ControlEvent`], [`TaskEvent`], [`AlertEvent`],
 //! [`NodeEvent`]) hold only what belongs on one stream, so a consumer matches on variants instead
-//! of event names. Each variant is named after its event type.
+//! of event names. Each variant is named after its event type. What a set's events mean
+//! together (a liveness change, a task's end) is answered here too.
 
 use crate::codec::{DecodeError, decode, written_as};
-use crate::events::{Envelope, Event};
+use crate::events::{Envelope, Event, LivenessChange};
+use crate::tasks::TaskEnd;
 use crate::{
     AlertFired, AlertResolved, AlertRuleDeleted, AlertRuleSaved, ClusterCreated, ClusterDeleted,
     ClusterRenamed, GpuXidOccurred, HeartbeatRecorded, InventoryReported, NodeAssignedToCluster,
@@ -109,6 +111,83 @@ event_set!(
     AlertEvent, "the alerts stream":
     AlertFired, AlertResolved,
 );
+
+/// The state a liveness event sets (`suspect`, `offline`, `online`) and its body.
+pub fn liveness_of(payload: &[u8]) -> Result<(&'static str, LivenessChange), String> {
+    let event = NodeEvent::decode(payload).map_err(|e| e.to_string())?;
+    event
+        .liveness()
+        .map(|(state, change)| (state, change.clone()))
+        .ok_or_else(|| format!("{} is not a liveness event", event.name()))
+}
+
+impl NodeEvent {
+    /// The state a liveness event sets (`suspect`, `offline`, `online`) and its body; `None`
+    /// for an XID.
+    pub fn liveness(&self) -> Option<(&'static str, &LivenessChange)> {
+        use NodeEvent as N;
+        match self {
+            N::NodeBecameSuspect(e) => Some(("suspect", &e.0)),
+            N::NodeWentOffline(e) => Some(("offline", &e.0)),
+            N::NodeCameBack(e) => Some(("online", &e.0)),
+            N::GpuXidOccurred(_) => None,
+        }
+    }
+}
+
+/// The end a final task event records; `None` for any other event (or bytes that do not decode).
+pub fn task_end(payload: &[u8]) -> Option<TaskEnd> {
+    TaskEnd::of(TaskEvent::decode(payload).ok()?)
+}
+
+impl TaskEvent {
+    /// The task the event is about.
+    pub fn task_id(&self) -> &str {
+        use TaskEvent as T;
+        match self {
+            T::TaskRequested(e) => &e.task_id,
+            T::TaskCancelRequested(e) => &e.task_id,
+            T::TaskDispatched(e) => &e.task_id,
+            T::TaskAccepted(e) => &e.task_id,
+            T::TaskStarted(e) => &e.task_id,
+            T::TaskOutputProduced(e) => &e.task_id,
+            T::TaskFinished(e) => &e.task_id,
+            T::TaskTimedOut(e) => &e.task_id,
+            T::TaskCancelled(e) => &e.task_id,
+            T::TaskUnreachable(e) => &e.task_id,
+        }
+    }
+
+    /// Whether it is about the task (on a request subject) rather than one node.
+    pub fn is_request(&self) -> bool {
+        matches!(
+            self,
+            TaskEvent::TaskRequested(_) | TaskEvent::TaskCancelRequested(_)
+        )
+    }
+}
+
+impl TaskEnd {
+    /// The end `event` records, if it is a final one.
+    pub fn of(event: TaskEvent) -> Option<Self> {
+        use TaskEvent as T;
+        let end = |task_id: String, env: Envelope, state| TaskEnd {
+            task_id,
+            node_id: env.node_id,
+            state,
+        };
+        match event {
+            T::TaskFinished(e) => {
+                let state = if e.succeeded() { "succeeded" } else { "failed" };
+                Some(end(e.task_id, e.envelope, state))
+            }
+            T::TaskTimedOut(e) => Some(end(e.task_id, e.envelope, "timed_out")),
+            T::TaskCancelled(e) => Some(end(e.task_id, e.envelope, "cancelled")),
+            T::TaskUnreachable(e) => Some(end(e.task_id, e.envelope, "unreachable")),
+            _ => None,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -402,26 +402,3 @@ liveness_event!(
     /// `NodeCameBack` v1: a suspect or offline node's heartbeat arrived again.
     NodeCameBack
 );
-
-/// The state a liveness event sets (`suspect`, `offline`, `online`) and its body.
-pub fn liveness_of(payload: &[u8]) -> Result<(&'static str, LivenessChange), String> {
-    let event = crate::NodeEvent::decode(payload).map_err(|e| e.to_string())?;
-    event
-        .liveness()
-        .map(|(state, change)| (state, change.clone()))
-        .ok_or_else(|| format!("{} is not a liveness event", event.name()))
-}
-
-impl crate::NodeEvent {
-    /// The state a liveness event sets (`suspect`, `offline`, `online`) and its body; `None`
-    /// for an XID.
-    pub fn liveness(&self) -> Option<(&'static str, &LivenessChange)> {
-        use crate::NodeEvent as N;
-        match self {
-            N::NodeBecameSuspect(e) => Some(("suspect", &e.0)),
-            N::NodeWentOffline(e) => Some(("offline", &e.0)),
-            N::NodeCameBack(e) => Some(("online", &e.0)),
-            N::GpuXidOccurred(_) => None,
-        }
-    }
-}

@@ -31,7 +31,7 @@ pub mod tasks;
 pub use alerts::{
     AlertFired, AlertResolved, AlertRuleDeleted, AlertRuleSaved, SilenceCreated, SilenceDeleted,
 };
-pub use any::{AlertEvent, AnyEvent, ControlEvent, NodeEvent, TaskEvent};
+pub use any::{AlertEvent, AnyEvent, ControlEvent, NodeEvent, TaskEvent, liveness_of, task_end};
 pub use codec::{DecodeError, EncodeError, decode, encode, written_as};
 pub use control::{
     ClusterCreated, ClusterDeleted, ClusterRenamed, Label, NodeAssignedToCluster, NodeLabelsSet,
@@ -42,10 +42,10 @@ pub use events::{
     BlockDevice, CollectorError, CpuCache, CpuInfo, Dimm, Disk, Envelope, Event, GpuDevice,
     GpuHealthReason, GpuSample, GpuXidOccurred, HeartbeatRecorded, InventoryReported,
     LivenessChange, MemoryInfo, MigDevice, NetInterface, NodeBecameSuspect, NodeCameBack,
-    NodeWentOffline, SystemInfo, liveness_of,
+    NodeWentOffline, SystemInfo,
 };
 pub use tasks::{
     EnvVar, TaskAccepted, TaskCancelRequested, TaskCancelled, TaskDispatched, TaskEnd,
     TaskFinished, TaskOutputProduced, TaskRequested, TaskSelector, TaskSpec, TaskStarted,
-    TaskTimedOut, TaskUnreachable, task_end,
+    TaskTimedOut, TaskUnreachable,
 };

@@ -5,7 +5,10 @@
 //! between builds from different checkouts, which would break a wasm bundle built elsewhere.
 
 use leptos::prelude::*;
-use nerve_api::dto::{FleetSummary, MetricsSeries, NodeDetail, NodeListQuery, NodePage};
+use nerve_api::dto::{
+    fleet::FleetSummary, fleet::MetricsSeries, fleet::NodeDetail, fleet::NodeListQuery,
+    fleet::NodePage,
+};
 
 #[cfg(feature = "ssr")]
 fn state() -> Result<nerve_api::AppState, ServerFnError> {
@@ -42,14 +45,14 @@ pub async fn get_node_detail(id: String) -> Result<NodeDetail, ServerFnError> {
 /// A node's metrics over the last `range_secs`, about 120 points.
 #[server(prefix = "/ui-api", endpoint = "node-metrics")]
 pub async fn get_node_metrics(id: String, range_secs: u64) -> Result<MetricsSeries, ServerFnError> {
-    let now = nerve_api::fleet::now_ms() / 1000 + 1;
+    let now = nerve_api::time::now_ms() / 1000 + 1;
     let range = range_secs.clamp(60, 30 * 24 * 3600);
-    let query = nerve_api::dto::MetricsQuery {
+    let query = nerve_api::dto::fleet::MetricsQuery {
         from: Some((now - range).to_string()),
         to: Some(now.to_string()),
         step: Some((range / 120).max(1).to_string()),
     };
-    nerve_api::fleet::node_metrics(&state()?, &id, query, nerve_api::fleet::now_ms())
+    nerve_api::fleet::node_metrics(&state()?, &id, query, nerve_api::time::now_ms())
         .await
         .map_err(fail)
 }
@@ -57,8 +60,8 @@ pub async fn get_node_metrics(id: String, range_secs: u64) -> Result<MetricsSeri
 /// A page of tasks, newest first.
 #[server(prefix = "/ui-api", endpoint = "tasks")]
 pub async fn get_tasks(
-    query: nerve_api::dto::TaskListQuery,
-) -> Result<nerve_api::dto::TaskPage, ServerFnError> {
+    query: nerve_api::dto::tasks::TaskListQuery,
+) -> Result<nerve_api::dto::tasks::TaskPage, ServerFnError> {
     nerve_api::tasks::list(&state()?, query).await.map_err(fail)
 }
 
@@ -67,7 +70,7 @@ pub async fn get_tasks(
 #[server(prefix = "/ui-api", endpoint = "task-detail")]
 pub async fn get_task_detail(
     id: String,
-) -> Result<Option<nerve_api::dto::TaskDetail>, ServerFnError> {
+) -> Result<Option<nerve_api::dto::tasks::TaskDetail>, ServerFnError> {
     match nerve_api::tasks::detail(&state()?, &id).await {
         Ok(d) => Ok(Some(d)),
         Err(nerve_api::error::ApiError::NotFound(_)) => Ok(None),
@@ -80,7 +83,7 @@ pub async fn get_task_detail(
 pub async fn get_task_output(
     id: String,
     node: String,
-) -> Result<nerve_api::dto::TaskOutput, ServerFnError> {
+) -> Result<nerve_api::dto::tasks::TaskOutput, ServerFnError> {
     nerve_api::tasks::output(&state()?, &id, &node)
         .await
         .map_err(fail)
@@ -90,7 +93,7 @@ pub async fn get_task_output(
 /// when they resolve to none (input being typed is not a server failure).
 #[server(prefix = "/ui-api", endpoint = "task-preview")]
 pub async fn preview_targets(
-    targets: nerve_api::dto::TaskTargets,
+    targets: nerve_api::dto::tasks::TaskTargets,
 ) -> Result<Result<Vec<String>, String>, ServerFnError> {
     match nerve_api::tasks::resolve(&state()?, &targets).await {
         Ok(nodes) => Ok(Ok(nodes)),
@@ -102,9 +105,9 @@ pub async fn preview_targets(
 /// Requests a task.
 #[server(prefix = "/ui-api", endpoint = "task-create")]
 pub async fn create_task(
-    request: nerve_api::dto::CreateTask,
-) -> Result<nerve_api::dto::TaskCreated, ServerFnError> {
-    let request = nerve_api::dto::CreateTask {
+    request: nerve_api::dto::tasks::CreateTask,
+) -> Result<nerve_api::dto::tasks::TaskCreated, ServerFnError> {
+    let request = nerve_api::dto::tasks::CreateTask {
         requested_by: if request.requested_by.is_empty() {
             "console".into()
         } else {
@@ -128,7 +131,7 @@ pub async fn cancel_task(id: String) -> Result<(), ServerFnError> {
 
 /// Every cluster.
 #[server(prefix = "/ui-api", endpoint = "clusters")]
-pub async fn get_clusters() -> Result<nerve_api::dto::ClusterList, ServerFnError> {
+pub async fn get_clusters() -> Result<nerve_api::dto::clusters::ClusterList, ServerFnError> {
     nerve_api::clusters::list(&state()?).await.map_err(fail)
 }
 
@@ -138,7 +141,7 @@ pub async fn create_cluster(
     name: String,
     description: String,
 ) -> Result<Result<String, String>, ServerFnError> {
-    let req = nerve_api::dto::CreateCluster {
+    let req = nerve_api::dto::clusters::CreateCluster {
         name,
         description,
         requested_by: "console".into(),
@@ -160,14 +163,14 @@ pub async fn delete_cluster(id: String) -> Result<(), ServerFnError> {
 }
 
 /// A form's answer: `Ok(id)`, or the problems to show next to their fields.
-pub type FormResult = Result<String, Vec<nerve_api::dto::FieldError>>;
+pub type FormResult = Result<String, Vec<nerve_api::dto::alerts::FieldError>>;
 
 /// A form error that is not about a field (or a server failure) shown at the form's end.
 #[cfg(feature = "ssr")]
 fn form_answer(
     r: Result<nerve_api::dto::Accepted, nerve_api::error::ApiError>,
 ) -> Result<FormResult, ServerFnError> {
-    use nerve_api::dto::FieldError;
+    use nerve_api::dto::alerts::FieldError;
     use nerve_api::error::ApiError;
     match r {
         Ok(a) => Ok(Ok(a.id.unwrap_or_default())),
@@ -183,50 +186,52 @@ fn form_answer(
 /// Alerts in `alert_state` (`firing`, `resolved` or `all`), newest first. (A plain argument:
 /// a query struct with every field unset would encode as nothing at all.)
 #[server(prefix = "/ui-api", endpoint = "alerts")]
-pub async fn get_alerts(alert_state: String) -> Result<nerve_api::dto::AlertList, ServerFnError> {
-    let query = nerve_api::dto::AlertListQuery {
+pub async fn get_alerts(
+    alert_state: String,
+) -> Result<nerve_api::dto::alerts::AlertList, ServerFnError> {
+    let query = nerve_api::dto::alerts::AlertListQuery {
         state: Some(alert_state),
         ..Default::default()
     };
-    nerve_api::alerting::list_alerts(&state()?, query)
+    nerve_api::alerts::list_alerts(&state()?, query)
         .await
         .map_err(fail)
 }
 
 /// The latest firings and resolutions.
 #[server(prefix = "/ui-api", endpoint = "alert-history")]
-pub async fn get_alert_history() -> Result<nerve_api::dto::AlertHistory, ServerFnError> {
-    let query = nerve_api::dto::AlertListQuery {
+pub async fn get_alert_history() -> Result<nerve_api::dto::alerts::AlertHistory, ServerFnError> {
+    let query = nerve_api::dto::alerts::AlertListQuery {
         limit: Some(50),
         ..Default::default()
     };
-    nerve_api::alerting::history(&state()?, query)
+    nerve_api::alerts::history(&state()?, query)
         .await
         .map_err(fail)
 }
 
 /// Every alert rule.
 #[server(prefix = "/ui-api", endpoint = "alert-rules")]
-pub async fn get_rules() -> Result<nerve_api::dto::RuleList, ServerFnError> {
-    nerve_api::alerting::list_rules(&state()?)
-        .await
-        .map_err(fail)
+pub async fn get_rules() -> Result<nerve_api::dto::alerts::RuleList, ServerFnError> {
+    nerve_api::alerts::list_rules(&state()?).await.map_err(fail)
 }
 
 /// Creates a rule.
 #[server(prefix = "/ui-api", endpoint = "alert-rule-create")]
-pub async fn create_rule(rule: nerve_api::dto::SaveRule) -> Result<FormResult, ServerFnError> {
-    let rule = nerve_api::dto::SaveRule {
+pub async fn create_rule(
+    rule: nerve_api::dto::alerts::SaveRule,
+) -> Result<FormResult, ServerFnError> {
+    let rule = nerve_api::dto::alerts::SaveRule {
         requested_by: "console".into(),
         ..rule
     };
-    form_answer(nerve_api::alerting::save(&state()?, None, rule).await)
+    form_answer(nerve_api::alerts::save(&state()?, None, rule).await)
 }
 
 /// Deletes a rule.
 #[server(prefix = "/ui-api", endpoint = "alert-rule-delete")]
 pub async fn delete_rule(id: String) -> Result<(), ServerFnError> {
-    nerve_api::alerting::delete_rule(&state()?, &id)
+    nerve_api::alerts::delete_rule(&state()?, &id)
         .await
         .map(|_| ())
         .map_err(fail)
@@ -234,8 +239,8 @@ pub async fn delete_rule(id: String) -> Result<(), ServerFnError> {
 
 /// Silences, active first.
 #[server(prefix = "/ui-api", endpoint = "silences")]
-pub async fn get_silences() -> Result<nerve_api::dto::SilenceList, ServerFnError> {
-    nerve_api::alerting::list_silences(&state()?)
+pub async fn get_silences() -> Result<nerve_api::dto::alerts::SilenceList, ServerFnError> {
+    nerve_api::alerts::list_silences(&state()?)
         .await
         .map_err(fail)
 }
@@ -243,19 +248,19 @@ pub async fn get_silences() -> Result<nerve_api::dto::SilenceList, ServerFnError
 /// Creates a silence.
 #[server(prefix = "/ui-api", endpoint = "silence-create")]
 pub async fn create_silence(
-    silence: nerve_api::dto::CreateSilence,
+    silence: nerve_api::dto::alerts::CreateSilence,
 ) -> Result<FormResult, ServerFnError> {
-    let silence = nerve_api::dto::CreateSilence {
+    let silence = nerve_api::dto::alerts::CreateSilence {
         requested_by: "console".into(),
         ..silence
     };
-    form_answer(nerve_api::alerting::create_silence(&state()?, silence).await)
+    form_answer(nerve_api::alerts::create_silence(&state()?, silence).await)
 }
 
 /// Ends a silence now.
 #[server(prefix = "/ui-api", endpoint = "silence-delete")]
 pub async fn delete_silence(id: String) -> Result<(), ServerFnError> {
-    nerve_api::alerting::delete_silence(&state()?, &id)
+    nerve_api::alerts::delete_silence(&state()?, &id)
         .await
         .map(|_| ())
         .map_err(fail)
@@ -263,8 +268,8 @@ pub async fn delete_silence(id: String) -> Result<(), ServerFnError> {
 
 /// Notification channels.
 #[server(prefix = "/ui-api", endpoint = "channels")]
-pub async fn get_channels() -> Result<nerve_api::dto::ChannelList, ServerFnError> {
-    nerve_api::alerting::list_channels(&state()?)
+pub async fn get_channels() -> Result<nerve_api::dto::alerts::ChannelList, ServerFnError> {
+    nerve_api::alerts::list_channels(&state()?)
         .await
         .map_err(fail)
 }
@@ -272,19 +277,21 @@ pub async fn get_channels() -> Result<nerve_api::dto::ChannelList, ServerFnError
 /// Creates a channel.
 #[server(prefix = "/ui-api", endpoint = "channel-create")]
 pub async fn create_channel(
-    channel: nerve_api::dto::SaveChannel,
+    channel: nerve_api::dto::alerts::SaveChannel,
 ) -> Result<FormResult, ServerFnError> {
-    let channel = nerve_api::dto::SaveChannel {
+    let channel = nerve_api::dto::alerts::SaveChannel {
         requested_by: "console".into(),
         ..channel
     };
-    form_answer(nerve_api::alerting::create_channel(&state()?, channel).await)
+    form_answer(nerve_api::alerts::create_channel(&state()?, channel).await)
 }
 
 /// Sends a test message through a channel.
 #[server(prefix = "/ui-api", endpoint = "channel-test")]
-pub async fn test_channel(id: String) -> Result<nerve_api::dto::DeliveryReport, ServerFnError> {
-    nerve_api::alerting::test_channel(&state()?, &id)
+pub async fn test_channel(
+    id: String,
+) -> Result<nerve_api::dto::alerts::DeliveryReport, ServerFnError> {
+    nerve_api::alerts::test_channel(&state()?, &id)
         .await
         .map_err(fail)
 }
@@ -292,7 +299,7 @@ pub async fn test_channel(id: String) -> Result<nerve_api::dto::DeliveryReport, 
 /// Deletes a channel.
 #[server(prefix = "/ui-api", endpoint = "channel-delete")]
 pub async fn delete_channel(id: String) -> Result<(), ServerFnError> {
-    nerve_api::alerting::delete_channel(&state()?, &id)
+    nerve_api::alerts::delete_channel(&state()?, &id)
         .await
         .map(|_| ())
         .map_err(fail)

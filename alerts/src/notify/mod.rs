@@ -58,7 +58,7 @@ impl Outcome {
 /// Checks a channel; every problem names its field.
 pub fn validate(req: &SaveChannel) -> Result<(), AlertsError> {
     let mut problems = Problems::default();
-    if !crate::rules::valid_name(&req.name) {
+    if !crate::rule::valid_name(&req.name) {
         problems.add("name", "1 to 64 of [A-Za-z0-9._-]");
     }
     match ChannelKind::parse(&req.kind) {

@@ -61,4 +61,3 @@ impl IntoResponse for ApiError {
         (self.status(), Json(body)).into_response()
     }
 }
-

@@ -107,7 +107,7 @@ async fn node_metrics(
     ApiQuery(query): ApiQuery<MetricsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(
-        fleet::node_metrics(&state, &id, query, fleet::now_ms()).await?,
+        fleet::node_metrics(&state, &id, query, crate::time::now_ms()).await?,
     ))
 }
 

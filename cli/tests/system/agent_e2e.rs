@@ -1,6 +1,6 @@
 //! A real `nerve agent` process → JetStream → projectors → ClickHouse → `/api/v1/nodes`.
 
-use nerve_api::dto::{NodeDetail, NodePage, NodeStatus};
+use nerve_api::dto::{fleet::NodeDetail, fleet::NodePage, fleet::NodeStatus};
 use nerve_platform::metrics::Registry;
 use nerve_platform::testkit::eventually;
 use tokio_util::sync::CancellationToken;

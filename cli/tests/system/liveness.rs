@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use nerve_api::dto::{NodeListQuery, NodeStatus};
+use nerve_api::dto::{fleet::NodeListQuery, fleet::NodeStatus};
 use nerve_platform::metrics::Registry;
 use nerve_platform::testkit::eventually;
 use nerve_schemas::subjects;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use nerve_api::dto::{TaskCreated, TaskDetail, TaskOutput};
+use nerve_api::dto::{tasks::TaskCreated, tasks::TaskDetail, tasks::TaskOutput};
 use nerve_platform::metrics::Registry;
 use nerve_platform::testkit::eventually;
 use serde_json::{Value, json};

@@ -6,8 +6,9 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
 use nerve_api::dto::{
-    Aggregate, ChannelKind, CreateSilence, FieldError, Metric, Op, RuleKind, RuleScope,
-    SaveChannel, SaveRule, Severity,
+    alerts::Aggregate, alerts::ChannelKind, alerts::CreateSilence, alerts::FieldError,
+    alerts::Metric, alerts::Op, alerts::RuleKind, alerts::RuleScope, alerts::SaveChannel,
+    alerts::SaveRule, alerts::Severity,
 };
 
 use super::LoadError;

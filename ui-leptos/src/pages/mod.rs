@@ -8,7 +8,7 @@ pub mod nodes;
 pub mod tasks;
 
 use leptos::prelude::*;
-use nerve_api::dto::NodeStatus;
+use nerve_api::dto::fleet::NodeStatus;
 
 /// A coloured status badge with its word (never colour alone).
 #[component]

@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_params_map, use_query_map};
-use nerve_api::dto::{MetricsSeries, NodeDetail};
+use nerve_api::dto::{fleet::MetricsSeries, fleet::NodeDetail};
 
 use super::{LoadError, StatusBadge};
 use crate::chart::LineChart;
@@ -317,7 +317,7 @@ fn GpuHealth(gpus: serde_json::Value) -> impl IntoView {
 
 /// The node's newest events.
 #[component]
-fn Events(events: Vec<nerve_api::dto::NodeEventItem>) -> impl IntoView {
+fn Events(events: Vec<nerve_api::dto::fleet::NodeEventItem>) -> impl IntoView {
     (!events.is_empty()).then(|| {
         let rows = events
             .into_iter()
@@ -403,7 +403,7 @@ fn json_table(
 
 #[component]
 fn Charts(m: MetricsSeries) -> impl IntoView {
-    let series = |f: fn(&nerve_api::dto::MetricsPoint) -> f64| -> Vec<(u64, f64)> {
+    let series = |f: fn(&nerve_api::dto::fleet::MetricsPoint) -> f64| -> Vec<(u64, f64)> {
         m.points.iter().map(|p| (u64::from(p.ts), f(p))).collect()
     };
     let mem_pct = series(|p| format::share(p.mem_used_bytes, p.mem_total_bytes as f64));

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::{A, Form};
 use leptos_router::hooks::use_query_map;
-use nerve_api::dto::{NodeListQuery, NodeSort, NodeStatus, SortOrder};
+use nerve_api::dto::{fleet::NodeListQuery, fleet::NodeSort, fleet::NodeStatus, fleet::SortOrder};
 
 use super::{LoadError, Meter, StatusBadge};
 use crate::data::get_nodes;

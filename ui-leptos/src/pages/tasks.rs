@@ -6,7 +6,10 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
-use nerve_api::dto::{CreateTask, NodeStatus, TaskCounts, TaskListQuery, TaskTargets};
+use nerve_api::dto::{
+    fleet::NodeStatus, tasks::CreateTask, tasks::TaskCounts, tasks::TaskListQuery,
+    tasks::TaskTargets,
+};
 
 use super::LoadError;
 use crate::data::{
