@@ -81,6 +81,15 @@ pub struct CreateSilence {
     pub requested_by: String,
 }
 
+/// Every problem on one line: `field: message; field: message`.
+pub fn summary(fields: &[FieldError]) -> String {
+    fields
+        .iter()
+        .map(|f| format!("{}: {}", f.field, f.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// One problem with one field of a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldError {

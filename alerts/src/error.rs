@@ -9,7 +9,7 @@ use crate::contract::FieldError;
 #[derive(Debug, thiserror::Error)]
 pub enum AlertsError {
     /// A request with problems in named fields, all of them.
-    #[error("{}", summary(.0))]
+    #[error("{}", crate::contract::summary(.0))]
     Invalid(Vec<FieldError>),
     #[error("{0}")]
     NotFound(String),
@@ -24,14 +24,6 @@ pub enum AlertsError {
     /// The notifier itself could not start (e.g. its HTTP client).
     #[error("{0}")]
     Notifier(String),
-}
-
-fn summary(fields: &[FieldError]) -> String {
-    fields
-        .iter()
-        .map(|f| format!("{}: {}", f.field, f.message))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Collects field problems; `finish` answers them all at once.

@@ -4,21 +4,13 @@
 
 use crate::dto::alerts::FieldError;
 
-fn field_summary(fields: &[FieldError]) -> String {
-    fields
-        .iter()
-        .map(|f| format!("{}: {}", f.field, f.message))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 /// An error answered to an API client.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     /// A request with problems in named fields; answered 400 with every problem.
-    #[error("{}", field_summary(.0))]
+    #[error("{}", nerve_alerts::contract::summary(.0))]
     Invalid(Vec<FieldError>),
     #[error("{0}")]
     NotFound(String),
