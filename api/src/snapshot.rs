@@ -3,8 +3,8 @@
 //! clusters and labels need no ClickHouse query per request. A list walks only what it selects:
 //! per-cluster and per-label posting lists and one search buffer (a substring search over it
 //! finds every matching node) are built with the snapshot, and sorts order a number per node.
-//! The control tables' newest stream sequence (one small query), then [`NODES`] (≈ 0.1 s
-//! at 100,000 nodes) and, only when that sequence moved on, clusters, memberships and labels,
+//! The control tables' newest stream sequence (one small query), then [`NODES`] (one read of
+//! every node's current state) and, only when that sequence moved on, clusters, memberships and labels,
 //! asked at once, load it; requests share it while it is younger than
 //! `api.fleet_snapshot_max_age_ms`. Past half that age the next request starts a reload behind
 //! the scenes and is still answered from the old one; past the full age requests wait for a

@@ -15,10 +15,8 @@ use nerve_platform::metrics::Registry;
 #[cfg(feature = "server")]
 use tokio_util::sync::CancellationToken;
 
-/// The control-plane roles allocate per event (Avro decoding, rows, JSON): with glibc malloc
-/// that was ≈ 15 % of a projector's CPU at 20,000 events/s, and mimalloc made the same
-/// pipeline ≈ 10 % faster end to end (`loadtest/README.md`). The lean agent build keeps the
-/// system allocator.
+/// The control-plane roles allocate per event (Avro decoding, rows, JSON), where glibc malloc
+/// costs a visible share of a projector's CPU; the lean agent build keeps the system allocator.
 #[cfg(feature = "server")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -39,12 +39,10 @@ pub fn all_ddl(db: &str) -> Vec<String> {
 }
 
 /// Index granularity of the per-node current-state tables with wide rows (`inventory`:
-/// kilobytes of JSON; `node_state`: a kilobyte or two of Avro, kilobytes of JSON until it kept
-/// the heartbeat instead). A node lookup reads whole granules: with the default 8,192 rows that
-/// was ≈ 170 ms of decompressed JSON for one node at 100,000 nodes; with 256, 25 ms under load
-/// (a granule of the GPU JSON was ≈ 0.8 MB, read from every active part); with 32, a granule
-/// is about one compressed block. Tables created before keep their granularity
-/// until rebuilt from the log.
+/// kilobytes of JSON; `node_state`: a kilobyte or two of Avro). A lookup of one node reads whole
+/// granules from every active part, so the default 8,192 rows would decompress megabytes for one
+/// node; at 32 a granule is about one compressed block. Tables created before keep their
+/// granularity until rebuilt from the log.
 pub const WIDE_ROW_GRANULARITY: u32 = 32;
 
 /// Columns added to a table after it was first released: (table, column, type). The `CREATE`
