@@ -267,22 +267,12 @@ async fn run(
 ) {
     let started = Instant::now();
     let spec = &task.spec;
-    let finished = |error: String| TaskFinished {
-        envelope: reporter.envelope::<TaskFinished>(),
-        task_id: task.task_id.clone(),
-        exit_code: None,
-        signal: None,
-        duration_ms: 0,
-        output_bytes: 0,
-        truncated: false,
-        error,
-    };
     let mut child = match prepare(spec, hooks_dir, work_dir, &task.task_id)
         .and_then(|mut cmd| cmd.spawn().map_err(|e| format!("cannot start: {e}")))
     {
         Ok(c) => c,
         Err(error) => {
-            reporter.send(&finished(error)).await;
+            reporter.send(&finished(reporter, task, error)).await;
             return;
         }
     };
@@ -295,39 +285,8 @@ async fn run(
         })
         .await;
 
-    // Both pipes feed one channel; this task numbers the chunks and enforces the byte limit.
-    let (chunks_tx, mut chunks) = mpsc::channel::<(&'static str, Vec<u8>)>(16);
-    for (name, pipe) in [
-        (
-            "stdout",
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        ),
-        (
-            "stderr",
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        ),
-    ] {
-        let Some(mut pipe) = pipe else { continue };
-        let tx = chunks_tx.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; CHUNK_BYTES];
-            while let Ok(n) = pipe.read(&mut buf).await {
-                if n == 0 || tx.send((name, buf[..n].to_vec())).await.is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    drop(chunks_tx);
-
-    let limit = u64::try_from(spec.max_output_bytes).unwrap_or(0);
-    let (mut seq, mut kept, mut total, mut truncated) = (0i64, 0u64, 0u64, false);
+    let mut chunks = pipe_output(&mut child);
+    let mut output = Output::new(u64::try_from(spec.max_output_bytes).unwrap_or(0));
     let timeout = tokio::time::sleep(Duration::from_secs(
         u64::try_from(spec.timeout_secs.max(1)).unwrap_or(1),
     ));
@@ -342,16 +301,9 @@ async fn run(
                     pipes_open = false;
                     continue;
                 };
-                total += data.len() as u64;
-                let room = limit.saturating_sub(kept) as usize;
-                if data.len() > room {
-                    truncated = true;
-                }
-                let data = &data[..data.len().min(room)];
-                if data.is_empty() {
+                let Some((seq, data)) = output.take(&data) else {
                     continue;
-                }
-                kept += data.len() as u64;
+                };
                 reporter
                     .send(&TaskOutputProduced {
                         envelope: reporter.envelope::<TaskOutputProduced>(),
@@ -361,7 +313,6 @@ async fn run(
                         data: data.to_vec(),
                     })
                     .await;
-                seq += 1;
             }
             status = child.wait(), if end.is_none() => {
                 end = Some(match status {
@@ -389,8 +340,113 @@ async fn run(
             }
         }
     }
+    report_end(reporter, task, end, started, &output).await;
+    if spec.kind == "script" {
+        let _ = std::fs::remove_file(
+            work_dir
+                .join("tasks")
+                .join(format!("{}.script", task.task_id)),
+        );
+    }
+}
+
+/// `TaskFinished` for a task that did not get to run, with the reason.
+fn finished(reporter: &Reporter, task: &TaskDispatched, error: String) -> TaskFinished {
+    TaskFinished {
+        envelope: reporter.envelope::<TaskFinished>(),
+        task_id: task.task_id.clone(),
+        exit_code: None,
+        signal: None,
+        duration_ms: 0,
+        output_bytes: 0,
+        truncated: false,
+        error,
+    }
+}
+
+/// Both of the child's pipes, read in chunks of at most [`CHUNK_BYTES`] into one channel.
+fn pipe_output(child: &mut tokio::process::Child) -> mpsc::Receiver<(&'static str, Vec<u8>)> {
+    let (tx, rx) = mpsc::channel::<(&'static str, Vec<u8>)>(16);
+    let pipes = [
+        (
+            "stdout",
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ),
+        (
+            "stderr",
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ),
+    ];
+    for (name, pipe) in pipes {
+        let Some(mut pipe) = pipe else { continue };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; CHUNK_BYTES];
+            while let Ok(n) = pipe.read(&mut buf).await {
+                if n == 0 || tx.send((name, buf[..n].to_vec())).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// A task's output within its byte limit: chunks numbered across stdout and stderr, and
+/// whether anything was cut.
+struct Output {
+    limit: u64,
+    seq: i64,
+    kept: u64,
+    total: u64,
+    truncated: bool,
+}
+
+impl Output {
+    fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            seq: 0,
+            kept: 0,
+            total: 0,
+            truncated: false,
+        }
+    }
+
+    /// The part of `data` to report and its number; `None` once the limit is reached.
+    fn take<'a>(&mut self, data: &'a [u8]) -> Option<(i64, &'a [u8])> {
+        self.total += data.len() as u64;
+        let room = self.limit.saturating_sub(self.kept) as usize;
+        if data.len() > room {
+            self.truncated = true;
+        }
+        let data = &data[..data.len().min(room)];
+        if data.is_empty() {
+            return None;
+        }
+        self.kept += data.len() as u64;
+        self.seq += 1;
+        Some((self.seq - 1, data))
+    }
+}
+
+/// Reports how the task ended.
+async fn report_end(
+    reporter: &Reporter,
+    task: &TaskDispatched,
+    end: Option<End>,
+    started: Instant,
+    output: &Output,
+) {
     let duration_ms = started.elapsed().as_millis().min(i64::MAX as u128) as i64;
-    let output_bytes = total.min(i64::MAX as u64) as i64;
+    let output_bytes = output.total.min(i64::MAX as u64) as i64;
+    let truncated = output.truncated;
     match end {
         Some(End::Exited(status)) => {
             use std::os::unix::process::ExitStatusExt;
@@ -401,7 +457,7 @@ async fn run(
                     duration_ms,
                     output_bytes,
                     truncated,
-                    ..finished(String::new())
+                    ..finished(reporter, task, String::new())
                 })
                 .await;
         }
@@ -410,7 +466,7 @@ async fn run(
                 .send(&TaskTimedOut {
                     envelope: reporter.envelope::<TaskTimedOut>(),
                     task_id: task.task_id.clone(),
-                    timeout_secs: spec.timeout_secs,
+                    timeout_secs: task.spec.timeout_secs,
                     duration_ms,
                     output_bytes,
                     truncated,
@@ -428,18 +484,20 @@ async fn run(
                 .await;
         }
     }
-    if spec.kind == "script" {
-        let _ = std::fs::remove_file(
-            work_dir
-                .join("tasks")
-                .join(format!("{}.script", task.task_id)),
-        );
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_is_numbered_and_cut_at_the_limit() {
+        let mut out = Output::new(5);
+        assert_eq!(out.take(b"abc"), Some((0, &b"abc"[..])));
+        assert_eq!(out.take(b"defg"), Some((1, &b"de"[..])));
+        assert_eq!(out.take(b"h"), None);
+        assert_eq!((out.kept, out.total, out.truncated), (5, 8, true));
+    }
 
     fn spec(kind: &str) -> TaskSpec {
         TaskSpec {

@@ -89,6 +89,50 @@ pub fn validate(req: &SaveRule, problems: &mut Problems) -> AlertRuleSaved {
     if req.description.len() > 512 {
         problems.add("description", "at most 512 bytes");
     }
+    let c = condition(req, problems);
+    let labels = scope(req, problems);
+    if req.requested_by.len() > 128 {
+        problems.add("requested_by", "at most 128 bytes");
+    }
+    AlertRuleSaved {
+        envelope: Envelope::new::<AlertRuleSaved>(String::new(), 0),
+        rule_id: String::new(),
+        name: req.name.clone(),
+        description: req.description.clone(),
+        kind: req.kind.clone(),
+        metric: req.metric.clone(),
+        aggregate: c.aggregate,
+        op: c.op,
+        threshold: c.threshold,
+        window_secs: c.window_secs as i64,
+        for_secs: req.for_secs.min(MAX_WINDOW_SECS) as i64,
+        resolve_after_secs: c.resolve_after_secs as i64,
+        severity: c.severity,
+        clusters: Vec::new(),
+        labels,
+        node_ids: req.scope.node_ids.clone(),
+        channels: Vec::new(),
+        enabled: req.enabled.unwrap_or(true),
+        requested_by: if req.requested_by.is_empty() {
+            "api".into()
+        } else {
+            req.requested_by.clone()
+        },
+    }
+}
+
+/// A rule's condition with its defaults filled in, as it is stored.
+struct Condition {
+    aggregate: String,
+    op: String,
+    threshold: f64,
+    window_secs: u64,
+    resolve_after_secs: u64,
+    severity: String,
+}
+
+/// Checks kind, metric, aggregate, comparison, threshold, window, damping and severity.
+fn condition(req: &SaveRule, problems: &mut Problems) -> Condition {
     let kind = Kind::parse(&req.kind);
     match kind {
         None => problems.add(
@@ -122,23 +166,7 @@ pub fn validate(req: &SaveRule, problems: &mut Problems) -> AlertRuleSaved {
         let ops: Vec<&str> = Op::ALL.iter().map(|o| o.as_str()).collect();
         problems.add("op", format!("{op:?} is not one of {}", ops.join(" ")));
     }
-    let threshold = match req.threshold {
-        Some(t) if !t.is_finite() => {
-            problems.add("threshold", "must be a finite number");
-            0.0
-        }
-        Some(t) => {
-            if req.metric.ends_with("_pct") && !(0.0..=100.0).contains(&t) {
-                problems.add("threshold", "a percentage: 0 to 100");
-            }
-            t
-        }
-        None if has_threshold => {
-            problems.add("threshold", "required for threshold and event rules");
-            0.0
-        }
-        None => 0.0,
-    };
+    let threshold = threshold(req, has_threshold, problems);
     let window = req.window_secs.unwrap_or(300);
     if has_threshold && !(MIN_WINDOW_SECS..=MAX_WINDOW_SECS).contains(&window) {
         problems.add(
@@ -163,6 +191,43 @@ pub fn validate(req: &SaveRule, problems: &mut Problems) -> AlertRuleSaved {
             format!("{severity:?} is not one of {}", Severity::names()),
         );
     }
+    Condition {
+        aggregate: if kind == Some(Kind::Threshold) {
+            aggregate
+        } else {
+            String::new()
+        },
+        op,
+        threshold,
+        window_secs: if has_threshold { window } else { 0 },
+        resolve_after_secs: resolve_after.min(MAX_RESOLVE_AFTER_SECS),
+        severity,
+    }
+}
+
+/// The threshold: finite, a percentage for `_pct` metrics, required where the kind compares.
+fn threshold(req: &SaveRule, has_threshold: bool, problems: &mut Problems) -> f64 {
+    match req.threshold {
+        Some(t) if !t.is_finite() => {
+            problems.add("threshold", "must be a finite number");
+            0.0
+        }
+        Some(t) => {
+            if req.metric.ends_with("_pct") && !(0.0..=100.0).contains(&t) {
+                problems.add("threshold", "a percentage: 0 to 100");
+            }
+            t
+        }
+        None if has_threshold => {
+            problems.add("threshold", "required for threshold and event rules");
+            0.0
+        }
+        None => 0.0,
+    }
+}
+
+/// Checks the scope's labels and node ids; the labels as stored (`key=value`).
+fn scope(req: &SaveRule, problems: &mut Problems) -> Vec<String> {
     let mut labels = Vec::new();
     for l in &req.scope.labels {
         match nerve_schemas::control::parse_label(l) {
@@ -175,38 +240,7 @@ pub fn validate(req: &SaveRule, problems: &mut Problems) -> AlertRuleSaved {
             problems.add("scope.node_ids", format!("{id:?} is not a node id"));
         }
     }
-    if req.requested_by.len() > 128 {
-        problems.add("requested_by", "at most 128 bytes");
-    }
-    AlertRuleSaved {
-        envelope: Envelope::new::<AlertRuleSaved>(String::new(), 0),
-        rule_id: String::new(),
-        name: req.name.clone(),
-        description: req.description.clone(),
-        kind: req.kind.clone(),
-        metric: req.metric.clone(),
-        aggregate: if kind == Some(Kind::Threshold) {
-            aggregate
-        } else {
-            String::new()
-        },
-        op,
-        threshold,
-        window_secs: if has_threshold { window as i64 } else { 0 },
-        for_secs: req.for_secs.min(MAX_WINDOW_SECS) as i64,
-        resolve_after_secs: resolve_after.min(MAX_RESOLVE_AFTER_SECS) as i64,
-        severity,
-        clusters: Vec::new(),
-        labels,
-        node_ids: req.scope.node_ids.clone(),
-        channels: Vec::new(),
-        enabled: req.enabled.unwrap_or(true),
-        requested_by: if req.requested_by.is_empty() {
-            "api".into()
-        } else {
-            req.requested_by.clone()
-        },
-    }
+    labels
 }
 
 /// Stored rules, by name; only the one named by id or name with `only`.

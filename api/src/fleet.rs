@@ -269,31 +269,44 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
                 summary: e.summary,
             })
             .collect(),
-        inventory: inventory.map(|i| Inventory {
-            reported_at: rfc3339_ms(i.reported_at_ms),
-            hostname: i.hostname,
-            os_name: i.os_name,
-            os_version: i.os_version,
-            kernel_version: i.kernel_version,
-            arch: i.arch,
-            boot_time: rfc3339_s(u64::from(i.boot_time)),
-            agent_version: i.agent_version,
-            cpu: Cpu {
-                model: i.cpu_model,
-                vendor: i.cpu_vendor,
-                physical_cores: i.cpu_physical_cores,
-                logical_cores: i.cpu_logical_cores,
-                frequency_mhz: i.cpu_frequency_mhz,
-            },
-            memory_total_bytes: i.memory_total_bytes,
-            swap_total_bytes: i.swap_total_bytes,
-            disks: json_doc(&i.disks_json),
-            interfaces: json_doc(&i.interfaces_json),
-            gpus: json_doc(&i.gpus_json),
-            collector_errors: json_doc(&i.collector_errors_json),
-            detail: json_doc(&i.detail_json),
-        }),
-        latest: latest.map(|l| LatestMetrics {
+        inventory: inventory.map(inventory_of),
+        latest: latest.map(StateRow::latest),
+    })
+}
+
+/// The node's inventory as the API shows it (JSON sections parsed).
+fn inventory_of(i: InventoryRow) -> Inventory {
+    Inventory {
+        reported_at: rfc3339_ms(i.reported_at_ms),
+        hostname: i.hostname,
+        os_name: i.os_name,
+        os_version: i.os_version,
+        kernel_version: i.kernel_version,
+        arch: i.arch,
+        boot_time: rfc3339_s(u64::from(i.boot_time)),
+        agent_version: i.agent_version,
+        cpu: Cpu {
+            model: i.cpu_model,
+            vendor: i.cpu_vendor,
+            physical_cores: i.cpu_physical_cores,
+            logical_cores: i.cpu_logical_cores,
+            frequency_mhz: i.cpu_frequency_mhz,
+        },
+        memory_total_bytes: i.memory_total_bytes,
+        swap_total_bytes: i.swap_total_bytes,
+        disks: json_doc(&i.disks_json),
+        interfaces: json_doc(&i.interfaces_json),
+        gpus: json_doc(&i.gpus_json),
+        collector_errors: json_doc(&i.collector_errors_json),
+        detail: json_doc(&i.detail_json),
+    }
+}
+
+impl StateRow {
+    /// The latest sample as the API shows it.
+    fn latest(self) -> LatestMetrics {
+        let l = self;
+        LatestMetrics {
             last_seen: rfc3339_ms(l.last_seen_ms),
             last_seen_ms: l.last_seen_ms,
             heartbeat_interval_secs: l.interval_secs,
@@ -309,8 +322,8 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
             net_tx_bytes_per_sec: l.net_tx_bytes_per_sec,
             gpu_count: l.gpu_count,
             gpu_util_pct_avg: l.gpu_util_pct_avg,
-        }),
-    })
+        }
+    }
 }
 
 #[derive(Debug, Row, Deserialize)]

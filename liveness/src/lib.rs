@@ -188,37 +188,14 @@ pub async fn run(
         std::env::var("HOSTNAME").unwrap_or_else(|_| "nerve".into()),
         std::process::id()
     );
-    let resume_grace_ms = (config.resume_grace_secs as i64).saturating_mul(1000);
-    let resume = move || nerve_platform::now_ms() + resume_grace_ms;
     let mut tracker = Tracker::new(Thresholds {
         suspect_after_missed: config.suspect_after_missed_heartbeats.max(1),
         offline_grace_ms: (config.offline_grace_secs as i64).saturating_mul(1000),
     });
-
     // 1. Past judgements: the last liveness event of every node.
-    let (mut past, mut pending) =
-        ordered(&js, nerve_ingest::EVENTS_STREAM, subjects::LIVENESS_ALL).await?;
-    while pending > 0 {
-        let msg = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            msg = past.next() => msg,
-        };
-        let Some(Ok(msg)) = msg else { break };
-        let Some((at_ms, left)) = published_ms(&msg) else {
-            continue;
-        };
-        pending = left;
-        match decode_liveness(&msg.payload) {
-            Ok((state, e)) => {
-                tracker.restore(&e.envelope.node_id, state, at_ms, e.last_heartbeat_at_ms)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, subject = %msg.subject, "unreadable liveness event")
-            }
-        }
+    if !restore(&js, &mut tracker, &cancel).await? {
+        return Ok(());
     }
-    drop(past);
-
     // 2. The last heartbeat of every node, then every new one.
     let (mut beats, pending) = ordered(
         &js,
@@ -226,11 +203,14 @@ pub async fn run(
         subjects::HEARTBEATS_ALL,
     )
     .await?;
-    let mut caught_up = pending == 0;
-    if caught_up {
-        tracker.watch_from(resume());
+    let mut watch = Watch {
+        caught_up: pending == 0,
+        connected: true,
+        resume_grace_ms: (config.resume_grace_secs as i64).saturating_mul(1000),
+    };
+    if watch.caught_up {
+        tracker.watch_from(watch.resume());
     }
-    let mut connected = true;
     let mut tick = tokio::time::interval(Duration::from_millis(config.check_interval_ms.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(
@@ -253,45 +233,18 @@ pub async fn run(
                     }),
                 };
                 let Some((arrived_ms, left)) = published_ms(&msg) else { continue };
-                let now = nerve_platform::now_ms();
-                if !caught_up && left == 0 {
-                    caught_up = true;
-                    tracker.watch_from(resume());
-                    tracing::info!("caught up with the heartbeat stream; judging");
-                }
-                if caught_up {
-                    let behind = left > 0 && now - arrived_ms > MAX_LAG_MS;
-                    if behind && tracker.is_watching() {
-                        tracing::warn!(pending = left, "behind the heartbeat stream; not judging");
-                        tracker.pause();
-                    } else if !behind && !tracker.is_watching() && connected {
-                        tracker.watch_from(resume());
-                    }
-                }
-                let node = subjects::node_id_of(msg.subject.as_str()).map(str::to_owned);
-                let beat = nerve_schemas::decode::<HeartbeatRecorded>(&msg.payload);
-                let (Some(node), Ok(beat)) = (node, beat) else {
+                watch.heartbeat_arrived(&mut tracker, left, arrived_ms);
+                let Some((node, interval_secs)) = heartbeat_of(&msg) else {
                     m.bad_heartbeats.inc();
                     continue;
                 };
-                if beat.envelope.node_id != node {
-                    m.bad_heartbeats.inc();
-                    continue;
-                }
-                if let Some(t) = tracker.heartbeat(&node, arrived_ms, beat.interval_secs) {
+                if let Some(t) = tracker.heartbeat(&node, arrived_ms, interval_secs) {
                     publish(&js, &mut tracker, &m, t, &detector).await;
                 }
             }
             _ = tick.tick() => {
                 let up = matches!(client.connection_state(), async_nats::connection::State::Connected);
-                if !up && connected {
-                    tracing::warn!("NATS unreachable; not judging until it is back");
-                    tracker.pause();
-                } else if up && !connected && caught_up {
-                    tracing::info!("NATS back; silence counts again after the resume grace");
-                    tracker.watch_from(resume());
-                }
-                connected = up;
+                watch.connection(&mut tracker, up);
                 for t in tracker.judge(nerve_platform::now_ms()) {
                     publish(&js, &mut tracker, &m, t, &detector).await;
                 }
@@ -304,6 +257,91 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Restores the tracker's past judgements from the last liveness event of every node; false
+/// when cancelled meanwhile.
+async fn restore(
+    js: &jetstream::Context,
+    tracker: &mut Tracker,
+    cancel: &CancellationToken,
+) -> Result<bool, LivenessError> {
+    let (mut past, mut pending) =
+        ordered(js, nerve_ingest::EVENTS_STREAM, subjects::LIVENESS_ALL).await?;
+    while pending > 0 {
+        let msg = tokio::select! {
+            _ = cancel.cancelled() => return Ok(false),
+            msg = past.next() => msg,
+        };
+        let Some(Ok(msg)) = msg else { break };
+        let Some((at_ms, left)) = published_ms(&msg) else {
+            continue;
+        };
+        pending = left;
+        match decode_liveness(&msg.payload) {
+            Ok((state, e)) => {
+                tracker.restore(&e.envelope.node_id, state, at_ms, e.last_heartbeat_at_ms)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, subject = %msg.subject, "unreadable liveness event")
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// The node a heartbeat message is from and its interval; `None` for one that does not decode
+/// or names another node than its subject.
+fn heartbeat_of(msg: &jetstream::Message) -> Option<(String, i32)> {
+    let node = subjects::node_id_of(msg.subject.as_str())?;
+    let beat = nerve_schemas::decode::<HeartbeatRecorded>(&msg.payload).ok()?;
+    (beat.envelope.node_id == node).then(|| (node.to_owned(), beat.interval_secs))
+}
+
+/// When silence may count: the tracker has caught up with the heartbeat stream, is not far
+/// behind it, and NATS is reachable; after each pause it resumes with a grace period.
+struct Watch {
+    caught_up: bool,
+    connected: bool,
+    resume_grace_ms: i64,
+}
+
+impl Watch {
+    /// When silence counts from, resuming now.
+    fn resume(&self) -> i64 {
+        nerve_platform::now_ms() + self.resume_grace_ms
+    }
+
+    /// A heartbeat published at `arrived_ms` with `left` more behind it in the stream.
+    fn heartbeat_arrived(&mut self, tracker: &mut Tracker, left: u64, arrived_ms: i64) {
+        let now = nerve_platform::now_ms();
+        if !self.caught_up && left == 0 {
+            self.caught_up = true;
+            tracker.watch_from(self.resume());
+            tracing::info!("caught up with the heartbeat stream; judging");
+        }
+        if self.caught_up {
+            let behind = left > 0 && now - arrived_ms > MAX_LAG_MS;
+            if behind && tracker.is_watching() {
+                tracing::warn!(pending = left, "behind the heartbeat stream; not judging");
+                tracker.pause();
+            } else if !behind && !tracker.is_watching() && self.connected {
+                tracker.watch_from(self.resume());
+            }
+        }
+    }
+
+    /// NATS is reachable (`up`) or not, as of now.
+    fn connection(&mut self, tracker: &mut Tracker, up: bool) {
+        if !up && self.connected {
+            tracing::warn!("NATS unreachable; not judging until it is back");
+            tracker.pause();
+        } else if up && !self.connected && self.caught_up {
+            tracing::info!("NATS back; silence counts again after the resume grace");
+            tracker.watch_from(self.resume());
+        }
+        self.connected = up;
+    }
 }
 
 /// Publishes a transition and applies it once JetStream has it; a failure is retried by the
