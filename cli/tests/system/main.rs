@@ -5,7 +5,6 @@ mod agent_buffer;
 mod agent_e2e;
 mod agent_inventory;
 mod alerts;
-mod api_errors;
 mod browser;
 mod channels;
 mod clusters;

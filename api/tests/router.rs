@@ -1,5 +1,6 @@
-//! `/api/v1` error cases through `router(state)` with `tower::ServiceExt::oneshot`, over a real
-//! ClickHouse database.
+//! The router's error cases and empty-fleet answers through `router(state)` with
+//! `tower::ServiceExt::oneshot`, over a fresh database on a real ClickHouse (started by the test
+//! harness; no NATS, so health is degraded).
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
