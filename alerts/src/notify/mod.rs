@@ -1,9 +1,10 @@
 //! Notification channels and delivery. Channels are saved and deleted as control events (the
-//! secret is write-only); a delivery goes to a webhook or Slack ([`webhook`]) or by email
-//! ([`email`]), is retried with backoff on transient failures but not on permanent ones, and
+//! secret is write-only); a delivery goes to a webhook ([`webhook`]), Slack ([`slack`]) or by
+//! email ([`email`]), is retried with backoff on transient failures but not on permanent ones, and
 //! every attempt is recorded as `NotificationAttempted` in the control log.
 
 pub mod email;
+pub mod slack;
 pub mod webhook;
 
 use std::time::{Duration, Instant};
@@ -154,7 +155,10 @@ pub async fn deliver(
 ) -> Result<DeliveryReport, AlertsError> {
     // A stored channel was validated; an unknown kind reads as a webhook.
     let kind = ChannelKind::parse(&channel.kind).unwrap_or(ChannelKind::Webhook);
-    let body = webhook::body(kind, alert_id, message, &details);
+    let body = match kind {
+        ChannelKind::Slack => slack::body(message),
+        _ => webhook::body(alert_id, message, &details),
+    };
     let client = reqwest::Client::builder()
         .timeout(ATTEMPT_TIMEOUT)
         .build()

@@ -1,7 +1,7 @@
-//! Webhook and Slack delivery: one JSON POST. A webhook gets `{message, alert_id, details}`,
-//! signed with HMAC-SHA256 of the body in `X-Nerve-Signature: sha256=<hex>` when the channel has
-//! a secret; Slack gets `{text}`. Connection errors and 5xx are worth retrying, other statuses
-//! are not.
+//! Webhook delivery: one JSON POST of `{message, alert_id, details}`, signed with HMAC-SHA256 of
+//! the body in `X-Nerve-Signature: sha256=<hex>` when the channel has a secret. Slack's incoming
+//! webhooks take the same POST with their own body (`super::slack`). Connection errors and 5xx
+//! are worth retrying, other statuses are not.
 
 use hmac::{Hmac, Mac};
 use nerve_projections::control::ChannelRow;
@@ -20,17 +20,9 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-/// The body `channel` gets for a message.
-pub(super) fn body(
-    kind: ChannelKind,
-    alert_id: &str,
-    message: &str,
-    details: &serde_json::Value,
-) -> Vec<u8> {
-    let body = match kind {
-        ChannelKind::Slack => serde_json::json!({ "text": message }),
-        _ => serde_json::json!({ "message": message, "alert_id": alert_id, "details": details }),
-    };
+/// A webhook's body for a message about `alert_id` (comma-separated; empty for a test).
+pub(super) fn body(alert_id: &str, message: &str, details: &serde_json::Value) -> Vec<u8> {
+    let body = serde_json::json!({ "message": message, "alert_id": alert_id, "details": details });
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
