@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 
+use nerve_projections::heartbeats::HEARTBEATS;
+use nerve_projections::node_events::{NODE_EVENTS, NODE_LIVENESS};
 use nerve_projections::scope::NodeFilter;
+use nerve_projections::tasks::TASK_NODES;
 
 use crate::book::Holding;
 use crate::rule::{Aggregate, Kind, Metric};
@@ -79,7 +82,7 @@ pub async fn holding(
             }
             format!(
                 "SELECT node_id, toFloat64({agg}) AS value, toInt64(0) AS since \
-                 FROM heartbeats WHERE {} GROUP BY node_id HAVING value {op} ?",
+                 FROM {HEARTBEATS} WHERE {} GROUP BY node_id HAVING value {op} ?",
                 clauses.join(" AND ")
             )
         }
@@ -93,7 +96,7 @@ pub async fn holding(
             format!(
                 "SELECT node_id, (toFloat64(?) - changed_at_ms) / 1000 AS value, \
                  toInt64(changed_at_ms) AS since \
-                 FROM node_liveness FINAL WHERE {}",
+                 FROM {NODE_LIVENESS} FINAL WHERE {}",
                 clauses.join(" AND ")
             )
         }
@@ -105,7 +108,7 @@ pub async fn holding(
             binds.push(from_ms);
             format!(
                 "SELECT node_id, 100 * countIf(state != 'succeeded') / count() AS value, \
-                 toInt64(0) AS since FROM task_nodes FINAL WHERE {} \
+                 toInt64(0) AS since FROM {TASK_NODES} FINAL WHERE {} \
                  GROUP BY node_id HAVING value {op} ?",
                 clauses.join(" AND ")
             )
@@ -123,7 +126,7 @@ pub async fn holding(
             binds.extend([from_ms / 1000, from_ms]);
             format!(
                 "SELECT node_id, toFloat64(count()) AS value, toInt64(0) AS since \
-                 FROM node_events WHERE {} GROUP BY node_id HAVING value {op} ?",
+                 FROM {NODE_EVENTS} WHERE {} GROUP BY node_id HAVING value {op} ?",
                 clauses.join(" AND ")
             )
         }

@@ -237,7 +237,11 @@ async fn evaluate(
     tx: &tokio::sync::mpsc::Sender<Notification>,
 ) -> Result<(), AlertsError> {
     let now = nerve_platform::now_ms();
-    let rules: Vec<RuleRow> = ctx.ch().query(crate::rules::RULES).fetch_all().await?;
+    let rules: Vec<RuleRow> = ctx
+        .ch()
+        .query(&crate::rules::rules_sql())
+        .fetch_all()
+        .await?;
     let mutes = Mutes::at(ctx, now.max(0) as u64).await?;
     let silenced = |rule_id: &str, node_id: &str| mutes.muted_by(rule_id, node_id);
     m.evaluations.inc();

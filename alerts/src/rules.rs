@@ -2,7 +2,7 @@
 //! control events (`AlertRuleSaved` / `AlertRuleDeleted`), read back from `alert_rules`, and
 //! typed ([`Rule`]) for the evaluator.
 
-use nerve_projections::control::RuleRow;
+use nerve_projections::control::{ALERT_RULES, RuleRow};
 use nerve_projections::scope;
 use nerve_schemas::{AlertRuleDeleted, AlertRuleSaved, Envelope, subjects};
 
@@ -17,8 +17,10 @@ pub const MIN_WINDOW_SECS: u64 = 10;
 /// Longest flap damping.
 pub const MAX_RESOLVE_AFTER_SECS: u64 = 24 * 3600;
 
-/// Every rule that is not deleted.
-pub const RULES: &str = "SELECT * FROM alert_rules FINAL WHERE deleted = 0";
+/// Every rule that is not deleted, as [`RuleRow`]s.
+pub fn rules_sql() -> String {
+    format!("SELECT ?fields FROM {ALERT_RULES} FINAL WHERE deleted = 0")
+}
 
 /// A stored rule, typed: what the evaluator runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -245,7 +247,7 @@ fn scope(req: &SaveRule, problems: &mut Problems) -> Vec<String> {
 
 /// Stored rules, by name; only the one named by id or name with `only`.
 pub async fn stored(ctx: &Context, only: Option<&str>) -> Result<Vec<RuleRow>, AlertsError> {
-    let mut sql = RULES.to_owned();
+    let mut sql = rules_sql();
     if only.is_some() {
         sql.push_str(" AND (rule_id = ? OR name = ?)");
     }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::contract::CreateSilence;
 use crate::{AlertsError, Context, Problems, Recorded};
+use nerve_projections::control::SILENCE_LOG;
 
 /// Longest silence.
 pub const MAX_SILENCE_SECS: u64 = 90 * 24 * 3600;
@@ -29,7 +30,9 @@ pub struct Silence {
 }
 
 /// Every silence as a [`Silence`] row.
-pub const SILENCES: &str = "SELECT silence_id, \
+pub fn silences_sql() -> String {
+    format!(
+        "SELECT silence_id, \
         anyIf(match_rule_id, kind = 'SilenceCreated') AS match_rule_id, \
         anyIf(match_node_id, kind = 'SilenceCreated') AS match_node_id, \
         anyIf(match_cluster_id, kind = 'SilenceCreated') AS match_cluster_id, \
@@ -39,7 +42,9 @@ pub const SILENCES: &str = "SELECT silence_id, \
            maxIf(ends_at_ms, kind = 'SilenceCreated')) AS ends_at_ms, \
         anyIf(reason, kind = 'SilenceCreated') AS reason, \
         anyIf(requested_by, kind = 'SilenceCreated') AS requested_by \
-    FROM silence_log GROUP BY silence_id HAVING countIf(kind = 'SilenceCreated') > 0";
+    FROM {SILENCE_LOG} GROUP BY silence_id HAVING countIf(kind = 'SilenceCreated') > 0"
+    )
+}
 
 /// The silences in force at one time, with the memberships of the clusters they name: answers
 /// which silence mutes (rule, node).
@@ -55,7 +60,8 @@ impl Mutes {
         let silences: Vec<Silence> = ctx
             .ch()
             .query(&format!(
-                "SELECT * FROM ({SILENCES}) WHERE starts_at_ms <= ? AND ends_at_ms > ?"
+                "SELECT * FROM ({}) WHERE starts_at_ms <= ? AND ends_at_ms > ?",
+                silences_sql()
             ))
             .bind(now_ms)
             .bind(now_ms)
@@ -104,8 +110,9 @@ pub async fn listed(ctx: &Context, now_ms: u64) -> Result<Vec<Silence>, AlertsEr
     Ok(ctx
         .ch()
         .query(&format!(
-            "SELECT * FROM ({SILENCES}) ORDER BY ends_at_ms <= ? ASC, \
-             if(ends_at_ms > ?, ends_at_ms, 0) ASC, ends_at_ms DESC LIMIT 200"
+            "SELECT * FROM ({}) ORDER BY ends_at_ms <= ? ASC, \
+             if(ends_at_ms > ?, ends_at_ms, 0) ASC, ends_at_ms DESC LIMIT 200",
+            silences_sql()
         ))
         .bind(now_ms)
         .bind(now_ms)
@@ -207,7 +214,9 @@ pub async fn delete(ctx: &Context, id: &str) -> Result<Recorded, AlertsError> {
     }
     let known: u64 = ctx
         .ch()
-        .query("SELECT count() FROM silence_log WHERE silence_id = ? AND kind = 'SilenceCreated'")
+        .query(&format!(
+            "SELECT count() FROM {SILENCE_LOG} WHERE silence_id = ? AND kind = 'SilenceCreated'"
+        ))
         .bind(id)
         .fetch_one()
         .await?;

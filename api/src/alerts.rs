@@ -14,6 +14,7 @@ use crate::dto::Accepted;
 use crate::dto::alerts::*;
 use crate::error::ApiError;
 use crate::time::rfc3339_ms;
+use nerve_projections::alerts::{ALERT_LOG, ALERTS};
 
 /// What the API answers for a recorded change.
 fn accepted(r: nerve_alerts::Recorded) -> Accepted {
@@ -54,7 +55,9 @@ fn rule_dto(r: RuleRow, firing: u64) -> AlertRule {
 async fn firing_counts(state: &AppState) -> Result<Vec<(String, u64)>, ApiError> {
     Ok(state
         .ch()
-        .query("SELECT rule_id, count() FROM alerts FINAL WHERE state = 'firing' GROUP BY rule_id")
+        .query(&format!(
+            "SELECT rule_id, count() FROM {ALERTS} FINAL WHERE state = 'firing' GROUP BY rule_id"
+        ))
         .fetch_all()
         .await?)
 }
@@ -79,7 +82,9 @@ pub async fn rule(state: &AppState, key: &str) -> Result<AlertRule, ApiError> {
     let r = nerve_alerts::rules::find(state.alerts(), key).await?;
     let firing: u64 = state
         .ch()
-        .query("SELECT count() FROM alerts FINAL WHERE state = 'firing' AND rule_id = ?")
+        .query(&format!(
+            "SELECT count() FROM {ALERTS} FINAL WHERE state = 'firing' AND rule_id = ?"
+        ))
         .bind(&r.rule_id)
         .fetch_one()
         .await?;
@@ -195,7 +200,7 @@ pub async fn list_alerts(state: &AppState, q: AlertListQuery) -> Result<AlertLis
         query
     };
     let rows: Vec<AlertRow> = bind_all(state.ch().query(&format!(
-        "SELECT ?fields FROM alerts FINAL {where_sql} \
+        "SELECT ?fields FROM {ALERTS} FINAL {where_sql} \
          ORDER BY fired_at_ms DESC, alert_id LIMIT ?"
     )))
     .bind(limit)
@@ -204,7 +209,7 @@ pub async fn list_alerts(state: &AppState, q: AlertListQuery) -> Result<AlertLis
     let total: u64 = bind_all(
         state
             .ch()
-            .query(&format!("SELECT count() FROM alerts FINAL {where_sql}")),
+            .query(&format!("SELECT count() FROM {ALERTS} FINAL {where_sql}")),
     )
     .fetch_one()
     .await?;
@@ -249,7 +254,7 @@ pub async fn history(state: &AppState, q: AlertListQuery) -> Result<AlertHistory
         format!("WHERE {filter}")
     };
     let mut query = state.ch().query(&format!(
-        "SELECT ?fields FROM alert_log {where_sql} ORDER BY ts_ms DESC, stream_seq DESC LIMIT ?"
+        "SELECT ?fields FROM {ALERT_LOG} {where_sql} ORDER BY ts_ms DESC, stream_seq DESC LIMIT ?"
     ));
     for b in &binds {
         query = query.bind(b);

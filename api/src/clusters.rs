@@ -18,6 +18,7 @@ use crate::dto::clusters::{
 };
 use crate::error::ApiError;
 use crate::time::rfc3339_ms;
+use nerve_projections::heartbeats::NODE_STATE;
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into())
@@ -205,7 +206,9 @@ async fn check_node(state: &AppState, node: &str) -> Result<(), ApiError> {
     }
     let known: u64 = state
         .ch()
-        .query("SELECT count() FROM node_state WHERE node_id = ?")
+        .query(&format!(
+            "SELECT count() FROM {NODE_STATE} WHERE node_id = ?"
+        ))
         .bind(node)
         .fetch_one()
         .await?;

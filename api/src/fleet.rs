@@ -20,6 +20,9 @@ use crate::dto::{Check, Health};
 use crate::error::ApiError;
 use crate::snapshot::{Selection, status_from};
 use crate::time::{parse_step, parse_time, rfc3339_ms, rfc3339_s};
+use nerve_projections::heartbeats::{HEARTBEATS, NODE_STATE};
+use nerve_projections::inventory::INVENTORY;
+use nerve_projections::node_events::{NODE_EVENTS, NODE_LIVENESS};
 
 /// Default page size of the node list.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -200,31 +203,33 @@ pub async fn node_detail(state: &AppState, id: &str) -> Result<NodeDetail, ApiEr
     // Independent reads: asked of ClickHouse at once.
     let inventory = state
         .ch()
-        .query("SELECT ?fields FROM inventory FINAL WHERE node_id = ? LIMIT 1")
+        .query(&format!(
+            "SELECT ?fields FROM {INVENTORY} FINAL WHERE node_id = ? LIMIT 1"
+        ))
         .bind(id)
         .fetch_optional::<InventoryRow>();
     // The latest sample with the liveness state joined in (none yet: '' and 0).
     let latest = state
         .ch()
-        .query(
+        .query(&format!(
             "SELECT last_seen_ms, interval_secs, uptime_secs, cpu_pct, cpu_count, load1, \
                     mem_used_bytes, mem_total_bytes, disk_used_bytes, disk_total_bytes, \
                     net_rx_bytes_per_sec, net_tx_bytes_per_sec, gpu_count, gpu_util_pct_avg, \
                     gpu_health, heartbeat_avro, live_state, live_since_ms \
-             FROM node_state FINAL \
+             FROM {NODE_STATE} FINAL \
              ANY LEFT JOIN (SELECT node_id, state AS live_state, changed_at_ms AS live_since_ms \
-                            FROM node_liveness FINAL WHERE node_id = ?) USING node_id \
-             WHERE node_id = ? LIMIT 1",
-        )
+                            FROM {NODE_LIVENESS} FINAL WHERE node_id = ?) USING node_id \
+             WHERE node_id = ? LIMIT 1"
+        ))
         .bind(id)
         .bind(id)
         .fetch_optional::<StateRow>();
     let events = state
         .ch()
-        .query(
-            "SELECT ?fields FROM node_events WHERE node_id = ? \
-             ORDER BY ts_ms DESC, stream_seq DESC LIMIT ?",
-        )
+        .query(&format!(
+            "SELECT ?fields FROM {NODE_EVENTS} WHERE node_id = ? \
+             ORDER BY ts_ms DESC, stream_seq DESC LIMIT ?"
+        ))
         .bind(id)
         .bind(NODE_EVENTS_SHOWN)
         .fetch_all::<NodeEventRow>();
@@ -377,7 +382,9 @@ pub async fn node_metrics(
     }
     let known: u64 = state
         .ch()
-        .query("SELECT count() FROM node_state WHERE node_id = ?")
+        .query(&format!(
+            "SELECT count() FROM {NODE_STATE} WHERE node_id = ?"
+        ))
         .bind(id)
         .fetch_one()
         .await?;
@@ -386,15 +393,13 @@ pub async fn node_metrics(
     }
     let rows: Vec<PointRow> = state
         .ch()
-        .query(
-            "SELECT toUInt32(intDiv(toUInt32(ts), ?) * ?) AS bucket, count() AS samples, \
+        .query(&format!("SELECT toUInt32(intDiv(toUInt32(ts), ?) * ?) AS bucket, count() AS samples, \
                     avg(cpu_pct), avg(load1), avg(mem_used_bytes), max(mem_total_bytes), \
                     avg(disk_used_bytes), avg(net_rx_bytes_per_sec), avg(net_tx_bytes_per_sec), \
                     avg(if(length(gpu_util_pct) = 0, 0, arraySum(gpu_util_pct) / length(gpu_util_pct))) \
-             FROM heartbeats \
+             FROM {HEARTBEATS} \
              WHERE node_id = ? AND ts >= toDateTime(?) AND ts < toDateTime(?) \
-             GROUP BY bucket ORDER BY bucket",
-        )
+             GROUP BY bucket ORDER BY bucket"))
         .bind(step)
         .bind(step)
         .bind(id)

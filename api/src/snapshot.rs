@@ -3,7 +3,7 @@
 //! clusters and labels need no ClickHouse query per request. A list walks only what it selects:
 //! per-cluster and per-label posting lists and one search buffer (a substring search over it
 //! finds every matching node) are built with the snapshot, and sorts order a number per node.
-//! The control tables' newest stream sequence (one small query), then [`NODES`] (one read of
+//! The control tables' newest stream sequence (one small query), then [`nodes_sql`] (one read of
 //! every node's current state) and, only when that sequence moved on, clusters, memberships and labels,
 //! asked at once, load it; requests share it while it is younger than
 //! `api.fleet_snapshot_max_age_ms`. Past half that age the next request starts a reload behind
@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 use clickhouse::{Client, Row};
 use nerve_platform::metrics::{Counter, Registry};
 use serde::Deserialize;
+
+use nerve_projections::heartbeats::NODE_STATE;
+use nerve_projections::inventory::INVENTORY;
+use nerve_projections::node_events::NODE_LIVENESS;
 
 use crate::dto::fleet::{NodeChange, NodeSort, NodeStatus, NodeSummary, SortOrder};
 use crate::error::ApiError;
@@ -459,7 +463,7 @@ pub(crate) fn status_from(state: &str) -> NodeStatus {
     NodeStatus::parse(state).unwrap_or(NodeStatus::Online)
 }
 
-/// A node's list row as [`NODES`] reads it.
+/// A node's list row as [`nodes_sql`] reads it.
 #[derive(Debug, Row, Deserialize)]
 struct ListRow {
     node_id: String,
@@ -479,15 +483,19 @@ struct ListRow {
 
 /// Every node with its hostname and `status` (ClickHouse 18.16 joins one table per SELECT,
 /// hence the nesting).
-pub const NODES: &str = "(SELECT node_id, hostname, reported_at_ms, last_seen_ms, \
+pub fn nodes_sql() -> String {
+    format!(
+        "(SELECT node_id, hostname, reported_at_ms, last_seen_ms, \
         interval_secs, cpu_pct, mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, \
         gpu_health, if(live = '', 'online', live) AS status \
     FROM (SELECT node_id, hostname, reported_at_ms, last_seen_ms, interval_secs, cpu_pct, \
                  mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health \
-          FROM node_state FINAL \
-          ANY LEFT JOIN (SELECT node_id, hostname, reported_at_ms FROM inventory FINAL) \
+          FROM {NODE_STATE} FINAL \
+          ANY LEFT JOIN (SELECT node_id, hostname, reported_at_ms FROM {INVENTORY} FINAL) \
           USING node_id) \
-    ANY LEFT JOIN (SELECT node_id, state AS live FROM node_liveness FINAL) USING node_id)";
+    ANY LEFT JOIN (SELECT node_id, state AS live FROM {NODE_LIVENESS} FINAL) USING node_id)"
+    )
+}
 
 impl ListRow {
     fn summary(self) -> NodeSummary {
@@ -515,7 +523,8 @@ async fn all_nodes(ch: &Client) -> Result<Vec<(NodeSummary, u64)>, ApiError> {
         .query(&format!(
             "SELECT node_id, hostname, reported_at_ms, last_seen_ms, interval_secs, cpu_pct, \
                     mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health, \
-                    status FROM {NODES}"
+                    status FROM {}",
+            nodes_sql()
         ))
         // A reload runs behind the requests: one ClickHouse thread, so that it does not take
         // every core from the queries that requests are waiting for.

@@ -11,6 +11,7 @@ use nerve_projections::scope::{CLUSTERS, MEMBERS};
 
 use crate::dto::fleet::ClusterRef;
 use crate::error::ApiError;
+use nerve_projections::control::{CLUSTER_LOG, CLUSTER_MEMBERS, NODE_LABELS};
 
 /// A node's clusters (by name) and effective labels (sorted).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -57,11 +58,11 @@ pub(crate) fn by_name(a: &ClusterRef, b: &ClusterRef) -> std::cmp::Ordering {
 /// (0: none): while it stays the same, so do every node's clusters and labels.
 pub async fn version(ch: &Client) -> Result<u64, ApiError> {
     Ok(ch
-        .query(
-            "SELECT max(s) FROM (SELECT max(stream_seq) AS s FROM cluster_log \
-             UNION ALL SELECT max(stream_seq) AS s FROM cluster_members \
-             UNION ALL SELECT max(stream_seq) AS s FROM node_labels)",
-        )
+        .query(&format!(
+            "SELECT max(s) FROM (SELECT max(stream_seq) AS s FROM {CLUSTER_LOG} \
+             UNION ALL SELECT max(stream_seq) AS s FROM {CLUSTER_MEMBERS} \
+             UNION ALL SELECT max(stream_seq) AS s FROM {NODE_LABELS})"
+        ))
         .fetch_one()
         .await?)
 }
@@ -84,7 +85,7 @@ pub async fn rows(ch: &Client) -> Result<Rows, ApiError> {
             .fetch_all::<(String, String)>(),
         one_thread(format!("SELECT cluster_id, node_id FROM {MEMBERS}"))
             .fetch_all::<(String, String)>(),
-        one_thread("SELECT ?fields FROM node_labels FINAL".into()).fetch_all::<LabelsRow>(),
+        one_thread(format!("SELECT ?fields FROM {NODE_LABELS} FINAL")).fetch_all::<LabelsRow>(),
     )?;
     Ok(Rows {
         clusters,

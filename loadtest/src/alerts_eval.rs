@@ -14,6 +14,9 @@ use nerve_ingest::Outgoing;
 use nerve_platform::metrics::Registry;
 
 use crate::services::{Services, Target};
+use nerve_projections::alerts::ALERTS;
+use nerve_projections::heartbeats::HEARTBEATS;
+use nerve_projections::node_events::NODE_LIVENESS;
 
 #[derive(Debug, Clone, Args)]
 pub struct AlertsArgs {
@@ -89,12 +92,12 @@ pub async fn run(args: AlertsArgs) -> anyhow::Result<()> {
     publish_history(&services.js, args.nodes, args.heartbeats_per_node).await?;
     let n = u64::from(args.nodes);
     let heartbeats = n * u64::from(args.heartbeats_per_node.max(1));
-    let count = |sql: &'static str| {
-        let ch = services.ch.clone();
-        async move { ch.query(sql).fetch_one::<u64>().await }
+    let count = |sql: &str| {
+        let query = services.ch.query(sql);
+        async move { query.fetch_one::<u64>().await }
     };
-    while count("SELECT count() FROM heartbeats").await? < heartbeats
-        || count("SELECT count() FROM node_liveness").await? < n.div_ceil(6)
+    while count(&format!("SELECT count() FROM {HEARTBEATS}")).await? < heartbeats
+        || count(&format!("SELECT count() FROM {NODE_LIVENESS}")).await? < n.div_ceil(6)
     {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -203,9 +206,11 @@ pub async fn run(args: AlertsArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("saving the rule: {e}"))?;
     let firing = |ch: clickhouse::Client| async move {
-        ch.query("SELECT count() FROM alerts FINAL WHERE state = 'firing'")
-            .fetch_one::<u64>()
-            .await
+        ch.query(&format!(
+            "SELECT count() FROM {ALERTS} FINAL WHERE state = 'firing'"
+        ))
+        .fetch_one::<u64>()
+        .await
     };
     while firing(services.ch.clone()).await? < n {
         anyhow::ensure!(

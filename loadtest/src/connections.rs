@@ -28,6 +28,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::probe::quantile;
 use crate::services::{Services, Target};
+use nerve_projections::heartbeats::HEARTBEATS;
 
 #[derive(Debug, Clone, Args)]
 pub struct ConnectionsArgs {
@@ -356,7 +357,7 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let stored = loop {
         let stored: u64 = ch
-            .query("SELECT count() FROM heartbeats")
+            .query(&format!("SELECT count() FROM {HEARTBEATS}"))
             .fetch_one()
             .await?;
         if stored >= acked || Instant::now() > deadline {
@@ -365,7 +366,7 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let nodes: u64 = ch
-        .query("SELECT uniqExact(node_id) FROM heartbeats")
+        .query(&format!("SELECT uniqExact(node_id) FROM {HEARTBEATS}"))
         .fetch_one()
         .await?;
     let connected: u64 = results.iter().map(|r| r.connected_after).sum();

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use nerve_platform::metrics::Registry;
+use nerve_projections::heartbeats::HEARTBEATS;
 
 /// mimalloc, as `nerve`'s control-plane roles use: per-event allocations are a large share of
 /// the projectors' and the simulator's work.
@@ -183,7 +184,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         js.update_stream(config).await?;
     }
     let baseline: u64 = ch
-        .query("SELECT count() FROM heartbeats")
+        .query(&format!("SELECT count() FROM {HEARTBEATS}"))
         .fetch_one()
         .await?;
 
@@ -234,7 +235,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let samples = timeline.0.await??;
     // One query, so no row can land between the two counts.
     let (stored, unique): (u64, u64) = ch
-        .query("SELECT count(), uniqExact(event_id) FROM heartbeats")
+        .query(&format!(
+            "SELECT count(), uniqExact(event_id) FROM {HEARTBEATS}"
+        ))
         .fetch_one()
         .await?;
 

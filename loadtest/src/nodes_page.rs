@@ -13,6 +13,10 @@ use nerve_ingest::Outgoing;
 use nerve_platform::metrics::Registry;
 
 use crate::services::{Services, Target};
+use nerve_projections::control::{CLUSTER_MEMBERS, NODE_LABELS};
+use nerve_projections::heartbeats::NODE_STATE;
+use nerve_projections::inventory::INVENTORY;
+use nerve_projections::node_events::NODE_LIVENESS;
 
 #[derive(Debug, Clone, Args)]
 pub struct NodesPageArgs {
@@ -154,15 +158,15 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
 pub(crate) async fn fill(services: &Services, nodes: u32) -> anyhow::Result<()> {
     publish_fleet(&services.js, nodes).await?;
     let n = u64::from(nodes);
-    let count = |sql: &'static str| {
-        let ch = services.ch.clone();
-        async move { ch.query(sql).fetch_one::<u64>().await }
+    let count = |sql: &str| {
+        let query = services.ch.query(sql);
+        async move { query.fetch_one::<u64>().await }
     };
-    while count("SELECT count() FROM node_state").await? < n
-        || count("SELECT count() FROM inventory").await? < n
-        || count("SELECT count() FROM node_liveness").await? < n.div_ceil(6)
-        || count("SELECT count() FROM cluster_members").await? < n
-        || count("SELECT count() FROM node_labels").await? < n
+    while count(&format!("SELECT count() FROM {NODE_STATE}")).await? < n
+        || count(&format!("SELECT count() FROM {INVENTORY}")).await? < n
+        || count(&format!("SELECT count() FROM {NODE_LIVENESS}")).await? < n.div_ceil(6)
+        || count(&format!("SELECT count() FROM {CLUSTER_MEMBERS}")).await? < n
+        || count(&format!("SELECT count() FROM {NODE_LABELS}")).await? < n
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

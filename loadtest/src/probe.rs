@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::Context;
 use nerve_ingest::Outgoing;
+use nerve_projections::heartbeats::HEARTBEATS;
 use nerve_schemas::subjects;
 use tokio::task::JoinHandle;
 
@@ -98,10 +99,10 @@ impl Prober {
                             .unwrap_or_else(|| (s.published.len() as u64, nerve_platform::now_ms()))
                     };
                     let ids: Vec<String> = ch
-                        .query(
-                            "SELECT toString(event_id) FROM heartbeats \
-                             WHERE node_id = ? AND ts >= toDateTime(?) AND seq >= ?",
-                        )
+                        .query(&format!(
+                            "SELECT toString(event_id) FROM {HEARTBEATS} \
+                             WHERE node_id = ? AND ts >= toDateTime(?) AND seq >= ?"
+                        ))
                         .bind(PROBE_NODE)
                         .bind((from_ms / 1000 - 1).max(0) as u32)
                         .bind(from_seq)

@@ -21,6 +21,8 @@ use nerve_schemas::{
 use tokio_util::sync::CancellationToken;
 
 use crate::services::{Services, Target};
+use nerve_projections::heartbeats::NODE_STATE;
+use nerve_projections::tasks::TASK_NODES;
 
 #[derive(Debug, Clone, Args)]
 pub struct TasksArgs {
@@ -146,7 +148,9 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
     let n = u64::from(args.nodes);
     while services
         .ch
-        .query("SELECT count() FROM (SELECT node_id FROM node_state FINAL)")
+        .query(&format!(
+            "SELECT count() FROM (SELECT node_id FROM {NODE_STATE} FINAL)"
+        ))
         .fetch_one::<u64>()
         .await?
         < n
@@ -223,10 +227,10 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
         }
         let done: u64 = services
             .ch
-            .query(
-                "SELECT count() FROM task_nodes FINAL WHERE task_id = ? \
-                 AND state IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'unreachable')",
-            )
+            .query(&format!(
+                "SELECT count() FROM {TASK_NODES} FINAL WHERE task_id = ? \
+                 AND state IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'unreachable')"
+            ))
             .bind(&created.task_id)
             .fetch_one()
             .await?;
@@ -234,7 +238,7 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
             ledger_complete_ms = ms(started);
             succeeded = services
                 .ch
-                .query("SELECT count() FROM task_nodes FINAL WHERE task_id = ? AND state = 'succeeded'")
+                .query(&format!("SELECT count() FROM {TASK_NODES} FINAL WHERE task_id = ? AND state = 'succeeded'"))
                 .bind(&created.task_id)
                 .fetch_one::<u64>()
                 .await?;

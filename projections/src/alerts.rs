@@ -12,10 +12,15 @@ use crate::runner::{EventKey, Positioned, Projection, insert_rows, validate_enve
 /// Durable consumer name.
 pub const NAME: &str = "proj_alerts";
 
+/// Table: Every firing and resolution (history).
+pub const ALERT_LOG: &str = "alert_log";
+/// Table: Each alert's current state.
+pub const ALERTS: &str = "alerts";
+
 pub fn ddl(db: &str) -> Vec<String> {
     vec![
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.alert_log (
+            "CREATE TABLE IF NOT EXISTS {db}.{ALERT_LOG} (
                 node_id String,
                 ts DateTime('UTC'),
                 ts_ms UInt64,
@@ -36,7 +41,7 @@ pub fn ddl(db: &str) -> Vec<String> {
             ORDER BY (ts, node_id)"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.alerts (
+            "CREATE TABLE IF NOT EXISTS {db}.{ALERTS} (
                 alert_id String,
                 rule_id String,
                 node_id String,
@@ -107,7 +112,7 @@ impl Projection for AlertsProjection {
     }
 
     fn append_only_table(&self) -> Option<&'static str> {
-        Some("alert_log")
+        Some(ALERT_LOG)
     }
 
     async fn write(

@@ -17,10 +17,25 @@ use crate::runner::{EventKey, Positioned, Projection, insert_rows, validate_enve
 /// Durable consumer name.
 pub const NAME: &str = "proj_control";
 
+/// Table: Every cluster event.
+pub const CLUSTER_LOG: &str = "cluster_log";
+/// Table: Membership per (cluster, node).
+pub const CLUSTER_MEMBERS: &str = "cluster_members";
+/// Table: Each node's label set per source.
+pub const NODE_LABELS: &str = "node_labels";
+/// Table: Notification channels.
+pub const CHANNELS: &str = "channels";
+/// Table: Every delivery attempt.
+pub const NOTIFICATION_ATTEMPTS: &str = "notification_attempts";
+/// Table: Alert rules.
+pub const ALERT_RULES: &str = "alert_rules";
+/// Table: Silences created and ended.
+pub const SILENCE_LOG: &str = "silence_log";
+
 pub fn ddl(db: &str) -> Vec<String> {
     vec![
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.cluster_log (
+            "CREATE TABLE IF NOT EXISTS {db}.{CLUSTER_LOG} (
                 node_id String,
                 ts DateTime('UTC'),
                 ts_ms UInt64,
@@ -35,7 +50,7 @@ pub fn ddl(db: &str) -> Vec<String> {
             ORDER BY (cluster_id, stream_seq)"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.cluster_members (
+            "CREATE TABLE IF NOT EXISTS {db}.{CLUSTER_MEMBERS} (
                 cluster_id String,
                 node_id String,
                 assigned UInt8,
@@ -46,7 +61,7 @@ pub fn ddl(db: &str) -> Vec<String> {
             ORDER BY (cluster_id, node_id)"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.node_labels (
+            "CREATE TABLE IF NOT EXISTS {db}.{NODE_LABELS} (
                 node_id String,
                 source String,
                 keys Array(String),
@@ -58,7 +73,7 @@ pub fn ddl(db: &str) -> Vec<String> {
             ORDER BY (node_id, source)"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.channels (
+            "CREATE TABLE IF NOT EXISTS {db}.{CHANNELS} (
                 channel_id String,
                 name String,
                 kind String,
@@ -71,7 +86,7 @@ pub fn ddl(db: &str) -> Vec<String> {
             ORDER BY channel_id"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.notification_attempts (
+            "CREATE TABLE IF NOT EXISTS {db}.{NOTIFICATION_ATTEMPTS} (
                 channel_id String,
                 alert_id String,
                 attempt UInt32,
@@ -85,7 +100,7 @@ pub fn ddl(db: &str) -> Vec<String> {
             ORDER BY (channel_id, ts_ms, stream_seq)"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.alert_rules (
+            "CREATE TABLE IF NOT EXISTS {db}.{ALERT_RULES} (
                 rule_id String,
                 name String,
                 description String,
@@ -111,7 +126,7 @@ pub fn ddl(db: &str) -> Vec<String> {
             ORDER BY rule_id"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.silence_log (
+            "CREATE TABLE IF NOT EXISTS {db}.{SILENCE_LOG} (
                 silence_id String,
                 kind String,
                 match_rule_id String,
@@ -217,7 +232,7 @@ impl Projection for ControlProjection {
     }
 
     fn append_only_table(&self) -> Option<&'static str> {
-        Some("cluster_log")
+        Some(CLUSTER_LOG)
     }
 
     async fn write(

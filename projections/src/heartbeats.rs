@@ -13,10 +13,15 @@ use crate::runner::{EventKey, Positioned, Projection, validate_envelope};
 /// Durable consumer name.
 pub const NAME: &str = "proj_heartbeats";
 
+/// Table: Every heartbeat (time series).
+pub const HEARTBEATS: &str = "heartbeats";
+/// Table: Each node's latest heartbeat.
+pub const NODE_STATE: &str = "node_state";
+
 pub fn ddl(db: &str) -> Vec<String> {
     vec![
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.heartbeats (
+            "CREATE TABLE IF NOT EXISTS {db}.{HEARTBEATS} (
                 node_id String,
                 ts DateTime('UTC'),
                 ts_ms UInt64,
@@ -52,7 +57,7 @@ pub fn ddl(db: &str) -> Vec<String> {
             ORDER BY (node_id, ts)"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.node_state (
+            "CREATE TABLE IF NOT EXISTS {db}.{NODE_STATE} (
                 node_id String,
                 last_seen DateTime('UTC'),
                 last_seen_ms UInt64,
@@ -146,7 +151,7 @@ impl Projection for HeartbeatProjection {
     }
 
     fn append_only_table(&self) -> Option<&'static str> {
-        Some("heartbeats")
+        Some(HEARTBEATS)
     }
 
     async fn write(
@@ -168,7 +173,7 @@ impl Projection for HeartbeatProjection {
                 })
                 .or_insert(p);
         }
-        let mut insert = ch.insert::<NodeStateRow>("node_state").await?;
+        let mut insert = ch.insert::<NodeStateRow>(NODE_STATE).await?;
         for p in latest.values() {
             insert.write(&NodeStateRow::new(p)).await?;
         }
@@ -176,7 +181,7 @@ impl Projection for HeartbeatProjection {
 
         // Last: an event found here had everything above written.
         let now = (nerve_platform::now_ms() / 1000) as u32;
-        let mut insert = ch.insert::<HeartbeatRow>("heartbeats").await?;
+        let mut insert = ch.insert::<HeartbeatRow>(HEARTBEATS).await?;
         for p in items {
             insert.write(&HeartbeatRow::new(p, now)).await?;
         }

@@ -14,9 +14,12 @@ use crate::runner::{EventKey, Positioned, Projection, validate_envelope};
 /// Durable consumer name.
 pub const NAME: &str = "proj_inventory";
 
+/// Table: Each node's latest inventory report.
+pub const INVENTORY: &str = "inventory";
+
 pub fn ddl(db: &str) -> Vec<String> {
     vec![format!(
-        "CREATE TABLE IF NOT EXISTS {db}.inventory (
+        "CREATE TABLE IF NOT EXISTS {db}.{INVENTORY} (
             node_id String,
             reported_at DateTime('UTC'),
             reported_at_ms UInt64,
@@ -98,7 +101,7 @@ impl Projection for InventoryProjection {
         ch: &Client,
         items: &[Positioned<Inventory>],
     ) -> Result<(), clickhouse::error::Error> {
-        let mut insert = ch.insert::<InventoryRow>("inventory").await?;
+        let mut insert = ch.insert::<InventoryRow>(INVENTORY).await?;
         for p in items {
             insert.write(&InventoryRow::new(p)).await?;
         }

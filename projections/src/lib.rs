@@ -49,10 +49,10 @@ pub const WIDE_ROW_GRANULARITY: u32 = 32;
 /// statements have them; databases created before get them added at start (ClickHouse 18.16
 /// has no `ADD COLUMN IF NOT EXISTS`, so the columns are looked up first).
 pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
-    ("heartbeats", "gpu_health", "Array(String)"),
-    ("node_state", "gpu_health", "String"),
-    ("node_state", "heartbeat_avro", "String"),
-    ("inventory", "detail_json", "String"),
+    (heartbeats::HEARTBEATS, "gpu_health", "Array(String)"),
+    (heartbeats::NODE_STATE, "gpu_health", "String"),
+    (heartbeats::NODE_STATE, "heartbeat_avro", "String"),
+    (inventory::INVENTORY, "detail_json", "String"),
 ];
 
 /// Creates the database and every table if missing, and adds columns released later. Safe at

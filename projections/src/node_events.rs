@@ -12,10 +12,15 @@ use crate::runner::{EventKey, Positioned, Projection, validate_envelope};
 /// Durable consumer name.
 pub const NAME: &str = "proj_node_events";
 
+/// Table: Every XID and liveness change (history).
+pub const NODE_EVENTS: &str = "node_events";
+/// Table: Each node's current liveness.
+pub const NODE_LIVENESS: &str = "node_liveness";
+
 pub fn ddl(db: &str) -> Vec<String> {
     vec![
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.node_events (
+            "CREATE TABLE IF NOT EXISTS {db}.{NODE_EVENTS} (
                 node_id String,
                 ts DateTime('UTC'),
                 ts_ms UInt64,
@@ -37,7 +42,7 @@ pub fn ddl(db: &str) -> Vec<String> {
             ORDER BY (node_id, ts)"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.node_liveness (
+            "CREATE TABLE IF NOT EXISTS {db}.{NODE_LIVENESS} (
                 node_id String,
                 state String,
                 changed_at_ms UInt64,
@@ -123,7 +128,7 @@ impl Projection for NodeEventsProjection {
     }
 
     fn append_only_table(&self) -> Option<&'static str> {
-        Some("node_events")
+        Some(NODE_EVENTS)
     }
 
     async fn write(
@@ -131,7 +136,7 @@ impl Projection for NodeEventsProjection {
         ch: &Client,
         items: &[Positioned<Decoded>],
     ) -> Result<(), clickhouse::error::Error> {
-        let mut liveness = ch.insert::<LivenessRow>("node_liveness").await?;
+        let mut liveness = ch.insert::<LivenessRow>(NODE_LIVENESS).await?;
         let mut any = false;
         for p in items {
             if let NodeEvent::Liveness { state, change } = &p.item.event {
@@ -151,7 +156,7 @@ impl Projection for NodeEventsProjection {
             liveness.end().await?;
         }
         // Last: an event found here had everything above written.
-        let mut insert = ch.insert::<NodeEventRow>("node_events").await?;
+        let mut insert = ch.insert::<NodeEventRow>(NODE_EVENTS).await?;
         for p in items {
             insert.write(&NodeEventRow::new(p)).await?;
         }

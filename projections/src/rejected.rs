@@ -8,9 +8,12 @@ use serde::Serialize;
 /// Bytes of payload kept per rejected event.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 
+/// Table: Events that did not decode or validate.
+pub const REJECTED_EVENTS: &str = "rejected_events";
+
 pub fn ddl(db: &str) -> Vec<String> {
     vec![format!(
-        "CREATE TABLE IF NOT EXISTS {db}.rejected_events (
+        "CREATE TABLE IF NOT EXISTS {db}.{REJECTED_EVENTS} (
             received_at DateTime('UTC'),
             stream String,
             projector String,
@@ -62,7 +65,7 @@ impl RejectedRow {
 }
 
 pub async fn write(ch: &Client, rows: &[RejectedRow]) -> Result<(), clickhouse::error::Error> {
-    let mut insert = ch.insert::<RejectedRow>("rejected_events").await?;
+    let mut insert = ch.insert::<RejectedRow>(REJECTED_EVENTS).await?;
     for row in rows {
         insert.write(row).await?;
     }

@@ -14,10 +14,19 @@ use crate::runner::{EventKey, Positioned, Projection, insert_rows, validate_enve
 /// Durable consumer name.
 pub const NAME: &str = "proj_tasks";
 
+/// Table: One row per task request.
+pub const TASKS: &str = "tasks";
+/// Table: The ledger: each expected node's state per task.
+pub const TASK_NODES: &str = "task_nodes";
+/// Table: Output chunks per task and node.
+pub const TASK_OUTPUT: &str = "task_output";
+/// Table: Every task event (history).
+pub const TASK_EVENTS: &str = "task_events";
+
 pub fn ddl(db: &str) -> Vec<String> {
     vec![
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.tasks (
+            "CREATE TABLE IF NOT EXISTS {db}.{TASKS} (
                 task_id String,
                 requested_at DateTime('UTC'),
                 requested_at_ms UInt64,
@@ -33,7 +42,7 @@ pub fn ddl(db: &str) -> Vec<String> {
             ORDER BY task_id"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.task_nodes (
+            "CREATE TABLE IF NOT EXISTS {db}.{TASK_NODES} (
                 task_id String,
                 node_id String,
                 state String,
@@ -50,7 +59,7 @@ pub fn ddl(db: &str) -> Vec<String> {
             ORDER BY (task_id, node_id)"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.task_output (
+            "CREATE TABLE IF NOT EXISTS {db}.{TASK_OUTPUT} (
                 task_id String,
                 node_id String,
                 seq UInt64,
@@ -62,7 +71,7 @@ pub fn ddl(db: &str) -> Vec<String> {
             ORDER BY (task_id, node_id, seq)"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.task_events (
+            "CREATE TABLE IF NOT EXISTS {db}.{TASK_EVENTS} (
                 task_id String,
                 node_id String,
                 ts DateTime('UTC'),
@@ -120,7 +129,7 @@ impl Projection for TaskProjection {
     }
 
     fn append_only_table(&self) -> Option<&'static str> {
-        Some("task_events")
+        Some(TASK_EVENTS)
     }
 
     async fn write(
@@ -219,7 +228,7 @@ impl Projection for TaskProjection {
         insert_rows(ch, "task_output", &output).await?;
         insert_rows(ch, "task_nodes", &nodes).await?;
         // Last: an event found here had everything above written.
-        let mut insert = ch.insert::<EventRow>("task_events").await?;
+        let mut insert = ch.insert::<EventRow>(TASK_EVENTS).await?;
         for p in items {
             let env = p.item.event.envelope();
             insert

@@ -9,7 +9,7 @@ pub mod webhook;
 
 use std::time::{Duration, Instant};
 
-use nerve_projections::control::ChannelRow;
+use nerve_projections::control::{CHANNELS, ChannelRow};
 use nerve_schemas::{
     Envelope, NotificationAttempted, NotificationChannelDeleted, NotificationChannelSaved, subjects,
 };
@@ -83,13 +83,16 @@ pub fn validate(req: &SaveChannel) -> Result<(), AlertsError> {
     problems.finish()
 }
 
-const CHANNELS: &str = "SELECT * FROM channels FINAL WHERE deleted = 0";
+/// Channels not deleted, as [`ChannelRow`]s.
+fn channels_sql() -> String {
+    format!("SELECT ?fields FROM {CHANNELS} FINAL WHERE deleted = 0")
+}
 
 /// Every channel, by name.
 pub async fn stored(ctx: &Context) -> Result<Vec<ChannelRow>, AlertsError> {
     Ok(ctx
         .ch()
-        .query(&format!("{CHANNELS} ORDER BY name"))
+        .query(&format!("{} ORDER BY name", channels_sql()))
         .fetch_all()
         .await?)
 }
@@ -98,7 +101,8 @@ pub async fn stored(ctx: &Context) -> Result<Vec<ChannelRow>, AlertsError> {
 pub async fn find(ctx: &Context, key: &str) -> Result<ChannelRow, AlertsError> {
     ctx.ch()
         .query(&format!(
-            "{CHANNELS} AND (channel_id = ? OR name = ?) LIMIT 1"
+            "{} AND (channel_id = ? OR name = ?) LIMIT 1",
+            channels_sql()
         ))
         .bind(key)
         .bind(key)

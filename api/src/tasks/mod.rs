@@ -18,6 +18,7 @@ use crate::time::rfc3339_ms;
 mod output;
 mod spec;
 
+use nerve_projections::tasks::{TASK_EVENTS, TASK_NODES, TASKS};
 pub use output::{Live, live_output, output};
 pub use spec::validate;
 use spec::{DEFAULT_ACCEPT_DEADLINE_SECS, MAX_NODES};
@@ -63,7 +64,10 @@ pub async fn resolve(state: &AppState, targets: &TaskTargets) -> Result<Vec<Stri
         clusters: &clusters,
         labels: &labels,
     };
-    let mut sql = format!("SELECT node_id, status FROM {}", crate::snapshot::NODES);
+    let mut sql = format!(
+        "SELECT node_id, status FROM {}",
+        crate::snapshot::nodes_sql()
+    );
     let clauses = filter.clauses();
     if !clauses.is_empty() {
         sql.push_str(&format!(" WHERE {}", clauses.join(" AND ")));
@@ -212,10 +216,10 @@ fn summary_of(t: &TaskRow, counts: TaskCounts) -> TaskSummary {
 async fn counts(state: &AppState, ids: &[String]) -> Result<Vec<CountRow>, ApiError> {
     Ok(state
         .ch()
-        .query(
-            "SELECT task_id, state, count() AS nodes FROM task_nodes FINAL \
-             WHERE has(?, task_id) GROUP BY task_id, state",
-        )
+        .query(&format!(
+            "SELECT task_id, state, count() AS nodes FROM {TASK_NODES} FINAL \
+             WHERE has(?, task_id) GROUP BY task_id, state"
+        ))
         .bind(ids)
         .fetch_all()
         .await?)
@@ -230,17 +234,19 @@ pub async fn list(state: &AppState, query: TaskListQuery) -> Result<TaskPage, Ap
     let offset = query.offset.unwrap_or(0);
     let rows: Vec<TaskRow> = state
         .ch()
-        .query(
-            "SELECT ?fields FROM tasks FINAL \
-             ORDER BY requested_at_ms DESC, task_id DESC LIMIT ?, ?",
-        )
+        .query(&format!(
+            "SELECT ?fields FROM {TASKS} FINAL \
+             ORDER BY requested_at_ms DESC, task_id DESC LIMIT ?, ?"
+        ))
         .bind(offset)
         .bind(limit)
         .fetch_all()
         .await?;
     let total: u64 = state
         .ch()
-        .query("SELECT count() FROM (SELECT task_id FROM tasks FINAL)")
+        .query(&format!(
+            "SELECT count() FROM (SELECT task_id FROM {TASKS} FINAL)"
+        ))
         .fetch_one()
         .await?;
     let ids: Vec<String> = rows.iter().map(|r| r.task_id.clone()).collect();
@@ -265,7 +271,9 @@ pub(crate) async fn task_row(state: &AppState, id: &str) -> Result<TaskRow, ApiE
     check_task_id(id)?;
     state
         .ch()
-        .query("SELECT ?fields FROM tasks FINAL WHERE task_id = ? LIMIT 1")
+        .query(&format!(
+            "SELECT ?fields FROM {TASKS} FINAL WHERE task_id = ? LIMIT 1"
+        ))
         .bind(id)
         .fetch_optional()
         .await?
@@ -277,13 +285,17 @@ pub async fn detail(state: &AppState, id: &str) -> Result<TaskDetail, ApiError> 
     let t = task_row(state, id).await?;
     let nodes: Vec<NodeRow> = state
         .ch()
-        .query("SELECT ?fields FROM task_nodes FINAL WHERE task_id = ? ORDER BY node_id")
+        .query(&format!(
+            "SELECT ?fields FROM {TASK_NODES} FINAL WHERE task_id = ? ORDER BY node_id"
+        ))
         .bind(id)
         .fetch_all()
         .await?;
     let cancel_requested: u64 = state
         .ch()
-        .query("SELECT count() FROM task_events WHERE task_id = ? AND kind = 'TaskCancelRequested'")
+        .query(&format!(
+            "SELECT count() FROM {TASK_EVENTS} WHERE task_id = ? AND kind = 'TaskCancelRequested'"
+        ))
         .bind(id)
         .fetch_one()
         .await?;

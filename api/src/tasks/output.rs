@@ -9,6 +9,7 @@ use super::{bad, check_task_id, task_row};
 use crate::AppState;
 use crate::dto::tasks::TaskOutput;
 use crate::error::ApiError;
+use nerve_projections::tasks::{TASK_NODES, TASK_OUTPUT};
 
 #[derive(Debug, Row, Deserialize)]
 struct ChunkRow {
@@ -25,20 +26,20 @@ pub async fn output(state: &AppState, id: &str, node: &str) -> Result<TaskOutput
     }
     let chunks: Vec<ChunkRow> = state
         .ch()
-        .query(
+        .query(&format!(
             "SELECT stream, data FROM (SELECT seq, any(stream) AS stream, any(data) AS data \
-             FROM task_output WHERE task_id = ? AND node_id = ? GROUP BY seq) ORDER BY seq",
-        )
+             FROM {TASK_OUTPUT} WHERE task_id = ? AND node_id = ? GROUP BY seq) ORDER BY seq"
+        ))
         .bind(id)
         .bind(node)
         .fetch_all()
         .await?;
     let truncated: u8 = state
         .ch()
-        .query(
-            "SELECT toUInt8(count() > 0) FROM task_nodes FINAL \
-             WHERE task_id = ? AND node_id = ? AND truncated = 1",
-        )
+        .query(&format!(
+            "SELECT toUInt8(count() > 0) FROM {TASK_NODES} FINAL \
+             WHERE task_id = ? AND node_id = ? AND truncated = 1"
+        ))
         .bind(id)
         .bind(node)
         .fetch_one()
@@ -89,7 +90,9 @@ const FINAL_STATES: [&str; 5] = [
 async fn final_state(state: &AppState, id: &str, node: &str) -> Result<Option<String>, ApiError> {
     let s: Option<String> = state
         .ch()
-        .query("SELECT state FROM task_nodes FINAL WHERE task_id = ? AND node_id = ? LIMIT 1")
+        .query(&format!(
+            "SELECT state FROM {TASK_NODES} FINAL WHERE task_id = ? AND node_id = ? LIMIT 1"
+        ))
         .bind(id)
         .bind(node)
         .fetch_optional()
@@ -206,11 +209,11 @@ async fn stored_chunks(
 ) -> Result<Vec<SeqChunkRow>, ApiError> {
     Ok(state
         .ch()
-        .query(
+        .query(&format!(
             "SELECT seq, stream, data FROM (SELECT seq, any(stream) AS stream, any(data) AS data \
-             FROM task_output WHERE task_id = ? AND node_id = ? AND seq >= ? GROUP BY seq) \
-             ORDER BY seq",
-        )
+             FROM {TASK_OUTPUT} WHERE task_id = ? AND node_id = ? AND seq >= ? GROUP BY seq) \
+             ORDER BY seq"
+        ))
         .bind(id)
         .bind(node)
         .bind(from)
