@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Agent footprint: builds the agent-only release `nerve` (no control-plane roles; GPU support
-# included), runs `nerve agent` against a private nats-server at the default heartbeat interval
+# Agent footprint: builds the agent-only `nerve` with the `agent` profile (no control-plane
+# roles; GPU support included; optimised for size), runs `nerve agent` against a private nats-server at the default heartbeat interval
 # for DURATION seconds (default 300) and reports peak and mean RSS, CPU as a share of one core
 # (utime+stime over wall time, from /proc), and the stripped binary size.
 # Usage: loadtest/footprint.sh [DURATION_SECS]
@@ -9,9 +9,9 @@ duration="${1:-300}"
 set --  # env.sh passes its arguments to install.sh
 source "$(dirname "$0")/../infra/dev/env.sh"
 agent_target="$CARGO_TARGET_DIR/agent-only"
-cargo build --release -p nerve-cli --bin nerve --no-default-features --features gpu \
+cargo build --profile agent -p nerve-cli --bin nerve --no-default-features --features gpu \
   --target-dir "$agent_target" >&2
-bin="$agent_target/release/nerve"
+bin="$agent_target/agent/nerve"
 work="$(mktemp -d)"
 nats_pid=""; agent_pid=""
 trap 'kill $nats_pid $agent_pid 2>/dev/null || true; rm -rf "$work"' EXIT
