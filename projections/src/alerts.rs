@@ -182,9 +182,9 @@ impl Projection for AlertsProjection {
             });
             current.push(row);
         }
-        insert_rows(ch, "alerts", &current).await?;
+        insert_rows(ch, ALERTS, &current).await?;
         // Last: an event found here had everything above written.
-        insert_rows(ch, "alert_log", &log).await
+        insert_rows(ch, ALERT_LOG, &log).await
     }
 }
 

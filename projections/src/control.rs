@@ -250,7 +250,7 @@ impl Projection for ControlProjection {
         for p in items {
             let env = p.item.event.envelope();
             let at = env.occurred_at_ms.max(0) as u64;
-            let entry = |cluster_id: &str, name: &str, description: &str, by: &str| LogRow {
+            let entry = |cluster_id: &str, name: &str, description: &str, by: &str| ClusterLogRow {
                 node_id: env.node_id.clone(),
                 ts: (at / 1000).min(u64::from(u32::MAX)) as u32,
                 ts_ms: at,
@@ -398,20 +398,20 @@ impl Projection for ControlProjection {
                 }
             }
         }
-        insert_rows(ch, "cluster_members", &members).await?;
-        insert_rows(ch, "node_labels", &labels).await?;
-        insert_rows(ch, "channels", &channels).await?;
-        insert_rows(ch, "notification_attempts", &attempts).await?;
-        insert_rows(ch, "alert_rules", &rules).await?;
-        insert_rows(ch, "silence_log", &silences).await?;
+        insert_rows(ch, CLUSTER_MEMBERS, &members).await?;
+        insert_rows(ch, NODE_LABELS, &labels).await?;
+        insert_rows(ch, CHANNELS, &channels).await?;
+        insert_rows(ch, NOTIFICATION_ATTEMPTS, &attempts).await?;
+        insert_rows(ch, ALERT_RULES, &rules).await?;
+        insert_rows(ch, SILENCE_LOG, &silences).await?;
         // Last: an event found here had everything above written.
-        insert_rows(ch, "cluster_log", &log).await
+        insert_rows(ch, CLUSTER_LOG, &log).await
     }
 }
 
 /// A row of `cluster_log` (every control event; the redelivery check).
 #[derive(Debug, Row, Serialize)]
-pub struct LogRow {
+pub struct ClusterLogRow {
     pub node_id: String,
     pub ts: u32,
     pub ts_ms: u64,

@@ -224,9 +224,9 @@ impl Projection for TaskProjection {
                 }),
             }
         }
-        insert_rows(ch, "tasks", &tasks).await?;
-        insert_rows(ch, "task_output", &output).await?;
-        insert_rows(ch, "task_nodes", &nodes).await?;
+        insert_rows(ch, TASKS, &tasks).await?;
+        insert_rows(ch, TASK_OUTPUT, &output).await?;
+        insert_rows(ch, TASK_NODES, &nodes).await?;
         // Last: an event found here had everything above written.
         let mut insert = ch.insert::<EventRow>(TASK_EVENTS).await?;
         for p in items {
