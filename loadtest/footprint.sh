@@ -3,15 +3,16 @@
 # roles; GPU support included; optimised for size), runs `nerve agent` against a private nats-server at the default heartbeat interval
 # for DURATION seconds (default 300) and reports peak and mean RSS, CPU as a share of one core
 # (utime+stime over wall time, from /proc), and the stripped binary size.
-# Usage: loadtest/footprint.sh [DURATION_SECS]
+# Usage: loadtest/footprint.sh [DURATION_SECS]   (PROFILE=release to compare with the release profile)
 set -euo pipefail
 duration="${1:-300}"
 set --  # env.sh passes its arguments to install.sh
 source "$(dirname "$0")/../infra/dev/env.sh"
 agent_target="$CARGO_TARGET_DIR/agent-only"
-cargo build --profile agent -p nerve-cli --bin nerve --no-default-features --features gpu \
+profile="${PROFILE:-agent}"
+cargo build --profile "$profile" -p nerve-cli --bin nerve --no-default-features --features gpu \
   --target-dir "$agent_target" >&2
-bin="$agent_target/agent/nerve"
+bin="$agent_target/$profile/nerve"
 work="$(mktemp -d)"
 nats_pid=""; agent_pid=""
 trap 'kill $nats_pid $agent_pid 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -38,9 +39,9 @@ while [ "$(date +%s)" -lt "$end" ]; do
 done
 t1="$(date +%s.%N)"; c1="$(cpu_ticks)"
 size="$(stat -c %s "$bin")"
-awk -v c="$(( c1 - c0 ))" -v hz="$tick" -v t0="$t0" -v t1="$t1" -v peak="$peak" -v sum="$sum" -v n="$n" -v size="$size" -v d="$duration" 'BEGIN {
+awk -v c="$(( c1 - c0 ))" -v hz="$tick" -v t0="$t0" -v t1="$t1" -v peak="$peak" -v sum="$sum" -v n="$n" -v size="$size" -v d="$duration" -v profile="$profile" 'BEGIN {
   printf "agent footprint over %d s at the default heartbeat interval\n", d
   printf "RSS peak %.1f MiB, mean %.1f MiB\n", peak / 1024, sum / n / 1024
   printf "CPU %.3f %% of one core\n", 100 * c / hz / (t1 - t0)
-  printf "binary (stripped, release, agent-only build) %.1f MiB\n", size / 1048576
+  printf "binary (stripped, %s profile, agent-only build) %.1f MiB (%d B)\n", profile, size / 1048576, size
 }'
