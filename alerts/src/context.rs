@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use nerve_ingest::EventLog;
 use nerve_platform::config::SmtpConfig;
 use nerve_schemas::Event;
 
@@ -12,7 +13,7 @@ use crate::AlertsError;
 #[derive(Clone)]
 pub struct Context {
     ch: clickhouse::Client,
-    nats: Option<async_nats::Client>,
+    log: EventLog,
     smtp: Arc<SmtpConfig>,
 }
 
@@ -28,7 +29,7 @@ impl Context {
     pub fn new(ch: clickhouse::Client, nats: Option<async_nats::Client>, smtp: SmtpConfig) -> Self {
         Self {
             ch,
-            nats,
+            log: EventLog::new(nats),
             smtp: Arc::new(smtp),
         }
     }
@@ -41,9 +42,8 @@ impl Context {
         &self.smtp
     }
 
-    pub(crate) fn js(&self) -> Result<async_nats::jetstream::Context, AlertsError> {
-        let client = self.nats.clone().ok_or(AlertsError::NoEventLog)?;
-        Ok(async_nats::jetstream::new(client))
+    pub(crate) fn log(&self) -> &EventLog {
+        &self.log
     }
 
     /// Records `event` in the event log.
@@ -52,7 +52,7 @@ impl Context {
         subject: String,
         event: &E,
     ) -> Result<(), AlertsError> {
-        nerve_ingest::publish(&self.js()?, subject, event).await?;
+        self.log.publish(subject, event).await?;
         Ok(())
     }
 

@@ -17,8 +17,6 @@ pub enum AlertsError {
     BadRequest(String),
     #[error("storage: {0}")]
     Storage(#[from] clickhouse::error::Error),
-    #[error("no event log configured")]
-    NoEventLog,
     #[error(transparent)]
     Publish(#[from] PublishError),
     /// The notifier itself could not start (e.g. its HTTP client).

@@ -16,7 +16,6 @@ use futures::StreamExt as _;
 use nerve_ingest::{Outgoing, PublishError};
 use nerve_platform::config::AlertsConfig;
 use nerve_platform::metrics::{Counter, Gauge, Registry};
-use nerve_projections::control::RuleRow;
 use nerve_schemas::{AlertFired, AlertResolved, Envelope, subjects};
 use tokio_util::sync::CancellationToken;
 
@@ -195,7 +194,11 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), EvaluatorError> {
     let m = Metrics::new(metrics);
-    let js = ctx.js().map_err(|_| EvaluatorError::NoNats)?;
+    let js = ctx
+        .log()
+        .jetstream()
+        .map_err(|_| EvaluatorError::NoNats)?
+        .clone();
     let mut book = Book::default();
     let restored = tokio::select! {
         _ = cancel.cancelled() => return Ok(()),
@@ -237,11 +240,7 @@ async fn evaluate(
     tx: &tokio::sync::mpsc::Sender<Notification>,
 ) -> Result<(), AlertsError> {
     let now = nerve_platform::now_ms();
-    let rules: Vec<RuleRow> = ctx
-        .ch()
-        .query(&crate::rules::rules_sql())
-        .fetch_all()
-        .await?;
+    let rules = crate::rules::stored(ctx, None).await?;
     let mutes = Mutes::at(ctx, now.max(0) as u64).await?;
     let silenced = |rule_id: &str, node_id: &str| mutes.muted_by(rule_id, node_id);
     m.evaluations.inc();

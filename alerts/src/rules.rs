@@ -18,7 +18,7 @@ pub const MIN_WINDOW_SECS: u64 = 10;
 pub const MAX_RESOLVE_AFTER_SECS: u64 = 24 * 3600;
 
 /// Every rule that is not deleted, as [`RuleRow`]s.
-pub fn rules_sql() -> String {
+fn rules_sql() -> String {
     format!("SELECT ?fields FROM {ALERT_RULES} FINAL WHERE deleted = 0")
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use nerve_alerts::rule::Severity;
-use nerve_projections::alerts::{AlertRow, LogRow};
+use nerve_projections::alerts::{ALERT_LOG, ALERTS, AlertRow, LogRow};
 use nerve_projections::control::RuleRow;
 use nerve_schemas::subjects;
 
@@ -14,7 +14,6 @@ use crate::dto::Accepted;
 use crate::dto::alerts::*;
 use crate::error::ApiError;
 use crate::time::rfc3339_ms;
-use nerve_projections::alerts::{ALERT_LOG, ALERTS};
 
 /// What the API answers for a recorded change.
 fn accepted(r: nerve_alerts::Recorded) -> Accepted {

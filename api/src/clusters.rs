@@ -3,13 +3,13 @@
 //! what); reads fold the projected tables (`nerve_projections::scope`).
 
 use clickhouse::Row;
+use nerve_projections::heartbeats::NODE_STATE;
+use nerve_projections::scope::{CLUSTERS, MEMBERS};
 use nerve_schemas::{
     ClusterCreated, ClusterDeleted, ClusterRenamed, Envelope, Event, NodeAssignedToCluster,
     NodeLabelsSet, NodeUnassignedFromCluster, subjects,
 };
 use serde::Deserialize;
-
-use nerve_projections::scope::{CLUSTERS, MEMBERS};
 
 use crate::AppState;
 use crate::dto::Accepted;
@@ -18,7 +18,6 @@ use crate::dto::clusters::{
 };
 use crate::error::ApiError;
 use crate::time::rfc3339_ms;
-use nerve_projections::heartbeats::NODE_STATE;
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into())

@@ -27,6 +27,7 @@ impl From<nerve_ingest::PublishError> for ApiError {
             nerve_ingest::PublishError::Encode(e) => {
                 ApiError::Unavailable(format!("cannot encode: {e}"))
             }
+            e @ nerve_ingest::PublishError::NoEventLog => ApiError::Unavailable(e.to_string()),
             e => {
                 tracing::warn!(error = %e, "event log refused an event");
                 ApiError::Unavailable("the event log did not take the request; retry".into())
@@ -43,7 +44,6 @@ impl From<nerve_alerts::AlertsError> for ApiError {
             E::NotFound(m) => ApiError::NotFound(m),
             E::BadRequest(m) => ApiError::BadRequest(m),
             E::Storage(e) => ApiError::Storage(e),
-            E::NoEventLog => ApiError::Unavailable("no event log configured".into()),
             E::Publish(e) => e.into(),
             E::Notifier(m) => ApiError::Unavailable(m),
         }

@@ -8,11 +8,11 @@
 use std::time::Duration;
 
 use clickhouse::Row;
+use nerve_projections::heartbeats::{HEARTBEATS, NODE_STATE};
+use nerve_projections::inventory::{INVENTORY, InventoryRow};
+use nerve_projections::node_events::{NODE_EVENTS, NODE_LIVENESS, NodeEventRow};
 use nerve_schemas::subjects;
 use serde::Deserialize;
-
-use nerve_projections::inventory::InventoryRow;
-use nerve_projections::node_events::NodeEventRow;
 
 use crate::AppState;
 use crate::dto::fleet::*;
@@ -20,9 +20,6 @@ use crate::dto::{Check, Health};
 use crate::error::ApiError;
 use crate::snapshot::{Selection, status_from};
 use crate::time::{parse_step, parse_time, rfc3339_ms, rfc3339_s};
-use nerve_projections::heartbeats::{HEARTBEATS, NODE_STATE};
-use nerve_projections::inventory::INVENTORY;
-use nerve_projections::node_events::{NODE_EVENTS, NODE_LIVENESS};
 
 /// Default page size of the node list.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use nerve_ingest::EventLog;
 use nerve_platform::config::{ApiConfig, SmtpConfig};
 use nerve_platform::metrics::Registry;
 use nerve_schemas::Event;
@@ -20,6 +21,7 @@ pub struct AppState {
 struct Inner {
     ch: clickhouse::Client,
     nats: Option<async_nats::Client>,
+    log: EventLog,
     config: ApiConfig,
     metrics: Registry,
     snapshots: Arc<Snapshots>,
@@ -41,6 +43,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 alerts: nerve_alerts::Context::new(ch.clone(), nats.clone(), smtp),
                 snapshots: Snapshots::new(ch.clone(), max_age, &metrics),
+                log: EventLog::new(nats.clone()),
                 ch,
                 nats,
                 config,
@@ -74,11 +77,7 @@ impl AppState {
         subject: String,
         event: &E,
     ) -> Result<(), ApiError> {
-        let client = self
-            .nats()
-            .ok_or_else(|| ApiError::Unavailable("no event log configured".into()))?;
-        let js = async_nats::jetstream::new(client.clone());
-        nerve_ingest::publish(&js, subject, event).await?;
+        self.inner.log.publish(subject, event).await?;
         Ok(())
     }
 }

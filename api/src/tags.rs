@@ -6,12 +6,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use clickhouse::Client;
-use nerve_projections::control::LabelsRow;
+use nerve_projections::control::{CLUSTER_LOG, CLUSTER_MEMBERS, LabelsRow, NODE_LABELS};
 use nerve_projections::scope::{CLUSTERS, MEMBERS};
 
 use crate::dto::fleet::ClusterRef;
 use crate::error::ApiError;
-use nerve_projections::control::{CLUSTER_LOG, CLUSTER_MEMBERS, NODE_LABELS};
 
 /// A node's clusters (by name) and effective labels (sorted).
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -9,7 +9,7 @@ use nerve_schemas::subjects;
 
 pub mod publish;
 
-pub use publish::{Outgoing, Pending, PublishError, publish};
+pub use publish::{EventLog, Outgoing, Pending, PublishError, publish};
 
 /// Heartbeats of every node.
 pub const TELEMETRY_STREAM: &str = "NERVE_TELEMETRY";

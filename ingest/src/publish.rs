@@ -22,6 +22,44 @@ pub enum PublishError {
     Send(String),
     #[error("JetStream did not store the event: {0}")]
     Ack(String),
+    /// The process was started without NATS (reads still work).
+    #[error("no event log configured")]
+    NoEventLog,
+}
+
+/// Where a process records events: JetStream, or nothing in a process started without NATS,
+/// where every publish is [`PublishError::NoEventLog`]. Cheap to clone.
+#[derive(Clone)]
+pub struct EventLog(Option<Context>);
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "EventLog(JetStream)"
+        } else {
+            "EventLog(none)"
+        })
+    }
+}
+
+impl EventLog {
+    pub fn new(nats: Option<async_nats::Client>) -> Self {
+        Self(nats.map(async_nats::jetstream::new))
+    }
+
+    /// The JetStream context events go to.
+    pub fn jetstream(&self) -> Result<&Context, PublishError> {
+        self.0.as_ref().ok_or(PublishError::NoEventLog)
+    }
+
+    /// Encodes `event`, publishes it on `subject` and waits until JetStream stored it.
+    pub async fn publish<E: Event>(
+        &self,
+        subject: String,
+        event: &E,
+    ) -> Result<PublishAck, PublishError> {
+        publish(self.jetstream()?, subject, event).await
+    }
 }
 
 /// One encoded event ready to publish: its subject, message id and single-object bytes.

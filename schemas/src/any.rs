@@ -60,6 +60,18 @@ macro_rules! event_set {
 
             /// Every member's name.
             pub const NAMES: &'static [&'static str] = &[$(<$ty as Event>::NAME,)+];
+
+            /// The member these bytes were written as, from the header alone: a consumer that
+            /// wants only some members skips the others without decoding their bodies.
+            pub fn member(bytes: &[u8]) -> Result<&'static str, DecodeError> {
+                match written_as(bytes)?.0 {
+                    name if Self::NAMES.contains(&name) => Ok(name),
+                    other => Err(DecodeError::NotInSet {
+                        name: other,
+                        set: $what,
+                    }),
+                }
+            }
         }
 
         $(
@@ -137,6 +149,16 @@ impl NodeEvent {
 
 /// The end a final task event records; `None` for any other event (or bytes that do not decode).
 pub fn task_end(payload: &[u8]) -> Option<TaskEnd> {
+    // Most task events are progress and output: only a final one is worth decoding.
+    const FINAL: [&str; 4] = [
+        TaskFinished::NAME,
+        TaskTimedOut::NAME,
+        TaskCancelled::NAME,
+        TaskUnreachable::NAME,
+    ];
+    if !FINAL.contains(&TaskEvent::member(payload).ok()?) {
+        return None;
+    }
     TaskEnd::of(TaskEvent::decode(payload).ok()?)
 }
 
@@ -237,5 +259,7 @@ mod tests {
             AnyEvent::decode(b"junk"),
             Err(DecodeError::TooShort(4))
         ));
+        assert_eq!(AnyEvent::member(&bytes).ok(), Some("HeartbeatRecorded"));
+        assert!(TaskEvent::member(&bytes).is_err());
     }
 }

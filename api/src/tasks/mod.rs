@@ -4,10 +4,9 @@
 //! `TaskCancelRequested` and telling the nodes still working on it.
 
 use clickhouse::Row;
+use nerve_projections::tasks::{NodeRow, TASK_EVENTS, TASK_NODES, TASKS, TaskRow};
 use nerve_schemas::{Envelope, TaskCancelRequested, TaskRequested, TaskSelector, subjects};
 use serde::Deserialize;
-
-use nerve_projections::tasks::{NodeRow, TaskRow};
 
 use crate::AppState;
 use crate::dto::fleet::NodeStatus;
@@ -18,7 +17,6 @@ use crate::time::rfc3339_ms;
 mod output;
 mod spec;
 
-use nerve_projections::tasks::{TASK_EVENTS, TASK_NODES, TASKS};
 pub use output::{Live, live_output, output};
 pub use spec::validate;
 use spec::{DEFAULT_ACCEPT_DEADLINE_SECS, MAX_NODES};
