@@ -50,7 +50,6 @@ pub struct SaveRule {
     pub channels: Vec<String>,
     /// Default true.
     pub enabled: Option<bool>,
-    pub requested_by: String,
 }
 
 /// `POST /api/v1/channels`: a webhook (JSON body, `X-Nerve-Signature: sha256=<hex HMAC of the
@@ -62,7 +61,6 @@ pub struct SaveChannel {
     pub kind: String,
     pub url: String,
     pub secret: String,
-    pub requested_by: String,
 }
 
 /// `POST /api/v1/silences`: mute notifications of a rule, a node or a cluster (every one given
@@ -78,7 +76,6 @@ pub struct CreateSilence {
     pub ends_at: String,
     pub duration: String,
     pub reason: String,
-    pub requested_by: String,
 }
 
 /// Every problem on one line: `field: message; field: message`.

@@ -93,9 +93,6 @@ pub fn validate(req: &SaveRule, problems: &mut Problems) -> AlertRuleSaved {
     }
     let c = condition(req, problems);
     let labels = scope(req, problems);
-    if req.requested_by.len() > 128 {
-        problems.add("requested_by", "at most 128 bytes");
-    }
     AlertRuleSaved {
         envelope: Envelope::new::<AlertRuleSaved>(String::new(), 0),
         rule_id: String::new(),
@@ -115,11 +112,7 @@ pub fn validate(req: &SaveRule, problems: &mut Problems) -> AlertRuleSaved {
         node_ids: req.scope.node_ids.clone(),
         channels: Vec::new(),
         enabled: req.enabled.unwrap_or(true),
-        requested_by: if req.requested_by.is_empty() {
-            "api".into()
-        } else {
-            req.requested_by.clone()
-        },
+        requested_by: String::new(),
     }
 }
 
@@ -268,11 +261,12 @@ pub async fn find(ctx: &Context, key: &str) -> Result<RuleRow, AlertsError> {
         .ok_or_else(|| AlertsError::NotFound(format!("alert rule {key} not found")))
 }
 
-/// Creates a rule (`existing` None) or replaces one.
+/// Creates a rule (`existing` None) or replaces one, on behalf of `by`.
 pub async fn save(
     ctx: &Context,
     existing: Option<&str>,
     req: SaveRule,
+    by: &str,
 ) -> Result<Recorded, AlertsError> {
     let current = match existing {
         Some(key) => Some(find(ctx, key).await?),
@@ -309,16 +303,17 @@ pub async fn save(
     let id = current.map_or_else(|| uuid::Uuid::now_v7().to_string(), |c| c.rule_id);
     event.envelope = Envelope::new::<AlertRuleSaved>(id.clone(), nerve_platform::now_ms());
     event.rule_id = id.clone();
+    by.clone_into(&mut event.requested_by);
     ctx.record(subjects::control_rule(&id), &event, id).await
 }
 
-/// Deletes a rule; the evaluator resolves its open alerts.
-pub async fn delete(ctx: &Context, key: &str) -> Result<Recorded, AlertsError> {
+/// Deletes a rule on behalf of `by`; the evaluator resolves its open alerts.
+pub async fn delete(ctx: &Context, key: &str, by: &str) -> Result<Recorded, AlertsError> {
     let id = find(ctx, key).await?.rule_id;
     let event = AlertRuleDeleted {
         envelope: Envelope::new::<AlertRuleDeleted>(id.clone(), nerve_platform::now_ms()),
         rule_id: id.clone(),
-        requested_by: "api".into(),
+        requested_by: by.to_owned(),
     };
     ctx.record(subjects::control_rule(&id), &event, id).await
 }

@@ -147,8 +147,8 @@ fn ends_at(req: &CreateSilence, now: i64, problems: &mut Problems) -> i64 {
     }
 }
 
-/// Creates a silence; every problem names its field.
-pub async fn create(ctx: &Context, req: CreateSilence) -> Result<Recorded, AlertsError> {
+/// Creates a silence on behalf of `by`; every problem names its field.
+pub async fn create(ctx: &Context, req: CreateSilence, by: &str) -> Result<Recorded, AlertsError> {
     let now = nerve_platform::now_ms();
     let mut problems = Problems::default();
     if req.rule.is_empty() && req.node_id.is_empty() && req.cluster.is_empty() {
@@ -197,17 +197,13 @@ pub async fn create(ctx: &Context, req: CreateSilence) -> Result<Recorded, Alert
         starts_at_ms: now,
         ends_at_ms,
         reason: req.reason,
-        requested_by: if req.requested_by.is_empty() {
-            "api".into()
-        } else {
-            req.requested_by
-        },
+        requested_by: by.to_owned(),
     };
     ctx.record(subjects::control_silence(&id), &event, id).await
 }
 
-/// Ends a silence now.
-pub async fn delete(ctx: &Context, id: &str) -> Result<Recorded, AlertsError> {
+/// Ends a silence now, on behalf of `by`.
+pub async fn delete(ctx: &Context, id: &str, by: &str) -> Result<Recorded, AlertsError> {
     let gone = || AlertsError::NotFound(format!("silence {id} not found"));
     if uuid::Uuid::parse_str(id).is_err() {
         return Err(gone());
@@ -226,7 +222,7 @@ pub async fn delete(ctx: &Context, id: &str) -> Result<Recorded, AlertsError> {
     let event = SilenceDeleted {
         envelope: Envelope::new::<SilenceDeleted>(id.to_owned(), nerve_platform::now_ms()),
         silence_id: id.to_owned(),
-        requested_by: "api".into(),
+        requested_by: by.to_owned(),
     };
     ctx.record(subjects::control_silence(id), &event, id.to_owned())
         .await

@@ -90,21 +90,22 @@ pub async fn rule(state: &AppState, key: &str) -> Result<AlertRule, ApiError> {
     Ok(rule_dto(r, firing))
 }
 
-/// Creates a rule (`existing` None) or replaces one.
+/// Creates a rule (`existing` None) or replaces one, on behalf of `by`.
 pub async fn save(
     state: &AppState,
     existing: Option<&str>,
     req: SaveRule,
+    by: &str,
 ) -> Result<Accepted, ApiError> {
     Ok(accepted(
-        nerve_alerts::rules::save(state.alerts(), existing, req).await?,
+        nerve_alerts::rules::save(state.alerts(), existing, req, by).await?,
     ))
 }
 
-/// Deletes a rule; the evaluator resolves its open alerts.
-pub async fn delete_rule(state: &AppState, key: &str) -> Result<Accepted, ApiError> {
+/// Deletes a rule on behalf of `by`; the evaluator resolves its open alerts.
+pub async fn delete_rule(state: &AppState, key: &str, by: &str) -> Result<Accepted, ApiError> {
     Ok(accepted(
-        nerve_alerts::rules::delete(state.alerts(), key).await?,
+        nerve_alerts::rules::delete(state.alerts(), key, by).await?,
     ))
 }
 
@@ -305,17 +306,21 @@ pub async fn list_silences(state: &AppState) -> Result<SilenceList, ApiError> {
     })
 }
 
-/// Creates a silence; every problem names its field.
-pub async fn create_silence(state: &AppState, req: CreateSilence) -> Result<Accepted, ApiError> {
+/// Creates a silence on behalf of `by`; every problem names its field.
+pub async fn create_silence(
+    state: &AppState,
+    req: CreateSilence,
+    by: &str,
+) -> Result<Accepted, ApiError> {
     Ok(accepted(
-        nerve_alerts::silences::create(state.alerts(), req).await?,
+        nerve_alerts::silences::create(state.alerts(), req, by).await?,
     ))
 }
 
-/// Ends a silence now.
-pub async fn delete_silence(state: &AppState, id: &str) -> Result<Accepted, ApiError> {
+/// Ends a silence now, on behalf of `by`.
+pub async fn delete_silence(state: &AppState, id: &str, by: &str) -> Result<Accepted, ApiError> {
     Ok(accepted(
-        nerve_alerts::silences::delete(state.alerts(), id).await?,
+        nerve_alerts::silences::delete(state.alerts(), id, by).await?,
     ))
 }
 
@@ -330,27 +335,69 @@ pub async fn list_channels(state: &AppState) -> Result<ChannelList, ApiError> {
                 channel_id: r.channel_id,
                 name: r.name,
                 kind: r.kind,
-                url: r.url,
+                url: shown_url(&r.url),
             })
             .collect(),
     })
 }
 
-/// Creates a channel.
-pub async fn create_channel(state: &AppState, req: SaveChannel) -> Result<Accepted, ApiError> {
+/// A channel's URL as listed: scheme and host only, since a webhook's path often is its secret
+/// (Slack's are); email addresses as given.
+fn shown_url(url: &str) -> String {
+    if url.starts_with("mailto:") {
+        return url.to_owned();
+    }
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let host = rest[..end].rsplit('@').next().unwrap_or_default();
+            if end < rest.len() {
+                format!("{scheme}://{host}/…")
+            } else {
+                format!("{scheme}://{host}")
+            }
+        }
+        None => "…".into(),
+    }
+}
+
+/// Creates a channel on behalf of `by`.
+pub async fn create_channel(
+    state: &AppState,
+    req: SaveChannel,
+    by: &str,
+) -> Result<Accepted, ApiError> {
     Ok(accepted(
-        nerve_alerts::notify::create(state.alerts(), req).await?,
+        nerve_alerts::notify::create(state.alerts(), req, by).await?,
     ))
 }
 
-/// Deletes a channel.
-pub async fn delete_channel(state: &AppState, key: &str) -> Result<Accepted, ApiError> {
+/// Deletes a channel on behalf of `by`.
+pub async fn delete_channel(state: &AppState, key: &str, by: &str) -> Result<Accepted, ApiError> {
     Ok(accepted(
-        nerve_alerts::notify::delete(state.alerts(), key).await?,
+        nerve_alerts::notify::delete(state.alerts(), key, by).await?,
     ))
 }
 
-/// Sends a test message through a channel now.
+/// Sends a test message through a channel now (a change: it passes the change gate, so it is
+/// audited before anything is sent).
 pub async fn test_channel(state: &AppState, key: &str) -> Result<DeliveryReport, ApiError> {
+    nerve_alerts::notify::find(state.alerts(), key).await?;
+    nerve_ingest::gate::pass().await?;
     Ok(nerve_alerts::notify::test_send(state.alerts(), key).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listed_urls_keep_only_scheme_and_host() {
+        use super::shown_url;
+        assert_eq!(
+            shown_url("https://hooks.slack.com/services/T0/B0/secret"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(shown_url("https://user:pw@h.example"), "https://h.example");
+        assert_eq!(shown_url("http://h.example/"), "http://h.example/…");
+        assert_eq!(shown_url("mailto:a@x.example"), "mailto:a@x.example");
+    }
 }

@@ -126,20 +126,12 @@ async fn unique(state: &AppState, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn by(who: &str) -> String {
-    if who.is_empty() {
-        "api".into()
-    } else {
-        who.to_owned()
-    }
-}
-
 async fn record<E: Event>(state: &AppState, subject: String, event: &E) -> Result<(), ApiError> {
     state.publish(subject, event).await
 }
 
-/// Creates a cluster.
-pub async fn create(state: &AppState, req: CreateCluster) -> Result<Accepted, ApiError> {
+/// Creates a cluster on behalf of `by`.
+pub async fn create(state: &AppState, req: CreateCluster, by: &str) -> Result<Accepted, ApiError> {
     check_name(&req.name)?;
     if req.description.len() > 1024 {
         return Err(bad("description: at most 1024 bytes"));
@@ -151,7 +143,7 @@ pub async fn create(state: &AppState, req: CreateCluster) -> Result<Accepted, Ap
         cluster_id: cluster_id.clone(),
         name: req.name,
         description: req.description,
-        requested_by: by(&req.requested_by),
+        requested_by: by.to_owned(),
     };
     record(state, subjects::control_cluster(&cluster_id), &event).await?;
     Ok(Accepted {
@@ -161,8 +153,13 @@ pub async fn create(state: &AppState, req: CreateCluster) -> Result<Accepted, Ap
     })
 }
 
-/// Renames a cluster.
-pub async fn rename(state: &AppState, key: &str, req: RenameCluster) -> Result<Accepted, ApiError> {
+/// Renames a cluster on behalf of `by`.
+pub async fn rename(
+    state: &AppState,
+    key: &str,
+    req: RenameCluster,
+    by: &str,
+) -> Result<Accepted, ApiError> {
     let cluster = find(state, key).await?;
     check_name(&req.name)?;
     if req.name != cluster.name {
@@ -173,7 +170,7 @@ pub async fn rename(state: &AppState, key: &str, req: RenameCluster) -> Result<A
         envelope: Envelope::new::<ClusterRenamed>(id.clone(), nerve_platform::now_ms()),
         cluster_id: id.clone(),
         name: req.name,
-        requested_by: by(&req.requested_by),
+        requested_by: by.to_owned(),
     };
     record(state, subjects::control_cluster(&id), &event).await?;
     Ok(Accepted {
@@ -183,13 +180,13 @@ pub async fn rename(state: &AppState, key: &str, req: RenameCluster) -> Result<A
     })
 }
 
-/// Deletes a cluster (its nodes simply stop being in it).
-pub async fn delete(state: &AppState, key: &str) -> Result<Accepted, ApiError> {
+/// Deletes a cluster on behalf of `by` (its nodes simply stop being in it).
+pub async fn delete(state: &AppState, key: &str, by: &str) -> Result<Accepted, ApiError> {
     let id = find(state, key).await?.cluster_id;
     let event = ClusterDeleted {
         envelope: Envelope::new::<ClusterDeleted>(id.clone(), nerve_platform::now_ms()),
         cluster_id: id.clone(),
-        requested_by: "api".into(),
+        requested_by: by.to_owned(),
     };
     record(state, subjects::control_cluster(&id), &event).await?;
     Ok(Accepted {
@@ -217,12 +214,13 @@ async fn check_node(state: &AppState, node: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Puts a node in a cluster, or takes it out.
+/// Puts a node in a cluster, or takes it out, on behalf of `by`.
 pub async fn assign(
     state: &AppState,
     key: &str,
     node: &str,
     assigned: bool,
+    by: &str,
 ) -> Result<Accepted, ApiError> {
     let id = find(state, key).await?.cluster_id;
     check_node(state, node).await?;
@@ -232,7 +230,7 @@ pub async fn assign(
         let e = NodeAssignedToCluster {
             envelope: Envelope::new::<NodeAssignedToCluster>(node, now),
             cluster_id: id.clone(),
-            requested_by: "api".into(),
+            requested_by: by.to_owned(),
         };
         record(state, subject, &e).await?;
         e.envelope.event_id
@@ -240,7 +238,7 @@ pub async fn assign(
         let e = NodeUnassignedFromCluster {
             envelope: Envelope::new::<NodeUnassignedFromCluster>(node, now),
             cluster_id: id.clone(),
-            requested_by: "api".into(),
+            requested_by: by.to_owned(),
         };
         record(state, subject, &e).await?;
         e.envelope.event_id
@@ -252,11 +250,12 @@ pub async fn assign(
     })
 }
 
-/// Replaces the operator's labels of a node.
+/// Replaces the operator's labels of a node, on behalf of `by`.
 pub async fn set_labels(
     state: &AppState,
     node: &str,
     req: SetLabels,
+    by: &str,
 ) -> Result<Accepted, ApiError> {
     check_node(state, node).await?;
     if req.labels.len() > 64 {
@@ -271,7 +270,7 @@ pub async fn set_labels(
         envelope: Envelope::new::<NodeLabelsSet>(node, nerve_platform::now_ms()),
         source: "operator".into(),
         labels,
-        requested_by: by(&req.requested_by),
+        requested_by: by.to_owned(),
     };
     record(state, subjects::control_node(node), &event).await?;
     Ok(Accepted {

@@ -19,6 +19,15 @@ pub enum ApiError {
     /// The event log (NATS JetStream) cannot take the request now.
     #[error("{0}")]
     Unavailable(String),
+    /// No valid token: missing, malformed, unknown, wrong, expired or revoked (the client is
+    /// not told which).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller's role lacks the route's right.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("request body too large")]
+    TooLarge,
 }
 
 impl From<nerve_ingest::PublishError> for ApiError {
@@ -28,11 +37,18 @@ impl From<nerve_ingest::PublishError> for ApiError {
                 ApiError::Unavailable(format!("cannot encode: {e}"))
             }
             e @ nerve_ingest::PublishError::NoEventLog => ApiError::Unavailable(e.to_string()),
+            nerve_ingest::PublishError::Refused(refused) => refused.into(),
             e => {
                 tracing::warn!(error = %e, "event log refused an event");
                 ApiError::Unavailable("the event log did not take the request; retry".into())
             }
         }
+    }
+}
+
+impl From<nerve_ingest::gate::Refused> for ApiError {
+    fn from(refused: nerve_ingest::gate::Refused) -> Self {
+        ApiError::Unavailable(format!("{}; nothing was changed", refused.0))
     }
 }
 

@@ -9,12 +9,18 @@
 //!   (the reads the API shows; changes are handed to `nerve-alerts`).
 //! - [`snapshot`] (every node's list row in memory) over [`tags`] (each node's clusters and
 //!   labels), and [`time`] (the API's time formats).
+//! - [`auth`] (tokens and every instance's fold of them) and [`audit`] (the trail of every
+//!   change and refused call, written before the change).
 //! - [`AppState`]: what every handler can reach.
 
 pub mod dto;
 
 #[cfg(feature = "server")]
 pub mod alerts;
+#[cfg(feature = "server")]
+pub mod audit;
+#[cfg(feature = "server")]
+pub mod auth;
 #[cfg(feature = "server")]
 pub mod clusters;
 #[cfg(feature = "server")]

@@ -1,5 +1,7 @@
 //! [`AppState`]: what every handler and service can reach — ClickHouse, the event log, the
-//! config, metrics, the fleet snapshot and alerting's context. Cheap to clone.
+//! config, metrics, the fleet snapshot, alerting's context, the token keyring and the audit
+//! writer. Cheap to clone. Creating one starts following the auth stream (until the last
+//! clone is dropped).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +11,13 @@ use nerve_platform::config::{ApiConfig, SmtpConfig};
 use nerve_platform::metrics::Registry;
 use nerve_schemas::Event;
 
+use crate::audit::Auditor;
+use crate::auth::keyring::{self, Keyring};
 use crate::error::ApiError;
 use crate::snapshot::Snapshots;
+
+/// How often the token uses an instance saw are recorded.
+const TOKEN_USE_FLUSH: Duration = Duration::from_secs(60);
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -26,6 +33,10 @@ struct Inner {
     metrics: Registry,
     snapshots: Arc<Snapshots>,
     alerts: nerve_alerts::Context,
+    keyring: Arc<Keyring>,
+    auditor: Auditor,
+    /// Stops the auth stream's follower with the last clone.
+    _follower: tokio_util::sync::DropGuard,
 }
 
 impl AppState {
@@ -39,11 +50,24 @@ impl AppState {
         metrics: Registry,
     ) -> Self {
         let max_age = Duration::from_millis(config.fleet_snapshot_max_age_ms);
+        let log = EventLog::new(nats.clone());
+        let keyring = Arc::new(Keyring::default());
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(keyring::follow(keyring.clone(), log.clone(), stop.clone()));
+        tokio::spawn(keyring::flush_uses(
+            keyring.clone(),
+            log.clone(),
+            TOKEN_USE_FLUSH,
+            stop.clone(),
+        ));
         Self {
             inner: Arc::new(Inner {
                 alerts: nerve_alerts::Context::new(ch.clone(), nats.clone(), smtp),
                 snapshots: Snapshots::new(ch.clone(), max_age, &metrics),
-                log: EventLog::new(nats.clone()),
+                auditor: Auditor::new(log.clone()),
+                keyring,
+                _follower: stop.drop_guard(),
+                log,
                 ch,
                 nats,
                 config,
@@ -69,6 +93,28 @@ impl AppState {
     }
     pub fn alerts(&self) -> &nerve_alerts::Context {
         &self.inner.alerts
+    }
+    /// Every operator token, as this instance has folded them.
+    pub fn keyring(&self) -> &Keyring {
+        &self.inner.keyring
+    }
+    pub fn auditor(&self) -> &Auditor {
+        &self.inner.auditor
+    }
+    pub fn log(&self) -> &EventLog {
+        &self.inner.log
+    }
+
+    /// Counts a refused call by reason (`nerve_api_auth_failures_total`).
+    pub(crate) fn metrics_auth_failure(&self, reason: &str) {
+        self.inner
+            .metrics
+            .counter(
+                "nerve_api_auth_failures_total",
+                "API and console calls refused with 401 or 403, by reason.",
+                &[("reason", reason)],
+            )
+            .inc();
     }
 
     /// Records `event` in the event log.

@@ -1,19 +1,20 @@
 //! The router's error cases and empty-fleet answers through `router(state)` with
-//! `tower::ServiceExt::oneshot`, over a fresh database on a real ClickHouse (started by the test
-//! harness; no NATS, so health is degraded).
+//! `tower::ServiceExt::oneshot`, over a fresh database on a real ClickHouse and a private NATS
+//! (both started by the test harness), called with an admin token; and health without NATS.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use nerve_api::dto::auth::{CreateToken, Identity, Role};
 use nerve_platform::metrics::Registry;
-use nerve_platform::testkit::fresh_database;
+use nerve_platform::testkit::{TestNats, fresh_database};
 use tower::ServiceExt;
 
-async fn call(app: &axum::Router, uri: &str) -> (StatusCode, serde_json::Value) {
-    let response = app
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
-        .await
-        .expect("response");
+async fn call(app: &axum::Router, token: &str, uri: &str) -> (StatusCode, serde_json::Value) {
+    let request = Request::get(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .expect("request");
+    let response = app.clone().oneshot(request).await.expect("response");
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
@@ -26,13 +27,36 @@ async fn call(app: &axum::Router, uri: &str) -> (StatusCode, serde_json::Value) 
 async fn bad_requests_are_400_and_unknown_things_404_with_a_json_code() {
     let ch = fresh_database().await;
     nerve_projections::ensure_tables(&ch).await.expect("tables");
+    let nats = TestNats::start();
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    nerve_ingest::ensure_streams(
+        &async_nats::jetstream::new(client.clone()),
+        &Default::default(),
+    )
+    .await
+    .expect("streams");
     let state = nerve_api::AppState::new(
         nerve_platform::clickhouse::client(&ch),
-        None,
+        Some(client),
         Default::default(),
         Default::default(),
         Registry::new(),
     );
+    let by = Identity {
+        token_id: "system".into(),
+        name: "router-test".into(),
+        role: Role::Admin,
+    };
+    let request = CreateToken {
+        name: "reader".into(),
+        role: "viewer".into(),
+        ttl_secs: None,
+    };
+    let token = nerve_api::auth::tokens::issue(&state, &by, request)
+        .await
+        .expect("token")
+        .token;
+    state.keyring().ready().await;
     let app = nerve_api::router(state);
 
     let cases = [
@@ -109,7 +133,7 @@ async fn bad_requests_are_400_and_unknown_things_404_with_a_json_code() {
         ),
     ];
     for (uri, status, code) in cases {
-        let (got, body) = call(&app, uri).await;
+        let (got, body) = call(&app, &token, uri).await;
         assert_eq!(got, status, "{uri}: {body}");
         assert_eq!(body["error"]["code"], code, "{uri}: {body}");
         assert!(
@@ -121,11 +145,18 @@ async fn bad_requests_are_400_and_unknown_things_404_with_a_json_code() {
     }
 
     // The happy paths answer on an empty fleet.
-    let (status, body) = call(&app, "/api/v1/nodes?status=online&limit=5").await;
+    let (status, body) = call(&app, &token, "/api/v1/nodes?status=online&limit=5").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["total"], 0);
-    // Health without NATS is degraded, and says why.
-    let (status, body) = call(&app, "/api/v1/health").await;
+    // Health without NATS is degraded, and says why (health needs no token).
+    let without_nats = nerve_api::router(nerve_api::AppState::new(
+        nerve_platform::clickhouse::client(&ch),
+        None,
+        Default::default(),
+        Default::default(),
+        Registry::new(),
+    ));
+    let (status, body) = call(&without_nats, "", "/api/v1/health").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["clickhouse"]["ok"], true);
     assert_eq!(body["nats"]["ok"], false);

@@ -1,7 +1,9 @@
 //! `nerve`: one binary for every role — `agent`, `ingest`, `project`, `serve`, and `dev` (all of
-//! them on one machine, with NATS and ClickHouse as child processes) — plus `config` and `probe`
-//! to check a config file and what the agent sees.
+//! them on one machine, with NATS and ClickHouse as child processes) — plus `token` and `audit`
+//! for admins, and `config` and `probe` to check a config file and what the agent sees.
 
+#[cfg(feature = "server")]
+mod admin;
 #[cfg(feature = "server")]
 mod dev;
 
@@ -54,6 +56,20 @@ enum Command {
     /// Run everything on this machine: NATS, ClickHouse, projectors, API, console and an agent.
     #[cfg(feature = "server")]
     Dev,
+    /// Operator tokens: create, list, rotate, revoke (through the API, with an admin token).
+    #[cfg(feature = "server")]
+    Token {
+        #[command(flatten)]
+        target: admin::ApiTarget,
+        #[command(subcommand)]
+        command: admin::TokenCommand,
+    },
+    /// The audit trail: `verify` checks every chain.
+    #[cfg(feature = "server")]
+    Audit {
+        #[command(subcommand)]
+        command: admin::AuditCommand,
+    },
     /// Check a config file and print the effective configuration.
     Config,
     /// Print what the agent sees on this machine as JSON (NVML's readings of every GPU, the
@@ -116,6 +132,10 @@ fn main() -> anyhow::Result<()> {
             Command::Serve => serve(&config, &metrics, cancel).await?,
             #[cfg(feature = "server")]
             Command::Dev => dev::run(config, metrics, cancel).await?,
+            #[cfg(feature = "server")]
+            Command::Token { target, command } => admin::token(&config, &target, command).await?,
+            #[cfg(feature = "server")]
+            Command::Audit { command } => admin::audit(&config, command).await?,
             Command::Config | Command::Probe { .. } => {}
         }
         anyhow::Ok(())
@@ -197,6 +217,8 @@ pub(crate) async fn serve(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let nats = nerve_ingest::connect(&config.nats, "nerve-serve", true).await?;
+    nerve_ingest::ensure_streams(&async_nats::jetstream::new(nats.clone()), &config.streams)
+        .await?;
     nerve_projections::ensure_tables(&config.clickhouse)
         .await
         .context("preparing ClickHouse tables")?;
@@ -207,13 +229,27 @@ pub(crate) async fn serve(
         config.alerts.smtp.clone(),
         metrics.clone(),
     );
+    let token_file = config.admin_token_file();
+    if let Some(file) = nerve_api::auth::tokens::bootstrap(&state, &token_file)
+        .await
+        .context("issuing the first admin token")?
+    {
+        tracing::info!(file = %file.display(), "first admin token written");
+        println!(
+            "No admin token existed: one was written to {} (readable by you only).\n\
+             Sign in to the console with it, or: nerve token list",
+            file.display()
+        );
+    }
     let app = nerve_ui::server::app(state, &config.api.site_dir);
     let listener = tokio::net::TcpListener::bind(config.api.listen_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.api.listen_addr))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving API and console");
-    println!("Nerve console: http://{addr}/   API: http://{addr}/api/v1/nodes");
+    println!(
+        "Nerve console: http://{addr}/ (sign in with a token)   API: http://{addr}/api/v1 (Authorization: Bearer <token>)"
+    );
     nerve_api::serve(listener, app, cancel).await?;
     Ok(())
 }

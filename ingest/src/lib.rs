@@ -7,6 +7,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use nerve_platform::config::{NatsConfig, StreamsConfig};
 use nerve_schemas::subjects;
 
+pub mod gate;
 pub mod publish;
 
 pub use publish::{EventLog, Outgoing, Pending, PublishError, publish};
@@ -23,6 +24,10 @@ pub const TASKS_STREAM: &str = "NERVE_TASKS";
 pub const CONTROL_STREAM: &str = "NERVE_CONTROL";
 /// Alerts: every firing and resolution, on one subject per rule and node.
 pub const ALERTS_STREAM: &str = "NERVE_ALERTS";
+/// Operator tokens: issued, rotated, revoked, seen in use (hashes only, never a secret).
+pub const AUTH_STREAM: &str = "NERVE_AUTH";
+/// The audit trail: every API change and every refused call, chained per API instance.
+pub const AUDIT_STREAM: &str = "NERVE_AUDIT";
 
 /// Why NATS setup failed.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +137,20 @@ pub fn stream_configs(config: &StreamsConfig) -> Vec<stream::Config> {
             description: Some("Alerts: AlertFired, AlertResolved per rule and node".into()),
             subjects: vec![subjects::ALERTS_ALL.into()],
             max_age: Duration::from_secs(config.alerts_max_age_secs),
+            ..common.clone()
+        },
+        stream::Config {
+            name: AUTH_STREAM.into(),
+            description: Some("Operator tokens: TokenIssued, TokenRevoked, TokenUsed".into()),
+            subjects: vec![subjects::AUTH_ALL.into()],
+            max_age: Duration::from_secs(config.auth_max_age_secs),
+            ..common.clone()
+        },
+        stream::Config {
+            name: AUDIT_STREAM.into(),
+            description: Some("Audit trail: AuditRecorded per API change or refused call".into()),
+            subjects: vec![subjects::AUDIT_ALL.into()],
+            max_age: Duration::from_secs(config.audit_max_age_secs),
             ..common
         },
     ]

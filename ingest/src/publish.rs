@@ -25,6 +25,10 @@ pub enum PublishError {
     /// The process was started without NATS (reads still work).
     #[error("no event log configured")]
     NoEventLog,
+    /// The current [`crate::gate::Gate`] refused the change (e.g. its audit entry could not
+    /// be written).
+    #[error(transparent)]
+    Refused(#[from] crate::gate::Refused),
 }
 
 /// Where a process records events: JetStream, or nothing in a process started without NATS,
@@ -58,7 +62,9 @@ impl EventLog {
         subject: String,
         event: &E,
     ) -> Result<PublishAck, PublishError> {
-        publish(self.jetstream()?, subject, event).await
+        let js = self.jetstream()?;
+        crate::gate::pass().await?;
+        publish(js, subject, event).await
     }
 }
 

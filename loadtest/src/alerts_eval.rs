@@ -202,7 +202,7 @@ pub async fn run(args: AlertsArgs) -> anyhow::Result<()> {
         window_secs: Some(3600),
         ..Default::default()
     };
-    nerve_alerts::rules::save(&ctx, None, save)
+    nerve_alerts::rules::save(&ctx, None, save, "loadtest")
         .await
         .map_err(|e| anyhow::anyhow!("saving the rule: {e}"))?;
     let firing = |ch: clickhouse::Client| async move {

@@ -80,6 +80,21 @@ pub struct ApiReport {
 
 /// How many nodes the users pick from (goose transactions are plain functions).
 static NODES: AtomicU32 = AtomicU32::new(1);
+/// The viewer token every user calls the API with (auth is on, as in production).
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Each user's first transaction: every later request carries the token.
+async fn authenticate(user: &mut GooseUser) -> TransactionResult {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {}", TOKEN.get().map_or("", String::as_str));
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        value.parse().expect("a token is a header value"),
+    );
+    user.set_client_builder(reqwest::Client::builder().default_headers(headers))
+        .await?;
+    Ok(())
+}
 static DRAW: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
 
 /// A pseudo-random number below `n` (splitmix64 over a shared counter).
@@ -226,6 +241,29 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     }
     let stop = tokio_util::sync::CancellationToken::new();
     let (ch_config, nats) = (services.config.clickhouse.clone(), services.client.clone());
+    // A viewer token, issued through the event log like any other; the API instance below
+    // reads it from the auth stream at start.
+    {
+        let issuer = nerve_api::AppState::new(
+            nerve_platform::clickhouse::client(&ch_config),
+            Some(nats.clone()),
+            api_config.clone(),
+            Default::default(),
+            Registry::new(),
+        );
+        let by = nerve_api::dto::auth::Identity {
+            token_id: "loadtest".into(),
+            name: "loadtest".into(),
+            role: nerve_api::dto::auth::Role::Admin,
+        };
+        let request = nerve_api::dto::auth::CreateToken {
+            name: "goose".into(),
+            role: "viewer".into(),
+            ttl_secs: None,
+        };
+        let issued = nerve_api::auth::tokens::issue(&issuer, &by, request).await?;
+        let _ = TOKEN.set(issued.token);
+    }
     let serve = {
         let stop = stop.clone();
         move |listener: std::net::TcpListener| async move {
@@ -296,6 +334,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         Duration::from_millis(args.wait_max_ms.max(args.wait_min_ms)),
     );
     let mut operator = scenario!("operator")
+        .register_transaction(transaction!(authenticate).set_on_start())
         .register_transaction(transaction!(first_page).set_weight(3)?)
         .register_transaction(transaction!(deep_page).set_weight(1)?)
         .register_transaction(transaction!(search).set_weight(2)?)

@@ -207,6 +207,7 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
             },
             ..Default::default()
         },
+        "loadtest",
     )
     .await
     .map_err(|e| anyhow::anyhow!("create task: {e}"))?;

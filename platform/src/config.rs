@@ -100,6 +100,11 @@ pub struct StreamsConfig {
     /// longer than this is forgotten by a restarted evaluator (and fires again if it still
     /// holds).
     pub alerts_max_age_secs: u64,
+    /// How long token events (issued, revoked, used) stay; 0 = forever. Every API instance
+    /// folds this stream to know the tokens, so a token older than this would be forgotten.
+    pub auth_max_age_secs: u64,
+    /// How long audit entries stay in the audit stream; 0 = forever.
+    pub audit_max_age_secs: u64,
     /// Window in which a re-published event id is dropped as a duplicate.
     pub duplicate_window_secs: u64,
     /// Stream replicas (1 for a single server, 3 for a JetStream cluster).
@@ -116,6 +121,8 @@ impl Default for StreamsConfig {
             tasks_max_age_secs: 30 * 24 * 3600,
             control_max_age_secs: 0,
             alerts_max_age_secs: 400 * 24 * 3600,
+            auth_max_age_secs: 0,
+            audit_max_age_secs: 0,
             duplicate_window_secs: 120,
             replicas: 1,
         }
@@ -332,6 +339,13 @@ pub struct ApiConfig {
     /// Directory holding the console's wasm bundle (`pkg/nerve_ui.js` and `pkg/nerve_ui_bg.wasm`, built by
     /// `infra/dev/build-web.sh`). Without it pages render on the server but do not hydrate.
     pub site_dir: PathBuf,
+    /// Lifetime of a new token when the request names none.
+    pub token_default_ttl_secs: u64,
+    /// Longest lifetime a token may be given.
+    pub token_max_ttl_secs: u64,
+    /// Where `nerve serve` writes the first admin token when no admin token exists (mode
+    /// 0600). Empty: `<dev.data_dir>/admin.token`.
+    pub admin_token_file: PathBuf,
 }
 
 impl Default for ApiConfig {
@@ -342,6 +356,9 @@ impl Default for ApiConfig {
             max_series_points: 10_000,
             fleet_snapshot_max_age_ms: 5_000,
             site_dir: PathBuf::from("site"),
+            token_default_ttl_secs: 90 * 24 * 3600,
+            token_max_ttl_secs: 400 * 24 * 3600,
+            admin_token_file: PathBuf::new(),
         }
     }
 }
@@ -372,6 +389,16 @@ impl Default for DevConfig {
 }
 
 impl Config {
+    /// Where the first admin token is written: `api.admin_token_file`, or
+    /// `<dev.data_dir>/admin.token`.
+    pub fn admin_token_file(&self) -> PathBuf {
+        if self.api.admin_token_file.as_os_str().is_empty() {
+            self.dev.data_dir.join("admin.token")
+        } else {
+            self.api.admin_token_file.clone()
+        }
+    }
+
     /// Loads defaults, then `file` (if given; it must exist), then `NERVE_<SECTION>__<KEY>`
     /// variables from the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {

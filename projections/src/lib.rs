@@ -8,6 +8,7 @@
 //! between write and ack creates no duplicate rows.
 
 pub mod alerts;
+pub mod audit;
 pub mod control;
 pub mod heartbeats;
 pub mod inventory;
@@ -34,6 +35,7 @@ pub fn all_ddl(db: &str) -> Vec<String> {
     ddl.extend(tasks::ddl(db));
     ddl.extend(control::ddl(db));
     ddl.extend(alerts::ddl(db));
+    ddl.extend(audit::ddl(db));
     ddl.extend(rejected::ddl(db));
     ddl
 }
@@ -120,13 +122,15 @@ pub async fn run_all(
     let tasks = runner!(tasks::TaskProjection);
     let control = runner!(control::ControlProjection);
     let alerts = runner!(alerts::AlertsProjection);
-    let (a, b, c, d, e, f) = tokio::join!(
+    let audit = runner!(audit::AuditProjection);
+    let (a, b, c, d, e, f, g) = tokio::join!(
         hb.run(cancel.clone()),
         inv.run(cancel.clone()),
         events.run(cancel.clone()),
         tasks.run(cancel.clone()),
         control.run(cancel.clone()),
-        alerts.run(cancel.clone())
+        alerts.run(cancel.clone()),
+        audit.run(cancel.clone())
     );
-    a.and(b).and(c).and(d).and(e).and(f)
+    a.and(b).and(c).and(d).and(e).and(f).and(g)
 }

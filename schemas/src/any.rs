@@ -1,7 +1,7 @@
 //! "Which event is this payload?", answered once: the fingerprint in the single-object header
 //! names the released schema, and the matching Rust type decodes the body. [`AnyEvent`] holds
 //! any event; the per-stream sets ([`ControlEvent`], [`TaskEvent`], [`AlertEvent`],
-//! [`NodeEvent`]) hold only what belongs on one stream, so a consumer matches on variants instead
+//! [`NodeEvent`], [`AuthEvent`], [`AuditEvent`]) hold only what belongs on one stream, so a consumer matches on variants instead
 //! of event names. Each variant is named after its event type. What a set's events mean
 //! together (a liveness change, a task's end) is answered here too.
 
@@ -16,6 +16,7 @@ use crate::{
     SilenceDeleted, TaskAccepted, TaskCancelRequested, TaskCancelled, TaskDispatched, TaskFinished,
     TaskOutputProduced, TaskRequested, TaskStarted, TaskTimedOut, TaskUnreachable,
 };
+use crate::{AuditRecorded, TokenIssued, TokenRevoked, TokenUsed};
 
 /// Declares a set of events: the enum, its decoder and its accessors.
 macro_rules! event_set {
@@ -93,7 +94,8 @@ event_set!(
     ClusterCreated, ClusterRenamed, ClusterDeleted, NodeAssignedToCluster,
     NodeUnassignedFromCluster, NodeLabelsSet, NotificationChannelSaved,
     NotificationChannelDeleted, NotificationAttempted, AlertRuleSaved, AlertRuleDeleted,
-    SilenceCreated, SilenceDeleted, AlertFired, AlertResolved,
+    SilenceCreated, SilenceDeleted, AlertFired, AlertResolved, TokenIssued, TokenRevoked,
+    TokenUsed, AuditRecorded,
 );
 
 event_set!(
@@ -122,6 +124,18 @@ event_set!(
     /// The alerts stream: firings and resolutions.
     AlertEvent, "the alerts stream":
     AlertFired, AlertResolved,
+);
+
+event_set!(
+    /// The auth stream: operator tokens issued, revoked and seen in use.
+    AuthEvent, "the auth stream":
+    TokenIssued, TokenRevoked, TokenUsed,
+);
+
+event_set!(
+    /// The audit stream: every audited API call.
+    AuditEvent, "the audit stream":
+    AuditRecorded,
 );
 
 /// The state a liveness event sets (`suspect`, `offline`, `online`) and its body.
@@ -234,6 +248,8 @@ mod tests {
             TaskEvent::NAMES,
             ControlEvent::NAMES,
             AlertEvent::NAMES,
+            AuthEvent::NAMES,
+            AuditEvent::NAMES,
         ]
         .concat();
         seen.extend([HeartbeatRecorded::NAME, InventoryReported::NAME]);

@@ -27,11 +27,15 @@ pub mod events;
 pub mod registry;
 pub mod subjects;
 pub mod tasks;
+pub mod trust;
 
 pub use alerts::{
     AlertFired, AlertResolved, AlertRuleDeleted, AlertRuleSaved, SilenceCreated, SilenceDeleted,
 };
-pub use any::{AlertEvent, AnyEvent, ControlEvent, NodeEvent, TaskEvent, liveness_of, task_end};
+pub use any::{
+    AlertEvent, AnyEvent, AuditEvent, AuthEvent, ControlEvent, NodeEvent, TaskEvent, liveness_of,
+    task_end,
+};
 pub use codec::{DecodeError, EncodeError, decode, encode, written_as};
 pub use control::{
     ClusterCreated, ClusterDeleted, ClusterRenamed, Label, NodeAssignedToCluster, NodeLabelsSet,
@@ -49,3 +53,4 @@ pub use tasks::{
     TaskFinished, TaskOutputProduced, TaskRequested, TaskSelector, TaskSpec, TaskStarted,
     TaskTimedOut, TaskUnreachable,
 };
+pub use trust::{AuditRecorded, TokenIssued, TokenRevoked, TokenUsed};

@@ -84,6 +84,10 @@ pub const RELEASED: &[SchemaFile] = &[
     schema_file!("SilenceDeleted", 1, "silence_deleted.v1.avsc"),
     schema_file!("AlertFired", 1, "alert_fired.v1.avsc"),
     schema_file!("AlertResolved", 1, "alert_resolved.v1.avsc"),
+    schema_file!("TokenIssued", 1, "token_issued.v1.avsc"),
+    schema_file!("TokenRevoked", 1, "token_revoked.v1.avsc"),
+    schema_file!("TokenUsed", 1, "token_used.v1.avsc"),
+    schema_file!("AuditRecorded", 1, "audit_recorded.v1.avsc"),
 ];
 
 /// A parsed schema with its 8-byte CRC-64-AVRO (Rabin) fingerprint.

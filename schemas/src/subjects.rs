@@ -97,6 +97,24 @@ pub fn alert(rule_id: &str, node_id: &str) -> String {
     format!("{PREFIX}.alerts.{rule_id}.{node_id}")
 }
 
+/// Every auth event (stream `NERVE_AUTH`): operator tokens issued, revoked, used.
+pub const AUTH_ALL: &str = "nerve.v1.auth.>";
+/// Every token's events.
+pub const TOKENS_ALL: &str = "nerve.v1.auth.token.*";
+
+/// Subject of a token's events (issued, rotated, revoked, used); last token the token id.
+pub fn token(token_id: &str) -> String {
+    format!("{PREFIX}.auth.token.{token_id}")
+}
+
+/// Every audit entry (stream `NERVE_AUDIT`).
+pub const AUDIT_ALL: &str = "nerve.v1.audit.>";
+
+/// Subject of one API instance's audit chain; last token the instance id.
+pub fn audit(instance_id: &str) -> String {
+    format!("{PREFIX}.audit.{instance_id}")
+}
+
 /// Subject a node's heartbeats are published on.
 pub fn heartbeat(node_id: &str) -> String {
     format!("{PREFIX}.telemetry.heartbeat.{node_id}")

@@ -5,14 +5,19 @@
 //! between builds from different checkouts, which would break a wasm bundle built elsewhere.
 
 use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
 use nerve_api::dto::{
     fleet::FleetSummary, fleet::MetricsSeries, fleet::NodeDetail, fleet::NodeListQuery,
     fleet::NodePage,
 };
 
 #[cfg(feature = "ssr")]
-fn state() -> Result<nerve_api::AppState, ServerFnError> {
-    use_context::<nerve_api::AppState>().ok_or_else(|| ServerFnError::new("server state missing"))
+use crate::session::state;
+
+/// The signed-in caller, as `requested_by` records them.
+#[cfg(feature = "ssr")]
+async fn who() -> Result<String, ServerFnError> {
+    Ok(crate::session::caller().await?.who())
 }
 
 #[cfg(feature = "ssr")]
@@ -21,13 +26,13 @@ fn fail(e: nerve_api::error::ApiError) -> ServerFnError {
 }
 
 /// Status counts, distributions and recent changes.
-#[server(prefix = "/ui-api", endpoint = "fleet-summary")]
+#[server(prefix = "/ui-api", endpoint = "fleet-summary", input = Json)]
 pub async fn get_fleet_summary() -> Result<FleetSummary, ServerFnError> {
     nerve_api::fleet::summary(&state()?).await.map_err(fail)
 }
 
 /// One page of the node list.
-#[server(prefix = "/ui-api", endpoint = "nodes")]
+#[server(prefix = "/ui-api", endpoint = "nodes", input = Json)]
 pub async fn get_nodes(query: NodeListQuery) -> Result<NodePage, ServerFnError> {
     nerve_api::fleet::list_nodes(&state()?, query)
         .await
@@ -35,7 +40,7 @@ pub async fn get_nodes(query: NodeListQuery) -> Result<NodePage, ServerFnError> 
 }
 
 /// Inventory and latest metrics of a node.
-#[server(prefix = "/ui-api", endpoint = "node-detail")]
+#[server(prefix = "/ui-api", endpoint = "node-detail", input = Json)]
 pub async fn get_node_detail(id: String) -> Result<NodeDetail, ServerFnError> {
     nerve_api::fleet::node_detail(&state()?, &id)
         .await
@@ -43,7 +48,7 @@ pub async fn get_node_detail(id: String) -> Result<NodeDetail, ServerFnError> {
 }
 
 /// A node's metrics over the last `range_secs`, about 120 points.
-#[server(prefix = "/ui-api", endpoint = "node-metrics")]
+#[server(prefix = "/ui-api", endpoint = "node-metrics", input = Json)]
 pub async fn get_node_metrics(id: String, range_secs: u64) -> Result<MetricsSeries, ServerFnError> {
     let now = nerve_api::time::now_ms() / 1000 + 1;
     let range = range_secs.clamp(60, 30 * 24 * 3600);
@@ -58,7 +63,7 @@ pub async fn get_node_metrics(id: String, range_secs: u64) -> Result<MetricsSeri
 }
 
 /// A page of tasks, newest first.
-#[server(prefix = "/ui-api", endpoint = "tasks")]
+#[server(prefix = "/ui-api", endpoint = "tasks", input = Json)]
 pub async fn get_tasks(
     query: nerve_api::dto::tasks::TaskListQuery,
 ) -> Result<nerve_api::dto::tasks::TaskPage, ServerFnError> {
@@ -67,7 +72,7 @@ pub async fn get_tasks(
 
 /// A task's request, counts and ledger; `None` while the task is not recorded yet (right after
 /// it was requested).
-#[server(prefix = "/ui-api", endpoint = "task-detail")]
+#[server(prefix = "/ui-api", endpoint = "task-detail", input = Json)]
 pub async fn get_task_detail(
     id: String,
 ) -> Result<Option<nerve_api::dto::tasks::TaskDetail>, ServerFnError> {
@@ -79,7 +84,7 @@ pub async fn get_task_detail(
 }
 
 /// One node's output of a task.
-#[server(prefix = "/ui-api", endpoint = "task-output")]
+#[server(prefix = "/ui-api", endpoint = "task-output", input = Json)]
 pub async fn get_task_output(
     id: String,
     node: String,
@@ -91,7 +96,7 @@ pub async fn get_task_output(
 
 /// The nodes some targets resolve to now (the new-task form's preview): `Err` with the reason
 /// when they resolve to none (input being typed is not a server failure).
-#[server(prefix = "/ui-api", endpoint = "task-preview")]
+#[server(prefix = "/ui-api", endpoint = "task-preview", input = Json)]
 pub async fn preview_targets(
     targets: nerve_api::dto::tasks::TaskTargets,
 ) -> Result<Result<Vec<String>, String>, ServerFnError> {
@@ -103,50 +108,38 @@ pub async fn preview_targets(
 }
 
 /// Requests a task.
-#[server(prefix = "/ui-api", endpoint = "task-create")]
+#[server(prefix = "/ui-api", endpoint = "task-create", input = Json)]
 pub async fn create_task(
     request: nerve_api::dto::tasks::CreateTask,
 ) -> Result<nerve_api::dto::tasks::TaskCreated, ServerFnError> {
-    let request = nerve_api::dto::tasks::CreateTask {
-        requested_by: if request.requested_by.is_empty() {
-            "console".into()
-        } else {
-            request.requested_by
-        },
-        ..request
-    };
-    nerve_api::tasks::create(&state()?, request)
+    nerve_api::tasks::create(&state()?, request, &who().await?)
         .await
         .map_err(fail)
 }
 
 /// Cancels a task.
-#[server(prefix = "/ui-api", endpoint = "task-cancel")]
+#[server(prefix = "/ui-api", endpoint = "task-cancel", input = Json)]
 pub async fn cancel_task(id: String) -> Result<(), ServerFnError> {
-    nerve_api::tasks::cancel(&state()?, &id, "console")
+    nerve_api::tasks::cancel(&state()?, &id, &who().await?)
         .await
         .map(|_| ())
         .map_err(fail)
 }
 
 /// Every cluster.
-#[server(prefix = "/ui-api", endpoint = "clusters")]
+#[server(prefix = "/ui-api", endpoint = "clusters", input = Json)]
 pub async fn get_clusters() -> Result<nerve_api::dto::clusters::ClusterList, ServerFnError> {
     nerve_api::clusters::list(&state()?).await.map_err(fail)
 }
 
 /// Creates a cluster; `Err` with the reason when the name is not acceptable.
-#[server(prefix = "/ui-api", endpoint = "cluster-create")]
+#[server(prefix = "/ui-api", endpoint = "cluster-create", input = Json)]
 pub async fn create_cluster(
     name: String,
     description: String,
 ) -> Result<Result<String, String>, ServerFnError> {
-    let req = nerve_api::dto::clusters::CreateCluster {
-        name,
-        description,
-        requested_by: "console".into(),
-    };
-    match nerve_api::clusters::create(&state()?, req).await {
+    let req = nerve_api::dto::clusters::CreateCluster { name, description };
+    match nerve_api::clusters::create(&state()?, req, &who().await?).await {
         Ok(a) => Ok(Ok(a.cluster_id.unwrap_or_default())),
         Err(nerve_api::error::ApiError::BadRequest(reason)) => Ok(Err(reason)),
         Err(e) => Err(fail(e)),
@@ -154,9 +147,9 @@ pub async fn create_cluster(
 }
 
 /// Deletes a cluster.
-#[server(prefix = "/ui-api", endpoint = "cluster-delete")]
+#[server(prefix = "/ui-api", endpoint = "cluster-delete", input = Json)]
 pub async fn delete_cluster(id: String) -> Result<(), ServerFnError> {
-    nerve_api::clusters::delete(&state()?, &id)
+    nerve_api::clusters::delete(&state()?, &id, &who().await?)
         .await
         .map(|_| ())
         .map_err(fail)
@@ -185,7 +178,7 @@ fn form_answer(
 
 /// Alerts in `alert_state` (`firing`, `resolved` or `all`), newest first. (A plain argument:
 /// a query struct with every field unset would encode as nothing at all.)
-#[server(prefix = "/ui-api", endpoint = "alerts")]
+#[server(prefix = "/ui-api", endpoint = "alerts", input = Json)]
 pub async fn get_alerts(
     alert_state: String,
 ) -> Result<nerve_api::dto::alerts::AlertList, ServerFnError> {
@@ -199,7 +192,7 @@ pub async fn get_alerts(
 }
 
 /// The latest firings and resolutions.
-#[server(prefix = "/ui-api", endpoint = "alert-history")]
+#[server(prefix = "/ui-api", endpoint = "alert-history", input = Json)]
 pub async fn get_alert_history() -> Result<nerve_api::dto::alerts::AlertHistory, ServerFnError> {
     let query = nerve_api::dto::alerts::AlertListQuery {
         limit: Some(50),
@@ -211,34 +204,30 @@ pub async fn get_alert_history() -> Result<nerve_api::dto::alerts::AlertHistory,
 }
 
 /// Every alert rule.
-#[server(prefix = "/ui-api", endpoint = "alert-rules")]
+#[server(prefix = "/ui-api", endpoint = "alert-rules", input = Json)]
 pub async fn get_rules() -> Result<nerve_api::dto::alerts::RuleList, ServerFnError> {
     nerve_api::alerts::list_rules(&state()?).await.map_err(fail)
 }
 
 /// Creates a rule.
-#[server(prefix = "/ui-api", endpoint = "alert-rule-create")]
+#[server(prefix = "/ui-api", endpoint = "alert-rule-create", input = Json)]
 pub async fn create_rule(
     rule: nerve_api::dto::alerts::SaveRule,
 ) -> Result<FormResult, ServerFnError> {
-    let rule = nerve_api::dto::alerts::SaveRule {
-        requested_by: "console".into(),
-        ..rule
-    };
-    form_answer(nerve_api::alerts::save(&state()?, None, rule).await)
+    form_answer(nerve_api::alerts::save(&state()?, None, rule, &who().await?).await)
 }
 
 /// Deletes a rule.
-#[server(prefix = "/ui-api", endpoint = "alert-rule-delete")]
+#[server(prefix = "/ui-api", endpoint = "alert-rule-delete", input = Json)]
 pub async fn delete_rule(id: String) -> Result<(), ServerFnError> {
-    nerve_api::alerts::delete_rule(&state()?, &id)
+    nerve_api::alerts::delete_rule(&state()?, &id, &who().await?)
         .await
         .map(|_| ())
         .map_err(fail)
 }
 
 /// Silences, active first.
-#[server(prefix = "/ui-api", endpoint = "silences")]
+#[server(prefix = "/ui-api", endpoint = "silences", input = Json)]
 pub async fn get_silences() -> Result<nerve_api::dto::alerts::SilenceList, ServerFnError> {
     nerve_api::alerts::list_silences(&state()?)
         .await
@@ -246,28 +235,24 @@ pub async fn get_silences() -> Result<nerve_api::dto::alerts::SilenceList, Serve
 }
 
 /// Creates a silence.
-#[server(prefix = "/ui-api", endpoint = "silence-create")]
+#[server(prefix = "/ui-api", endpoint = "silence-create", input = Json)]
 pub async fn create_silence(
     silence: nerve_api::dto::alerts::CreateSilence,
 ) -> Result<FormResult, ServerFnError> {
-    let silence = nerve_api::dto::alerts::CreateSilence {
-        requested_by: "console".into(),
-        ..silence
-    };
-    form_answer(nerve_api::alerts::create_silence(&state()?, silence).await)
+    form_answer(nerve_api::alerts::create_silence(&state()?, silence, &who().await?).await)
 }
 
 /// Ends a silence now.
-#[server(prefix = "/ui-api", endpoint = "silence-delete")]
+#[server(prefix = "/ui-api", endpoint = "silence-delete", input = Json)]
 pub async fn delete_silence(id: String) -> Result<(), ServerFnError> {
-    nerve_api::alerts::delete_silence(&state()?, &id)
+    nerve_api::alerts::delete_silence(&state()?, &id, &who().await?)
         .await
         .map(|_| ())
         .map_err(fail)
 }
 
 /// Notification channels.
-#[server(prefix = "/ui-api", endpoint = "channels")]
+#[server(prefix = "/ui-api", endpoint = "channels", input = Json)]
 pub async fn get_channels() -> Result<nerve_api::dto::alerts::ChannelList, ServerFnError> {
     nerve_api::alerts::list_channels(&state()?)
         .await
@@ -275,19 +260,15 @@ pub async fn get_channels() -> Result<nerve_api::dto::alerts::ChannelList, Serve
 }
 
 /// Creates a channel.
-#[server(prefix = "/ui-api", endpoint = "channel-create")]
+#[server(prefix = "/ui-api", endpoint = "channel-create", input = Json)]
 pub async fn create_channel(
     channel: nerve_api::dto::alerts::SaveChannel,
 ) -> Result<FormResult, ServerFnError> {
-    let channel = nerve_api::dto::alerts::SaveChannel {
-        requested_by: "console".into(),
-        ..channel
-    };
-    form_answer(nerve_api::alerts::create_channel(&state()?, channel).await)
+    form_answer(nerve_api::alerts::create_channel(&state()?, channel, &who().await?).await)
 }
 
 /// Sends a test message through a channel.
-#[server(prefix = "/ui-api", endpoint = "channel-test")]
+#[server(prefix = "/ui-api", endpoint = "channel-test", input = Json)]
 pub async fn test_channel(
     id: String,
 ) -> Result<nerve_api::dto::alerts::DeliveryReport, ServerFnError> {
@@ -297,10 +278,57 @@ pub async fn test_channel(
 }
 
 /// Deletes a channel.
-#[server(prefix = "/ui-api", endpoint = "channel-delete")]
+#[server(prefix = "/ui-api", endpoint = "channel-delete", input = Json)]
 pub async fn delete_channel(id: String) -> Result<(), ServerFnError> {
-    nerve_api::alerts::delete_channel(&state()?, &id)
+    nerve_api::alerts::delete_channel(&state()?, &id, &who().await?)
         .await
         .map(|_| ())
         .map_err(fail)
+}
+
+/// Every token (never a secret).
+#[server(prefix = "/ui-api", endpoint = "tokens", input = Json)]
+pub async fn get_tokens() -> Result<Vec<nerve_api::dto::auth::TokenInfo>, ServerFnError> {
+    Ok(nerve_api::auth::tokens::list(&state()?))
+}
+
+/// Issues a token: `Ok(Err(reason))` when the request is not acceptable; the answer holds the
+/// secret, shown once.
+#[server(prefix = "/ui-api", endpoint = "token-create", input = Json)]
+pub async fn create_token(
+    request: nerve_api::dto::auth::CreateToken,
+) -> Result<Result<nerve_api::dto::auth::TokenIssued, String>, ServerFnError> {
+    let by = crate::session::caller().await?;
+    match nerve_api::auth::tokens::issue(&state()?, &by, request).await {
+        Ok(issued) => Ok(Ok(issued)),
+        Err(nerve_api::error::ApiError::BadRequest(reason)) => Ok(Err(reason)),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// A new secret for a token (shown once); the old one stops working.
+#[server(prefix = "/ui-api", endpoint = "token-rotate", input = Json)]
+pub async fn rotate_token(id: String) -> Result<nerve_api::dto::auth::TokenIssued, ServerFnError> {
+    let by = crate::session::caller().await?;
+    nerve_api::auth::tokens::rotate(&state()?, &by, &id, Default::default())
+        .await
+        .map_err(fail)
+}
+
+/// Revokes a token everywhere.
+#[server(prefix = "/ui-api", endpoint = "token-revoke", input = Json)]
+pub async fn revoke_token(id: String) -> Result<(), ServerFnError> {
+    let by = crate::session::caller().await?;
+    nerve_api::auth::tokens::revoke(&state()?, &by, &id)
+        .await
+        .map(|_| ())
+        .map_err(fail)
+}
+
+/// A page of the audit trail, newest first.
+#[server(prefix = "/ui-api", endpoint = "audit", input = Json)]
+pub async fn get_audit(
+    query: nerve_api::dto::auth::AuditQuery,
+) -> Result<nerve_api::dto::auth::AuditPage, ServerFnError> {
+    nerve_api::audit::list(&state()?, query).await.map_err(fail)
 }

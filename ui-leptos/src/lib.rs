@@ -11,6 +11,7 @@ pub mod live;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod server;
+pub mod session;
 
 /// Base name of the bundle under `/pkg/`: `nerve_ui.js` and `nerve_ui_bg.wasm`.
 pub const OUTPUT_NAME: &str = "nerve_ui";

@@ -1,5 +1,5 @@
 //! Serving the console: server-rendered routes and server functions (with the API's state as
-//! context), the wasm bundle under `/pkg` (revalidated on every load: `Cache-Control: no-cache`
+//! context; all behind `crate::session::guard`), the wasm bundle under `/pkg` (revalidated on every load: `Cache-Control: no-cache`
 //! with `Last-Modified`, so a new build is never shadowed by a stale one), and the favicon.
 
 use std::path::Path;
@@ -43,6 +43,7 @@ pub fn router(state: nerve_api::AppState, site_dir: &Path) -> Router {
         );
     }
     let routes = generate_route_list(App);
+    let guarded = axum::middleware::from_fn_with_state(state.clone(), crate::session::guard);
     let context = move || provide_context(state.clone());
     let pkg = tower::ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(
@@ -60,6 +61,7 @@ pub fn router(state: nerve_api::AppState, site_dir: &Path) -> Router {
         .fallback(leptos_axum::file_and_error_handler_with_context(
             context, shell,
         ))
+        .layer(guarded)
         .with_state(options)
 }
 

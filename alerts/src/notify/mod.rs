@@ -111,8 +111,8 @@ pub async fn find(ctx: &Context, key: &str) -> Result<ChannelRow, AlertsError> {
         .ok_or_else(|| AlertsError::NotFound(format!("channel {key} not found")))
 }
 
-/// Creates a channel.
-pub async fn create(ctx: &Context, req: SaveChannel) -> Result<Recorded, AlertsError> {
+/// Creates a channel on behalf of `by`.
+pub async fn create(ctx: &Context, req: SaveChannel, by: &str) -> Result<Recorded, AlertsError> {
     validate(&req)?;
     if find(ctx, &req.name).await.is_ok() {
         let mut problems = Problems::default();
@@ -127,22 +127,18 @@ pub async fn create(ctx: &Context, req: SaveChannel) -> Result<Recorded, AlertsE
         kind: req.kind,
         url: req.url,
         secret: req.secret,
-        requested_by: if req.requested_by.is_empty() {
-            "api".into()
-        } else {
-            req.requested_by
-        },
+        requested_by: by.to_owned(),
     };
     ctx.record(subjects::control_channel(&id), &event, id).await
 }
 
-/// Deletes a channel.
-pub async fn delete(ctx: &Context, key: &str) -> Result<Recorded, AlertsError> {
+/// Deletes a channel on behalf of `by`.
+pub async fn delete(ctx: &Context, key: &str, by: &str) -> Result<Recorded, AlertsError> {
     let id = find(ctx, key).await?.channel_id;
     let event = NotificationChannelDeleted {
         envelope: Envelope::new::<NotificationChannelDeleted>(id.clone(), nerve_platform::now_ms()),
         channel_id: id.clone(),
-        requested_by: "api".into(),
+        requested_by: by.to_owned(),
     };
     ctx.record(subjects::control_channel(&id), &event, id).await
 }

@@ -33,7 +33,6 @@ pub struct ClusterDetail {
 pub struct CreateCluster {
     pub name: String,
     pub description: String,
-    pub requested_by: String,
 }
 
 /// `PATCH /api/v1/clusters/{id}`.
@@ -41,7 +40,6 @@ pub struct CreateCluster {
 #[serde(default, deny_unknown_fields)]
 pub struct RenameCluster {
     pub name: String,
-    pub requested_by: String,
 }
 
 /// `PUT /api/v1/nodes/{id}/labels`: the operator's labels of a node (`key=value`), replacing
@@ -50,5 +48,4 @@ pub struct RenameCluster {
 #[serde(default, deny_unknown_fields)]
 pub struct SetLabels {
     pub labels: Vec<String>,
-    pub requested_by: String,
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod alerts;
+pub mod auth;
 pub mod clusters;
 pub mod fleet;
 pub mod tasks;

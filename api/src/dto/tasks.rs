@@ -35,8 +35,6 @@ pub struct CreateTask {
     /// Rollout: this percentage of the nodes at a time (1–100); instead of `batch_size`.
     pub batch_percent: Option<u32>,
     pub targets: TaskTargets,
-    /// Who asks (recorded in the event); default `api`.
-    pub requested_by: String,
 }
 
 /// Which nodes a task runs on.

@@ -1,74 +1,134 @@
 //! The HTTP edge: the router of `/api/v1` and `/metrics`, whose handlers only translate HTTP
 //! to service calls ([`crate::fleet`], [`crate::tasks`], [`crate::clusters`],
-//! [`crate::alerts`]); [`extract`] turns bad input into JSON 400s and [`error`] maps every
-//! error to a status.
+//! [`crate::alerts`], [`crate::auth::tokens`], [`crate::audit`]); [`ROUTES`] is the one table
+//! of every route with the right it needs, enforced by [`guard`]; [`extract`] turns bad input
+//! into JSON 400s and [`error`] maps every error to a status.
 
 pub mod error;
 pub mod extract;
+pub mod guard;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
 use tower_http::trace::TraceLayer;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
 use crate::dto::alerts::{AlertListQuery, CreateSilence, SaveChannel, SaveRule};
+use crate::dto::auth::{AuditQuery, CreateToken, Right, RotateToken};
 use crate::dto::clusters::{CreateCluster, RenameCluster, SetLabels};
 use crate::dto::fleet::{MetricsQuery, NodeListQuery};
 use crate::dto::tasks::{CreateTask, TaskListQuery};
 use crate::error::ApiError;
-use crate::{alerts, clusters, fleet, tasks};
+use crate::{alerts, audit, clusters, fleet, tasks};
 use extract::{ApiJson, ApiPath, ApiQuery};
+use guard::{Caller, Rule};
 
-/// The API router: `/api/v1/...` and the Prometheus `/metrics`.
+/// One route: its method (`ANY` for the catch-alls) and what the policy says of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub method: &'static str,
+    pub rule: Rule,
+}
+
+/// Declares the routes once: [`ROUTES`] (the policy, read by the guard and the tests) and the
+/// router built from the same lines, so no route exists without a right.
+macro_rules! routes {
+    (@on ANY $handler:ident) => { axum::routing::any($handler) };
+    (@on $method:ident $handler:ident) => {
+        axum::routing::on(axum::routing::MethodFilter::$method, $handler)
+    };
+    ($($method:ident $path:literal => $handler:ident, $right:ident, $success:literal;)+) => {
+        /// Every route with the right it needs and the status it answers on success. A route
+        /// is added here or nowhere; the guard refuses anything not listed.
+        pub const ROUTES: &[Route] = &[$(Route {
+            method: stringify!($method),
+            rule: Rule { route: $path, right: Right::$right, success: $success },
+        },)+];
+
+        fn routed() -> Router<AppState> {
+            Router::new()$(.route($path, routes!(@on $method $handler)))+
+        }
+    };
+}
+
+routes! {
+    GET "/api/v1/health" => health, Public, 200;
+    GET "/metrics" => prometheus, Public, 200;
+    GET "/api/v1/fleet/summary" => summary, Read, 200;
+    GET "/api/v1/nodes" => list_nodes, Read, 200;
+    GET "/api/v1/nodes/{id}" => node_detail, Read, 200;
+    GET "/api/v1/nodes/{id}/metrics" => node_metrics, Read, 200;
+    PUT "/api/v1/nodes/{id}/labels" => set_labels, Operate, 202;
+    GET "/api/v1/clusters" => list_clusters, Read, 200;
+    POST "/api/v1/clusters" => create_cluster, Operate, 202;
+    GET "/api/v1/clusters/{id}" => cluster_detail, Read, 200;
+    PATCH "/api/v1/clusters/{id}" => rename_cluster, Operate, 202;
+    DELETE "/api/v1/clusters/{id}" => delete_cluster, Operate, 202;
+    PUT "/api/v1/clusters/{id}/nodes/{node}" => assign_node, Operate, 202;
+    DELETE "/api/v1/clusters/{id}/nodes/{node}" => unassign_node, Operate, 202;
+    GET "/api/v1/channels" => list_channels, Read, 200;
+    POST "/api/v1/channels" => create_channel, Admin, 202;
+    DELETE "/api/v1/channels/{id}" => delete_channel, Admin, 202;
+    POST "/api/v1/channels/{id}/test" => test_channel, Admin, 200;
+    GET "/api/v1/alerts" => list_alerts, Read, 200;
+    GET "/api/v1/alerts/history" => alert_history, Read, 200;
+    GET "/api/v1/alerts/rules" => list_rules, Read, 200;
+    POST "/api/v1/alerts/rules" => create_rule, Admin, 202;
+    GET "/api/v1/alerts/rules/{id}" => rule_detail, Read, 200;
+    PUT "/api/v1/alerts/rules/{id}" => update_rule, Admin, 202;
+    DELETE "/api/v1/alerts/rules/{id}" => delete_rule, Admin, 202;
+    GET "/api/v1/silences" => list_silences, Read, 200;
+    POST "/api/v1/silences" => create_silence, Operate, 202;
+    DELETE "/api/v1/silences/{id}" => delete_silence, Operate, 202;
+    POST "/api/v1/tasks" => create_task, Operate, 202;
+    GET "/api/v1/tasks" => list_tasks, Read, 200;
+    GET "/api/v1/tasks/{id}" => task_detail, Read, 200;
+    DELETE "/api/v1/tasks/{id}" => cancel_task, Operate, 202;
+    GET "/api/v1/tasks/{id}/nodes/{node}/output" => task_output, Read, 200;
+    GET "/api/v1/tasks/{id}/nodes/{node}/output/live" => task_output_live, Read, 200;
+    GET "/api/v1/me" => me, Read, 200;
+    GET "/api/v1/tokens" => list_tokens, Admin, 200;
+    POST "/api/v1/tokens" => create_token, Admin, 201;
+    POST "/api/v1/tokens/{id}/rotate" => rotate_token, Admin, 201;
+    DELETE "/api/v1/tokens/{id}" => revoke_token, Admin, 200;
+    GET "/api/v1/audit" => list_audit, Read, 200;
+    // Compatibility paths for clients of the CNET and older APIs, onto the same services.
+    GET "/api/v1/clusters/list" => list_clusters, Read, 200;
+    GET "/api/v1/agents/list" => list_nodes, Read, 200;
+    GET "/api/v1/alerts/list" => list_alerts, Read, 200;
+    GET "/api/discovery/nodes" => list_nodes, Read, 200;
+    POST "/api/tasks" => create_task, Operate, 202;
+    GET "/api/tasks" => list_tasks, Read, 200;
+    GET "/api/tasks/{id}" => task_detail, Read, 200;
+    DELETE "/api/tasks/{id}" => cancel_task, Operate, 202;
+    GET "/api/tasks/{id}/nodes/{node}/output" => task_output, Read, 200;
+    GET "/api/tasks/{id}/nodes/{node}/output/live" => task_output_live, Read, 200;
+    // Anything else under /api: 404 to a caller with a token, 401 to one without.
+    ANY "/api/v1/{*rest}" => not_found, Read, 404;
+    ANY "/api/{*rest}" => not_found, Read, 404;
+}
+
+/// What the policy says of `method` on the matched `route`; `None`: no policy (refused).
+pub fn rule_of(method: &Method, route: &str) -> Option<Rule> {
+    ROUTES
+        .iter()
+        .find(|r| r.rule.route == route && (r.method == method.as_str() || r.method == "ANY"))
+        .map(|r| r.rule)
+}
+
+/// The API router: `/api/v1/...`, its compatibility paths and the Prometheus `/metrics`, every
+/// route behind the guard.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/health", get(health))
-        .route("/fleet/summary", get(summary))
-        .route("/nodes", get(list_nodes))
-        .route("/nodes/{id}", get(node_detail))
-        .route("/nodes/{id}/metrics", get(node_metrics))
-        .route("/nodes/{id}/labels", put(set_labels))
-        .route("/clusters", get(list_clusters).post(create_cluster))
-        .route(
-            "/clusters/{id}",
-            get(cluster_detail)
-                .patch(rename_cluster)
-                .delete(delete_cluster),
-        )
-        .route(
-            "/clusters/{id}/nodes/{node}",
-            put(assign_node).delete(unassign_node),
-        )
-        .route("/channels", get(list_channels).post(create_channel))
-        .route("/channels/{id}", axum::routing::delete(delete_channel))
-        .route("/channels/{id}/test", post(test_channel))
-        .route("/alerts", get(list_alerts))
-        .route("/alerts/history", get(alert_history))
-        .route("/alerts/rules", get(list_rules).post(create_rule))
-        .route(
-            "/alerts/rules/{id}",
-            get(rule_detail).put(update_rule).delete(delete_rule),
-        )
-        .route("/silences", get(list_silences).post(create_silence))
-        .route("/silences/{id}", axum::routing::delete(delete_silence))
-        // Compatibility paths for clients of the CNET and older APIs.
-        .route("/clusters/list", get(list_clusters))
-        .route("/agents/list", get(list_nodes))
-        .route("/alerts/list", get(list_alerts))
-        .merge(task_routes())
-        .fallback(not_found);
-    Router::new()
-        .nest("/api/v1", v1)
-        // Compatibility paths, onto the same service.
-        .route("/api/discovery/nodes", get(list_nodes))
-        .nest("/api", task_routes().fallback(not_found))
-        .route("/metrics", get(prometheus))
+    routed()
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::api_guard,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -111,25 +171,14 @@ async fn node_metrics(
     ))
 }
 
-/// `/tasks`: create, list, detail, per-node output, cancel.
-fn task_routes() -> Router<AppState> {
-    Router::new()
-        .route("/tasks", post(create_task).get(list_tasks))
-        .route("/tasks/{id}", get(task_detail).delete(cancel_task))
-        .route("/tasks/{id}/nodes/{node}/output", get(task_output))
-        .route(
-            "/tasks/{id}/nodes/{node}/output/live",
-            get(task_output_live),
-        )
-}
-
 async fn create_task(
     State(state): State<AppState>,
+    who: Caller,
     ApiJson(req): ApiJson<CreateTask>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(tasks::create(&state, req).await?),
+        Json(tasks::create(&state, req, &who.0.who()).await?),
     ))
 }
 
@@ -179,11 +228,12 @@ async fn task_output_live(
 
 async fn cancel_task(
     State(state): State<AppState>,
+    who: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(tasks::cancel(&state, &id, "api").await?),
+        Json(tasks::cancel(&state, &id, &who.0.who()).await?),
     ))
 }
 
@@ -200,63 +250,69 @@ async fn cluster_detail(
 
 async fn create_cluster(
     State(state): State<AppState>,
+    who: Caller,
     ApiJson(req): ApiJson<CreateCluster>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(clusters::create(&state, req).await?),
+        Json(clusters::create(&state, req, &who.0.who()).await?),
     ))
 }
 
 async fn rename_cluster(
     State(state): State<AppState>,
+    who: Caller,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<RenameCluster>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(clusters::rename(&state, &id, req).await?),
+        Json(clusters::rename(&state, &id, req, &who.0.who()).await?),
     ))
 }
 
 async fn delete_cluster(
     State(state): State<AppState>,
+    who: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(clusters::delete(&state, &id).await?),
+        Json(clusters::delete(&state, &id, &who.0.who()).await?),
     ))
 }
 
 async fn assign_node(
     State(state): State<AppState>,
+    who: Caller,
     ApiPath((id, node)): ApiPath<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(clusters::assign(&state, &id, &node, true).await?),
+        Json(clusters::assign(&state, &id, &node, true, &who.0.who()).await?),
     ))
 }
 
 async fn unassign_node(
     State(state): State<AppState>,
+    who: Caller,
     ApiPath((id, node)): ApiPath<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(clusters::assign(&state, &id, &node, false).await?),
+        Json(clusters::assign(&state, &id, &node, false, &who.0.who()).await?),
     ))
 }
 
 async fn set_labels(
     State(state): State<AppState>,
+    who: Caller,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<SetLabels>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(clusters::set_labels(&state, &id, req).await?),
+        Json(clusters::set_labels(&state, &id, req, &who.0.who()).await?),
     ))
 }
 
@@ -266,21 +322,23 @@ async fn list_channels(State(state): State<AppState>) -> Result<impl IntoRespons
 
 async fn create_channel(
     State(state): State<AppState>,
+    who: Caller,
     ApiJson(req): ApiJson<SaveChannel>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(alerts::create_channel(&state, req).await?),
+        Json(alerts::create_channel(&state, req, &who.0.who()).await?),
     ))
 }
 
 async fn delete_channel(
     State(state): State<AppState>,
+    who: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(alerts::delete_channel(&state, &id).await?),
+        Json(alerts::delete_channel(&state, &id, &who.0.who()).await?),
     ))
 }
 
@@ -318,32 +376,35 @@ async fn rule_detail(
 
 async fn create_rule(
     State(state): State<AppState>,
+    who: Caller,
     ApiJson(req): ApiJson<SaveRule>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(alerts::save(&state, None, req).await?),
+        Json(alerts::save(&state, None, req, &who.0.who()).await?),
     ))
 }
 
 async fn update_rule(
     State(state): State<AppState>,
+    who: Caller,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<SaveRule>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(alerts::save(&state, Some(&id), req).await?),
+        Json(alerts::save(&state, Some(&id), req, &who.0.who()).await?),
     ))
 }
 
 async fn delete_rule(
     State(state): State<AppState>,
+    who: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(alerts::delete_rule(&state, &id).await?),
+        Json(alerts::delete_rule(&state, &id, &who.0.who()).await?),
     ))
 }
 
@@ -353,22 +414,70 @@ async fn list_silences(State(state): State<AppState>) -> Result<impl IntoRespons
 
 async fn create_silence(
     State(state): State<AppState>,
+    who: Caller,
     ApiJson(req): ApiJson<CreateSilence>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(alerts::create_silence(&state, req).await?),
+        Json(alerts::create_silence(&state, req, &who.0.who()).await?),
     ))
 }
 
 async fn delete_silence(
     State(state): State<AppState>,
+    who: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(alerts::delete_silence(&state, &id).await?),
+        Json(alerts::delete_silence(&state, &id, &who.0.who()).await?),
     ))
+}
+
+async fn me(Caller(identity): Caller) -> impl IntoResponse {
+    Json(identity)
+}
+
+async fn list_tokens(State(state): State<AppState>) -> impl IntoResponse {
+    Json(crate::auth::tokens::list(&state))
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    Caller(by): Caller,
+    ApiJson(req): ApiJson<CreateToken>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(crate::auth::tokens::issue(&state, &by, req).await?),
+    ))
+}
+
+async fn rotate_token(
+    State(state): State<AppState>,
+    Caller(by): Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<RotateToken>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(crate::auth::tokens::rotate(&state, &by, &id, req).await?),
+    ))
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    Caller(by): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(crate::auth::tokens::revoke(&state, &by, &id).await?))
+}
+
+async fn list_audit(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(audit::list(&state, query).await?))
 }
 
 async fn not_found() -> ApiError {
@@ -382,13 +491,17 @@ async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Serves `app` on `listener` until `cancel`, finishing in-flight requests.
+/// Serves `app` on `listener` until `cancel`, finishing in-flight requests. Each request
+/// carries its peer address (for the audit trail).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(cancel.cancelled_owned())
+    .await
 }

@@ -106,8 +106,8 @@ pub async fn resolve(state: &AppState, targets: &TaskTargets) -> Result<Vec<Stri
     Ok(nodes)
 }
 
-/// Validates, resolves and records a task request.
-pub async fn create(state: &AppState, req: CreateTask) -> Result<TaskCreated, ApiError> {
+/// Validates, resolves and records a task request on behalf of `by`.
+pub async fn create(state: &AppState, req: CreateTask, by: &str) -> Result<TaskCreated, ApiError> {
     let spec = validate(&req)?;
     match (req.batch_size, req.batch_percent) {
         (Some(_), Some(_)) => return Err(bad("give batch_size or batch_percent, not both")),
@@ -133,11 +133,7 @@ pub async fn create(state: &AppState, req: CreateTask) -> Result<TaskCreated, Ap
     let event = TaskRequested {
         envelope: Envelope::new::<TaskRequested>(task_id.clone(), nerve_platform::now_ms()),
         task_id: task_id.clone(),
-        requested_by: if req.requested_by.is_empty() {
-            "api".into()
-        } else {
-            req.requested_by.clone()
-        },
+        requested_by: by.to_owned(),
         spec,
         selector: TaskSelector {
             node_ids: req.targets.node_ids.clone(),
@@ -212,6 +208,10 @@ fn summary_of(t: &TaskRow, counts: TaskCounts) -> TaskSummary {
 }
 
 async fn counts(state: &AppState, ids: &[String]) -> Result<Vec<CountRow>, ApiError> {
+    // `has([], …)` is a type error on ClickHouse 18.16 (an empty array has no element type).
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     Ok(state
         .ch()
         .query(&format!(
@@ -336,7 +336,9 @@ pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<TaskDetail, 
         requested_by: by.to_owned(),
     };
     state.publish(subjects::task_request(id), &event).await?;
-    if let Some(client) = state.nats() {
+    if let Some(client) = state.nats()
+        && nerve_ingest::gate::pass().await.is_ok()
+    {
         let working = ["expected", "dispatched", "accepted", "running"];
         for n in detail
             .nodes

@@ -13,13 +13,8 @@ async fn a_real_agents_heartbeat_appears_in_the_node_list() {
     let cancel = CancellationToken::new();
     let metrics = Registry::new();
     let projectors = env.spawn_projectors(&metrics, &cancel);
-    let state = nerve_api::AppState::new(
-        env.ch.clone(),
-        None,
-        env.config.api.clone(),
-        env.config.alerts.smtp.clone(),
-        metrics.clone(),
-    );
+    let api = env.app().await;
+    let state = api.state.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -31,7 +26,17 @@ async fn a_real_agents_heartbeat_appears_in_the_node_list() {
     ));
 
     let mut agent = env.spawn_nerve(&["agent"]);
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .default_headers(
+            [(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {}", api.token).parse().expect("header"),
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .build()
+        .expect("client");
     let node = eventually(DEADLINE, "the agent's node online in /api/v1/nodes", || {
         let http = http.clone();
         let url = format!("{base}/api/v1/nodes");

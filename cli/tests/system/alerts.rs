@@ -14,7 +14,7 @@ use nerve_platform::testkit::eventually;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{DEADLINE, Env, call, heartbeat, publish_heartbeat, signal};
+use crate::support::{Api, DEADLINE, Env, call, heartbeat, publish_heartbeat, signal};
 
 /// What the receiver saw: (signature header, JSON body).
 type Seen = Arc<Mutex<Vec<(Option<String>, Value)>>>;
@@ -79,7 +79,7 @@ fn rounds(metrics: &Registry) -> u64 {
         .unwrap_or(0)
 }
 
-async fn alerts(app: &axum::Router, query: &str) -> Vec<Value> {
+async fn alerts(app: &Api, query: &str) -> Vec<Value> {
     let (status, list) = call(
         app,
         Method::GET,
@@ -142,7 +142,7 @@ async fn a_threshold_rule_fires_resolves_and_respects_silences() {
         &app,
         Method::POST,
         "/api/v1/silences",
-        json!({"node_id": "hot-b", "duration": "1h", "reason": "maintenance", "requested_by": "ops"}),
+        json!({"node_id": "hot-b", "duration": "1h", "reason": "maintenance"}),
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");

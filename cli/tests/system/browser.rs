@@ -1,5 +1,7 @@
 //! The console in real headless Chromium (via ChromeDriver) against a running system: a real
-//! agent process plus simulated nodes. Every page must hydrate without console errors; search,
+//! agent process plus simulated nodes. Signing in with a token (a wrong one is explained, a
+//! viewer is offered no changes, server functions refuse other origins and form bodies). Every
+//! page must hydrate without console errors; search,
 //! status filter, sort and pagination work by clicks; node detail shows the real node's
 //! inventory and charts with data; a stopped agent turns offline on screen. Screenshots of every
 //! page go to `artifacts/screenshots/` (not committed).
@@ -16,9 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use nerve_schemas::{Envelope, GpuHealthReason, GpuSample, GpuXidOccurred, subjects};
 
+use nerve_api::dto::auth::Role;
+
 use crate::support::{
-    DEADLINE, Env, heartbeat, inventory, publish_event, publish_heartbeat, publish_inventory,
-    publish_went_offline,
+    DEADLINE, Env, heartbeat, inventory, issue_token, publish_event, publish_heartbeat,
+    publish_inventory, publish_went_offline,
 };
 
 /// The simulated node with GPUs: one healthy, one that fell off the bus (XID 79).
@@ -232,6 +236,20 @@ async fn row_ids(c: &Client) -> Vec<String> {
     ids
 }
 
+/// Opens the login page and signs in with `token` (the page moves on when it is valid).
+async fn sign_in(c: &Client, token: &str) {
+    let base = c.current_url().await.expect("url");
+    visit(
+        c,
+        base.origin().ascii_serialization().as_str(),
+        "/login",
+        "login",
+    )
+    .await;
+    type_into(c, &[("#token", token)]).await;
+    click(c, "[data-testid=sign-in]").await;
+}
+
 /// Types each value into the input its selector names.
 async fn type_into(c: &Client, fields: &[(&str, &str)]) {
     for (css, value) in fields {
@@ -290,6 +308,7 @@ async fn the_console_works_in_a_real_browser() {
         let (ctx, cancel) = (state.alerts().clone(), cancel.clone());
         tokio::spawn(async move { nerve_alerts::run(ctx, config, &Registry::new(), cancel).await })
     };
+    let tokens = state.clone();
     let app = nerve_ui::server::app(state, &site_dir());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -371,6 +390,108 @@ async fn the_console_works_in_a_real_browser() {
     assert_eq!(wasm.headers()["content-encoding"], "gzip");
     assert_eq!(wasm.headers()["cache-control"], "no-cache");
     assert!(wasm.headers().contains_key("last-modified"));
+
+    // Signing in. A page asked for first leads to the login; a wrong token is explained.
+    let viewer = issue_token(&tokens, "vera", Role::Viewer).await;
+    let admin = issue_token(&tokens, "ada", Role::Admin).await;
+    visit(c, &base, "/tasks", "login").await;
+    assert_eq!(c.current_url().await.expect("url").path(), "/login");
+    sign_in(c, &format!("nerve_{}_{}", "0".repeat(16), "0".repeat(64))).await;
+    let error = text(c, "[data-testid=sign-in-error]").await;
+    assert!(error.contains("not valid"), "{error}");
+    // A viewer sees who they are and is offered no changes.
+    sign_in(c, &viewer).await;
+    wait_text(c, "[data-testid=who]", "signed in as the viewer", |t| {
+        t == "vera · viewer"
+    })
+    .await;
+    visit(c, &base, "/tasks", "tasks-viewer").await;
+    assert_eq!(text(c, "main p.muted").await, "No tasks yet.");
+    assert!(
+        c.find(Locator::Css("a[href='/tasks/new']")).await.is_err(),
+        "a viewer is offered New task"
+    );
+    visit(c, &base, "/clusters", "clusters-viewer").await;
+    assert!(
+        c.find(Locator::Css("[data-testid=cluster-create]"))
+            .await
+            .is_err()
+    );
+    // Server functions answer only JSON from the console's own origin.
+    let cookie = format!("nerve_session={admin}");
+    let http = reqwest::Client::new();
+    let forged = http
+        .post(format!("{base}/ui-api/cluster-create"))
+        .header("cookie", &cookie)
+        .header("origin", "http://evil.example")
+        .header("content-type", "application/json")
+        .body(r#"{"name":"forged","description":""}"#)
+        .send()
+        .await
+        .expect("cross-origin post");
+    assert_eq!(forged.status(), 403);
+    let form = http
+        .post(format!("{base}/ui-api/cluster-create"))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("name=forged&description=")
+        .send()
+        .await
+        .expect("form post");
+    assert_eq!(form.status(), 403);
+    let anonymous = http
+        .post(format!("{base}/ui-api/clusters"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("anonymous post");
+    assert_eq!(anonymous.status(), 401);
+    click(c, "[data-testid=sign-out]").await;
+    eventually(DEADLINE, "signed out", || async {
+        (c.current_url().await.ok()?.path() == "/login").then_some(())
+    })
+    .await;
+    sign_in(c, &admin).await;
+    wait_text(c, "[data-testid=who]", "signed in as the admin", |t| {
+        t == "ada · admin"
+    })
+    .await;
+
+    // Tokens: an admin issues one (its secret shown once) and revokes it.
+    visit(c, &base, "/tokens", "tokens").await;
+    type_into(c, &[("#token-name", "bob")]).await;
+    click(c, "[data-testid=token-create]").await;
+    let secret = text(c, "[data-testid=new-token-secret]").await;
+    assert!(secret.starts_with("nerve_"), "{secret}");
+    let bob_id = &secret["nerve_".len().."nerve_".len() + 16];
+    click(
+        c,
+        &format!("tr[data-token='{bob_id}'] [data-testid=token-revoke]"),
+    )
+    .await;
+    wait_text(
+        c,
+        &format!("tr[data-token='{bob_id}']"),
+        "bob revoked",
+        |t| t.contains("revoked"),
+    )
+    .await;
+    // The audit trail shows the refused calls above and the admin's changes.
+    visit(c, &base, "/audit", "audit").await;
+    eventually(DEADLINE, "a refused call in the audit trail", || async {
+        c.find(Locator::Css("tr[data-outcome=denied]")).await.ok()
+    })
+    .await;
+    let trail = wait_text(c, "main table", "the token revoked, audited", |t| {
+        t.contains("/ui-api/token-revoke") && t.contains("ada (admin)")
+    })
+    .await;
+    // Reads are not changes: the pages' refreshes are not in the trail; the refused
+    // cross-origin and form-encoded calls are.
+    let words: Vec<&str> = trail.split_whitespace().collect();
+    assert!(!words.contains(&"/ui-api/tokens"), "{trail}");
+    assert!(words.contains(&"/ui-api/cluster-create"), "{trail}");
 
     // Dashboard.
     visit(c, &base, "/", "dashboard").await;
@@ -565,6 +686,7 @@ async fn the_console_works_in_a_real_browser() {
     .await;
     let assigned = reqwest::Client::new()
         .put(format!("{base}/api/v1/clusters/gpu-pool/nodes/{agent_id}"))
+        .bearer_auth(&admin)
         .send()
         .await
         .expect("assign");

@@ -134,13 +134,7 @@ async fn the_node_list_filters_sorts_and_pages_a_fresh_snapshot() {
     let mut cached = env.config.api.clone();
     cached.fleet_snapshot_max_age_ms = 3_600_000;
     let cached_metrics = nerve_platform::metrics::Registry::new();
-    let cached_app = nerve_api::router(nerve_api::AppState::new(
-        env.ch.clone(),
-        None,
-        cached,
-        env.config.alerts.smtp.clone(),
-        cached_metrics.clone(),
-    ));
+    let cached_app = env.app_with(cached, cached_metrics.clone()).await;
     assert_eq!(get_ok(&cached_app, "/api/v1/nodes").await["total"], 5);
     let late = heartbeat("n6", nerve_platform::now_ms(), 1);
     publish_heartbeat(&js, &late).await;
@@ -173,13 +167,9 @@ async fn the_node_list_filters_sorts_and_pages_a_fresh_snapshot() {
     // too old), so the new node shows up without any request reading ClickHouse itself.
     let mut short = env.config.api.clone();
     short.fleet_snapshot_max_age_ms = 200;
-    let short_app = nerve_api::router(nerve_api::AppState::new(
-        env.ch.clone(),
-        None,
-        short,
-        env.config.alerts.smtp.clone(),
-        nerve_platform::metrics::Registry::new(),
-    ));
+    let short_app = env
+        .app_with(short, nerve_platform::metrics::Registry::new())
+        .await;
     assert_eq!(get_ok(&short_app, "/api/v1/nodes").await["total"], 6);
     publish_heartbeat(&js, &heartbeat("n7", nerve_platform::now_ms(), 1)).await;
     eventually(

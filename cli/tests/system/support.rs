@@ -4,6 +4,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, Context};
+use nerve_api::dto::auth::{CreateToken, Identity, Role};
 use nerve_ingest::Outgoing;
 use nerve_platform::config::Config;
 use nerve_platform::testkit::{TestNats, eventually, fresh_database};
@@ -185,16 +186,35 @@ impl Env {
         .await
     }
 
-    /// The API router over this env's ClickHouse and event log.
-    pub async fn app(&self) -> axum::Router {
+    /// The API router over this env's ClickHouse and event log, with an admin token.
+    pub async fn app(&self) -> Api {
+        self.app_with(
+            self.config.api.clone(),
+            nerve_platform::metrics::Registry::new(),
+        )
+        .await
+    }
+
+    /// [`Env::app`] with another API config and metrics registry.
+    pub async fn app_with(
+        &self,
+        config: nerve_platform::config::ApiConfig,
+        metrics: nerve_platform::metrics::Registry,
+    ) -> Api {
         let nats = async_nats::connect(self.nats.url()).await.expect("nats");
-        nerve_api::router(nerve_api::AppState::new(
+        let state = nerve_api::AppState::new(
             self.ch.clone(),
             Some(nats),
-            self.config.api.clone(),
+            config,
             self.config.alerts.smtp.clone(),
-            nerve_platform::metrics::Registry::new(),
-        ))
+            metrics,
+        );
+        let token = issue_token(&state, "test-admin", Role::Admin).await;
+        Api {
+            router: nerve_api::router(state.clone()),
+            state,
+            token,
+        }
     }
 
     pub async fn count(&self, sql: &str) -> u64 {
@@ -202,10 +222,48 @@ impl Env {
     }
 }
 
-/// One API request through the router (no socket); the answer's status and JSON body (`Null`
-/// when it is not JSON).
+/// An API router, its state and a token to call it with.
+#[derive(Clone)]
+pub struct Api {
+    pub router: axum::Router,
+    pub state: nerve_api::AppState,
+    pub token: String,
+}
+
+impl Api {
+    /// The same API called with another token.
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            token: token.to_owned(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Issues a token with `role` on `state`'s event log and waits until `state` has the tokens
+/// loaded; the token string.
+pub async fn issue_token(state: &nerve_api::AppState, name: &str, role: Role) -> String {
+    let by = Identity {
+        token_id: "system".into(),
+        name: "test-harness".into(),
+        role: Role::Admin,
+    };
+    let req = CreateToken {
+        name: name.into(),
+        role: role.as_str().into(),
+        ttl_secs: None,
+    };
+    let issued = nerve_api::auth::tokens::issue(state, &by, req)
+        .await
+        .expect("issue a token");
+    state.keyring().ready().await;
+    issued.token
+}
+
+/// One API request through the router (no socket) with the API's token; the answer's status
+/// and JSON body (`Null` when it is not JSON).
 pub async fn call(
-    app: &axum::Router,
+    app: &Api,
     method: axum::http::Method,
     uri: &str,
     body: serde_json::Value,
@@ -214,6 +272,7 @@ pub async fn call(
     let request = axum::http::Request::builder()
         .method(method)
         .uri(uri)
+        .header("authorization", format!("Bearer {}", app.token))
         .header("content-type", "application/json")
         .body(if body.is_null() {
             axum::body::Body::empty()
@@ -221,7 +280,7 @@ pub async fn call(
             axum::body::Body::from(body.to_string())
         })
         .expect("request");
-    let response = app.clone().oneshot(request).await.expect("response");
+    let response = app.router.clone().oneshot(request).await.expect("response");
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), 64 << 20)
         .await
@@ -233,7 +292,7 @@ pub async fn call(
 }
 
 /// A GET that must answer 200; its JSON body.
-pub async fn get_ok(app: &axum::Router, uri: &str) -> serde_json::Value {
+pub async fn get_ok(app: &Api, uri: &str) -> serde_json::Value {
     let (status, body) = call(app, axum::http::Method::GET, uri, serde_json::Value::Null).await;
     assert_eq!(status, axum::http::StatusCode::OK, "{uri}: {body}");
     body

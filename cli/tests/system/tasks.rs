@@ -15,11 +15,11 @@ use nerve_platform::testkit::eventually;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::support::{DEADLINE, Env, call, signal};
+use crate::support::{Api, DEADLINE, Env, call, signal};
 
 struct Fleet {
     env: Env,
-    app: axum::Router,
+    app: Api,
     agents: Vec<(String, tokio::process::Child)>,
     project: tokio::process::Child,
     _dirs: tempfile::TempDir,
@@ -210,9 +210,16 @@ async fn tasks_fan_out_to_real_agents_with_an_exact_ledger() {
         "/api/v1/tasks/{}/nodes/{}/output/live",
         t.task_id, ids[0]
     ))
+    .header("authorization", format!("Bearer {}", f.app.token))
     .body(Body::empty())
     .expect("request");
-    let response = f.app.clone().oneshot(request).await.expect("response");
+    let response = f
+        .app
+        .router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("response");
     assert_eq!(response.status(), StatusCode::OK);
     let body = tokio::time::timeout(
         DEADLINE,
@@ -453,9 +460,10 @@ async fn bad_task_requests_are_400_with_the_reason() {
     // Malformed JSON, unknown and malformed task ids.
     let request = Request::post("/api/v1/tasks")
         .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", app.token))
         .body(Body::from("{not json"))
         .expect("request");
-    let response = app.clone().oneshot(request).await.expect("response");
+    let response = app.router.clone().oneshot(request).await.expect("response");
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let (status, _) = call(&app, Method::GET, "/api/v1/tasks/not-a-uuid", Value::Null).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

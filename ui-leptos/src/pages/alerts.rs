@@ -19,6 +19,8 @@ use crate::data::{
 };
 use crate::format;
 use crate::live::use_tick;
+use crate::session::can;
+use nerve_api::dto::auth::Right;
 
 /// The links between the three alerting pages.
 #[component]
@@ -131,6 +133,8 @@ pub fn AlertsPage() -> impl IntoView {
         </Transition>
 
         <h2>"Silences"</h2>
+        <Suspense fallback=|| ()>
+        {move || can(Right::Operate).then(|| view! {
         <form class="panel form" on:submit=move |ev| {
             ev.prevent_default();
             add.dispatch(CreateSilence {
@@ -162,6 +166,8 @@ pub fn AlertsPage() -> impl IntoView {
             <button type="submit" data-testid="silence-create">"Mute notifications"</button>
             <FieldProblems answer field=""/>
         </form>
+        }.into_any())}
+        </Suspense>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match silences.await {
@@ -182,7 +188,7 @@ pub fn AlertsPage() -> impl IntoView {
                                     <td>{s.reason.clone()}</td>
                                     <td class="small">{format::time(&s.ends_at)}</td>
                                     <td>{s.created_by.clone()}</td>
-                                    <td>{s.active.then(|| view! {
+                                    <td>{(s.active && can(Right::Operate)).then(|| view! {
                                         <button type="button" on:click=move |_| { end.dispatch(id.clone()); }>"End now"</button>
                                     })}</td>
                                 </tr>
@@ -383,7 +389,9 @@ pub fn RulesPage() -> impl IntoView {
                                     <td>{r.channels.len()}</td>
                                     <td data-testid="rule-firing">{r.firing}</td>
                                     <td>{if r.enabled { "on" } else { "off" }}</td>
-                                    <td><button type="button" on:click=move |_| { remove.dispatch(id.clone()); }>"Delete"</button></td>
+                                    <td>{can(Right::Admin).then(|| view! {
+                                        <button type="button" on:click=move |_| { remove.dispatch(id.clone()); }>"Delete"</button>
+                                    })}</td>
                                 </tr>
                             }
                         }).collect_view();
@@ -401,6 +409,8 @@ pub fn RulesPage() -> impl IntoView {
             })}
         </Transition>
 
+        <Suspense fallback=|| ()>
+        {move || can(Right::Admin).then(|| view! {
         <h2>"New rule"</h2>
         <form class="panel form" on:submit=move |ev| { ev.prevent_default(); submit(); }>
             <div class="grid3">
@@ -453,6 +463,8 @@ pub fn RulesPage() -> impl IntoView {
                 <p class="muted" role="status">"Saved; it appears above in a moment."</p>
             })}
         </form>
+        }.into_any())}
+        </Suspense>
     }
 }
 
@@ -489,11 +501,11 @@ pub fn ChannelsPage() -> impl IntoView {
                                     <td>{c.kind.clone()}</td>
                                     <td class="mono small">{c.url.clone()}</td>
                                     <td>{if c.has_secret { "signed" } else { "" }}</td>
-                                    <td>
+                                    <td>{can(Right::Admin).then(|| view! {
                                         <button type="button" on:click=move |_| { test.dispatch(id.clone()); }>"Send test"</button>
                                         " "
                                         <button type="button" on:click=move |_| { remove.dispatch(id2.clone()); }>"Delete"</button>
-                                    </td>
+                                    })}</td>
                                 </tr>
                             }
                         }).collect_view();
@@ -519,10 +531,12 @@ pub fn ChannelsPage() -> impl IntoView {
                 Err(e) => e.to_string(),
             })}
         </p>
+        <Suspense fallback=|| ()>
+        {move || can(Right::Admin).then(|| view! {
         <h2>"New channel"</h2>
         <form class="panel form" on:submit=move |ev| {
             ev.prevent_default();
-            add.dispatch(SaveChannel { name: name.get(), kind: kind.get(), url: url.get(), secret: secret.get(), ..SaveChannel::default() });
+            add.dispatch(SaveChannel { name: name.get(), kind: kind.get(), url: url.get(), secret: secret.get() });
         }>
             <div class="grid2">
                 <div><label for="channel-name">"Name"</label>
@@ -540,5 +554,7 @@ pub fn ChannelsPage() -> impl IntoView {
             <button type="submit" data-testid="channel-create">"Create channel"</button>
             <FieldProblems answer field=""/>
         </form>
+        }.into_any())}
+        </Suspense>
     }
 }

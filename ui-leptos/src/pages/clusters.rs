@@ -9,6 +9,8 @@ use super::LoadError;
 use crate::data::{create_cluster, delete_cluster, get_clusters};
 use crate::format;
 use crate::live::use_tick;
+use crate::session::can;
+use nerve_api::dto::auth::Right;
 
 #[component]
 pub fn ClustersPage() -> impl IntoView {
@@ -27,6 +29,8 @@ pub fn ClustersPage() -> impl IntoView {
     view! {
         <Title text="Clusters · Nerve"/>
         <h1>"Clusters"</h1>
+        <Suspense fallback=|| ()>
+        {move || can(Right::Operate).then(|| view! {
         <form class="panel form" on:submit=move |ev| {
             ev.prevent_default();
             create.dispatch((name.get(), description.get()));
@@ -47,6 +51,8 @@ pub fn ClustersPage() -> impl IntoView {
                 None => None,
             }}
         </form>
+        }.into_any())}
+        </Suspense>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match list.await {
@@ -63,7 +69,9 @@ pub fn ClustersPage() -> impl IntoView {
                                     <td>{c.description.clone()}</td>
                                     <td data-testid="cluster-nodes">{c.nodes}</td>
                                     <td class="small">{format::time(&c.created_at)}</td>
-                                    <td><button type="button" on:click=move |_| { delete.dispatch(id.clone()); }>"Delete"</button></td>
+                                    <td>{can(Right::Operate).then(|| view! {
+                                        <button type="button" on:click=move |_| { delete.dispatch(id.clone()); }>"Delete"</button>
+                                    })}</td>
                                 </tr>
                             }
                         }).collect_view();

@@ -1,8 +1,10 @@
 //! The console's pages.
 
+pub mod access;
 pub mod alerts;
 pub mod clusters;
 pub mod dashboard;
+pub mod login;
 pub mod node;
 pub mod nodes;
 pub mod tasks;

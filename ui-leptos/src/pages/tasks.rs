@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
+use nerve_api::dto::auth::Right;
 use nerve_api::dto::{
     fleet::NodeStatus, tasks::CreateTask, tasks::TaskCounts, tasks::TaskListQuery,
     tasks::TaskTargets,
@@ -68,7 +69,11 @@ pub fn TasksPage() -> impl IntoView {
         <Title text="Tasks · Nerve"/>
         <div class="section-head">
             <h1>"Tasks"</h1>
-            <A href="/tasks/new" attr:class="button">"New task"</A>
+            <Suspense fallback=|| ()>
+                <Show when=|| crate::session::can(Right::Operate)>
+                    <A href="/tasks/new" attr:class="button">"New task"</A>
+                </Show>
+            </Suspense>
         </div>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
@@ -308,7 +313,7 @@ pub fn TaskPage() -> impl IntoView {
                             <div class="section-head">
                                 <h1>{format!("{} task", s.kind)}</h1>
                                 <span data-testid="task-progress">{format!("{done} of {} nodes done", s.expected)}</span>
-                                {(!finished && !d.cancel_requested).then(|| view! {
+                                {(!finished && !d.cancel_requested && crate::session::can(Right::Operate)).then(|| view! {
                                     <button type="button" data-testid="task-cancel"
                                         on:click=move |_| { cancel.dispatch(task_id.clone()); }>"Cancel"</button>
                                 })}

@@ -1,0 +1,160 @@
+//! Who may do what: roles and rights (shared with the console, which offers only what the
+//! signed-in role may do), tokens as the API shows them, and the audit trail's query and rows.
+
+use serde::{Deserialize, Serialize};
+
+/// What a route needs. Every route names one (`crate::http::ROUTES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Right {
+    /// No token needed (`GET /api/v1/health`, the metrics scrape).
+    Public,
+    /// Reading anything but secrets.
+    Read,
+    /// Tasks, labels, clusters, silences.
+    Operate,
+    /// Everything: tokens, enrollment, alert rules, channels.
+    Admin,
+}
+
+/// An operator token's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    /// Whether this role has `right`: viewer reads, operator also operates, admin does all.
+    pub fn allows(self, right: Right) -> bool {
+        match right {
+            Right::Public | Right::Read => true,
+            Right::Operate => self >= Role::Operator,
+            Right::Admin => self == Role::Admin,
+        }
+    }
+}
+
+/// Who is calling: the token's id, name and role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub token_id: String,
+    pub name: String,
+    pub role: Role,
+}
+
+impl Identity {
+    /// How the identity is written into `requested_by` fields: `name/token_id`.
+    pub fn who(&self) -> String {
+        format!("{}/{}", self.name, self.token_id)
+    }
+}
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CreateToken {
+    /// Who or what the token is for: 1 to 64 printable characters.
+    pub name: String,
+    /// `viewer`, `operator` or `admin`.
+    pub role: String,
+    /// Lifetime; absent: the configured default (90 days); never more than the configured
+    /// maximum.
+    pub ttl_secs: Option<u64>,
+}
+
+/// `POST /api/v1/tokens/{id}/rotate`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RotateToken {
+    pub ttl_secs: Option<u64>,
+}
+
+/// A token as issued: the only answer that ever holds its secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenIssued {
+    pub token_id: String,
+    pub name: String,
+    pub role: Role,
+    pub expires_at: String,
+    /// `nerve_<id>_<secret>`: shown once, stored nowhere.
+    pub token: String,
+}
+
+/// A token as listed (never its secret).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub token_id: String,
+    pub name: String,
+    pub role: Role,
+    pub issued_at: String,
+    pub issued_by: String,
+    pub expires_at: String,
+    /// Empty when never used.
+    pub last_used_at: String,
+    /// `active`, `expired` or `revoked`.
+    pub state: String,
+}
+
+/// `GET /api/v1/audit`: every filter optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditQuery {
+    /// A token id or name.
+    pub actor: Option<String>,
+    /// `METHOD route` (`POST /api/v1/clusters`), or a route template alone.
+    pub action: Option<String>,
+    /// An id the call was about.
+    pub target: Option<String>,
+    /// `applied`, `answered` or `denied`.
+    pub outcome: Option<String>,
+    /// RFC 3339 or Unix seconds.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+/// One audited call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: String,
+    pub instance_id: String,
+    pub seq: u64,
+    pub actor_token_id: String,
+    pub actor_name: String,
+    pub actor_role: String,
+    pub method: String,
+    pub route: String,
+    pub targets: Vec<String>,
+    pub body_sha256: String,
+    pub peer: String,
+    pub user_agent: String,
+    pub status: u16,
+    pub outcome: String,
+}
+
+/// A page of the audit trail, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u32,
+}

@@ -1,0 +1,140 @@
+//! Admin commands: `nerve token …` (create, list, rotate, revoke through the API, with an
+//! admin token) and `nerve audit verify` (checks every audit chain on the stream itself).
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use nerve_platform::config::Config;
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token; its secret is printed once and stored nowhere.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+        /// Lifetime, e.g. 30d or 12h (default: api.token_default_ttl_secs).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+    },
+    /// Every token (never a secret).
+    List,
+    /// A new secret for a token (same id, name and role); the old secret stops working.
+    Rotate {
+        id: String,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+    },
+    /// Revoke a token everywhere.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every instance's audit chain on the audit stream: exit 1 on a break.
+    Verify,
+}
+
+/// Where the API is and which token to call it with.
+#[derive(Debug, clap::Args)]
+pub struct ApiTarget {
+    /// The API's base URL (default: http://<api.listen_addr>).
+    #[arg(long, env = "NERVE_API_URL")]
+    api: Option<String>,
+    /// File holding an admin token (default: the bootstrap file, api.admin_token_file).
+    #[arg(long, env = "NERVE_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+}
+
+pub async fn token(
+    config: &Config,
+    target: &ApiTarget,
+    command: TokenCommand,
+) -> anyhow::Result<()> {
+    let base = target
+        .api
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.api.listen_addr));
+    let file = target
+        .token_file
+        .clone()
+        .unwrap_or_else(|| config.admin_token_file());
+    let secret = std::fs::read_to_string(&file)
+        .with_context(|| format!("reading the admin token from {}", file.display()))?;
+    let client = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: String| {
+        client
+            .request(
+                method,
+                format!("{}/api/v1{path}", base.trim_end_matches('/')),
+            )
+            .bearer_auth(secret.trim())
+    };
+    let ttl_secs = |ttl: Option<std::time::Duration>| ttl.map(|d| d.as_secs());
+    let response = match command {
+        TokenCommand::Create { name, role, ttl } => {
+            call(reqwest::Method::POST, "/tokens".into())
+                .json(&serde_json::json!({"name": name, "role": role, "ttl_secs": ttl_secs(ttl)}))
+                .send()
+                .await
+        }
+        TokenCommand::List => call(reqwest::Method::GET, "/tokens".into()).send().await,
+        TokenCommand::Rotate { id, ttl } => {
+            call(reqwest::Method::POST, format!("/tokens/{id}/rotate"))
+                .json(&serde_json::json!({"ttl_secs": ttl_secs(ttl)}))
+                .send()
+                .await
+        }
+        TokenCommand::Revoke { id } => {
+            call(reqwest::Method::DELETE, format!("/tokens/{id}"))
+                .send()
+                .await
+        }
+    }
+    .with_context(|| format!("calling the API at {base}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!(
+            "the API answered {status}: {}",
+            body["error"]["message"].as_str().unwrap_or("no message")
+        );
+    }
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    if body.get("token").is_some() {
+        eprintln!("The token above is shown once; store it now.");
+    }
+    Ok(())
+}
+
+pub async fn audit(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::Verify => {
+            let client = nerve_ingest::connect(&config.nats, "nerve-audit", false).await?;
+            let js = async_nats::jetstream::new(client);
+            let report = nerve_api::audit::verify(&js)
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the audit stream: {e}"))?;
+            for problem in &report.problems {
+                println!("BROKEN {problem}");
+            }
+            println!(
+                "{} entries in {} chains: {}",
+                report.entries,
+                report.chains,
+                if report.problems.is_empty() {
+                    "every chain intact".to_owned()
+                } else {
+                    format!("{} problems", report.problems.len())
+                }
+            );
+            if !report.problems.is_empty() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
+}
