@@ -1,10 +1,13 @@
 //! What alerting needs from the outside: ClickHouse to read rules, silences, channels and
-//! conditions; the event log to record changes, alerts and delivery attempts; the SMTP relay.
+//! conditions; the event log to record changes, alerts and delivery attempts; the SMTP relay;
+//! the key file that seals channel secrets and URLs.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use nerve_ingest::EventLog;
-use nerve_platform::config::SmtpConfig;
+use nerve_platform::config::{AlertsConfig, SmtpConfig};
+use nerve_platform::secrets::Sealer;
 use nerve_schemas::Event;
 
 use crate::AlertsError;
@@ -15,6 +18,9 @@ pub struct Context {
     ch: clickhouse::Client,
     log: EventLog,
     smtp: Arc<SmtpConfig>,
+    key_file: PathBuf,
+    /// The key file, once read.
+    sealer: Arc<Mutex<Option<Arc<Sealer>>>>,
 }
 
 /// A change recorded in the event log: its event and the id of the thing it changed.
@@ -25,13 +31,31 @@ pub struct Recorded {
 }
 
 impl Context {
-    /// `nats` is optional for reads; changes and the evaluator need it.
-    pub fn new(ch: clickhouse::Client, nats: Option<async_nats::Client>, smtp: SmtpConfig) -> Self {
+    /// `nats` is optional for reads; changes and the evaluator need it. From `config`: the
+    /// SMTP relay and the secrets key file (read when first needed).
+    pub fn new(
+        ch: clickhouse::Client,
+        nats: Option<async_nats::Client>,
+        config: &AlertsConfig,
+    ) -> Self {
         Self {
             ch,
             log: EventLog::new(nats),
-            smtp: Arc::new(smtp),
+            smtp: Arc::new(config.smtp.clone()),
+            key_file: config.secrets_key_file.clone(),
+            sealer: Arc::default(),
         }
+    }
+
+    /// The keys that seal and open channel secrets (read from the key file once it exists).
+    pub fn sealer(&self) -> Result<Arc<Sealer>, AlertsError> {
+        let mut cached = self.sealer.lock().expect("sealer lock");
+        if let Some(sealer) = cached.as_ref() {
+            return Ok(sealer.clone());
+        }
+        let sealer = Arc::new(Sealer::load(&self.key_file)?);
+        *cached = Some(sealer.clone());
+        Ok(sealer)
     }
 
     pub fn ch(&self) -> &clickhouse::Client {

@@ -22,6 +22,10 @@ pub enum AlertsError {
     /// The notifier itself could not start (e.g. its HTTP client).
     #[error("{0}")]
     Notifier(String),
+    /// A channel's sealed secret or URL cannot be sealed or opened (no key file, or the wrong
+    /// one).
+    #[error(transparent)]
+    Secrets(#[from] nerve_platform::secrets::SecretError),
 }
 
 /// Collects field problems; `finish` answers them all at once.

@@ -326,16 +326,20 @@ pub async fn delete_silence(state: &AppState, id: &str, by: &str) -> Result<Acce
 
 /// Every channel, by name (the secret is never answered, only whether there is one).
 pub async fn list_channels(state: &AppState) -> Result<ChannelList, ApiError> {
+    let ctx = state.alerts();
     Ok(ChannelList {
-        channels: nerve_alerts::notify::stored(state.alerts())
+        channels: nerve_alerts::notify::stored(ctx)
             .await?
             .into_iter()
             .map(|r| Channel {
                 has_secret: !r.secret.is_empty(),
+                url: nerve_alerts::notify::opened(ctx, &r).map_or_else(
+                    |_| "(sealed with another key)".into(),
+                    |o| shown_url(&o.url),
+                ),
                 channel_id: r.channel_id,
                 name: r.name,
                 kind: r.kind,
-                url: shown_url(&r.url),
             })
             .collect(),
     })

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nerve_ingest::EventLog;
-use nerve_platform::config::{ApiConfig, SmtpConfig};
+use nerve_platform::config::{AlertsConfig, ApiConfig};
 use nerve_platform::metrics::Registry;
 use nerve_schemas::Event;
 
@@ -40,13 +40,14 @@ struct Inner {
 }
 
 impl AppState {
-    /// `nats` is optional: without it, health reports NATS as not configured. `smtp` is the
-    /// relay a channel's test send uses (`[alerts.smtp]`).
+    /// `nats` is optional: without it, health reports NATS as not configured (and no token
+    /// can be checked). `alerts` gives the relay a channel's test send uses and the key file
+    /// channel secrets are sealed with.
     pub fn new(
         ch: clickhouse::Client,
         nats: Option<async_nats::Client>,
         config: ApiConfig,
-        smtp: SmtpConfig,
+        alerts: AlertsConfig,
         metrics: Registry,
     ) -> Self {
         let max_age = Duration::from_millis(config.fleet_snapshot_max_age_ms);
@@ -62,7 +63,7 @@ impl AppState {
         ));
         Self {
             inner: Arc::new(Inner {
-                alerts: nerve_alerts::Context::new(ch.clone(), nats.clone(), smtp),
+                alerts: nerve_alerts::Context::new(ch.clone(), nats.clone(), &alerts),
                 snapshots: Snapshots::new(ch.clone(), max_age, &metrics),
                 auditor: Auditor::new(log.clone()),
                 keyring,

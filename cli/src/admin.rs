@@ -1,5 +1,6 @@
 //! Admin commands: `nerve token …` (create, list, rotate, revoke through the API, with an
-//! admin token) and `nerve audit verify` (checks every audit chain on the stream itself).
+//! admin token), `nerve audit verify` (checks every audit chain on the stream itself) and
+//! `nerve secret seal` (a secret for the config, sealed with the secrets key).
 
 use std::path::PathBuf;
 
@@ -30,6 +31,33 @@ pub enum TokenCommand {
     },
     /// Revoke a token everywhere.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Read a secret from stdin and print it sealed for `--context`.
+    Seal {
+        /// What the value is, e.g. alerts.smtp.password (a sealed value opens only there).
+        #[arg(long)]
+        context: String,
+    },
+}
+
+pub fn secret(config: &Config, command: SecretCommand) -> anyhow::Result<()> {
+    match command {
+        SecretCommand::Seal { context } => {
+            let key_file = &config.alerts.secrets_key_file;
+            let sealer = nerve_platform::secrets::Sealer::load(key_file)?;
+            let mut plain = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut plain)?;
+            let plain = plain.trim_end_matches(['\r', '\n']);
+            if plain.is_empty() {
+                bail!("nothing to seal on stdin");
+            }
+            println!("{}", sealer.seal(plain, &context));
+            Ok(())
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -48,6 +48,10 @@ pub async fn run(
     if config.agent.state_dir == nerve_platform::config::AgentConfig::default().state_dir {
         config.agent.state_dir = data.join("agent");
     }
+    let defaults = Config::default();
+    if config.alerts.secrets_key_file == defaults.alerts.secrets_key_file {
+        config.alerts.secrets_key_file = data.join("secrets.key");
+    }
 
     let result = run_roles(&config, &metrics, cancel).await;
 

@@ -70,6 +70,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::AuditCommand,
     },
+    /// Seal a secret read from stdin with the secrets key file (`alerts.secrets_key_file`),
+    /// e.g. the SMTP password: `nerve secret seal --context alerts.smtp.password`.
+    #[cfg(feature = "server")]
+    Secret {
+        #[command(subcommand)]
+        command: admin::SecretCommand,
+    },
     /// Check a config file and print the effective configuration.
     Config,
     /// Print what the agent sees on this machine as JSON (NVML's readings of every GPU, the
@@ -106,6 +113,9 @@ fn main() -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Server-side rendering of the console's larger pages nests deeply (in debug builds
+        // past tokio's 2 MiB default); stacks are virtual memory, touched only as used.
+        .thread_stack_size(nerve_platform::WORKER_STACK_BYTES)
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
@@ -136,6 +146,8 @@ fn main() -> anyhow::Result<()> {
             Command::Token { target, command } => admin::token(&config, &target, command).await?,
             #[cfg(feature = "server")]
             Command::Audit { command } => admin::audit(&config, command).await?,
+            #[cfg(feature = "server")]
+            Command::Secret { command } => admin::secret(&config, command)?,
             Command::Config | Command::Probe { .. } => {}
         }
         anyhow::Ok(())
@@ -143,7 +155,22 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn effective_config(config: &Config) -> anyhow::Result<String> {
-    let value = serde_json::to_value(config)?;
+    let mut value = serde_json::to_value(config)?;
+    // A secret is shown only sealed.
+    for (section, key) in [("alerts", "smtp"), ("clickhouse", "")] {
+        let field = if key.is_empty() {
+            &mut value[section]
+        } else {
+            &mut value[section][key]
+        };
+        if let Some(password) = field.get_mut("password")
+            && password
+                .as_str()
+                .is_some_and(|p| !p.is_empty() && !nerve_platform::secrets::is_sealed(p))
+        {
+            *password = serde_json::Value::from("<redacted>");
+        }
+    }
     Ok(serde_json::to_string_pretty(&value)?)
 }
 
@@ -172,7 +199,7 @@ pub(crate) async fn project(
         let ctx = nerve_alerts::Context::new(
             nerve_platform::clickhouse::client(&config.clickhouse),
             Some(client.clone()),
-            config.alerts.smtp.clone(),
+            &config.alerts,
         );
         let (config, metrics, cancel) = (config.alerts.clone(), metrics.clone(), cancel.clone());
         tokio::spawn(async move { nerve_alerts::run(ctx, config, &metrics, cancel).await })
@@ -222,11 +249,15 @@ pub(crate) async fn serve(
     nerve_projections::ensure_tables(&config.clickhouse)
         .await
         .context("preparing ClickHouse tables")?;
+    let key_file = &config.alerts.secrets_key_file;
+    if nerve_platform::secrets::Sealer::create_if_missing(key_file)? {
+        tracing::info!(file = %key_file.display(), "secrets key created");
+    }
     let state = nerve_api::AppState::new(
         nerve_platform::clickhouse::client(&config.clickhouse),
         Some(nats),
         config.api.clone(),
-        config.alerts.smtp.clone(),
+        config.alerts.clone(),
         metrics.clone(),
     );
     let token_file = config.admin_token_file();

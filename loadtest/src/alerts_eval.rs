@@ -108,7 +108,7 @@ pub async fn run(args: AlertsArgs) -> anyhow::Result<()> {
     let ctx = nerve_alerts::Context::new(
         services.ch.clone(),
         Some(services.client.clone()),
-        services.config.alerts.smtp.clone(),
+        &services.config.alerts,
     );
 
     let mut scoped = rule(

@@ -272,6 +272,8 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
             let ch = nerve_platform::clickhouse::client(&ch_config);
             let state =
                 nerve_api::AppState::new(ch, Some(nats), api_config, Default::default(), metrics);
+            // Serve once the tokens are loaded, as `nerve serve` does (before, a call is 503).
+            state.keyring().ready().await;
             let site = tempfile::tempdir()?; // the API only: no bundle needed
             let app = nerve_ui::server::app(state, site.path());
             nerve_api::serve(listener, app, stop).await?;

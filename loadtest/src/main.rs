@@ -9,6 +9,7 @@
 
 mod alerts_eval;
 mod api_load;
+mod auth_check;
 mod connections;
 mod cpu;
 mod nodes_page;
@@ -54,6 +55,8 @@ enum Command {
     Connections(connections::ConnectionsArgs),
     /// The raw limits: JetStream pipelined publish and ClickHouse bulk insert, same payloads.
     Raw(raw::RawArgs),
+    /// What checking an operator token costs (a keyring of N tokens, no services).
+    Auth(auth_check::AuthArgs),
     /// One process's share of `connections` (started by it).
     #[command(hide = true)]
     ConnectionsWorker(connections::WorkerArgs),
@@ -131,6 +134,7 @@ fn main() -> anyhow::Result<()> {
             Command::Tasks(args) => tasks_fanout::run(args).await,
             Command::Alerts(args) => alerts_eval::run(args).await,
             Command::Raw(args) => raw::run(args).await,
+            Command::Auth(args) => auth_check::run(args),
             Command::Api(args) => api_load::run(args).await,
             Command::Connections(args) => connections::run(args).await,
             Command::ConnectionsWorker(args) => connections::worker(args).await,

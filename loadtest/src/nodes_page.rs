@@ -59,7 +59,7 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
         services.ch.clone(),
         Some(services.client.clone()),
         services.config.api.clone(),
-        services.config.alerts.smtp.clone(),
+        services.config.alerts.clone(),
         metrics,
     );
     let site = tempfile::tempdir()?; // no bundle needed: this measures the server side

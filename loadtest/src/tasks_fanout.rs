@@ -188,7 +188,7 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
         services.ch.clone(),
         Some(services.client.clone()),
         services.config.api.clone(),
-        services.config.alerts.smtp.clone(),
+        services.config.alerts.clone(),
         metrics.clone(),
     );
     let started = Instant::now();

@@ -148,3 +148,10 @@ fn agents_on_leaf_node_servers_and_worker_processes_get_every_heartbeat_stored()
         assert!(fds.as_u64() >= Some(100), "{r}");
     }
 }
+
+#[test]
+fn token_checks_are_timed_and_every_answer_is_right() {
+    let r = run(&["auth", "--tokens", "100", "--checks", "2000"]);
+    assert_eq!(r["tokens"], 100, "{r}");
+    assert!(r["valid_ns_per_check"].as_f64().expect("ns") > 0.0, "{r}");
+}

@@ -257,6 +257,10 @@ pub struct AlertsConfig {
     pub max_alerts_per_notification: usize,
     /// The SMTP relay email channels deliver through (the evaluator and the API's test send).
     pub smtp: SmtpConfig,
+    /// The key file that seals channel secrets and URLs (and opens a sealed SMTP password).
+    /// `nerve serve` and `nerve dev` create it (mode 0600) when missing; every process that
+    /// delivers notifications needs the same file.
+    pub secrets_key_file: PathBuf,
 }
 
 impl Default for AlertsConfig {
@@ -266,6 +270,7 @@ impl Default for AlertsConfig {
             eval_interval_ms: 15_000,
             max_alerts_per_notification: 200,
             smtp: SmtpConfig::default(),
+            secrets_key_file: PathBuf::from(".nerve/secrets.key"),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! What every Nerve process shares: typed config, shutdown, tracing and metrics; behind features,
+//! What every Nerve process shares: typed config, shutdown, tracing, metrics and sealed secrets
+//! ([`secrets`]); behind features,
 //! the ClickHouse client (`clickhouse`) and nats-server / ClickHouse as child processes
 //! (`services`, for `nerve dev`, tests and load tests). The agent build enables neither.
 
@@ -6,6 +7,7 @@
 pub mod clickhouse;
 pub mod config;
 pub mod metrics;
+pub mod secrets;
 #[cfg(feature = "services")]
 pub mod services;
 pub mod shutdown;
@@ -14,6 +16,10 @@ pub mod telemetry;
 pub mod testkit;
 
 pub use config::Config;
+
+/// Stack size of the async runtime's worker threads in every `nerve` process (and the tests
+/// that serve the console): rendering the console's larger pages on the server nests deeply.
+pub const WORKER_STACK_BYTES: usize = 8 << 20;
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {

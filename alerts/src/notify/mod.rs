@@ -9,6 +9,7 @@ pub mod webhook;
 
 use std::time::{Duration, Instant};
 
+use nerve_platform::config::SmtpConfig;
 use nerve_projections::control::{CHANNELS, ChannelRow};
 use nerve_schemas::{
     Envelope, NotificationAttempted, NotificationChannelDeleted, NotificationChannelSaved, subjects,
@@ -120,16 +121,41 @@ pub async fn create(ctx: &Context, req: SaveChannel, by: &str) -> Result<Recorde
         problems.finish()?;
     }
     let id = uuid::Uuid::now_v7().to_string();
+    let sealer = ctx.sealer()?;
     let event = NotificationChannelSaved {
         envelope: Envelope::new::<NotificationChannelSaved>(id.clone(), nerve_platform::now_ms()),
         channel_id: id.clone(),
         name: req.name,
         kind: req.kind,
-        url: req.url,
-        secret: req.secret,
+        url: sealer.seal(&req.url, &url_context(&id)),
+        secret: sealer.seal(&req.secret, &secret_context(&id)),
         requested_by: by.to_owned(),
     };
     ctx.record(subjects::control_channel(&id), &event, id).await
+}
+
+fn url_context(channel_id: &str) -> String {
+    format!("channel/{channel_id}/url")
+}
+
+fn secret_context(channel_id: &str) -> String {
+    format!("channel/{channel_id}/secret")
+}
+
+/// A stored channel with its URL and secret opened (they are stored sealed; a channel saved
+/// before sealing existed is stored plain and answered as it is).
+pub fn opened(ctx: &Context, channel: &ChannelRow) -> Result<ChannelRow, AlertsError> {
+    let id = &channel.channel_id;
+    let sealed = nerve_platform::secrets::is_sealed;
+    if !sealed(&channel.url) && !sealed(&channel.secret) {
+        return Ok(channel.clone());
+    }
+    let sealer = ctx.sealer()?;
+    Ok(ChannelRow {
+        url: sealer.open(&channel.url, &url_context(id))?,
+        secret: sealer.open(&channel.secret, &secret_context(id))?,
+        ..channel.clone()
+    })
 }
 
 /// Deletes a channel on behalf of `by`.
@@ -155,6 +181,7 @@ pub async fn deliver(
 ) -> Result<DeliveryReport, AlertsError> {
     // A stored channel was validated; an unknown kind reads as a webhook.
     let kind = ChannelKind::parse(&channel.kind).unwrap_or(ChannelKind::Webhook);
+    let channel = &opened(ctx, channel)?;
     let body = match kind {
         ChannelKind::Slack => slack::body(message),
         _ => webhook::body(alert_id, message, &details),
@@ -170,7 +197,8 @@ pub async fn deliver(
         let outcome = match kind {
             ChannelKind::Email => {
                 let text = format!("{message}\n\n{details}");
-                email::send(ctx.smtp(), &channel.url, message, &text).await
+                let smtp = smtp_opened(ctx)?;
+                email::send(&smtp, &channel.url, message, &text).await
             }
             ChannelKind::Webhook | ChannelKind::Slack => {
                 webhook::post(&client, channel, kind, &body).await
@@ -189,6 +217,22 @@ pub async fn deliver(
         attempts,
     })
 }
+
+/// The SMTP relay's settings with its password opened (it may be given sealed, from
+/// `nerve secret seal --context alerts.smtp.password`).
+fn smtp_opened(ctx: &Context) -> Result<SmtpConfig, AlertsError> {
+    let smtp = ctx.smtp();
+    if !nerve_platform::secrets::is_sealed(&smtp.password) {
+        return Ok(smtp.clone());
+    }
+    Ok(SmtpConfig {
+        password: ctx.sealer()?.open(&smtp.password, SMTP_PASSWORD_CONTEXT)?,
+        ..smtp.clone()
+    })
+}
+
+/// What a sealed SMTP password is sealed for.
+pub const SMTP_PASSWORD_CONTEXT: &str = "alerts.smtp.password";
 
 /// Records one attempt as an event, and answers it for the report.
 async fn record(

@@ -203,7 +203,9 @@ impl Keyring {
         let _ = rx.wait_for(|ready| *ready).await;
     }
 
-    fn mark_ready(&self) {
+    /// Marks the fold complete: the follower does once it has read the stream to its end; a
+    /// keyring fed by hand (a benchmark) calls it itself.
+    pub fn loaded(&self) {
         self.caught_up
             .send_if_modified(|ready| !std::mem::replace(ready, true));
     }
@@ -254,7 +256,7 @@ async fn follow_once(
         .state
         .last_sequence;
     if end <= *applied {
-        keyring.mark_ready();
+        keyring.loaded();
     }
     let consumer = stream
         .create_consumer(OrderedConfig {
@@ -282,7 +284,7 @@ async fn follow_once(
         }
         *applied = seq;
         if seq >= end || pending == 0 {
-            keyring.mark_ready();
+            keyring.loaded();
         }
     }
     Err("the auth stream's consumer ended".into())
@@ -336,7 +338,7 @@ mod tests {
         let a = token::mint(None);
         ring.apply(&issued(&a, "operator", 10_000));
         assert_eq!(ring.check(Some(&a.token), 5_000), Err(Refusal::NotReady));
-        ring.mark_ready();
+        ring.loaded();
         let who = ring.check(Some(&a.token), 5_000).expect("valid");
         assert_eq!((who.role, who.name.as_str()), (Role::Operator, "alice"));
         assert_eq!(ring.get(&a.id).expect("known").last_used_ms, 5_000);

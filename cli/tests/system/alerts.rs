@@ -57,8 +57,7 @@ async fn receiver() -> (String, Seen) {
 /// Runs an alert evaluator in this process (every 100 ms) until `cancel`.
 async fn spawn_evaluator(env: &Env, metrics: &Registry, cancel: &CancellationToken) {
     let nats = async_nats::connect(env.nats.url()).await.expect("nats");
-    let ctx =
-        nerve_alerts::Context::new(env.ch.clone(), Some(nats), env.config.alerts.smtp.clone());
+    let ctx = nerve_alerts::Context::new(env.ch.clone(), Some(nats), &env.config.alerts);
     let mut config = env.config.alerts.clone();
     config.eval_interval_ms = 100;
     let (metrics, cancel) = (metrics.clone(), cancel.clone());

@@ -283,8 +283,19 @@ async fn click_on(c: &Client, locator: Locator<'_>) {
         .unwrap_or_else(|e| panic!("click {locator:?}: {e}"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_works_in_a_real_browser() {
+/// Serves the console on workers with `nerve`'s own stack size (its pages render deep).
+#[test]
+fn the_console_works_in_a_real_browser() {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_stack_size(nerve_platform::WORKER_STACK_BYTES)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(console_in_a_real_browser());
+}
+
+async fn console_in_a_real_browser() {
     let env = Env::start().await;
     let cancel = CancellationToken::new();
     let metrics = Registry::new();
@@ -299,7 +310,7 @@ async fn the_console_works_in_a_real_browser() {
         env.ch.clone(),
         Some(nats),
         env.config.api.clone(),
-        env.config.alerts.smtp.clone(),
+        env.config.alerts.clone(),
         metrics,
     );
     let evaluator = {

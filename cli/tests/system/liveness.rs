@@ -32,7 +32,7 @@ async fn api_status(env: &Env, node: &str) -> NodeStatus {
         env.ch.clone(),
         None,
         env.config.api.clone(),
-        env.config.alerts.smtp.clone(),
+        env.config.alerts.clone(),
         Registry::new(),
     );
     let page = nerve_api::fleet::list_nodes(

@@ -14,5 +14,6 @@ mod fleet_list;
 mod gpu_node;
 mod liveness;
 mod projector;
+mod secrets;
 mod support;
 mod tasks;

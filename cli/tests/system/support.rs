@@ -40,6 +40,9 @@ impl Env {
         config.liveness.resume_grace_secs = 8;
         let state_dir = tempfile::tempdir().expect("tmp");
         config.agent.state_dir = state_dir.path().join("agent");
+        config.alerts.secrets_key_file = state_dir.path().join("secrets.key");
+        nerve_platform::secrets::Sealer::create_if_missing(&config.alerts.secrets_key_file)
+            .expect("secrets key");
         let client = async_nats::connect(nats.url()).await.expect("connect");
         let js = jetstream::new(client);
         nerve_ingest::ensure_streams(&js, &config.streams)
@@ -99,6 +102,10 @@ impl Env {
             (
                 "NERVE_LIVENESS__RESUME_GRACE_SECS".into(),
                 c.liveness.resume_grace_secs.to_string(),
+            ),
+            (
+                "NERVE_ALERTS__SECRETS_KEY_FILE".into(),
+                c.alerts.secrets_key_file.display().to_string(),
             ),
             ("RUST_LOG".into(), "warn".into()),
         ]
@@ -206,7 +213,7 @@ impl Env {
             self.ch.clone(),
             Some(nats),
             config,
-            self.config.alerts.smtp.clone(),
+            self.config.alerts.clone(),
             metrics,
         );
         let token = issue_token(&state, "test-admin", Role::Admin).await;
