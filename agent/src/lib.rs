@@ -40,6 +40,8 @@ pub enum AgentError {
     Collector(String),
     #[error("agent.labels: {0}")]
     Labels(String),
+    #[error("agent.dispatch_public_key: {0}")]
+    DispatchKey(String),
 }
 
 /// This node's labels from the config, as the event that publishes them (always sent at start,
@@ -70,6 +72,13 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     let node_id = node_id::load_or_create(&config.state_dir)?;
     let labels = labels_event(&node_id, &config.labels)?;
+    let verifier = std::sync::Arc::new(
+        nerve_ingest::offer::OfferVerifier::new(&config.dispatch_public_key)
+            .map_err(AgentError::DispatchKey)?,
+    );
+    if config.tasks && config.dispatch_public_key.is_empty() {
+        tracing::warn!("no agent.dispatch_public_key: every task offer will be refused");
+    }
     let span = tracing::info_span!("agent", node_id = %node_id);
     async move {
         tracing::info!(nats = %nats.url, "agent starting");
@@ -102,6 +111,7 @@ pub async fn run(
                 config.hooks_dir.clone(),
                 config.state_dir.clone(),
                 tx.clone(),
+                verifier,
                 cancel.clone(),
             ))
         });

@@ -14,9 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use nerve_ingest::offer::{Claimed, OfferVerifier, Refusal};
 use nerve_schemas::{
-    Envelope, Event, TaskAccepted, TaskCancelled, TaskDispatched, TaskFinished, TaskOutputProduced,
-    TaskSpec, TaskStarted, TaskTimedOut, subjects,
+    Envelope, Event, TaskAccepted, TaskCancelled, TaskDispatched, TaskFinished, TaskOfferRefused,
+    TaskOutputProduced, TaskSpec, TaskStarted, TaskTimedOut, subjects,
 };
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
@@ -161,13 +162,36 @@ impl Ledger {
     }
 }
 
-/// Answers dispatches and cancellations for `node_id` until `cancel`.
+/// Reports an offer the agent would not open (nothing runs, nothing is answered).
+async fn refuse(reporter: &Reporter, payload: &[u8], reason: Refusal, claimed: Claimed) {
+    let task_id = nerve_schemas::decode::<TaskDispatched>(payload)
+        .map(|t| t.task_id)
+        .unwrap_or_default();
+    tracing::warn!(
+        task_id,
+        reason = reason.as_str(),
+        signer = %claimed.signer,
+        "task offer refused"
+    );
+    let refused = TaskOfferRefused {
+        envelope: reporter.envelope::<TaskOfferRefused>(),
+        task_id,
+        offer_id: claimed.offer_id,
+        reason: reason.as_str().to_owned(),
+        signer: claimed.signer,
+    };
+    reporter.send(&refused).await;
+}
+
+/// Answers dispatches and cancellations for `node_id` until `cancel`; opens only offers
+/// `verifier` trusts.
 pub async fn serve(
     client: async_nats::Client,
     node_id: String,
     hooks_dir: PathBuf,
     work_dir: PathBuf,
     tx: mpsc::Sender<Outgoing>,
+    verifier: Arc<OfferVerifier>,
     cancel: CancellationToken,
 ) -> Result<(), async_nats::SubscribeError> {
     let mut dispatches = client.subscribe(subjects::dispatch(&node_id)).await?;
@@ -178,6 +202,13 @@ pub async fn serve(
         tokio::select! {
             _ = cancel.cancelled() => break,
             Some(msg) = dispatches.next() => {
+                let now = nerve_platform::now_ms();
+                if let Err((reason, claimed)) =
+                    verifier.verify(&msg.subject, msg.headers.as_ref(), &msg.payload, now)
+                {
+                    refuse(&reporter, &msg.payload, reason, claimed).await;
+                    continue;
+                }
                 let task = match nerve_schemas::decode::<TaskDispatched>(&msg.payload) {
                     Ok(t) if t.envelope.node_id == reporter.node_id => t,
                     Ok(t) => {

@@ -52,6 +52,15 @@ pub async fn run(
     if config.alerts.secrets_key_file == defaults.alerts.secrets_key_file {
         config.alerts.secrets_key_file = data.join("secrets.key");
     }
+    if config.dispatch.signing_key_file == defaults.dispatch.signing_key_file {
+        config.dispatch.signing_key_file = data.join("dispatch.seed");
+    }
+    // This machine's agent trusts this machine's dispatcher.
+    if config.agent.dispatch_public_key.is_empty() {
+        let signer =
+            nerve_ingest::offer::OfferSigner::load_or_create(&config.dispatch.signing_key_file)?;
+        config.agent.dispatch_public_key = signer.public_key();
+    }
 
     let result = run_roles(&config, &metrics, cancel).await;
 

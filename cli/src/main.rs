@@ -204,9 +204,17 @@ pub(crate) async fn project(
         let (config, metrics, cancel) = (config.alerts.clone(), metrics.clone(), cancel.clone());
         tokio::spawn(async move { nerve_alerts::run(ctx, config, &metrics, cancel).await })
     });
+    let key_file = &config.dispatch.signing_key_file;
+    let signer = nerve_ingest::offer::OfferSigner::load_or_create(key_file)
+        .with_context(|| format!("the dispatch signing key {}", key_file.display()))?;
+    tracing::info!(
+        public_key = %signer.public_key(),
+        "task offers are signed; agents pin this key (agent.dispatch_public_key)"
+    );
     let dispatcher = {
         let (client, metrics, cancel) = (client.clone(), metrics.clone(), cancel.clone());
-        tokio::spawn(async move { nerve_dispatch::run(client, &metrics, cancel).await })
+        let signer = std::sync::Arc::new(signer);
+        tokio::spawn(async move { nerve_dispatch::run(client, &metrics, signer, cancel).await })
     };
     let projected = nerve_projections::run_all(
         js,

@@ -84,6 +84,8 @@ struct Ctx {
     running: Arc<Mutex<HashMap<String, CancellationToken>>>,
     /// Rollouts waiting for a batch to end: task id → the batch's nodes not done yet.
     batches: Arc<Mutex<HashMap<String, Batch>>>,
+    /// Signs every offer (agents refuse unsigned ones).
+    signer: Arc<nerve_ingest::offer::OfferSigner>,
 }
 
 /// A rollout batch still running.
@@ -136,6 +138,7 @@ impl Ctx {
 pub async fn run(
     client: async_nats::Client,
     metrics: &Registry,
+    signer: Arc<nerve_ingest::offer::OfferSigner>,
     cancel: CancellationToken,
 ) -> Result<(), DispatchError> {
     let js = jetstream::new(client.clone());
@@ -165,6 +168,7 @@ pub async fn run(
         metrics: Metrics::new(metrics),
         running: Arc::default(),
         batches: Arc::default(),
+        signer,
     };
     tokio::spawn(watch_batches(ctx.clone(), cancel.clone()));
     tracing::info!("task dispatcher started");
@@ -241,7 +245,9 @@ enum Offer {
 
 async fn offer(ctx: &Ctx, node: &str, payload: bytes::Bytes) -> Offer {
     ctx.metrics.offers.inc();
-    let request = ctx.client.request(subjects::dispatch(node), payload);
+    let subject = subjects::dispatch(node);
+    let headers = ctx.signer.sign(&subject, &payload);
+    let request = ctx.client.request_with_headers(subject, headers, payload);
     match tokio::time::timeout(OFFER_TIMEOUT, request).await {
         Ok(Ok(_)) => {
             ctx.metrics.accepted.inc();

@@ -8,6 +8,7 @@ use nerve_platform::config::{NatsConfig, StreamsConfig};
 use nerve_schemas::subjects;
 
 pub mod gate;
+pub mod offer;
 pub mod publish;
 
 pub use publish::{EventLog, Outgoing, Pending, PublishError, publish};

@@ -162,7 +162,8 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let dispatcher = {
         let (client, metrics, cancel) = (services.client.clone(), metrics.clone(), cancel.clone());
-        tokio::spawn(async move { nerve_dispatch::run(client, &metrics, cancel).await })
+        let signer = std::sync::Arc::new(nerve_ingest::offer::OfferSigner::generate());
+        tokio::spawn(async move { nerve_dispatch::run(client, &metrics, signer, cancel).await })
     };
     let (accepted, finished) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let mut sims = Vec::new();

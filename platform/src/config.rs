@@ -33,6 +33,24 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub api: ApiConfig,
     pub dev: DevConfig,
+    pub dispatch: DispatchConfig,
+}
+
+/// The task dispatcher (in `nerve project`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// The seed (nkey) every task offer is signed with; created (mode 0600) when missing. Its
+    /// public key goes into every agent's `agent.dispatch_public_key`.
+    pub signing_key_file: PathBuf,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            signing_key_file: PathBuf::from(".nerve/dispatch.seed"),
+        }
+    }
 }
 
 /// Where NATS is.
@@ -163,6 +181,10 @@ pub struct AgentConfig {
     pub hooks_dir: PathBuf,
     /// This node's labels (`key = "value"`), published at start; operators can add more.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The control plane's public key (an nkey, `N…`) task offers must be signed with; offers
+    /// signed otherwise, unsigned or replayed are refused and reported. Empty: every offer is
+    /// refused. `nerve project` prints it; `nerve dev` sets it.
+    pub dispatch_public_key: String,
 }
 
 impl Default for AgentConfig {
@@ -183,6 +205,7 @@ impl Default for AgentConfig {
             tasks: true,
             hooks_dir: PathBuf::from("/etc/nerve/hooks"),
             labels: std::collections::BTreeMap::new(),
+            dispatch_public_key: String::new(),
         }
     }
 }

@@ -180,7 +180,9 @@ impl Projection for TaskProjection {
                         });
                     }
                 }
-                TaskEvent::TaskCancelRequested(_) => {}
+                // A refused offer changes no node's state: the event itself (in `task_events`)
+                // is the report.
+                TaskEvent::TaskCancelRequested(_) | TaskEvent::TaskOfferRefused(_) => {}
                 TaskEvent::TaskDispatched(d) => nodes.push(NodeRow {
                     attempts: d.attempt.max(0) as u32,
                     ..node("dispatched", 1)

@@ -14,7 +14,8 @@ use crate::{
     NodeBecameSuspect, NodeCameBack, NodeLabelsSet, NodeUnassignedFromCluster, NodeWentOffline,
     NotificationAttempted, NotificationChannelDeleted, NotificationChannelSaved, SilenceCreated,
     SilenceDeleted, TaskAccepted, TaskCancelRequested, TaskCancelled, TaskDispatched, TaskFinished,
-    TaskOutputProduced, TaskRequested, TaskStarted, TaskTimedOut, TaskUnreachable,
+    TaskOfferRefused, TaskOutputProduced, TaskRequested, TaskStarted, TaskTimedOut,
+    TaskUnreachable,
 };
 use crate::{AuditRecorded, TokenIssued, TokenRevoked, TokenUsed};
 
@@ -91,6 +92,7 @@ event_set!(
     HeartbeatRecorded, InventoryReported, GpuXidOccurred, NodeBecameSuspect, NodeWentOffline,
     NodeCameBack, TaskRequested, TaskCancelRequested, TaskDispatched, TaskAccepted, TaskStarted,
     TaskOutputProduced, TaskFinished, TaskTimedOut, TaskCancelled, TaskUnreachable,
+    TaskOfferRefused,
     ClusterCreated, ClusterRenamed, ClusterDeleted, NodeAssignedToCluster,
     NodeUnassignedFromCluster, NodeLabelsSet, NotificationChannelSaved,
     NotificationChannelDeleted, NotificationAttempted, AlertRuleSaved, AlertRuleDeleted,
@@ -109,6 +111,7 @@ event_set!(
     TaskEvent, "the tasks stream":
     TaskRequested, TaskCancelRequested, TaskDispatched, TaskAccepted, TaskStarted,
     TaskOutputProduced, TaskFinished, TaskTimedOut, TaskCancelled, TaskUnreachable,
+    TaskOfferRefused,
 );
 
 event_set!(
@@ -191,6 +194,7 @@ impl TaskEvent {
             T::TaskTimedOut(e) => &e.task_id,
             T::TaskCancelled(e) => &e.task_id,
             T::TaskUnreachable(e) => &e.task_id,
+            T::TaskOfferRefused(e) => &e.task_id,
         }
     }
 

@@ -50,7 +50,7 @@ pub use events::{
 };
 pub use tasks::{
     EnvVar, TaskAccepted, TaskCancelRequested, TaskCancelled, TaskDispatched, TaskEnd,
-    TaskFinished, TaskOutputProduced, TaskRequested, TaskSelector, TaskSpec, TaskStarted,
-    TaskTimedOut, TaskUnreachable,
+    TaskFinished, TaskOfferRefused, TaskOutputProduced, TaskRequested, TaskSelector, TaskSpec,
+    TaskStarted, TaskTimedOut, TaskUnreachable,
 };
 pub use trust::{AuditRecorded, TokenIssued, TokenRevoked, TokenUsed};

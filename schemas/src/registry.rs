@@ -53,6 +53,7 @@ pub const RELEASED: &[SchemaFile] = &[
     schema_file!("TaskTimedOut", 1, "task_timed_out.v1.avsc"),
     schema_file!("TaskCancelled", 1, "task_cancelled.v1.avsc"),
     schema_file!("TaskUnreachable", 1, "task_unreachable.v1.avsc"),
+    schema_file!("TaskOfferRefused", 1, "task_offer_refused.v1.avsc"),
     schema_file!("ClusterCreated", 1, "cluster_created.v1.avsc"),
     schema_file!("ClusterRenamed", 1, "cluster_renamed.v1.avsc"),
     schema_file!("ClusterDeleted", 1, "cluster_deleted.v1.avsc"),

@@ -153,6 +153,18 @@ pub struct TaskUnreachable {
 }
 event!(TaskUnreachable, 1);
 
+/// `TaskOfferRefused` v1: the agent refused an offer it could not trust; nothing ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskOfferRefused {
+    pub envelope: Envelope,
+    pub task_id: String,
+    pub offer_id: String,
+    /// `unsigned`, `untrusted_key`, `bad_signature`, `replayed`, `stale` or `no_pinned_key`.
+    pub reason: String,
+    pub signer: String,
+}
+event!(TaskOfferRefused, 1);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,9 +263,16 @@ mod tests {
         });
         check(&TaskUnreachable {
             envelope: env::<TaskUnreachable>(),
-            task_id,
+            task_id: task_id.clone(),
             reason: "offline".into(),
             attempts: 3,
+        });
+        check(&TaskOfferRefused {
+            envelope: env::<TaskOfferRefused>(),
+            task_id,
+            offer_id: "0192f0c4-7d1a-7c3e-9d51-1f2e3a4b5c6f".into(),
+            reason: "untrusted_key".into(),
+            signer: "NABC".into(),
         });
     }
 }

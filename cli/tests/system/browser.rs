@@ -304,7 +304,8 @@ async fn console_in_a_real_browser() {
     let nats = async_nats::connect(env.nats.url()).await.expect("nats");
     let dispatcher = {
         let (client, metrics, cancel) = (nats.clone(), metrics.clone(), cancel.clone());
-        tokio::spawn(async move { nerve_dispatch::run(client, &metrics, cancel).await })
+        let signer = env.signer();
+        tokio::spawn(async move { nerve_dispatch::run(client, &metrics, signer, cancel).await })
     };
     let state = nerve_api::AppState::new(
         env.ch.clone(),

@@ -13,6 +13,7 @@ mod config_cli;
 mod fleet_list;
 mod gpu_node;
 mod liveness;
+mod offers;
 mod projector;
 mod secrets;
 mod support;

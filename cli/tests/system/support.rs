@@ -43,6 +43,11 @@ impl Env {
         config.alerts.secrets_key_file = state_dir.path().join("secrets.key");
         nerve_platform::secrets::Sealer::create_if_missing(&config.alerts.secrets_key_file)
             .expect("secrets key");
+        config.dispatch.signing_key_file = state_dir.path().join("dispatch.seed");
+        config.agent.dispatch_public_key =
+            nerve_ingest::offer::OfferSigner::load_or_create(&config.dispatch.signing_key_file)
+                .expect("dispatch key")
+                .public_key();
         let client = async_nats::connect(nats.url()).await.expect("connect");
         let js = jetstream::new(client);
         nerve_ingest::ensure_streams(&js, &config.streams)
@@ -106,6 +111,14 @@ impl Env {
             (
                 "NERVE_ALERTS__SECRETS_KEY_FILE".into(),
                 c.alerts.secrets_key_file.display().to_string(),
+            ),
+            (
+                "NERVE_DISPATCH__SIGNING_KEY_FILE".into(),
+                c.dispatch.signing_key_file.display().to_string(),
+            ),
+            (
+                "NERVE_AGENT__DISPATCH_PUBLIC_KEY".into(),
+                c.agent.dispatch_public_key.clone(),
             ),
             ("RUST_LOG".into(), "warn".into()),
         ]
@@ -191,6 +204,16 @@ impl Env {
             (n > 0).then_some(id)
         })
         .await
+    }
+
+    /// The dispatcher's signing key (the one this env's agents pin).
+    pub fn signer(&self) -> std::sync::Arc<nerve_ingest::offer::OfferSigner> {
+        std::sync::Arc::new(
+            nerve_ingest::offer::OfferSigner::load_or_create(
+                &self.config.dispatch.signing_key_file,
+            )
+            .expect("dispatch key"),
+        )
     }
 
     /// The API router over this env's ClickHouse and event log, with an admin token.
