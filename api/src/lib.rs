@@ -41,6 +41,6 @@ pub mod tasks;
 pub mod time;
 
 #[cfg(feature = "server")]
-pub use http::{router, serve};
+pub use http::{router, serve, serve_tls};
 #[cfg(feature = "server")]
 pub use state::AppState;

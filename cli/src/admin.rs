@@ -75,6 +75,24 @@ pub struct ApiTarget {
     /// File holding an admin token (default: the bootstrap file, api.admin_token_file).
     #[arg(long, env = "NERVE_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// CA (PEM) the API's certificate chains to (default: `nerve dev`'s local CA, when there).
+    #[arg(long, env = "NERVE_CA_FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+impl ApiTarget {
+    /// The API's base URL and the CA to trust: as given, else what `nerve dev` set up.
+    fn resolve(&self, config: &Config) -> (String, Option<PathBuf>) {
+        let dev_ca = config.dev.data_dir.join("tls/ca.pem");
+        let dev_tls = config.dev.tls && dev_ca.exists();
+        let tls = !config.api.tls_cert_file.as_os_str().is_empty() || dev_tls;
+        let base = self.api.clone().unwrap_or_else(|| {
+            let scheme = if tls { "https" } else { "http" };
+            format!("{scheme}://{}", config.api.listen_addr)
+        });
+        let ca = self.ca_file.clone().or(dev_tls.then_some(dev_ca));
+        (base, ca)
+    }
 }
 
 pub async fn token(
@@ -82,17 +100,19 @@ pub async fn token(
     target: &ApiTarget,
     command: TokenCommand,
 ) -> anyhow::Result<()> {
-    let base = target
-        .api
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", config.api.listen_addr));
+    let (base, ca) = target.resolve(config);
     let file = target
         .token_file
         .clone()
         .unwrap_or_else(|| config.admin_token_file());
     let secret = std::fs::read_to_string(&file)
         .with_context(|| format!("reading the admin token from {}", file.display()))?;
-    let client = reqwest::Client::new();
+    let mut client = reqwest::Client::builder();
+    if let Some(ca) = &ca {
+        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        client = client.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+    }
+    let client = client.build()?;
     let call = |method: reqwest::Method, path: String| {
         client
             .request(

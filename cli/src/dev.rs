@@ -1,5 +1,6 @@
 //! `nerve dev`: the whole system on one machine. Starts nats-server and ClickHouse as children
-//! (data under `dev.data_dir`, kept across restarts) unless configured off, then the projectors,
+//! (data under `dev.data_dir`, kept across restarts) unless configured off — the API and NATS
+//! over TLS with a local CA (`dev.tls`) —, then the projectors,
 //! the API/console and an agent for this machine in one process. On SIGINT/SIGTERM it stops in
 //! order: agent and API, projectors (finishing their batch and acks), then the children.
 
@@ -8,7 +9,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use nerve_platform::config::Config;
 use nerve_platform::metrics::Registry;
-use nerve_platform::services::{ClickHouseServer, NatsServer};
+use nerve_platform::services::{ClickHouseServer, NatsOptions, NatsServer};
+use nerve_platform::tls::LocalTls;
 use tokio_util::sync::CancellationToken;
 
 fn port_of(url: &str) -> anyhow::Result<u16> {
@@ -25,12 +27,34 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let data = config.dev.data_dir.clone();
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    // TLS everywhere with a local CA, unless files were given.
+    let local_tls = if config.dev.tls {
+        Some(LocalTls::ensure(&data.join("tls"))?)
+    } else {
+        None
+    };
+    if let Some(tls) = &local_tls
+        && config.api.tls_cert_file.as_os_str().is_empty()
+    {
+        config.api.tls_cert_file = tls.cert_file.clone();
+        config.api.tls_key_file = tls.key_file.clone();
+    }
     let mut nats = None;
     if config.dev.start_nats {
         let dir = data.join("nats");
         let port = port_of(&config.nats.url)?;
+        let options = NatsOptions {
+            tls: local_tls
+                .as_ref()
+                .map(|t| (t.cert_file.clone(), t.key_file.clone())),
+            ..NatsOptions::default()
+        };
+        if let Some(tls) = &local_tls {
+            config.nats.tls_ca_file = tls.ca_file.clone();
+        }
         let server =
-            tokio::task::spawn_blocking(move || NatsServer::start(&dir, Some(port))).await??;
+            tokio::task::spawn_blocking(move || NatsServer::start_with(&dir, Some(port), &options))
+                .await??;
         tracing::info!(url = %server.url, "nats-server started");
         config.nats.url = server.url.clone();
         nats = Some(server);

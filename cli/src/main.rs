@@ -285,10 +285,17 @@ pub(crate) async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", config.api.listen_addr))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "serving API and console");
+    let (cert, key) = (&config.api.tls_cert_file, &config.api.tls_key_file);
+    let tls = !cert.as_os_str().is_empty() || !key.as_os_str().is_empty();
+    let scheme = if tls { "https" } else { "http" };
+    tracing::info!(%addr, scheme, "serving API and console");
     println!(
-        "Nerve console: http://{addr}/ (sign in with a token)   API: http://{addr}/api/v1 (Authorization: Bearer <token>)"
+        "Nerve console: {scheme}://{addr}/ (sign in with a token)   API: {scheme}://{addr}/api/v1 (Authorization: Bearer <token>)"
     );
-    nerve_api::serve(listener, app, cancel).await?;
+    if tls {
+        nerve_api::serve_tls(listener, app, cancel, cert, key).await?;
+    } else {
+        nerve_api::serve(listener, app, cancel).await?;
+    }
     Ok(())
 }

@@ -63,6 +63,11 @@ pub async fn connect(
     if wait_for_server {
         options = options.retry_on_initial_connect();
     }
+    if !config.tls_ca_file.as_os_str().is_empty() {
+        options = options
+            .require_tls(true)
+            .add_root_certificates(config.tls_ca_file.clone());
+    }
     if let Some(creds) = &config.credentials_file {
         options = options
             .credentials_file(creds)

@@ -4,7 +4,6 @@
 //! Every field documents its unit in its name. `infra/nerve.example.toml` lists them all and is
 //! parsed by a test.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -19,6 +18,10 @@ pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
+
+mod roles;
+
+pub use roles::{AlertsConfig, ApiConfig, DevConfig, DispatchConfig, SmtpConfig};
 
 /// The whole configuration of every Nerve process.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -36,23 +39,6 @@ pub struct Config {
     pub dispatch: DispatchConfig,
 }
 
-/// The task dispatcher (in `nerve project`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DispatchConfig {
-    /// The seed (nkey) every task offer is signed with; created (mode 0600) when missing. Its
-    /// public key goes into every agent's `agent.dispatch_public_key`.
-    pub signing_key_file: PathBuf,
-}
-
-impl Default for DispatchConfig {
-    fn default() -> Self {
-        Self {
-            signing_key_file: PathBuf::from(".nerve/dispatch.seed"),
-        }
-    }
-}
-
 /// Where NATS is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -61,6 +47,8 @@ pub struct NatsConfig {
     pub url: String,
     /// Optional NATS credentials file (`.creds`).
     pub credentials_file: Option<PathBuf>,
+    /// The CA (PEM) the server's certificate must chain to; set: TLS is required.
+    pub tls_ca_file: PathBuf,
 }
 
 impl Default for NatsConfig {
@@ -68,6 +56,7 @@ impl Default for NatsConfig {
         Self {
             url: "nats://127.0.0.1:4222".into(),
             credentials_file: None,
+            tls_ca_file: PathBuf::new(),
         }
     }
 }
@@ -262,156 +251,6 @@ impl Default for LivenessConfig {
             offline_grace_secs: 60,
             check_interval_ms: 1000,
             resume_grace_secs: 30,
-        }
-    }
-}
-
-/// The alert evaluator (runs with `nerve project`): evaluates every enabled rule, publishes
-/// `AlertFired` / `AlertResolved`, and notifies the rules' channels.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AlertsConfig {
-    /// Run the evaluator in `nerve project`. Run exactly one per deployment: set it false on
-    /// every further projector process.
-    pub enabled: bool,
-    /// How often every rule is evaluated, in milliseconds.
-    pub eval_interval_ms: u64,
-    /// Most alerts listed in one notification (the rest are counted).
-    pub max_alerts_per_notification: usize,
-    /// The SMTP relay email channels deliver through (the evaluator and the API's test send).
-    pub smtp: SmtpConfig,
-    /// The key file that seals channel secrets and URLs (and opens a sealed SMTP password).
-    /// `nerve serve` and `nerve dev` create it (mode 0600) when missing; every process that
-    /// delivers notifications needs the same file.
-    pub secrets_key_file: PathBuf,
-}
-
-impl Default for AlertsConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            eval_interval_ms: 15_000,
-            max_alerts_per_notification: 200,
-            smtp: SmtpConfig::default(),
-            secrets_key_file: PathBuf::from(".nerve/secrets.key"),
-        }
-    }
-}
-
-/// `[alerts.smtp]`: the relay email channels deliver through.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SmtpConfig {
-    /// Relay host; empty: email channels cannot deliver.
-    pub host: String,
-    /// Relay port.
-    pub port: u16,
-    /// Require STARTTLS.
-    pub starttls: bool,
-    /// Login; empty: no AUTH.
-    pub username: String,
-    /// Prefer the environment: `NERVE_ALERTS__SMTP__PASSWORD`.
-    pub password: String,
-    /// The From address of every message.
-    pub from: String,
-}
-
-impl Default for SmtpConfig {
-    fn default() -> Self {
-        Self {
-            host: String::new(),
-            port: 587,
-            starttls: true,
-            username: String::new(),
-            password: String::new(),
-            from: "nerve@localhost".into(),
-        }
-    }
-}
-
-/// The password is a secret: never in logs.
-impl std::fmt::Debug for SmtpConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmtpConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("starttls", &self.starttls)
-            .field("username", &self.username)
-            .field(
-                "password",
-                &if self.password.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
-            .field("from", &self.from)
-            .finish()
-    }
-}
-
-/// The API and console server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ApiConfig {
-    /// Address the HTTP server listens on.
-    pub listen_addr: SocketAddr,
-    /// Most nodes one page of `/api/v1/nodes` returns.
-    pub max_page_size: u32,
-    /// Most points one metrics query returns.
-    pub max_series_points: u32,
-    /// The node list and fleet summary answer from an in-memory snapshot of every node no older
-    /// than this; past half of it the snapshot is reloaded behind the requests that use it.
-    /// 0: every request reads ClickHouse (concurrent requests share one read).
-    pub fleet_snapshot_max_age_ms: u64,
-    /// Directory holding the console's wasm bundle (`pkg/nerve_ui.js` and `pkg/nerve_ui_bg.wasm`, built by
-    /// `infra/dev/build-web.sh`). Without it pages render on the server but do not hydrate.
-    pub site_dir: PathBuf,
-    /// Lifetime of a new token when the request names none.
-    pub token_default_ttl_secs: u64,
-    /// Longest lifetime a token may be given.
-    pub token_max_ttl_secs: u64,
-    /// Where `nerve serve` writes the first admin token when no admin token exists (mode
-    /// 0600). Empty: `<dev.data_dir>/admin.token`.
-    pub admin_token_file: PathBuf,
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        Self {
-            listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            max_page_size: 1000,
-            max_series_points: 10_000,
-            fleet_snapshot_max_age_ms: 5_000,
-            site_dir: PathBuf::from("site"),
-            token_default_ttl_secs: 90 * 24 * 3600,
-            token_max_ttl_secs: 400 * 24 * 3600,
-            admin_token_file: PathBuf::new(),
-        }
-    }
-}
-
-/// `nerve dev`: everything on one machine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DevConfig {
-    /// Directory for NATS, ClickHouse and agent data; kept across restarts.
-    pub data_dir: PathBuf,
-    /// Start nats-server as a child, listening on the port of `nats.url`.
-    pub start_nats: bool,
-    /// Start ClickHouse as a child, listening on the port of `clickhouse.url`.
-    pub start_clickhouse: bool,
-    /// Run an agent for this machine inside the dev process.
-    pub run_agent: bool,
-}
-
-impl Default for DevConfig {
-    fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from(".nerve"),
-            start_nats: true,
-            start_clickhouse: true,
-            run_agent: true,
         }
     }
 }

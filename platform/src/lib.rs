@@ -14,6 +14,8 @@ pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+#[cfg(feature = "services")]
+pub mod tls;
 
 pub use config::Config;
 

@@ -247,9 +247,9 @@ fn check_bin(name: &'static str, path: &Path, env: &'static str) -> Result<(), S
     }
 }
 
-/// The largest message the nats-server this module runs accepts (task requests carry their
-/// expected node list). Production servers need the same (`max_payload` in nats-server.conf).
-pub const MAX_PAYLOAD_BYTES: u64 = 16 << 20;
+mod nats_options;
+
+pub use nats_options::{MAX_PAYLOAD_BYTES, NatsOptions};
 
 /// A running nats-server with JetStream.
 #[derive(Debug)]
@@ -259,46 +259,6 @@ pub struct NatsServer {
     pub port: u16,
     dir: PathBuf,
     process: ChildProcess,
-}
-
-/// How [`NatsServer::start_with`] sets a nats-server up.
-#[derive(Debug, Clone)]
-pub struct NatsOptions {
-    /// JetStream on, storing under the server's directory.
-    pub jetstream: bool,
-    /// Accept leaf node connections on this port of 127.0.0.1.
-    pub leafnode_port: Option<u16>,
-    /// Run as a leaf node of the server accepting leaf nodes on this port of 127.0.0.1: its
-    /// clients' messages (and JetStream publish acks) flow through to that hub.
-    pub hub_leafnode_port: Option<u16>,
-}
-
-impl Default for NatsOptions {
-    fn default() -> Self {
-        Self {
-            jetstream: true,
-            leafnode_port: None,
-            hub_leafnode_port: None,
-        }
-    }
-}
-
-impl NatsOptions {
-    /// The configuration file's text.
-    fn config(&self) -> String {
-        // A task request lists every expected node: 100,000 ids are ≈ 3.7 MB, past the 1 MB
-        // default message size.
-        let mut conf = format!("max_payload: {MAX_PAYLOAD_BYTES}\n");
-        if let Some(port) = self.leafnode_port {
-            conf += &format!("leafnodes {{ listen: \"127.0.0.1:{port}\" }}\n");
-        }
-        if let Some(port) = self.hub_leafnode_port {
-            conf += &format!(
-                "leafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{port}\" }} ] }}\n"
-            );
-        }
-        conf
-    }
 }
 
 impl NatsServer {

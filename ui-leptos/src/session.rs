@@ -157,12 +157,10 @@ pub async fn logout() -> Result<(), ServerFnError> {
     Ok(())
 }
 
-/// Whether this request came over TLS (then the cookie is `Secure`).
+/// Whether the console is served over TLS (then the cookie is `Secure`).
 #[cfg(feature = "ssr")]
 async fn secure_transport() -> bool {
-    leptos_axum::extract::<axum::http::Uri>()
-        .await
-        .is_ok_and(|uri| uri.scheme_str() == Some("https"))
+    state().is_ok_and(|s| !s.config().tls_cert_file.as_os_str().is_empty())
 }
 
 /// The API's state, provided by the server as context.

@@ -491,6 +491,32 @@ async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// Serves `app` over HTTPS only (rustls; `cert` and `key` are PEM files) on `listener` until
+/// `cancel`, finishing in-flight requests. A client speaking plain HTTP gets no answer.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    cancel: CancellationToken,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> std::io::Result<()> {
+    // Once per process; a second install finds one already there.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+    let handle = axum_server::Handle::new();
+    tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            cancel.cancelled().await;
+            handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+        }
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, config)
+        .handle(handle)
+        .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .await
+}
+
 /// Serves `app` on `listener` until `cancel`, finishing in-flight requests. Each request
 /// carries its peer address (for the audit trail).
 pub async fn serve(

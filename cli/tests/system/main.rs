@@ -18,3 +18,4 @@ mod projector;
 mod secrets;
 mod support;
 mod tasks;
+mod tls;

@@ -1,0 +1,58 @@
+//! How a nats-server started by this crate is set up: JetStream, leaf nodes, TLS, and the
+//! message size every Nerve deployment needs.
+
+use std::path::PathBuf;
+
+/// The largest message the nats-server this module runs accepts (task requests carry their
+/// expected node list). Production servers need the same (`max_payload` in nats-server.conf).
+pub const MAX_PAYLOAD_BYTES: u64 = 16 << 20;
+
+/// How [`NatsServer::start_with`] sets a nats-server up.
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    /// JetStream on, storing under the server's directory.
+    pub jetstream: bool,
+    /// Accept leaf node connections on this port of 127.0.0.1.
+    pub leafnode_port: Option<u16>,
+    /// Run as a leaf node of the server accepting leaf nodes on this port of 127.0.0.1: its
+    /// clients' messages (and JetStream publish acks) flow through to that hub.
+    pub hub_leafnode_port: Option<u16>,
+    /// Clients must speak TLS, to this certificate and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Default for NatsOptions {
+    fn default() -> Self {
+        Self {
+            jetstream: true,
+            leafnode_port: None,
+            hub_leafnode_port: None,
+            tls: None,
+        }
+    }
+}
+
+impl NatsOptions {
+    /// The configuration file's text.
+    pub(super) fn config(&self) -> String {
+        // A task request lists every expected node: 100,000 ids are ≈ 3.7 MB, past the 1 MB
+        // default message size.
+        let mut conf = format!("max_payload: {MAX_PAYLOAD_BYTES}\n");
+        if let Some(port) = self.leafnode_port {
+            conf += &format!("leafnodes {{ listen: \"127.0.0.1:{port}\" }}\n");
+        }
+        if let Some(port) = self.hub_leafnode_port {
+            conf += &format!(
+                "leafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{port}\" }} ] }}\n"
+            );
+        }
+        if let Some((cert, key)) = &self.tls {
+            conf += &format!(
+                "tls {{ cert_file: {:?}\n key_file: {:?} }}\n",
+                cert.display().to_string(),
+                key.display().to_string()
+            );
+        }
+        conf
+    }
+}
