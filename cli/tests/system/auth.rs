@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use axum::http::Method;
-use futures::StreamExt;
 use nerve_api::dto::auth::{Right, Role};
 use nerve_api::http::ROUTES;
 use nerve_platform::testkit::eventually;
@@ -17,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{
     DEADLINE, Env, heartbeat, inventory, issue_token, publish_heartbeat, publish_inventory,
+    stored_messages,
 };
 
 /// A real listener over the API (so calls carry a peer address); its base URL.
@@ -46,32 +46,15 @@ async fn send(base: &str, method: &str, path: &str, token: Option<&str>) -> u16 
 
 /// Every audit entry on the stream, in order.
 async fn audit_entries(env: &Env) -> Vec<nerve_schemas::AuditRecorded> {
-    use async_nats::jetstream::consumer::pull::OrderedConfig;
-    let mut stream = env
-        .js
-        .get_stream(nerve_ingest::AUDIT_STREAM)
+    stored_messages(&env.js, nerve_ingest::AUDIT_STREAM, None)
         .await
-        .expect("audit stream");
-    let end = stream.info().await.expect("info").state.last_sequence;
-    let mut entries = Vec::new();
-    if end == 0 {
-        return entries;
-    }
-    let consumer = stream
-        .create_consumer(OrderedConfig::default())
-        .await
-        .expect("consumer");
-    let mut messages = consumer.messages().await.expect("messages");
-    while let Some(message) = messages.next().await {
-        let message = message.expect("message");
-        let AuditEvent::AuditRecorded(entry) =
-            AuditEvent::decode(&message.payload).expect("audit entry");
-        entries.push(entry);
-        if message.info().expect("info").stream_sequence >= end {
-            break;
-        }
-    }
-    entries
+        .iter()
+        .map(|(_, payload)| {
+            let AuditEvent::AuditRecorded(entry) =
+                AuditEvent::decode(payload).expect("audit entry");
+            entry
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,13 +2,12 @@
 //! An unsigned offer, one signed by another key, and a replay of a valid one are refused, and
 //! each is reported as `TaskOfferRefused`; none of them runs.
 
-use futures::StreamExt;
 use nerve_ingest::offer::OfferSigner;
 use nerve_platform::testkit::eventually;
 use nerve_schemas::{Envelope, TaskDispatched, TaskEvent, TaskSpec, subjects};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{DEADLINE, Env, signal};
+use crate::support::{DEADLINE, Env, signal, stored_messages};
 
 fn offer(node: &str, task_id: &str) -> bytes::Bytes {
     let dispatched = TaskDispatched {
@@ -29,27 +28,12 @@ fn offer(node: &str, task_id: &str) -> bytes::Bytes {
 
 /// Every task event the node published, decoded.
 async fn node_events(env: &Env, node: &str) -> Vec<TaskEvent> {
-    use async_nats::jetstream::consumer::pull::OrderedConfig;
-    let stream = env
-        .js
-        .get_stream(nerve_ingest::TASKS_STREAM)
+    let subject = subjects::task_node(node);
+    stored_messages(&env.js, nerve_ingest::TASKS_STREAM, Some(&subject))
         .await
-        .expect("tasks stream");
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: subjects::task_node(node),
-            ..Default::default()
-        })
-        .await
-        .expect("consumer");
-    let pending = consumer.cached_info().num_pending;
-    let mut messages = consumer.messages().await.expect("messages");
-    let mut events = Vec::new();
-    for _ in 0..pending {
-        let message = messages.next().await.expect("message").expect("ok");
-        events.push(TaskEvent::decode(&message.payload).expect("task event"));
-    }
-    events
+        .iter()
+        .map(|(_, payload)| TaskEvent::decode(payload).expect("task event"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

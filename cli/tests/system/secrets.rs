@@ -9,14 +9,13 @@ use nerve_platform::testkit::eventually;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{DEADLINE, Env, call};
+use crate::support::{DEADLINE, Env, call, stored_messages};
 
 const SECRET: &str = "PLUGH-hmac-secret";
 const URL_PATH: &str = "XYZZY-webhook-path";
 
 /// Every message of every stream, as raw bytes.
-async fn every_stream_message(env: &Env) -> Vec<(String, Vec<u8>)> {
-    use async_nats::jetstream::consumer::pull::OrderedConfig;
+async fn every_stream_message(env: &Env) -> Vec<(String, bytes::Bytes)> {
     let names: Vec<String> = env
         .js
         .stream_names()
@@ -25,23 +24,8 @@ async fn every_stream_message(env: &Env) -> Vec<(String, Vec<u8>)> {
         .await;
     let mut all = Vec::new();
     for name in names {
-        let mut stream = env.js.get_stream(&name).await.expect("stream");
-        let end = stream.info().await.expect("info").state.last_sequence;
-        if end == 0 {
-            continue;
-        }
-        let consumer = stream
-            .create_consumer(OrderedConfig::default())
-            .await
-            .expect("consumer");
-        let mut messages = consumer.messages().await.expect("messages");
-        while let Some(message) = messages.next().await {
-            let message = message.expect("message");
-            let seq = message.info().expect("info").stream_sequence;
-            all.push((name.clone(), message.payload.to_vec()));
-            if seq >= end {
-                break;
-            }
+        for (_, payload) in stored_messages(&env.js, &name, None).await {
+            all.push((name.clone(), payload));
         }
     }
     all

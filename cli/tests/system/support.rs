@@ -447,3 +447,30 @@ pub async fn publish_went_offline(js: &Context, node_id: &str, last_heartbeat_ms
 pub async fn publish_inventory(js: &Context, inv: &nerve_schemas::InventoryReported) {
     publish_event(js, subjects::inventory(&inv.envelope.node_id), inv).await;
 }
+
+/// Every message stored in `stream` now (only `subject`'s, when given), oldest first: the
+/// subject and payload of each.
+pub async fn stored_messages(
+    js: &Context,
+    stream: &str,
+    subject: Option<&str>,
+) -> Vec<(String, bytes::Bytes)> {
+    use async_nats::jetstream::consumer::pull::OrderedConfig;
+    use futures::StreamExt;
+    let stream = js.get_stream(stream).await.expect("stream");
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: subject.unwrap_or_default().to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let pending = consumer.cached_info().num_pending;
+    let mut messages = consumer.messages().await.expect("messages");
+    let mut all = Vec::new();
+    for _ in 0..pending {
+        let message = messages.next().await.expect("message").expect("ok");
+        all.push((message.subject.to_string(), message.payload.clone()));
+    }
+    all
+}
