@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use nerve_platform::config::Config;
 use nerve_platform::metrics::Registry;
-use nerve_platform::services::{ClickHouseServer, NatsOptions, NatsServer};
+use nerve_platform::services::{ClickHouseServer, ClickHouseUsers, NatsOptions, NatsServer};
 use nerve_platform::tls::LocalTls;
 use tokio_util::sync::CancellationToken;
 
@@ -63,8 +63,25 @@ pub async fn run(
     if config.dev.start_clickhouse {
         let dir = data.join("clickhouse");
         let port = port_of(&config.clickhouse.url)?;
-        let server = tokio::task::spawn_blocking(move || ClickHouseServer::start(&dir, Some(port)))
-            .await??;
+        // Nerve signs in with its own password; analysts get a read-only user.
+        let given = config.clickhouse.user != "default" || !config.clickhouse.password.is_empty();
+        let users = if given {
+            None
+        } else {
+            let file = data.join("clickhouse.passwords");
+            let users = ClickHouseUsers::load_or_create(&file)?;
+            config.clickhouse.user = "nerve".into();
+            config.clickhouse.password = users.nerve_password.clone();
+            println!(
+                "ClickHouse: Nerve signs in as `nerve`; analysts as `analyst` (read-only). Passwords: {}",
+                file.display()
+            );
+            Some(users)
+        };
+        let server = tokio::task::spawn_blocking(move || {
+            ClickHouseServer::start_with_users(&dir, Some(port), users.as_ref())
+        })
+        .await??;
         tracing::info!(url = %server.url, "ClickHouse started");
         config.clickhouse.url = server.url.clone();
         clickhouse = Some(server);

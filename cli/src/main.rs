@@ -186,6 +186,10 @@ pub(crate) async fn project(
     let client = nerve_ingest::connect(&config.nats, "nerve-project", false).await?;
     let js = async_nats::jetstream::new(client.clone());
     nerve_ingest::ensure_streams(&js, &config.streams).await?;
+    // The evaluator reads tables from its first round.
+    nerve_projections::ensure_tables(&config.clickhouse)
+        .await
+        .context("preparing ClickHouse tables")?;
     let liveness = config.liveness.enabled.then(|| {
         let (client, config, metrics, cancel) = (
             client.clone(),

@@ -247,8 +247,10 @@ fn check_bin(name: &'static str, path: &Path, env: &'static str) -> Result<(), S
     }
 }
 
+mod clickhouse_users;
 mod nats_options;
 
+pub use clickhouse_users::ClickHouseUsers;
 pub use nats_options::{MAX_PAYLOAD_BYTES, NatsOptions};
 
 /// A running nats-server with JetStream.
@@ -375,8 +377,19 @@ impl ClickHouseServer {
         self.process.pid()
     }
 
-    /// Starts ClickHouse with all its files under `dir`, on `http_port` (`None`: any free port).
+    /// Starts ClickHouse with all its files under `dir`, on `http_port` (`None`: any free port),
+    /// with the passwordless `default` user (local connections only).
     pub fn start(dir: &Path, http_port: Option<u16>) -> Result<Self, ServiceError> {
+        Self::start_with_users(dir, http_port, None)
+    }
+
+    /// As [`ClickHouseServer::start`]; with `users`, only Nerve's password-protected user and
+    /// the read-only analyst user can sign in.
+    pub fn start_with_users(
+        dir: &Path,
+        http_port: Option<u16>,
+        users: Option<&ClickHouseUsers>,
+    ) -> Result<Self, ServiceError> {
         let bin = clickhouse_server_bin();
         check_bin("clickhouse-server", &bin, "NERVE_CLICKHOUSE_SERVER_BIN")?;
         let dir = std::path::absolute(dir).map_err(|source| ServiceError::Io {
@@ -394,7 +407,7 @@ impl ClickHouseServer {
                     source,
                 })?,
             };
-            match Self::start_on(&bin, &dir, port) {
+            match Self::start_on(&bin, &dir, port, users) {
                 Ok(server) => return Ok(server),
                 // Another process may have taken the free port first: try another.
                 Err(e @ ServiceError::ExitedEarly { .. }) => last_err = Some(e),
@@ -408,7 +421,12 @@ impl ClickHouseServer {
         }))
     }
 
-    fn start_on(bin: &Path, dir: &Path, port: u16) -> Result<Self, ServiceError> {
+    fn start_on(
+        bin: &Path,
+        dir: &Path,
+        port: u16,
+        users: Option<&ClickHouseUsers>,
+    ) -> Result<Self, ServiceError> {
         for sub in ["data", "tmp", "user_files", "format_schemas", "log"] {
             ensure_dir(&dir.join(sub))?;
         }
@@ -420,7 +438,7 @@ impl ClickHouseServer {
             })
         };
         write(&config, clickhouse_config_xml(dir, port))?;
-        write(&dir.join("users.xml"), CLICKHOUSE_USERS_XML.to_owned())?;
+        write(&dir.join("users.xml"), clickhouse_users::users_xml(users))?;
         let mut cmd = Command::new(bin);
         cmd.arg(format!("--config-file={}", config.display()))
             .current_dir(dir);
@@ -514,40 +532,6 @@ fn clickhouse_config_xml(dir: &Path, http_port: u16) -> String {
 "#
     )
 }
-
-const CLICKHOUSE_USERS_XML: &str = r#"<?xml version="1.0"?>
-<yandex>
-    <profiles>
-        <default>
-            <max_memory_usage>4000000000</max_memory_usage>
-            <load_balancing>random</load_balancing>
-        </default>
-    </profiles>
-    <users>
-        <default>
-            <password></password>
-            <networks>
-                <ip>::1</ip>
-                <ip>127.0.0.1</ip>
-            </networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>
-    </users>
-    <quotas>
-        <default>
-            <interval>
-                <duration>3600</duration>
-                <queries>0</queries>
-                <errors>0</errors>
-                <result_rows>0</result_rows>
-                <read_rows>0</read_rows>
-                <execution_time>0</execution_time>
-            </interval>
-        </default>
-    </quotas>
-</yandex>
-"#;
 
 #[cfg(test)]
 mod tests {

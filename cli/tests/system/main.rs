@@ -8,6 +8,7 @@ mod alerts;
 mod auth;
 mod browser;
 mod channels;
+mod clickhouse_users;
 mod clusters;
 mod config_cli;
 mod fleet_list;
