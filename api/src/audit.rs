@@ -13,9 +13,13 @@ use nerve_schemas::{AuditEvent, AuditRecorded, Envelope, subjects};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
-use crate::auth::token::hex;
 use crate::dto::auth::{AuditEntry, AuditPage, AuditQuery, Identity};
 use crate::error::ApiError;
+
+/// Lowercase hex of `bytes` (the chain's hashes and body digests).
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// What a call's entry says, before the chain fields are added.
 #[derive(Debug, Clone, Default)]

@@ -190,6 +190,22 @@ pub async fn bootstrap(state: &AppState, file: &Path) -> Result<Option<PathBuf>,
         return Ok(None);
     }
     keyring.apply(&AuthEvent::TokenIssued(event));
+    let entry = crate::audit::Draft {
+        actor: Some(Identity {
+            token_id: minted.id.clone(),
+            name: BOOTSTRAP.into(),
+            role: Role::Admin,
+        }),
+        method: "BOOTSTRAP".into(),
+        route: "first admin token".into(),
+        targets: vec![minted.id.clone()],
+        status: 201,
+        outcome: crate::audit::Outcome::Applied,
+        ..Default::default()
+    };
+    if let Err(e) = state.auditor().record(entry).await {
+        tracing::warn!(error = %e, "the first admin token's issue is not in the audit trail");
+    }
     write_secret_file(file, &minted.token)
         .map_err(|e| ApiError::Unavailable(format!("writing {}: {e}", file.display())))?;
     Ok(Some(file.to_owned()))

@@ -376,6 +376,29 @@ async fn serve_writes_the_first_admin_token_and_nerve_token_uses_it() {
     .await;
     let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+    // Its issue is in the audit trail, and the secret in no stream.
+    let issued = eventually(DEADLINE, "the bootstrap audited", || async {
+        stored_messages(&env.js, nerve_ingest::AUDIT_STREAM, None)
+            .await
+            .iter()
+            .find_map(|(_, payload)| match AuditEvent::decode(payload) {
+                Ok(AuditEvent::AuditRecorded(e)) if e.method == "BOOTSTRAP" => Some(e),
+                _ => None,
+            })
+    })
+    .await;
+    assert!(token.contains(&issued.actor_token_id));
+    let secret = token.trim().rsplit('_').next().expect("secret");
+    for stream in [nerve_ingest::AUTH_STREAM, nerve_ingest::AUDIT_STREAM] {
+        for (_, payload) in stored_messages(&env.js, stream, None).await {
+            assert!(
+                !payload
+                    .windows(secret.len())
+                    .any(|w| w == secret.as_bytes()),
+                "the token's secret is in {stream}"
+            );
+        }
+    }
     let base = format!("http://{addr}");
     let me: Value = eventually(DEADLINE, "the API up", || async {
         reqwest::Client::new()
