@@ -281,26 +281,12 @@ pub struct Verification {
 /// Reads the whole audit stream and checks every chain: sequence numbers without gaps or
 /// repeats from 1, each entry's `prev_hash` the hash of the one before, each hash recomputed.
 pub async fn verify(js: &async_nats::jetstream::Context) -> Result<Verification, String> {
-    use async_nats::jetstream::consumer::pull::OrderedConfig;
-    let mut stream = js
-        .get_stream(nerve_ingest::AUDIT_STREAM)
-        .await
-        .map_err(|e| e.to_string())?;
-    let end = stream
-        .info()
-        .await
-        .map_err(|e| e.to_string())?
-        .state
-        .last_sequence;
+    let (end, mut messages) =
+        nerve_ingest::read_stream(js, nerve_ingest::AUDIT_STREAM, "", 0).await?;
     let mut report = Verification::default();
     if end == 0 {
         return Ok(report);
     }
-    let consumer = stream
-        .create_consumer(OrderedConfig::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
     // Per chain: the last seq and hash seen.
     let mut chains: HashMap<String, (i64, String)> = HashMap::new();
     while let Some(message) = messages.next().await {

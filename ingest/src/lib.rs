@@ -210,3 +210,37 @@ pub async fn ensure_projector_consumer(
         .await
         .map_err(|e| err(e.to_string()))
 }
+
+/// A stream read in order from `after` + 1 (0: from the start), only `filter`'s subjects
+/// (empty: all), then live: the stream's last sequence when reading began, and the messages.
+/// An ordered consumer, recreated by the client after a gap, so nothing is skipped.
+pub async fn read_stream(
+    js: &jetstream::Context,
+    stream: &str,
+    filter: &str,
+    after: u64,
+) -> Result<(u64, consumer::pull::Ordered), String> {
+    let mut handle = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+    let end = handle
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .state
+        .last_sequence;
+    let consumer = handle
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: filter.to_owned(),
+            deliver_policy: if after == 0 {
+                consumer::DeliverPolicy::All
+            } else {
+                consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: after + 1,
+                }
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    Ok((end, messages))
+}

@@ -244,35 +244,16 @@ async fn follow_once(
     js: &async_nats::jetstream::Context,
     applied: &mut u64,
 ) -> Result<(), String> {
-    use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
-    let mut stream = js
-        .get_stream(nerve_ingest::AUTH_STREAM)
-        .await
-        .map_err(|e| e.to_string())?;
-    let end = stream
-        .info()
-        .await
-        .map_err(|e| e.to_string())?
-        .state
-        .last_sequence;
+    let (end, mut messages) = nerve_ingest::read_stream(
+        js,
+        nerve_ingest::AUTH_STREAM,
+        subjects::TOKENS_ALL,
+        *applied,
+    )
+    .await?;
     if end <= *applied {
         keyring.loaded();
     }
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: subjects::TOKENS_ALL.into(),
-            deliver_policy: if *applied == 0 {
-                DeliverPolicy::All
-            } else {
-                DeliverPolicy::ByStartSequence {
-                    start_sequence: *applied + 1,
-                }
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
     while let Some(message) = messages.next().await {
         let message = message.map_err(|e| e.to_string())?;
         let info = message.info().map_err(|e| e.to_string())?;
