@@ -56,7 +56,15 @@ pub async fn api_guard(State(state): State<AppState>, request: Request, next: Ne
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    admit(&state, rule, Credential::Bearer, change, request, next).await
+    let mut response = admit(&state, rule, Credential::Bearer, change, request, next).await;
+    // The route's success status is the table's, so the audit entry and the answer agree.
+    if let Some(rule) = rule
+        && response.status() == StatusCode::OK
+        && let Ok(status) = StatusCode::from_u16(rule.success)
+    {
+        *response.status_mut() = status;
+    }
+    response
 }
 
 /// What the audit trail records of a call before anything is known of its caller.
@@ -228,6 +236,13 @@ pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
 /// The caller, in a handler behind the guard.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Identity);
+
+impl Caller {
+    /// As `requested_by` fields record the caller.
+    pub fn who(&self) -> String {
+        self.0.who()
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;

@@ -43,8 +43,9 @@ macro_rules! routes {
         axum::routing::on(axum::routing::MethodFilter::$method, $handler)
     };
     ($($method:ident $path:literal => $handler:ident, $right:ident, $success:literal;)+) => {
-        /// Every route with the right it needs and the status it answers on success. A route
-        /// is added here or nowhere; the guard refuses anything not listed.
+        /// Every route with the right it needs and the status it answers on success (handlers
+        /// answer 200; the guard gives a success this status). A route is added here or
+        /// nowhere; the guard refuses anything not listed.
         pub const ROUTES: &[Route] = &[$(Route {
             method: stringify!($method),
             rule: Rule { route: $path, right: Right::$right, success: $success },
@@ -176,10 +177,7 @@ async fn create_task(
     who: Caller,
     ApiJson(req): ApiJson<CreateTask>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(tasks::create(&state, req, &who.0.who()).await?),
-    ))
+    Ok(Json(tasks::create(&state, req, &who.who()).await?))
 }
 
 async fn list_tasks(
@@ -231,10 +229,7 @@ async fn cancel_task(
     who: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(tasks::cancel(&state, &id, &who.0.who()).await?),
-    ))
+    Ok(Json(tasks::cancel(&state, &id, &who.who()).await?))
 }
 
 async fn list_clusters(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
@@ -253,10 +248,7 @@ async fn create_cluster(
     who: Caller,
     ApiJson(req): ApiJson<CreateCluster>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(clusters::create(&state, req, &who.0.who()).await?),
-    ))
+    Ok(Json(clusters::create(&state, req, &who.who()).await?))
 }
 
 async fn rename_cluster(
@@ -265,10 +257,7 @@ async fn rename_cluster(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<RenameCluster>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(clusters::rename(&state, &id, req, &who.0.who()).await?),
-    ))
+    Ok(Json(clusters::rename(&state, &id, req, &who.who()).await?))
 }
 
 async fn delete_cluster(
@@ -276,10 +265,7 @@ async fn delete_cluster(
     who: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(clusters::delete(&state, &id, &who.0.who()).await?),
-    ))
+    Ok(Json(clusters::delete(&state, &id, &who.who()).await?))
 }
 
 async fn assign_node(
@@ -287,9 +273,8 @@ async fn assign_node(
     who: Caller,
     ApiPath((id, node)): ApiPath<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(clusters::assign(&state, &id, &node, true, &who.0.who()).await?),
+    Ok(Json(
+        clusters::assign(&state, &id, &node, true, &who.who()).await?,
     ))
 }
 
@@ -298,9 +283,8 @@ async fn unassign_node(
     who: Caller,
     ApiPath((id, node)): ApiPath<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(clusters::assign(&state, &id, &node, false, &who.0.who()).await?),
+    Ok(Json(
+        clusters::assign(&state, &id, &node, false, &who.who()).await?,
     ))
 }
 
@@ -310,9 +294,8 @@ async fn set_labels(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<SetLabels>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(clusters::set_labels(&state, &id, req, &who.0.who()).await?),
+    Ok(Json(
+        clusters::set_labels(&state, &id, req, &who.who()).await?,
     ))
 }
 
@@ -325,10 +308,7 @@ async fn create_channel(
     who: Caller,
     ApiJson(req): ApiJson<SaveChannel>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(alerts::create_channel(&state, req, &who.0.who()).await?),
-    ))
+    Ok(Json(alerts::create_channel(&state, req, &who.who()).await?))
 }
 
 async fn delete_channel(
@@ -336,10 +316,7 @@ async fn delete_channel(
     who: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(alerts::delete_channel(&state, &id, &who.0.who()).await?),
-    ))
+    Ok(Json(alerts::delete_channel(&state, &id, &who.who()).await?))
 }
 
 async fn test_channel(
@@ -379,10 +356,7 @@ async fn create_rule(
     who: Caller,
     ApiJson(req): ApiJson<SaveRule>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(alerts::save(&state, None, req, &who.0.who()).await?),
-    ))
+    Ok(Json(alerts::save(&state, None, req, &who.who()).await?))
 }
 
 async fn update_rule(
@@ -391,9 +365,8 @@ async fn update_rule(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<SaveRule>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(alerts::save(&state, Some(&id), req, &who.0.who()).await?),
+    Ok(Json(
+        alerts::save(&state, Some(&id), req, &who.who()).await?,
     ))
 }
 
@@ -402,10 +375,7 @@ async fn delete_rule(
     who: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(alerts::delete_rule(&state, &id, &who.0.who()).await?),
-    ))
+    Ok(Json(alerts::delete_rule(&state, &id, &who.who()).await?))
 }
 
 async fn list_silences(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
@@ -417,10 +387,7 @@ async fn create_silence(
     who: Caller,
     ApiJson(req): ApiJson<CreateSilence>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(alerts::create_silence(&state, req, &who.0.who()).await?),
-    ))
+    Ok(Json(alerts::create_silence(&state, req, &who.who()).await?))
 }
 
 async fn delete_silence(
@@ -428,10 +395,7 @@ async fn delete_silence(
     who: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(alerts::delete_silence(&state, &id, &who.0.who()).await?),
-    ))
+    Ok(Json(alerts::delete_silence(&state, &id, &who.who()).await?))
 }
 
 async fn me(Caller(identity): Caller) -> impl IntoResponse {
@@ -444,33 +408,29 @@ async fn list_tokens(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn create_token(
     State(state): State<AppState>,
-    Caller(by): Caller,
+    by: Caller,
     ApiJson(req): ApiJson<CreateToken>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(crate::auth::tokens::issue(&state, &by, req).await?),
-    ))
+    Ok(Json(crate::auth::tokens::issue(&state, &by.0, req).await?))
 }
 
 async fn rotate_token(
     State(state): State<AppState>,
-    Caller(by): Caller,
+    by: Caller,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<RotateToken>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(crate::auth::tokens::rotate(&state, &by, &id, req).await?),
+    Ok(Json(
+        crate::auth::tokens::rotate(&state, &by.0, &id, req).await?,
     ))
 }
 
 async fn revoke_token(
     State(state): State<AppState>,
-    Caller(by): Caller,
+    by: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(crate::auth::tokens::revoke(&state, &by, &id).await?))
+    Ok(Json(crate::auth::tokens::revoke(&state, &by.0, &id).await?))
 }
 
 async fn list_audit(
