@@ -8,6 +8,7 @@
 
 pub mod buffer;
 pub mod collectors;
+pub mod enroll;
 pub mod node_id;
 pub mod probe;
 pub mod publisher;
@@ -42,6 +43,8 @@ pub enum AgentError {
     Labels(String),
     #[error("agent.dispatch_public_key: {0}")]
     DispatchKey(String),
+    #[error("enrollment: {0}")]
+    Enroll(#[from] enroll::EnrollError),
 }
 
 /// This node's labels from the config, as the event that publishes them (always sent at start,
@@ -72,18 +75,52 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     let node_id = node_id::load_or_create(&config.state_dir)?;
     let labels = labels_event(&node_id, &config.labels)?;
+    // The node's own NATS identity: enrolled before (key and JWT in the state dir), or now.
+    let mut identity = nerve_ingest::node_key::NodeKey::load(&config.state_dir)
+        .map_err(enroll::EnrollError::Io)?;
+    if identity.is_none() && !config.enroll_token.is_empty() {
+        identity =
+            enroll::enroll_when_reachable(config, &node_id, &config.enroll_token, &cancel).await?;
+        if identity.is_none() {
+            return Ok(());
+        }
+    }
+    let enrolled = enroll::Enrolled::load(&config.state_dir).map_err(enroll::EnrollError::Io)?;
+    let dispatch_key = match (&config.dispatch_public_key, &enrolled) {
+        (pinned, _) if !pinned.is_empty() => pinned.clone(),
+        (_, Some(e)) => e.dispatch_public_key.clone(),
+        _ => String::new(),
+    };
     let verifier = std::sync::Arc::new(
-        nerve_ingest::offer::OfferVerifier::new(&config.dispatch_public_key)
-            .map_err(AgentError::DispatchKey)?,
+        nerve_ingest::offer::OfferVerifier::new(&dispatch_key).map_err(AgentError::DispatchKey)?,
     );
-    if config.tasks && config.dispatch_public_key.is_empty() {
+    if config.tasks && dispatch_key.is_empty() {
         tracing::warn!("no agent.dispatch_public_key: every task offer will be refused");
     }
     let span = tracing::info_span!("agent", node_id = %node_id);
     async move {
         tracing::info!(nats = %nats.url, "agent starting");
-        let client = nerve_ingest::connect(nats, &format!("nerve-agent {node_id}"), true).await?;
+        let client = nerve_ingest::connect(
+            nats,
+            nerve_ingest::Who::Node {
+                id: &node_id,
+                key: identity.as_ref(),
+            },
+            true,
+        )
+        .await?;
         let js = async_nats::jetstream::new(client.clone());
+        let renewing = match (identity, enrolled) {
+            (Some(key), Some(enrolled)) => Some(tokio::spawn(enroll::renew_loop(
+                key,
+                node_id.clone(),
+                enrolled,
+                client.clone(),
+                metrics.clone(),
+                cancel.clone(),
+            ))),
+            _ => None,
+        };
         let (tx, rx) = mpsc::channel::<Outgoing>(64);
         let state_dir = config.state_dir.clone();
         let bounds = buffer::Bounds {
@@ -122,6 +159,9 @@ pub async fn run(
                 Err(e) => tracing::warn!(error = %e, "task runner failed"),
                 Ok(Ok(())) => {}
             }
+        }
+        if let Some(renewing) = renewing {
+            let _ = renewing.await;
         }
         // Collection stopped: let the publisher flush what it holds, then stop it.
         publish_cancel.cancel();

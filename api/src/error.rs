@@ -14,6 +14,9 @@ pub enum ApiError {
     Invalid(Vec<FieldError>),
     #[error("{0}")]
     NotFound(String),
+    /// The request contradicts what is recorded (a node id enrolled with another key).
+    #[error("{0}")]
+    Conflict(String),
     #[error("storage unavailable")]
     Storage(#[from] clickhouse::error::Error),
     /// The event log (NATS JetStream) cannot take the request now.

@@ -1,6 +1,6 @@
 //! [`AppState`]: what every handler and service can reach — ClickHouse, the event log, the
-//! config, metrics, the fleet snapshot, alerting's context, the token keyring and the audit
-//! writer. Cheap to clone. Creating one starts following the auth stream (until the last
+//! config, metrics, the fleet snapshot, alerting's context, the token keyring, the audit
+//! writer and (when set up) what issues nodes' NATS credentials. Cheap to clone. Creating one starts following the auth stream (until the last
 //! clone is dropped).
 
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use nerve_platform::metrics::Registry;
 use nerve_schemas::Event;
 
 use crate::audit::Auditor;
+use crate::auth::enroll::NodeTrust;
 use crate::auth::keyring::{self, Keyring};
 use crate::error::ApiError;
 use crate::snapshot::Snapshots;
@@ -35,6 +36,8 @@ struct Inner {
     alerts: nerve_alerts::Context,
     keyring: Arc<Keyring>,
     auditor: Auditor,
+    /// Nodes' credentials (set when the API enrolls nodes).
+    trust: std::sync::OnceLock<Arc<NodeTrust>>,
     /// Stops the auth stream's follower with the last clone.
     _follower: tokio_util::sync::DropGuard,
 }
@@ -67,6 +70,7 @@ impl AppState {
                 snapshots: Snapshots::new(ch.clone(), max_age, &metrics),
                 auditor: Auditor::new(log.clone()),
                 keyring,
+                trust: std::sync::OnceLock::new(),
                 _follower: stop.drop_guard(),
                 log,
                 ch,
@@ -99,6 +103,21 @@ impl AppState {
     pub fn keyring(&self) -> &Keyring {
         &self.inner.keyring
     }
+    /// Lets this instance enroll nodes and issue, renew and revoke their NATS credentials
+    /// (once; a second call is ignored).
+    pub fn set_trust(&self, trust: Arc<NodeTrust>) {
+        let _ = self.inner.trust.set(trust);
+    }
+
+    /// What node enrollment needs; unavailable when not set up.
+    pub fn trust(&self) -> Result<&NodeTrust, ApiError> {
+        self.inner.trust.get().map(|t| &**t).ok_or_else(|| {
+            ApiError::Unavailable(
+                "node enrollment is not set up here (api.nats_authority_dir is empty)".into(),
+            )
+        })
+    }
+
     pub fn auditor(&self) -> &Auditor {
         &self.inner.auditor
     }

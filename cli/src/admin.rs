@@ -1,5 +1,5 @@
 //! Admin commands: `nerve token …` (create, list, rotate, revoke through the API, with an
-//! admin token), `nerve audit verify` (checks every audit chain on the stream itself) and
+//! admin token), `nerve enrollment …` (enrollment tokens, nodes' credentials), `nerve audit verify` (checks every audit chain on the stream itself) and
 //! `nerve secret seal` (a secret for the config, sealed with the secrets key).
 
 use std::path::PathBuf;
@@ -31,6 +31,29 @@ pub enum TokenCommand {
     },
     /// Revoke a token everywhere.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnrollmentCommand {
+    /// An enrollment token for `--uses` nodes (`nerve agent --enroll <token>` on each); its
+    /// secret is printed once and stored nowhere.
+    Create {
+        /// What it is for, e.g. a rack or a batch of machines.
+        #[arg(long)]
+        name: String,
+        /// How many nodes may enroll with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Lifetime, e.g. 30m (default: api.enrollment_default_ttl_secs, 1 h).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+    },
+    /// Every enrollment token (never a secret).
+    List,
+    /// Every enrolled node's NATS credentials.
+    Nodes,
+    /// Revoke a node's NATS credentials: its connection is closed and refused from then on.
+    Revoke { node: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +123,56 @@ pub async fn token(
     target: &ApiTarget,
     command: TokenCommand,
 ) -> anyhow::Result<()> {
+    let ttl_secs = |ttl: Option<std::time::Duration>| ttl.map(|d| d.as_secs());
+    let (method, path, body) = match command {
+        TokenCommand::Create { name, role, ttl } => (
+            reqwest::Method::POST,
+            "/tokens".to_owned(),
+            Some(serde_json::json!({"name": name, "role": role, "ttl_secs": ttl_secs(ttl)})),
+        ),
+        TokenCommand::List => (reqwest::Method::GET, "/tokens".into(), None),
+        TokenCommand::Rotate { id, ttl } => (
+            reqwest::Method::POST,
+            format!("/tokens/{id}/rotate"),
+            Some(serde_json::json!({"ttl_secs": ttl_secs(ttl)})),
+        ),
+        TokenCommand::Revoke { id } => (reqwest::Method::DELETE, format!("/tokens/{id}"), None),
+    };
+    call_api(config, target, method, &path, body).await
+}
+
+pub async fn enrollment(
+    config: &Config,
+    target: &ApiTarget,
+    command: EnrollmentCommand,
+) -> anyhow::Result<()> {
+    let (method, path, body) = match command {
+        EnrollmentCommand::Create { name, uses, ttl } => (
+            reqwest::Method::POST,
+            "/enrollments".to_owned(),
+            Some(serde_json::json!({
+                "name": name, "uses": uses, "ttl_secs": ttl.map(|d| d.as_secs())
+            })),
+        ),
+        EnrollmentCommand::List => (reqwest::Method::GET, "/enrollments".into(), None),
+        EnrollmentCommand::Nodes => (reqwest::Method::GET, "/credentials".into(), None),
+        EnrollmentCommand::Revoke { node } => (
+            reqwest::Method::DELETE,
+            format!("/credentials/{node}"),
+            None,
+        ),
+    };
+    call_api(config, target, method, &path, body).await
+}
+
+/// Calls `/api/v1<path>` with the admin token and prints the answer.
+async fn call_api(
+    config: &Config,
+    target: &ApiTarget,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<()> {
     let (base, ca) = target.resolve(config);
     let file = target
         .token_file
@@ -112,37 +185,20 @@ pub async fn token(
         let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
         client = client.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
     }
-    let client = client.build()?;
-    let call = |method: reqwest::Method, path: String| {
-        client
-            .request(
-                method,
-                format!("{}/api/v1{path}", base.trim_end_matches('/')),
-            )
-            .bearer_auth(secret.trim())
-    };
-    let ttl_secs = |ttl: Option<std::time::Duration>| ttl.map(|d| d.as_secs());
-    let response = match command {
-        TokenCommand::Create { name, role, ttl } => {
-            call(reqwest::Method::POST, "/tokens".into())
-                .json(&serde_json::json!({"name": name, "role": role, "ttl_secs": ttl_secs(ttl)}))
-                .send()
-                .await
-        }
-        TokenCommand::List => call(reqwest::Method::GET, "/tokens".into()).send().await,
-        TokenCommand::Rotate { id, ttl } => {
-            call(reqwest::Method::POST, format!("/tokens/{id}/rotate"))
-                .json(&serde_json::json!({"ttl_secs": ttl_secs(ttl)}))
-                .send()
-                .await
-        }
-        TokenCommand::Revoke { id } => {
-            call(reqwest::Method::DELETE, format!("/tokens/{id}"))
-                .send()
-                .await
-        }
+    let mut request = client
+        .build()?
+        .request(
+            method,
+            format!("{}/api/v1{path}", base.trim_end_matches('/')),
+        )
+        .bearer_auth(secret.trim());
+    if let Some(body) = body {
+        request = request.json(&body);
     }
-    .with_context(|| format!("calling the API at {base}"))?;
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("calling the API at {base}"))?;
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
     if !status.is_success() {
@@ -161,7 +217,9 @@ pub async fn token(
 pub async fn audit(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
     match command {
         AuditCommand::Verify => {
-            let client = nerve_ingest::connect(&config.nats, "nerve-audit", false).await?;
+            let client =
+                nerve_ingest::connect(&config.nats, nerve_ingest::Who::Role("audit"), false)
+                    .await?;
             let js = async_nats::jetstream::new(client);
             let report = nerve_api::audit::verify(&js)
                 .await

@@ -1,12 +1,15 @@
 //! `nerve dev`: the whole system on one machine. Starts nats-server and ClickHouse as children
 //! (data under `dev.data_dir`, kept across restarts) unless configured off — the API and NATS
-//! over TLS with a local CA (`dev.tls`) —, then the projectors,
+//! over TLS with a local CA (`dev.tls`), NATS with decentralized JWT auth (each role its own
+//! user, the local agent enrolled like any node) —, then the projectors,
 //! the API/console and an agent for this machine in one process. On SIGINT/SIGTERM it stops in
 //! order: agent and API, projectors (finishing their batch and acks), then the children.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use nerve_ingest::authority::{Authority, Grant};
 use nerve_platform::config::Config;
 use nerve_platform::metrics::Registry;
 use nerve_platform::services::{ClickHouseServer, ClickHouseUsers, NatsOptions, NatsServer};
@@ -40,13 +43,22 @@ pub async fn run(
         config.api.tls_key_file = tls.key_file.clone();
     }
     let mut nats = None;
+    let mut roles = RoleCreds::default();
     if config.dev.start_nats {
         let dir = data.join("nats");
         let port = port_of(&config.nats.url)?;
+        // Decentralized JWT auth: no anonymous client; each role and node has its own user.
+        let authority_dir = data.join("nats-authority");
+        let authority = Authority::load_or_create(&authority_dir)?;
+        roles = RoleCreds::ensure(&authority, &authority_dir)?;
+        if config.api.nats_authority_dir.as_os_str().is_empty() {
+            config.api.nats_authority_dir = authority_dir.clone();
+        }
         let options = NatsOptions {
             tls: local_tls
                 .as_ref()
                 .map(|t| (t.cert_file.clone(), t.key_file.clone())),
+            auth: Some(authority.server_config(&dir.join("jwt"))?),
             ..NatsOptions::default()
         };
         if let Some(tls) = &local_tls {
@@ -103,7 +115,7 @@ pub async fn run(
         config.agent.dispatch_public_key = signer.public_key();
     }
 
-    let result = run_roles(&config, &metrics, cancel).await;
+    let result = run_roles(&config, &roles, &metrics, cancel).await;
 
     tokio::task::spawn_blocking(move || {
         if let Some(mut ch) = clickhouse {
@@ -118,8 +130,95 @@ pub async fn run(
     result
 }
 
+/// The control-plane roles' NATS credentials (`nerve dev` starts NATS with auth on), and the
+/// admin's for tools (`nerve audit verify`, `nerve ingest`).
+#[derive(Debug, Default)]
+struct RoleCreds {
+    serve: Option<PathBuf>,
+    project: Option<PathBuf>,
+}
+
+impl RoleCreds {
+    /// Writes each role's `.creds` in `dir` (mode 0600) unless it is there.
+    fn ensure(authority: &Authority, dir: &Path) -> anyhow::Result<Self> {
+        let write = |name: &str, grant: &Grant| -> anyhow::Result<PathBuf> {
+            let path = dir.join(format!("{name}.creds"));
+            if !path.exists() {
+                nerve_ingest::keys::write_private(&path, &authority.role_creds(name, grant)?)?;
+            }
+            Ok(path)
+        };
+        write("admin", &Grant::all())?;
+        Ok(Self {
+            serve: Some(write("serve", &Grant::serve())?),
+            project: Some(write("project", &Grant::project())?),
+        })
+    }
+}
+
+/// `config` signed in to NATS as `creds` (when set: NATS runs with auth on).
+fn signed_in(config: &Config, creds: &Option<PathBuf>) -> Config {
+    let mut config = config.clone();
+    if let Some(creds) = creds
+        && config.nats.credentials_file.is_none()
+    {
+        config.nats.credentials_file = Some(creds.clone());
+    }
+    config
+}
+
+/// An enrollment token for this machine's agent, from the API once it answers (with the admin
+/// token `nerve serve` wrote), and where the agent reaches the API.
+async fn enroll_local_agent(config: &mut Config, cancel: &CancellationToken) -> anyhow::Result<()> {
+    let tls = !config.api.tls_cert_file.as_os_str().is_empty();
+    let base = format!(
+        "{}://{}",
+        if tls { "https" } else { "http" },
+        config.api.listen_addr
+    );
+    let ca = config.dev.data_dir.join("tls/ca.pem");
+    let mut client = reqwest::Client::builder();
+    if tls && ca.exists() {
+        client = client.add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca)?)?);
+        config.agent.api_ca_file = ca;
+    }
+    let client = client.build()?;
+    let file = config.admin_token_file();
+    let mut wait = Duration::from_millis(100);
+    let token = loop {
+        let attempt = async {
+            let admin = std::fs::read_to_string(&file)?;
+            let response = client
+                .post(format!("{base}/api/v1/enrollments"))
+                .bearer_auth(admin.trim())
+                .json(&serde_json::json!({"name": "nerve dev: this machine", "uses": 1, "ttl_secs": 600}))
+                .send()
+                .await?
+                .error_for_status()?;
+            let body: serde_json::Value = response.json().await?;
+            body["token"]
+                .as_str()
+                .map(str::to_owned)
+                .context("no token in the enrollment answer")
+        };
+        match attempt.await {
+            Ok(token) => break token,
+            Err(e) => tracing::debug!(error = %e, "API not ready for enrollment yet"),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => anyhow::bail!("stopped before the agent enrolled"),
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(2));
+    };
+    config.agent.enroll_token = token;
+    config.agent.api_url = base;
+    Ok(())
+}
+
 async fn run_roles(
     config: &Config,
+    roles: &RoleCreds,
     metrics: &Registry,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -127,21 +226,36 @@ async fn run_roles(
     let projector_cancel = CancellationToken::new();
     let front_cancel = cancel.child_token();
     let projecting = {
-        let (config, metrics, c) = (config.clone(), metrics.clone(), projector_cancel.clone());
+        let (config, metrics, c) = (
+            signed_in(config, &roles.project),
+            metrics.clone(),
+            projector_cancel.clone(),
+        );
         spawn_role(&cancel, async move {
             crate::project(&config, &metrics, None, c).await
         })
     };
     let serving = {
-        let (config, metrics, c) = (config.clone(), metrics.clone(), front_cancel.clone());
+        let (config, metrics, c) = (
+            signed_in(config, &roles.serve),
+            metrics.clone(),
+            front_cancel.clone(),
+        );
         spawn_role(
             &cancel,
             async move { crate::serve(&config, &metrics, c).await },
         )
     };
     let agent = config.dev.run_agent.then(|| {
-        let (config, metrics, c) = (config.clone(), metrics.clone(), front_cancel.clone());
+        let (mut config, metrics, c) = (config.clone(), metrics.clone(), front_cancel.clone());
+        // With NATS auth on, this machine's agent enrolls like any node (once: its key and
+        // credentials stay in its state dir).
+        let enrolled = nerve_ingest::node_key::jwt_path(&config.agent.state_dir).exists();
+        let enroll = roles.serve.is_some() && !enrolled;
         spawn_role(&cancel, async move {
+            if enroll {
+                enroll_local_agent(&mut config, &c).await?;
+            }
             nerve_agent::run(&config.nats, &config.agent, &metrics, c)
                 .await
                 .context("agent")

@@ -40,7 +40,18 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the node agent: publish this machine's inventory and heartbeats.
-    Agent,
+    Agent {
+        /// Enroll this node first with an enrollment token (from `nerve enrollment create`):
+        /// its NATS key is made here, and the API issues credentials for it.
+        #[arg(long, env = "NERVE_ENROLL_TOKEN")]
+        enroll: Option<String>,
+        /// The API to enroll with (agent.api_url), e.g. https://control:8080.
+        #[arg(long)]
+        api: Option<String>,
+        /// The CA (PEM) of the API's certificate (agent.api_ca_file).
+        #[arg(long)]
+        api_ca_file: Option<PathBuf>,
+    },
     /// Create or update the JetStream streams, then exit.
     Ingest,
     /// Run the projectors: fold the streams into ClickHouse.
@@ -63,6 +74,15 @@ enum Command {
         target: admin::ApiTarget,
         #[command(subcommand)]
         command: admin::TokenCommand,
+    },
+    /// Enrollment tokens for nodes and nodes' NATS credentials: create, list, revoke (through
+    /// the API, with an admin token).
+    #[cfg(feature = "server")]
+    Enrollment {
+        #[command(flatten)]
+        target: admin::ApiTarget,
+        #[command(subcommand)]
+        command: admin::EnrollmentCommand,
     },
     /// The audit trail: `verify` checks every chain.
     #[cfg(feature = "server")]
@@ -122,11 +142,27 @@ fn main() -> anyhow::Result<()> {
         let cancel = nerve_platform::shutdown::on_signal();
         let metrics = Registry::new();
         match cli.command {
-            Command::Agent => {
+            Command::Agent {
+                enroll,
+                api,
+                api_ca_file,
+            } => {
+                let mut config = config;
+                if let Some(token) = enroll {
+                    config.agent.enroll_token = token;
+                }
+                if let Some(api) = api {
+                    config.agent.api_url = api;
+                }
+                if let Some(ca) = api_ca_file {
+                    config.agent.api_ca_file = ca;
+                }
                 nerve_agent::run(&config.nats, &config.agent, &metrics, cancel).await?;
             }
             Command::Ingest => {
-                let client = nerve_ingest::connect(&config.nats, "nerve-ingest", false).await?;
+                let client =
+                    nerve_ingest::connect(&config.nats, nerve_ingest::Who::Role("ingest"), false)
+                        .await?;
                 let js = async_nats::jetstream::new(client);
                 nerve_ingest::ensure_streams(&js, &config.streams).await?;
                 tracing::info!("streams are up to date");
@@ -144,6 +180,10 @@ fn main() -> anyhow::Result<()> {
             Command::Dev => dev::run(config, metrics, cancel).await?,
             #[cfg(feature = "server")]
             Command::Token { target, command } => admin::token(&config, &target, command).await?,
+            #[cfg(feature = "server")]
+            Command::Enrollment { target, command } => {
+                admin::enrollment(&config, &target, command).await?
+            }
             #[cfg(feature = "server")]
             Command::Audit { command } => admin::audit(&config, command).await?,
             #[cfg(feature = "server")]
@@ -171,6 +211,11 @@ fn effective_config(config: &Config) -> anyhow::Result<String> {
             *password = serde_json::Value::from("<redacted>");
         }
     }
+    if let Some(token) = value["agent"].get_mut("enroll_token")
+        && token.as_str().is_some_and(|t| !t.is_empty())
+    {
+        *token = serde_json::Value::from("<redacted>");
+    }
     Ok(serde_json::to_string_pretty(&value)?)
 }
 
@@ -183,7 +228,8 @@ pub(crate) async fn project(
     failpoint: Option<nerve_projections::Failpoint>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = nerve_ingest::connect(&config.nats, "nerve-project", false).await?;
+    let client =
+        nerve_ingest::connect(&config.nats, nerve_ingest::Who::Role("project"), false).await?;
     let js = async_nats::jetstream::new(client.clone());
     nerve_ingest::ensure_streams(&js, &config.streams).await?;
     // The evaluator reads tables from its first round.
@@ -255,7 +301,7 @@ pub(crate) async fn serve(
     metrics: &Registry,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let nats = nerve_ingest::connect(&config.nats, "nerve-serve", true).await?;
+    let nats = nerve_ingest::connect(&config.nats, nerve_ingest::Who::Role("serve"), true).await?;
     nerve_ingest::ensure_streams(&async_nats::jetstream::new(nats.clone()), &config.streams)
         .await?;
     nerve_projections::ensure_tables(&config.clickhouse)
@@ -272,6 +318,24 @@ pub(crate) async fn serve(
         config.alerts.clone(),
         metrics.clone(),
     );
+    if !config.api.nats_authority_dir.as_os_str().is_empty() {
+        let dispatch =
+            nerve_ingest::offer::OfferSigner::load_or_create(&config.dispatch.signing_key_file)?;
+        let trust = nerve_api::auth::enroll::NodeTrust::connect(
+            &config.nats,
+            &config.api.nats_authority_dir,
+            dispatch.public_key(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("NATS authority: {e}"))?;
+        state.set_trust(trust);
+        state.keyring().ready().await;
+        // The server's revocation list becomes the auth stream's, whatever it held before.
+        nerve_api::auth::enroll::push_revocations(&state)
+            .await
+            .context("pushing the NATS account's revocations")?;
+        tracing::info!("node enrollment is on");
+    }
     let token_file = config.admin_token_file();
     if let Some(file) = nerve_api::auth::tokens::bootstrap(&state, &token_file)
         .await

@@ -7,7 +7,11 @@ use async_nats::jetstream::{self, consumer, stream};
 use nerve_platform::config::{NatsConfig, StreamsConfig};
 use nerve_schemas::subjects;
 
+#[cfg(feature = "authority")]
+pub mod authority;
 pub mod gate;
+pub mod keys;
+pub mod node_key;
 pub mod offer;
 pub mod publish;
 
@@ -45,19 +49,44 @@ pub enum IngestError {
     },
 }
 
+/// Who a connection is: a control-plane role or tool (signed in with `nats.credentials_file`,
+/// when set), or a node (with its own key and JWT once enrolled). Each has its own inbox
+/// prefix, the one its credentials let it hear.
+#[derive(Debug, Clone, Copy)]
+pub enum Who<'a> {
+    Role(&'a str),
+    Node {
+        id: &'a str,
+        key: Option<&'a node_key::NodeKey>,
+    },
+}
+
 /// Connects to NATS. With `wait_for_server`, a server that is not up yet is retried forever in the
 /// background (agents start before the network); otherwise the first failure is returned.
 pub async fn connect(
     config: &NatsConfig,
-    client_name: &str,
+    who: Who<'_>,
     wait_for_server: bool,
 ) -> Result<async_nats::Client, IngestError> {
     let err = |message: String| IngestError::Connect {
         url: config.url.clone(),
         message,
     };
-    let mut options = async_nats::ConnectOptions::new()
-        .name(client_name)
+    let (mut options, name, inbox) = match who {
+        Who::Node { id, key } => (
+            key.map_or_else(async_nats::ConnectOptions::new, |k| k.connect_options()),
+            format!("nerve-agent {id}"),
+            inbox::node(id),
+        ),
+        Who::Role(role) => (
+            async_nats::ConnectOptions::new(),
+            format!("nerve-{role}"),
+            inbox::role(role),
+        ),
+    };
+    options = options
+        .name(name)
+        .custom_inbox_prefix(inbox)
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5));
     if wait_for_server {
@@ -68,7 +97,7 @@ pub async fn connect(
             .require_tls(true)
             .add_root_certificates(config.tls_ca_file.clone());
     }
-    if let Some(creds) = &config.credentials_file {
+    if let (Who::Role(_), Some(creds)) = (who, &config.credentials_file) {
         options = options
             .credentials_file(creds)
             .await
@@ -78,6 +107,19 @@ pub async fn connect(
         .connect(config.url.as_str())
         .await
         .map_err(|e| err(e.to_string()))
+}
+
+/// Inbox prefixes, as the authority grants them.
+pub mod inbox {
+    /// A node's: only that node may subscribe under it.
+    pub fn node(node_id: &str) -> String {
+        format!("_INBOX.node.{node_id}")
+    }
+
+    /// A control-plane role's.
+    pub fn role(role: &str) -> String {
+        format!("_INBOX.role.{role}")
+    }
 }
 
 /// The stream definitions, from config.

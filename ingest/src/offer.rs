@@ -49,26 +49,7 @@ impl OfferSigner {
 
     /// Reads the seed file at `path`, creating it (mode 0600, with a new key) when missing.
     pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-        if !path.exists() {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            let pair = KeyPair::new_server();
-            let seed = pair.seed().map_err(|e| invalid(e.to_string()))?;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)?;
-            writeln!(file, "{seed}")?;
-        }
-        let seed = std::fs::read_to_string(path)?;
-        KeyPair::from_seed(seed.trim())
-            .map(Self)
-            .map_err(|e| invalid(format!("{}: {e}", path.display())))
+        crate::keys::load_or_create_seed(path, KeyPair::new_server).map(Self)
     }
 
     /// The public key agents pin.

@@ -25,6 +25,10 @@ pub enum PublishError {
     /// The process was started without NATS (reads still work).
     #[error("no event log configured")]
     NoEventLog,
+    /// The subject's last message is not the one the writer expected (another writer went
+    /// first): re-read and retry.
+    #[error("the subject moved on since it was read")]
+    Conflict,
     /// The current [`crate::gate::Gate`] refused the change (e.g. its audit entry could not
     /// be written).
     #[error(transparent)]
@@ -65,6 +69,37 @@ impl EventLog {
         let js = self.jetstream()?;
         crate::gate::pass().await?;
         publish(js, subject, event).await
+    }
+
+    /// Publishes `event` on `subject` only if the subject's last message in its stream is
+    /// still sequence `last` (0: the subject has none): a compare-and-set, so of several
+    /// writers who read the same state exactly one wins; the others get
+    /// [`PublishError::Conflict`].
+    pub async fn publish_if_last<E: Event>(
+        &self,
+        subject: String,
+        event: &E,
+        last: u64,
+    ) -> Result<PublishAck, PublishError> {
+        let js = self.jetstream()?;
+        crate::gate::pass().await?;
+        let outgoing = Outgoing::event(subject, event)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(MSG_ID, outgoing.msg_id.as_str());
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            last.to_string().as_str(),
+        );
+        let ack = js
+            .publish_with_headers(outgoing.subject, headers, outgoing.payload)
+            .await
+            .map_err(|e| PublishError::Send(e.to_string()))?;
+        ack.await.map_err(|e| match e.kind() {
+            async_nats::jetstream::context::PublishErrorKind::WrongLastSequence => {
+                PublishError::Conflict
+            }
+            _ => PublishError::Ack(e.to_string()),
+        })
     }
 }
 

@@ -422,8 +422,9 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 };
                 let failures = &failures;
                 async move {
-                    let name = format!("nerve-agent sim-{i:06}");
-                    match nerve_ingest::connect(&nats, &name, false).await {
+                    let id = format!("sim-{i:06}");
+                    let who = nerve_ingest::Who::Node { id: &id, key: None };
+                    match nerve_ingest::connect(&nats, who, false).await {
                         Ok(c) => Some((i, c)),
                         Err(e) => {
                             if failures.fetch_add(1, Ordering::Relaxed) < 5 {

@@ -103,8 +103,12 @@ pub async fn measure(services: &Services, args: &RawArgs) -> anyhow::Result<RawR
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..conns {
-        let client =
-            nerve_ingest::connect(&services.config.nats, &format!("nerve-raw-{c}"), false).await?;
+        let client = nerve_ingest::connect(
+            &services.config.nats,
+            nerve_ingest::Who::Role(&format!("raw-{c}")),
+            false,
+        )
+        .await?;
         let nodes: Vec<String> = (0..args.nodes)
             .filter(|n| n % conns == c)
             .map(|n| format!("sim-{n:06}"))

@@ -91,7 +91,8 @@ impl Services {
         };
         config.projector.batch_max_events = t.batch_max_events;
         config.projector.batch_max_wait_ms = t.batch_max_wait_ms;
-        let client = nerve_ingest::connect(&config.nats, "nerve-loadtest", false).await?;
+        let client =
+            nerve_ingest::connect(&config.nats, nerve_ingest::Who::Role("loadtest"), false).await?;
         let js = async_nats::jetstream::new(client.clone());
         nerve_ingest::ensure_streams(&js, &config.streams).await?;
         nerve_projections::ensure_tables(&config.clickhouse).await?;

@@ -40,9 +40,13 @@ pub async fn run(
     let conns = args.connections.max(1);
     let mut tasks = Vec::new();
     for c in 0..conns {
-        let client = nerve_ingest::connect(&config.nats, &format!("nerve-loadtest-{c}"), false)
-            .await
-            .context("simulator connection")?;
+        let client = nerve_ingest::connect(
+            &config.nats,
+            nerve_ingest::Who::Role(&format!("loadtest-{c}")),
+            false,
+        )
+        .await
+        .context("simulator connection")?;
         let nodes: Vec<String> = (0..args.nodes)
             .filter(|n| n % conns == c)
             .map(|n| format!("sim-{n:06}"))

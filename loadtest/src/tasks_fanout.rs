@@ -170,7 +170,7 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
     for i in 0..args.connections.max(1) {
         let client = nerve_ingest::connect(
             &services.config.nats,
-            &format!("simulated-agents-{i}"),
+            nerve_ingest::Who::Role(&format!("simulated-agents-{i}")),
             false,
         )
         .await?;

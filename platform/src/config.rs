@@ -136,8 +136,8 @@ impl Default for StreamsConfig {
     }
 }
 
-/// The node agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The node agent. Its `Debug` leaves out the enrollment token.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
     /// Directory for the agent's state (its node id). Created if missing.
@@ -172,8 +172,31 @@ pub struct AgentConfig {
     pub labels: std::collections::BTreeMap<String, String>,
     /// The control plane's public key (an nkey, `N…`) task offers must be signed with; offers
     /// signed otherwise, unsigned or replayed are refused and reported. Empty: every offer is
-    /// refused. `nerve project` prints it; `nerve dev` sets it.
+    /// refused. `nerve project` prints it; `nerve dev` sets it. Empty on an enrolled node:
+    /// the key it pinned at enrollment.
     pub dispatch_public_key: String,
+    /// An enrollment token: when the node has no NATS credentials yet (none in `state_dir`),
+    /// the agent enrolls with it first (as `nerve agent --enroll <token>` does). Prefer the
+    /// environment: `NERVE_AGENT__ENROLL_TOKEN`.
+    pub enroll_token: String,
+    /// The API the agent enrolls with and renews its credentials at (`https://host:8080`);
+    /// kept in `state_dir` at enrollment.
+    pub api_url: String,
+    /// The CA (PEM) the API's certificate must chain to; empty: the system's roots.
+    pub api_ca_file: PathBuf,
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("state_dir", &self.state_dir)
+            .field("heartbeat_interval_secs", &self.heartbeat_interval_secs)
+            .field("tasks", &self.tasks)
+            .field("labels", &self.labels)
+            .field("dispatch_public_key", &self.dispatch_public_key)
+            .field("api_url", &self.api_url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for AgentConfig {
@@ -195,6 +218,9 @@ impl Default for AgentConfig {
             hooks_dir: PathBuf::from("/etc/nerve/hooks"),
             labels: std::collections::BTreeMap::new(),
             dispatch_public_key: String::new(),
+            enroll_token: String::new(),
+            api_url: String::new(),
+            api_ca_file: PathBuf::new(),
         }
     }
 }

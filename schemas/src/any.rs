@@ -17,7 +17,10 @@ use crate::{
     TaskOfferRefused, TaskOutputProduced, TaskRequested, TaskStarted, TaskTimedOut,
     TaskUnreachable,
 };
-use crate::{AuditRecorded, TokenIssued, TokenRevoked, TokenUsed};
+use crate::{
+    AuditRecorded, EnrollmentIssued, EnrollmentUsed, NodeCredentialsIssued, NodeRevoked,
+    TokenIssued, TokenRevoked, TokenUsed,
+};
 
 /// Declares a set of events: the enum, its decoder and its accessors.
 macro_rules! event_set {
@@ -97,7 +100,8 @@ event_set!(
     NodeUnassignedFromCluster, NodeLabelsSet, NotificationChannelSaved,
     NotificationChannelDeleted, NotificationAttempted, AlertRuleSaved, AlertRuleDeleted,
     SilenceCreated, SilenceDeleted, AlertFired, AlertResolved, TokenIssued, TokenRevoked,
-    TokenUsed, AuditRecorded,
+    TokenUsed, EnrollmentIssued, EnrollmentUsed, NodeCredentialsIssued, NodeRevoked,
+    AuditRecorded,
 );
 
 event_set!(
@@ -130,9 +134,11 @@ event_set!(
 );
 
 event_set!(
-    /// The auth stream: operator tokens issued, revoked and seen in use.
+    /// The auth stream: operator tokens issued, revoked and seen in use; enrollments and nodes'
+    /// credentials.
     AuthEvent, "the auth stream":
-    TokenIssued, TokenRevoked, TokenUsed,
+    TokenIssued, TokenRevoked, TokenUsed, EnrollmentIssued, EnrollmentUsed,
+    NodeCredentialsIssued, NodeRevoked,
 );
 
 event_set!(

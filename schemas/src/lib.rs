@@ -53,4 +53,7 @@ pub use tasks::{
     TaskFinished, TaskOfferRefused, TaskOutputProduced, TaskRequested, TaskSelector, TaskSpec,
     TaskStarted, TaskTimedOut, TaskUnreachable,
 };
-pub use trust::{AuditRecorded, TokenIssued, TokenRevoked, TokenUsed};
+pub use trust::{
+    AuditRecorded, EnrollmentIssued, EnrollmentUsed, NodeCredentialsIssued, NodeRevoked,
+    TokenIssued, TokenRevoked, TokenUsed,
+};

@@ -88,6 +88,14 @@ pub const RELEASED: &[SchemaFile] = &[
     schema_file!("TokenIssued", 1, "token_issued.v1.avsc"),
     schema_file!("TokenRevoked", 1, "token_revoked.v1.avsc"),
     schema_file!("TokenUsed", 1, "token_used.v1.avsc"),
+    schema_file!("EnrollmentIssued", 1, "enrollment_issued.v1.avsc"),
+    schema_file!("EnrollmentUsed", 1, "enrollment_used.v1.avsc"),
+    schema_file!(
+        "NodeCredentialsIssued",
+        1,
+        "node_credentials_issued.v1.avsc"
+    ),
+    schema_file!("NodeRevoked", 1, "node_revoked.v1.avsc"),
     schema_file!("AuditRecorded", 1, "audit_recorded.v1.avsc"),
 ];
 

@@ -97,7 +97,8 @@ pub fn alert(rule_id: &str, node_id: &str) -> String {
     format!("{PREFIX}.alerts.{rule_id}.{node_id}")
 }
 
-/// Every auth event (stream `NERVE_AUTH`): operator tokens issued, revoked, used.
+/// Every auth event (stream `NERVE_AUTH`): operator tokens issued, revoked, used; enrollments
+/// and nodes' credentials.
 pub const AUTH_ALL: &str = "nerve.v1.auth.>";
 /// Every token's events.
 pub const TOKENS_ALL: &str = "nerve.v1.auth.token.*";
@@ -105,6 +106,19 @@ pub const TOKENS_ALL: &str = "nerve.v1.auth.token.*";
 /// Subject of a token's events (issued, rotated, revoked, used); last token the token id.
 pub fn token(token_id: &str) -> String {
     format!("{PREFIX}.auth.token.{token_id}")
+}
+
+/// Every enrollment token's events (issued, each use).
+pub const ENROLLMENTS_ALL: &str = "nerve.v1.auth.enrollment.*";
+
+/// Subject of an enrollment token's events; last token the enrollment id.
+pub fn enrollment(enrollment_id: &str) -> String {
+    format!("{PREFIX}.auth.enrollment.{enrollment_id}")
+}
+
+/// Subject of a node's credential events (issued, renewed, revoked); last token the node id.
+pub fn node_credentials(node_id: &str) -> String {
+    format!("{PREFIX}.auth.node.{node_id}")
 }
 
 /// Every audit entry (stream `NERVE_AUDIT`).

@@ -1,4 +1,5 @@
-//! Trust events: operator tokens (issued, revoked, seen in use) on the auth stream, and the
+//! Trust events: operator tokens (issued, revoked, seen in use) and node enrollment and
+//! credentials on the auth stream, and the
 //! audit trail of API calls on the audit stream. Each mirrors its `.avsc` file field for field.
 //! No secret is ever part of an event: a token is recorded by the hash of its secret.
 
@@ -40,6 +41,55 @@ pub struct TokenUsed {
     pub last_used_ms: i64,
 }
 event!(TokenUsed, 1);
+
+/// `EnrollmentIssued` v1: an enrollment token for `uses` nodes. The envelope's `node_id` is the
+/// enrollment id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrollmentIssued {
+    pub envelope: Envelope,
+    pub enrollment_id: String,
+    pub name: String,
+    /// Hex SHA-256 of the secret.
+    pub secret_sha256: String,
+    pub uses: i32,
+    pub expires_at_ms: i64,
+    pub issued_by: String,
+}
+event!(EnrollmentIssued, 1);
+
+/// `EnrollmentUsed` v1: one use spent. The envelope's `node_id` is the enrollment id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrollmentUsed {
+    pub envelope: Envelope,
+    pub enrollment_id: String,
+    pub use_number: i32,
+    pub enrolled_node_id: String,
+    pub public_key: String,
+}
+event!(EnrollmentUsed, 1);
+
+/// `NodeCredentialsIssued` v1: a node's NATS user JWT (not recorded) was issued. The
+/// envelope's `node_id` is the node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeCredentialsIssued {
+    pub envelope: Envelope,
+    pub public_key: String,
+    /// Empty on renewal.
+    pub enrollment_id: String,
+    pub jwt_id: String,
+    pub expires_at_ms: i64,
+    pub issued_by: String,
+}
+event!(NodeCredentialsIssued, 1);
+
+/// `NodeRevoked` v1. The envelope's `node_id` is the node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRevoked {
+    pub envelope: Envelope,
+    pub public_key: String,
+    pub revoked_by: String,
+}
+event!(NodeRevoked, 1);
 
 /// `AuditRecorded` v1: one audited API call. The envelope's `node_id` is the instance id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,6 +160,35 @@ mod tests {
             envelope: env(TokenUsed::NAME),
             token_id: "0a1b2c3d4e5f6a7b".into(),
             last_used_ms: 1_700_000_000_500,
+        });
+        check(&EnrollmentIssued {
+            envelope: env(EnrollmentIssued::NAME),
+            enrollment_id: "0a1b2c3d4e5f6a7b".into(),
+            name: "rack 12".into(),
+            secret_sha256: "ab".repeat(32),
+            uses: 40,
+            expires_at_ms: 1_700_003_600_000,
+            issued_by: "admin/00112233".into(),
+        });
+        check(&EnrollmentUsed {
+            envelope: env(EnrollmentUsed::NAME),
+            enrollment_id: "0a1b2c3d4e5f6a7b".into(),
+            use_number: 1,
+            enrolled_node_id: "gpu-001".into(),
+            public_key: "UABC".into(),
+        });
+        check(&NodeCredentialsIssued {
+            envelope: env(NodeCredentialsIssued::NAME),
+            public_key: "UABC".into(),
+            enrollment_id: String::new(),
+            jwt_id: "JTI".into(),
+            expires_at_ms: 1_700_086_400_000,
+            issued_by: "node/gpu-001".into(),
+        });
+        check(&NodeRevoked {
+            envelope: env(NodeRevoked::NAME),
+            public_key: "UABC".into(),
+            revoked_by: "admin/00112233".into(),
         });
         check(&AuditRecorded {
             envelope: env(AuditRecorded::NAME),

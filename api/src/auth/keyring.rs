@@ -1,5 +1,6 @@
 //! Every operator token, in memory: the fold of the auth stream (`TokenIssued`,
-//! `TokenRevoked`, `TokenUsed`), followed live by every API instance, so a check is a hash map
+//! `TokenRevoked`, `TokenUsed`; enrollments and nodes in [`super::nodes`]), followed live by
+//! every API instance, so a check is a hash map
 //! lookup and one SHA-256 (microseconds) and a revocation reaches every instance as fast as
 //! JetStream delivers it. Uses seen here are published back, at most once a minute per token.
 
@@ -13,6 +14,7 @@ use nerve_schemas::{AuthEvent, Envelope, TokenUsed, subjects};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::nodes::NodeBook;
 use super::token;
 use crate::dto::auth::{Identity, Role};
 
@@ -55,6 +57,8 @@ pub enum Refusal {
     WrongSecret,
     Expired,
     Revoked,
+    /// An enrollment token whose every use is spent.
+    UsedUp,
     /// This instance has not read the auth stream to its end yet.
     NotReady,
 }
@@ -68,6 +72,7 @@ impl Refusal {
             Refusal::WrongSecret => "wrong secret",
             Refusal::Expired => "token expired",
             Refusal::Revoked => "token revoked",
+            Refusal::UsedUp => "enrollment token used up",
             Refusal::NotReady => "tokens not loaded yet",
         }
     }
@@ -77,6 +82,7 @@ impl Refusal {
 #[derive(Debug)]
 pub struct Keyring {
     tokens: RwLock<HashMap<String, Token>>,
+    nodes: RwLock<NodeBook>,
     /// Uses since the last flush: token id → latest use.
     used: Mutex<HashMap<String, i64>>,
     caught_up: watch::Sender<bool>,
@@ -86,6 +92,7 @@ impl Default for Keyring {
     fn default() -> Self {
         Self {
             tokens: RwLock::default(),
+            nodes: RwLock::default(),
             used: Mutex::default(),
             caught_up: watch::channel(false).0,
         }
@@ -96,6 +103,13 @@ impl Keyring {
     /// Folds one event. Idempotent: the instance that issued a token applies its event at once
     /// and again when the stream delivers it.
     pub fn apply(&self, event: &AuthEvent) {
+        if !matches!(
+            event,
+            AuthEvent::TokenIssued(_) | AuthEvent::TokenRevoked(_) | AuthEvent::TokenUsed(_)
+        ) {
+            self.nodes.write().expect("keyring lock").apply(event);
+            return;
+        }
         let mut tokens = self.tokens.write().expect("keyring lock");
         match event {
             AuthEvent::TokenIssued(e) => {
@@ -133,6 +147,7 @@ impl Keyring {
                     t.last_used_ms = t.last_used_ms.max(e.last_used_ms);
                 }
             }
+            _ => {}
         }
     }
 
@@ -145,7 +160,13 @@ impl Keyring {
         }
         let identity = {
             let tokens = self.tokens.read().expect("keyring lock");
-            let t = tokens.get(parts.id).ok_or(Refusal::Unknown)?;
+            let Some(t) = tokens.get(parts.id) else {
+                // Not an operator token: an enrollment token, or nothing (never a "use").
+                let nodes = self.nodes.read().expect("keyring lock");
+                return nodes
+                    .check(parts.id, parts.secret, now_ms)
+                    .unwrap_or(Err(Refusal::Unknown));
+            };
             if !token::matches(parts.secret, &t.secret_sha256) {
                 return Err(Refusal::WrongSecret);
             }
@@ -196,6 +217,11 @@ impl Keyring {
             .any(|t| t.role == Role::Admin && t.active(now_ms))
     }
 
+    /// Enrollments and enrolled nodes, to read.
+    pub fn nodes(&self) -> std::sync::RwLockReadGuard<'_, NodeBook> {
+        self.nodes.read().expect("keyring lock")
+    }
+
     /// Waits until the instance has read the auth stream to its end once.
     pub async fn ready(&self) {
         let mut rx = self.caught_up.subscribe();
@@ -244,13 +270,9 @@ async fn follow_once(
     js: &async_nats::jetstream::Context,
     applied: &mut u64,
 ) -> Result<(), String> {
-    let (end, mut messages) = nerve_ingest::read_stream(
-        js,
-        nerve_ingest::AUTH_STREAM,
-        subjects::TOKENS_ALL,
-        *applied,
-    )
-    .await?;
+    let (end, mut messages) =
+        nerve_ingest::read_stream(js, nerve_ingest::AUTH_STREAM, subjects::AUTH_ALL, *applied)
+            .await?;
     if end <= *applied {
         keyring.loaded();
     }

@@ -15,18 +15,24 @@ pub enum Right {
     Operate,
     /// Everything: tokens, enrollment, alert rules, channels.
     Admin,
+    /// Enrolling a node: only an enrollment token has it (and it has nothing else).
+    Enroll,
 }
 
-/// An operator token's role.
+/// A caller's role: an operator token's (viewer, operator, admin), or one of the two roles
+/// that are not people — an enrollment token's, and a node's (renewing its credentials).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Viewer,
     Operator,
     Admin,
+    Enrollment,
+    Node,
 }
 
 impl Role {
+    /// The roles an operator token may have.
     pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
 
     pub fn as_str(self) -> &'static str {
@@ -34,19 +40,26 @@ impl Role {
             Role::Viewer => "viewer",
             Role::Operator => "operator",
             Role::Admin => "admin",
+            Role::Enrollment => "enrollment",
+            Role::Node => "node",
         }
     }
 
+    /// An operator token's role by name.
     pub fn parse(text: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str() == text)
     }
 
-    /// Whether this role has `right`: viewer reads, operator also operates, admin does all.
+    /// Whether this role has `right`: viewer reads, operator also operates, admin does all
+    /// but enroll; an enrollment token only enrolls; a node has no right on the API.
     pub fn allows(self, right: Right) -> bool {
-        match right {
-            Right::Public | Right::Read => true,
-            Right::Operate => self >= Role::Operator,
-            Right::Admin => self == Role::Admin,
+        match (self, right) {
+            (_, Right::Public) => true,
+            (Role::Enrollment, r) => r == Right::Enroll,
+            (Role::Node, _) | (_, Right::Enroll) => false,
+            (_, Right::Read) => true,
+            (r, Right::Operate) => r == Role::Operator || r == Role::Admin,
+            (r, Right::Admin) => r == Role::Admin,
         }
     }
 }
@@ -157,4 +170,58 @@ pub struct AuditPage {
     pub total: u64,
     pub limit: u32,
     pub offset: u32,
+}
+
+/// `POST /api/v1/enrollments`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CreateEnrollment {
+    /// What it is for (a rack, a batch of machines): 1 to 64 printable characters.
+    pub name: String,
+    /// How many nodes may enroll with it; absent: 1.
+    pub uses: Option<u32>,
+    /// Lifetime; absent: the configured default (1 hour); never more than the configured
+    /// maximum.
+    pub ttl_secs: Option<u64>,
+}
+
+/// An enrollment token as issued: the only answer that ever holds its secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollmentIssued {
+    pub enrollment_id: String,
+    pub name: String,
+    pub uses: u32,
+    pub expires_at: String,
+    /// `nerve_<id>_<secret>`, for `nerve agent --enroll`: shown once, stored nowhere.
+    pub token: String,
+}
+
+/// An enrollment token as listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollmentInfo {
+    pub enrollment_id: String,
+    pub name: String,
+    pub uses: u32,
+    pub used: u32,
+    pub issued_at: String,
+    pub issued_by: String,
+    pub expires_at: String,
+    /// `active`, `used_up` or `expired`.
+    pub state: String,
+}
+
+/// A node's NATS credentials as listed (`GET /api/v1/credentials`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeCredentialInfo {
+    pub node_id: String,
+    /// The node's NATS user public key (its private key never left the node).
+    pub public_key: String,
+    pub enrolled_at: String,
+    /// The enrollment token it enrolled with.
+    pub enrollment_id: String,
+    /// When its current credentials expire.
+    pub expires_at: String,
+    pub renewals: u32,
+    /// `active`, `expired` or `revoked`.
+    pub state: String,
 }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
 use crate::dto::alerts::{AlertListQuery, CreateSilence, SaveChannel, SaveRule};
-use crate::dto::auth::{AuditQuery, CreateToken, Right, RotateToken};
+use crate::dto::auth::{AuditQuery, CreateEnrollment, CreateToken, Right, RotateToken};
 use crate::dto::clusters::{CreateCluster, RenameCluster, SetLabels};
 use crate::dto::fleet::{MetricsQuery, NodeListQuery};
 use crate::dto::tasks::{CreateTask, TaskListQuery};
@@ -98,6 +98,12 @@ routes! {
     POST "/api/v1/tokens/{id}/rotate" => rotate_token, Admin, 201;
     DELETE "/api/v1/tokens/{id}" => revoke_token, Admin, 200;
     GET "/api/v1/audit" => list_audit, Read, 200;
+    GET "/api/v1/enrollments" => list_enrollments, Admin, 200;
+    POST "/api/v1/enrollments" => create_enrollment, Admin, 201;
+    POST "/api/v1/enroll" => enroll, Enroll, 201;
+    POST "/api/v1/credentials/renew" => renew_credentials, Public, 201;
+    GET "/api/v1/credentials" => list_credentials, Read, 200;
+    DELETE "/api/v1/credentials/{node}" => revoke_credentials, Admin, 200;
     // Compatibility paths for clients of the CNET and older APIs, onto the same services.
     GET "/api/v1/clusters/list" => list_clusters, Read, 200;
     GET "/api/v1/agents/list" => list_nodes, Read, 200;
@@ -400,6 +406,58 @@ async fn delete_silence(
 
 async fn me(Caller(identity): Caller) -> impl IntoResponse {
     Json(identity)
+}
+
+async fn list_enrollments(State(state): State<AppState>) -> impl IntoResponse {
+    Json(crate::auth::enroll::list(&state))
+}
+
+async fn create_enrollment(
+    State(state): State<AppState>,
+    by: Caller,
+    ApiJson(req): ApiJson<CreateEnrollment>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(crate::auth::enroll::create(&state, &by.0, req).await?))
+}
+
+async fn enroll(
+    State(state): State<AppState>,
+    by: Caller,
+    ApiJson(proof): ApiJson<nerve_ingest::node_key::Proof>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        crate::auth::enroll::enroll(&state, &by.0, proof).await?,
+    ))
+}
+
+/// Public on the policy: the node proves its key in the body, and the service audits the call.
+async fn renew_credentials(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> Result<axum::response::Response, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let draft = guard::draft_of(&mut parts, "/api/v1/credentials/renew").await;
+    let bytes = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .map_err(|_| ApiError::TooLarge)?;
+    let proof: nerve_ingest::node_key::Proof = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let credentials = crate::auth::enroll::renew(&state, draft, proof).await?;
+    Ok(Json(credentials).into_response())
+}
+
+async fn list_credentials(State(state): State<AppState>) -> impl IntoResponse {
+    Json(crate::auth::enroll::credentials(&state))
+}
+
+async fn revoke_credentials(
+    State(state): State<AppState>,
+    by: Caller,
+    ApiPath(node): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        crate::auth::enroll::revoke(&state, &by.0, &node).await?,
+    ))
 }
 
 async fn list_tokens(State(state): State<AppState>) -> impl IntoResponse {

@@ -52,12 +52,12 @@ async fn with_tls_on_plain_and_foreign_ca_clients_are_refused() {
         tls_ca_file: ca.ca_file.clone(),
         ..NatsConfig::default()
     };
-    let client = nerve_ingest::connect(&config(&ours), "tls-test", false)
+    let client = nerve_ingest::connect(&config(&ours), nerve_ingest::Who::Role("tls-test"), false)
         .await
         .expect("a client trusting our CA connects");
     client.flush().await.expect("round trip");
     assert!(
-        nerve_ingest::connect(&config(&theirs), "tls-test", false)
+        nerve_ingest::connect(&config(&theirs), nerve_ingest::Who::Role("tls-test"), false)
             .await
             .is_err(),
         "a client trusting another CA connected"

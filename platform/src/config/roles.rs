@@ -134,6 +134,18 @@ pub struct ApiConfig {
     /// Serve HTTPS only, with this certificate chain and key (PEM); both empty: plain HTTP.
     pub tls_cert_file: PathBuf,
     pub tls_key_file: PathBuf,
+    /// The NATS authority's directory (its operator and account keys, mode 0600 files): with
+    /// it, the API enrolls nodes and issues, renews and revokes their NATS credentials. Empty:
+    /// no enrollment. `nerve dev` sets it up under its data dir.
+    pub nats_authority_dir: PathBuf,
+    /// Lifetime of an enrollment token when the request names none.
+    pub enrollment_default_ttl_secs: u64,
+    /// Longest lifetime an enrollment token may be given.
+    pub enrollment_max_ttl_secs: u64,
+    /// Most nodes one enrollment token may enroll.
+    pub enrollment_max_uses: u32,
+    /// Lifetime of a node's NATS credentials (agents renew at two thirds of it).
+    pub node_credentials_ttl_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -149,6 +161,11 @@ impl Default for ApiConfig {
             admin_token_file: PathBuf::new(),
             tls_cert_file: PathBuf::new(),
             tls_key_file: PathBuf::new(),
+            nats_authority_dir: PathBuf::new(),
+            enrollment_default_ttl_secs: 3600,
+            enrollment_max_ttl_secs: 24 * 3600,
+            enrollment_max_uses: 100_000,
+            node_credentials_ttl_secs: 24 * 3600,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! How a nats-server started by this crate is set up: JetStream, leaf nodes, TLS, and the
-//! message size every Nerve deployment needs.
+//! How a nats-server started by this crate is set up: JetStream, leaf nodes, TLS, who may
+//! connect, and the message size every Nerve deployment needs.
 
 use std::path::PathBuf;
 
@@ -19,6 +19,9 @@ pub struct NatsOptions {
     pub hub_leafnode_port: Option<u16>,
     /// Clients must speak TLS, to this certificate and key (PEM files).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Config lines that set how clients authenticate (the operator, system account and
+    /// resolver of decentralized JWT auth: `nerve_ingest::authority`); `None`: anyone connects.
+    pub auth: Option<String>,
 }
 
 impl Default for NatsOptions {
@@ -28,6 +31,7 @@ impl Default for NatsOptions {
             leafnode_port: None,
             hub_leafnode_port: None,
             tls: None,
+            auth: None,
         }
     }
 }
@@ -52,6 +56,9 @@ impl NatsOptions {
                 cert.display().to_string(),
                 key.display().to_string()
             );
+        }
+        if let Some(auth) = &self.auth {
+            conf += auth;
         }
         conf
     }
