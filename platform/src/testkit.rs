@@ -20,11 +20,20 @@ pub struct TestNats {
 impl TestNats {
     /// Starts one; panics with the reason (a test cannot go on without it).
     pub fn start() -> Self {
+        Self::start_with(|_| crate::services::NatsOptions::default())
+    }
+
+    /// Starts one set up by `options` (given the server's private directory).
+    pub fn start_with(
+        options: impl FnOnce(&std::path::Path) -> crate::services::NatsOptions,
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("nerve-test-nats-")
             .tempdir()
             .unwrap_or_else(|e| panic!("temp dir: {e}"));
-        let server = NatsServer::start(dir.path(), None).unwrap_or_else(|e| panic!("{e}"));
+        let options = options(dir.path());
+        let server =
+            NatsServer::start_with(dir.path(), None, &options).unwrap_or_else(|e| panic!("{e}"));
         Self { server, dir }
     }
 

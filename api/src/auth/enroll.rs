@@ -290,7 +290,7 @@ async fn issue(
     enrollment_id: &str,
     issued_by: &str,
 ) -> Result<Credentials, ApiError> {
-    let ttl = Duration::from_secs(state.config().node_credentials_ttl_secs.max(60));
+    let ttl = Duration::from_secs(state.config().node_credentials_ttl_secs.max(5));
     let issued = trust
         .authority
         .issue(

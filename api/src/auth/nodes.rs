@@ -78,14 +78,19 @@ impl NodeBook {
                 let node_id = &e.envelope.node_id;
                 let at = e.envelope.occurred_at_ms;
                 if e.enrollment_id.is_empty() {
-                    if let Some(n) = self
-                        .nodes
-                        .get_mut(node_id)
-                        .filter(|n| n.public_key == e.public_key)
-                    {
-                        n.expires_at_ms = n.expires_at_ms.max(e.expires_at_ms);
+                    // A renewal moves the expiry on; seeing it again (applied here, then
+                    // delivered by the stream) moves nothing.
+                    if let Some(n) = self.nodes.get_mut(node_id).filter(|n| {
+                        n.public_key == e.public_key && e.expires_at_ms > n.expires_at_ms
+                    }) {
+                        n.expires_at_ms = e.expires_at_ms;
                         n.renewals += 1;
                     }
+                    return;
+                }
+                if self.nodes.get(node_id).is_some_and(|n| {
+                    n.public_key == e.public_key && n.enrollment_id == e.enrollment_id
+                }) {
                     return;
                 }
                 let revoked = self.revoked.contains_key(&e.public_key);
@@ -225,6 +230,9 @@ mod tests {
             Some(Err(Refusal::UsedUp))
         );
 
+        book.apply(&credentials("n1", "U1", &minted.id, 50_000));
+        book.apply(&credentials("n1", "U1", "", 90_000));
+        // Seen twice (applied, then delivered), each counts once.
         book.apply(&credentials("n1", "U1", &minted.id, 50_000));
         book.apply(&credentials("n1", "U1", "", 90_000));
         book.apply(&credentials("n1", "U-other", "", 99_000));

@@ -20,13 +20,53 @@ pub struct Env {
     pub js: Context,
     pub ch: clickhouse::Client,
     pub state_dir: tempfile::TempDir,
+    /// The NATS authority's keys ([`Env::start_secured`]).
+    _keys: Option<tempfile::TempDir>,
 }
 
 impl Env {
     pub async fn start() -> Self {
-        let nats = TestNats::start();
+        Self::start_on(TestNats::start(), None, None).await
+    }
+
+    /// [`Env::start`] with NATS as production runs it: decentralized JWT auth (no anonymous
+    /// client), an authority in the state dir, and this env (projectors, API, `js`) signed in
+    /// with an admin user; `config.api.nats_authority_dir` set, so an API can enroll nodes.
+    pub async fn start_secured() -> Self {
+        let keys = tempfile::tempdir().expect("tmp");
+        let dir = keys.path().join("authority");
+        let authority =
+            nerve_ingest::authority::Authority::load_or_create(&dir).expect("authority");
+        let creds = dir.join("admin.creds");
+        nerve_ingest::keys::write_private(
+            &creds,
+            &authority
+                .role_creds("admin", &nerve_ingest::authority::Grant::all())
+                .expect("creds"),
+        )
+        .expect("write creds");
+        let nats = TestNats::start_with(|server_dir| nerve_platform::services::NatsOptions {
+            auth: Some(
+                authority
+                    .server_config(&server_dir.join("jwt"))
+                    .expect("config"),
+            ),
+            ..Default::default()
+        });
+        Self::start_on(nats, Some(creds), Some(keys)).await
+    }
+
+    async fn start_on(
+        nats: TestNats,
+        creds: Option<std::path::PathBuf>,
+        keys: Option<tempfile::TempDir>,
+    ) -> Self {
         let mut config = Config::default();
         config.nats.url = nats.url();
+        config.nats.credentials_file = creds;
+        if let Some(keys) = &keys {
+            config.api.nats_authority_dir = keys.path().join("authority");
+        }
         config.clickhouse = fresh_database().await;
         config.projector.ack_wait_secs = 2;
         config.projector.batch_max_wait_ms = 50;
@@ -48,7 +88,9 @@ impl Env {
             nerve_ingest::offer::OfferSigner::load_or_create(&config.dispatch.signing_key_file)
                 .expect("dispatch key")
                 .public_key();
-        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let client = nerve_ingest::connect(&config.nats, nerve_ingest::Who::Role("test"), false)
+            .await
+            .expect("connect");
         let js = jetstream::new(client);
         nerve_ingest::ensure_streams(&js, &config.streams)
             .await
@@ -63,7 +105,16 @@ impl Env {
             js,
             ch,
             state_dir,
+            _keys: keys,
         }
+    }
+
+    /// A new NATS connection as this env's tests and in-process roles (signed in when NATS
+    /// has auth on).
+    pub async fn client(&self) -> async_nats::Client {
+        nerve_ingest::connect(&self.config.nats, nerve_ingest::Who::Role("test"), false)
+            .await
+            .expect("connect to NATS")
     }
 
     /// Environment that makes a `nerve` child process use this config.
@@ -122,6 +173,14 @@ impl Env {
             ),
             ("RUST_LOG".into(), "warn".into()),
         ]
+        .into_iter()
+        .chain(c.nats.credentials_file.as_ref().map(|f| {
+            (
+                "NERVE_NATS__CREDENTIALS_FILE".to_owned(),
+                f.display().to_string(),
+            )
+        }))
+        .collect()
     }
 
     /// Starts `nerve <args>` with this config; killed when dropped.
@@ -166,7 +225,7 @@ impl Env {
         metrics: &nerve_platform::metrics::Registry,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> tokio::task::JoinHandle<Result<(), nerve_liveness::LivenessError>> {
-        let client = async_nats::connect(self.nats.url()).await.expect("connect");
+        let client = self.client().await;
         let (config, metrics, cancel) = (
             self.config.liveness.clone(),
             metrics.clone(),
@@ -231,7 +290,7 @@ impl Env {
         config: nerve_platform::config::ApiConfig,
         metrics: nerve_platform::metrics::Registry,
     ) -> Api {
-        let nats = async_nats::connect(self.nats.url()).await.expect("nats");
+        let nats = self.client().await;
         let state = nerve_api::AppState::new(
             self.ch.clone(),
             Some(nats),
