@@ -11,6 +11,7 @@ mod channels;
 mod clickhouse_users;
 mod clusters;
 mod config_cli;
+mod dev;
 mod enrollment;
 mod fleet_list;
 mod gpu_node;

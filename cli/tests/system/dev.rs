@@ -1,0 +1,133 @@
+//! `nerve dev` as a user starts it: its own NATS and ClickHouse under a data dir, and everything
+//! secured by default — the API over HTTPS with tokens (the first admin token in a 0600 file),
+//! NATS with TLS and per-identity credentials (no anonymous client), the local agent enrolled
+//! like any node and heartbeating, its enrollment in the audit trail — and a clean stop.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use nerve_platform::services::free_port;
+use nerve_platform::testkit::eventually;
+
+use crate::support::signal;
+
+const START: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nerve_dev_runs_secured_with_its_agent_enrolled() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let ports = [free_port(), free_port(), free_port()].map(|p| p.expect("port"));
+    let nats_url = format!("nats://127.0.0.1:{}", ports[0]);
+    let api = format!("127.0.0.1:{}", ports[2]);
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_nerve"));
+    nerve_platform::services::die_with_parent(&mut cmd);
+    let mut dev = cmd
+        .arg("dev")
+        .env("NERVE_DEV__DATA_DIR", &data)
+        .env("NERVE_NATS__URL", &nats_url)
+        .env(
+            "NERVE_CLICKHOUSE__URL",
+            format!("http://127.0.0.1:{}", ports[1]),
+        )
+        .env("NERVE_API__LISTEN_ADDR", &api)
+        .env("NERVE_AGENT__HEARTBEAT_INTERVAL_SECS", "1")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn nerve dev");
+
+    let (ca, token_file) = (data.join("tls/ca.pem"), data.join("admin.token"));
+    let admin = eventually(START, "the first admin token", || async {
+        std::fs::read_to_string(&token_file)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+    })
+    .await;
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_file).expect("stat").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let pem = std::fs::read(&ca).expect("the local CA");
+    let https = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+        .build()
+        .expect("client");
+    let get = |path: &str| {
+        https
+            .get(format!("https://{api}/api/v1{path}"))
+            .bearer_auth(admin.trim())
+            .send()
+    };
+
+    // The agent enrolled through the API and heartbeats with its own credentials.
+    let node = eventually(
+        START,
+        "the local agent enrolled and heartbeating",
+        || async {
+            let credentials: serde_json::Value =
+                get("/credentials").await.ok()?.json().await.ok()?;
+            let node = credentials.get(0)?;
+            (node["state"] == "active").then_some(())?;
+            let id = node["node_id"].as_str()?.to_owned();
+            let detail = get(&format!("/nodes/{id}")).await.ok()?;
+            detail.status().is_success().then_some(id)
+        },
+    )
+    .await;
+    eventually(START, "the enrollment in the audit trail", || async {
+        let audit: serde_json::Value = get("/audit?action=/api/v1/enroll")
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        audit
+            .to_string()
+            .contains("\"outcome\":\"applied\"")
+            .then_some(())
+    })
+    .await;
+
+    // Nothing answers in plain text, and NATS takes no anonymous client (each attempt bounded:
+    // a refusal may come as an error or as silence).
+    let bounded = Duration::from_secs(10);
+    let plain =
+        tokio::time::timeout(bounded, reqwest::get(format!("http://{api}/api/v1/health"))).await;
+    assert!(
+        !matches!(&plain, Ok(Ok(r)) if r.status().is_success()),
+        "the API answered plain HTTP"
+    );
+    let anonymous = tokio::time::timeout(
+        bounded,
+        async_nats::ConnectOptions::new()
+            .require_tls(true)
+            .add_root_certificates(ca.clone())
+            .connection_timeout(Duration::from_secs(5))
+            .connect(&nats_url),
+    )
+    .await;
+    assert!(
+        !matches!(anonymous, Ok(Ok(_))),
+        "an anonymous NATS client is refused"
+    );
+    let admin_creds = data.join("nats-authority/admin.creds");
+    let signed_in = async_nats::ConnectOptions::with_credentials_file(admin_creds)
+        .await
+        .expect("creds")
+        .require_tls(true)
+        .add_root_certificates(ca)
+        .connection_timeout(Duration::from_secs(5))
+        .connect(&nats_url)
+        .await
+        .expect("the admin's NATS credentials work");
+    drop(signed_in);
+    assert!(!node.is_empty());
+
+    let status = signal(&mut dev, "-TERM").await;
+    assert!(status.success(), "nerve dev stops cleanly: {status:?}");
+}
