@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 use futures::StreamExt;
+use nerve_platform::config::NatsConfig;
 use nerve_platform::metrics::Registry;
 use nerve_platform::services::{NatsOptions, NatsServer};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -51,6 +52,11 @@ pub struct ConnectionsArgs {
     /// Agents one process of this tool holds (below the open-files limit).
     #[arg(long, default_value_t = 18_000)]
     pub agents_per_process: u32,
+    /// Run as production does: NATS with decentralized JWT auth and TLS (a local CA), every
+    /// agent on TLS with a JWT of its own for a key of its own (limited to its own subjects),
+    /// leaf nodes signing in to the hub.
+    #[arg(long)]
+    pub secured: bool,
     /// Write the report as JSON here too.
     #[arg(long)]
     pub json_out: Option<std::path::PathBuf>,
@@ -74,6 +80,12 @@ pub struct WorkerArgs {
     pub rounds: u32,
     #[arg(long)]
     pub connect_concurrency: usize,
+    /// The NATS authority (secured runs): each agent gets a JWT of its own from it.
+    #[arg(long)]
+    pub authority_dir: Option<std::path::PathBuf>,
+    /// The CA of the servers' certificate (secured runs).
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// A worker's first line: its agents are connected.
@@ -114,6 +126,70 @@ pub struct ConnectionsReport {
     pub nats_servers_rss_mib: f64,
     /// Peak of this tool's processes' resident memory together (coordinator and workers).
     pub loadtest_rss_mib: f64,
+}
+
+/// A secured run's NATS authority, admin credentials and local CA.
+struct Secured {
+    dir: tempfile::TempDir,
+    authority_dir: std::path::PathBuf,
+    authority: nerve_ingest::authority::Authority,
+    creds: std::path::PathBuf,
+    tls: nerve_platform::tls::LocalTls,
+}
+
+impl Secured {
+    fn new() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("nerve-connections-")
+            .tempdir()?;
+        let authority_dir = dir.path().join("authority");
+        let authority = nerve_ingest::authority::Authority::load_or_create(&authority_dir)?;
+        let creds = dir.path().join("admin.creds");
+        nerve_ingest::keys::write_private(
+            &creds,
+            &authority.role_creds("admin", &nerve_ingest::authority::Grant::all())?,
+        )?;
+        let tls = nerve_platform::tls::LocalTls::ensure(&dir.path().join("tls"))?;
+        Ok(Self {
+            dir,
+            authority_dir,
+            authority,
+            creds,
+            tls,
+        })
+    }
+}
+
+/// Agent `id` as an enrolled node: a key of its own, a JWT for it limited to its own
+/// subjects, TLS to a server whose certificate chains to `ca`.
+async fn connect_enrolled(
+    authority: &nerve_ingest::authority::Authority,
+    id: &str,
+    url: &str,
+    ca: Option<std::path::PathBuf>,
+) -> anyhow::Result<async_nats::Client> {
+    let key = Arc::new(nkeys::KeyPair::new_user());
+    let grant = nerve_ingest::authority::Grant::node(id);
+    let issued = authority.issue(
+        id,
+        &key.public_key(),
+        &grant,
+        Some(Duration::from_secs(86_400)),
+    )?;
+    let mut options = async_nats::ConnectOptions::with_jwt(issued.jwt, move |nonce| {
+        let key = key.clone();
+        async move {
+            key.sign(&nonce)
+                .map_err(|e| async_nats::AuthError::new(e.to_string()))
+        }
+    })
+    .name(format!("nerve-agent {id}"))
+    .custom_inbox_prefix(nerve_ingest::inbox::node(id))
+    .connection_timeout(Duration::from_secs(5));
+    if let Some(ca) = ca {
+        options = options.require_tls(true).add_root_certificates(ca);
+    }
+    Ok(options.connect(url).await?)
 }
 
 /// Raises this process's soft open-files limit to at least `want` (inherited by the servers and
@@ -164,9 +240,13 @@ fn open_fds(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
 }
 
-/// Waits until a client of the leaf node at `leaf_url` reaches a responder on the hub, i.e. the
-/// leaf node connection is up and carries interest both ways.
-async fn until_relayed(hub: &async_nats::Client, leaf_url: &str) -> anyhow::Result<()> {
+/// Waits until `leaf`, a client of the leaf node at `leaf_url`, reaches a responder on the hub,
+/// i.e. the leaf node connection is up and carries interest both ways.
+async fn until_relayed(
+    hub: &async_nats::Client,
+    leaf: &async_nats::Client,
+    leaf_url: &str,
+) -> anyhow::Result<()> {
     let subject = format!("nerve.loadtest.relay.{}", nerve_platform::now_ms());
     let mut responder = hub.subscribe(subject.clone()).await?;
     hub.flush().await?;
@@ -180,7 +260,6 @@ async fn until_relayed(hub: &async_nats::Client, leaf_url: &str) -> anyhow::Resu
             }
         }
     });
-    let leaf = async_nats::connect(leaf_url).await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let relayed = loop {
         // "No responders" until the leaf node has the hub's interest: asked again.
@@ -220,14 +299,41 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
     let leafnode_port = (agent_servers > 1)
         .then(nerve_platform::services::free_port)
         .transpose()?;
-    let mut services = Services::start_with(
-        Target::private(20_000, 200),
+    let secured = args.secured.then(Secured::new).transpose()?;
+    let secure = |options: NatsOptions, name: &str| -> anyhow::Result<NatsOptions> {
+        let Some(s) = &secured else {
+            return Ok(options);
+        };
+        let mut auth = s.authority.server_config(&s.dir.path().join(name))?;
+        // A leaf node signs in to the hub as the admin user, into the NERVE account.
+        if let Some(port) = options.hub_leafnode_port {
+            auth += &format!(
+                "leafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{port}\", \
+                 credentials: {:?}, account: {} }} ] }}\n",
+                s.creds.display().to_string(),
+                s.authority.account_public_key()
+            );
+        }
+        Ok(NatsOptions {
+            auth: Some(auth),
+            tls: Some((s.tls.cert_file.clone(), s.tls.key_file.clone())),
+            hub_leafnode_port: None,
+            ..options
+        })
+    };
+    let target = Target {
+        nats_credentials: secured.as_ref().map(|s| s.creds.clone()),
+        nats_tls_ca: secured.as_ref().map(|s| s.tls.ca_file.clone()),
+        ..Target::private(20_000, 200)
+    };
+    let hub = secure(
         NatsOptions {
             leafnode_port,
             ..NatsOptions::default()
         },
-    )
-    .await?;
+        "hub-jwt",
+    )?;
+    let mut services = Services::start_with(target, hub).await?;
     services.start_projectors(&Registry::new());
     let hub_pid = services.nats_pid().context("private nats-server")?;
 
@@ -236,19 +342,27 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
     if let Some(port) = leafnode_port {
         for k in 0..agent_servers {
             let dir = services.dir().join(format!("leaf-{k}"));
-            let leaf = tokio::task::spawn_blocking(move || {
-                NatsServer::start_with(
-                    &dir,
-                    None,
-                    &NatsOptions {
-                        jetstream: false,
-                        hub_leafnode_port: Some(port),
-                        ..NatsOptions::default()
-                    },
-                )
-            })
-            .await??;
-            until_relayed(&services.client, &leaf.url).await?;
+            let options = secure(
+                NatsOptions {
+                    jetstream: false,
+                    hub_leafnode_port: Some(port),
+                    ..NatsOptions::default()
+                },
+                &format!("leaf-{k}-jwt"),
+            )?;
+            let leaf =
+                tokio::task::spawn_blocking(move || NatsServer::start_with(&dir, None, &options))
+                    .await??;
+            let leaf_client = nerve_ingest::connect(
+                &NatsConfig {
+                    url: leaf.url.clone(),
+                    ..services.config.nats.clone()
+                },
+                nerve_ingest::Who::Role("loadtest-relay"),
+                false,
+            )
+            .await?;
+            until_relayed(&services.client, &leaf_client, &leaf.url).await?;
             leaves.push(leaf);
         }
     }
@@ -280,6 +394,12 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
                 "--connect-concurrency={}",
                 args.connect_concurrency
             ))
+            .args(secured.iter().flat_map(|s| {
+                [
+                    format!("--authority-dir={}", s.authority_dir.display()),
+                    format!("--ca-file={}", s.tls.ca_file.display()),
+                ]
+            }))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -413,6 +533,12 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
 /// from stdin, runs the rounds, prints [`Beaten`], and stays connected until stdin closes.
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let failures = AtomicU64::new(0);
+    let authority = args
+        .authority_dir
+        .as_deref()
+        .map(nerve_ingest::authority::Authority::load_or_create)
+        .transpose()?;
+    let (authority, ca) = (authority.as_ref(), args.ca_file.clone());
     let mut clients: Vec<(u32, async_nats::Client)> =
         futures::stream::iter(args.first..args.first + args.count)
             .map(|i| {
@@ -420,11 +546,19 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                     url: args.urls[i as usize % args.urls.len()].clone(),
                     ..Default::default()
                 };
-                let failures = &failures;
+                let (failures, ca) = (&failures, ca.clone());
                 async move {
                     let id = format!("sim-{i:06}");
-                    let who = nerve_ingest::Who::Node { id: &id, key: None };
-                    match nerve_ingest::connect(&nats, who, false).await {
+                    let connected = match authority {
+                        Some(a) => connect_enrolled(a, &id, &nats.url, ca).await,
+                        None => {
+                            let who = nerve_ingest::Who::Node { id: &id, key: None };
+                            nerve_ingest::connect(&nats, who, false)
+                                .await
+                                .map_err(anyhow::Error::from)
+                        }
+                    };
+                    match connected {
                         Ok(c) => Some((i, c)),
                         Err(e) => {
                             if failures.fetch_add(1, Ordering::Relaxed) < 5 {

@@ -12,6 +12,7 @@ mod api_load;
 mod auth_check;
 mod connections;
 mod cpu;
+mod enroll;
 mod nodes_page;
 mod plot;
 mod probe;
@@ -57,6 +58,9 @@ enum Command {
     Raw(raw::RawArgs),
     /// What checking an operator token costs (a keyring of N tokens, no services).
     Auth(auth_check::AuthArgs),
+    /// N nodes enrolling at once over HTTPS on NATS with JWT auth and TLS, then connecting
+    /// with their own credentials.
+    Enroll(enroll::EnrollArgs),
     /// One process's share of `connections` (started by it).
     #[command(hide = true)]
     ConnectionsWorker(connections::WorkerArgs),
@@ -135,6 +139,7 @@ fn main() -> anyhow::Result<()> {
             Command::Alerts(args) => alerts_eval::run(args).await,
             Command::Raw(args) => raw::run(args).await,
             Command::Auth(args) => auth_check::run(args),
+            Command::Enroll(args) => enroll::run(args).await,
             Command::Api(args) => api_load::run(args).await,
             Command::Connections(args) => connections::run(args).await,
             Command::ConnectionsWorker(args) => connections::worker(args).await,
@@ -153,6 +158,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         database: args.database.as_deref(),
         batch_max_events: args.batch_max_events,
         batch_max_wait_ms: args.batch_max_wait_ms,
+        nats_credentials: None,
+        nats_tls_ca: None,
     })
     .await?;
     let raw = if args.raw_first {

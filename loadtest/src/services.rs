@@ -28,6 +28,10 @@ pub struct Target<'a> {
     pub database: Option<&'a str>,
     pub batch_max_events: usize,
     pub batch_max_wait_ms: u64,
+    /// Sign in to NATS with this `.creds` file (a server with auth on).
+    pub nats_credentials: Option<std::path::PathBuf>,
+    /// The CA of the NATS server's certificate (a server with TLS on).
+    pub nats_tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Target<'static> {
@@ -39,6 +43,8 @@ impl Target<'static> {
             database: None,
             batch_max_events,
             batch_max_wait_ms,
+            nats_credentials: None,
+            nats_tls_ca: None,
         }
     }
 }
@@ -89,6 +95,8 @@ impl Services {
                 .unwrap_or_else(|| format!("loadtest_{}", nerve_platform::now_ms())),
             ..ClickHouseConfig::default()
         };
+        config.nats.credentials_file = t.nats_credentials.clone();
+        config.nats.tls_ca_file = t.nats_tls_ca.clone().unwrap_or_default();
         config.projector.batch_max_events = t.batch_max_events;
         config.projector.batch_max_wait_ms = t.batch_max_wait_ms;
         let client =

@@ -37,6 +37,9 @@ pub struct NodeTrust {
     authority: Authority,
     system: async_nats::Client,
     dispatch_public_key: String,
+    /// Each enrollment's last use as this instance knows it (subject sequence, uses spent):
+    /// uses are spent one at a time here, so only another instance can race a use.
+    spent: tokio::sync::Mutex<std::collections::HashMap<String, (u64, u32)>>,
 }
 
 impl std::fmt::Debug for NodeTrust {
@@ -76,6 +79,7 @@ impl NodeTrust {
             authority,
             system,
             dispatch_public_key,
+            spent: tokio::sync::Mutex::default(),
         }))
     }
 }
@@ -218,7 +222,7 @@ pub async fn enroll(
             )));
         }
     }
-    spend_use(state, &who.token_id, &proof).await?;
+    spend_use(state, trust, &who.token_id, &proof).await?;
     issue(
         state,
         trust,
@@ -229,9 +233,15 @@ pub async fn enroll(
     .await
 }
 
-/// Spends one use of enrollment `id`: reads its subject's last event and publishes the next
-/// use only if that is still the last (retrying when another enrollment went first).
-async fn spend_use(state: &AppState, id: &str, proof: &Proof) -> Result<(), ApiError> {
+/// Spends one use of enrollment `id`: publishes the next use only if the enrollment's subject
+/// still ends where this instance last saw it (after its own last use, or as read from the
+/// stream); when another instance went first, re-reads and retries.
+async fn spend_use(
+    state: &AppState,
+    trust: &NodeTrust,
+    id: &str,
+    proof: &Proof,
+) -> Result<(), ApiError> {
     let js = state.log().jetstream()?;
     let stream = js
         .get_stream_no_info(nerve_ingest::AUTH_STREAM)
@@ -244,15 +254,22 @@ async fn spend_use(state: &AppState, id: &str, proof: &Proof) -> Result<(), ApiE
         .enrollment(id)
         .map(|e| e.uses)
         .ok_or_else(|| ApiError::Unauthorized("a valid token is needed".into()))?;
-    for _ in 0..32 {
-        let last = stream
-            .get_last_raw_message_by_subject(&subject)
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("auth stream: {e}")))?;
-        let used = match AuthEvent::decode(&last.payload) {
-            Ok(AuthEvent::EnrollmentUsed(u)) => u.use_number.max(0) as u32,
-            Ok(_) => 0,
-            Err(e) => return Err(ApiError::Unavailable(format!("enrollment {id}: {e}"))),
+    let mut spent = trust.spent.lock().await;
+    let mut known = spent.get(id).copied();
+    for _ in 0..16 {
+        let (last, used) = match known {
+            Some(k) => k,
+            None => {
+                let last = stream
+                    .get_last_raw_message_by_subject(&subject)
+                    .await
+                    .map_err(|e| ApiError::Unavailable(format!("auth stream: {e}")))?;
+                match AuthEvent::decode(&last.payload) {
+                    Ok(AuthEvent::EnrollmentUsed(u)) => (last.sequence, u.use_number.max(0) as u32),
+                    Ok(_) => (last.sequence, 0),
+                    Err(e) => return Err(ApiError::Unavailable(format!("enrollment {id}: {e}"))),
+                }
+            }
         };
         if used >= uses {
             return Err(ApiError::Unauthorized("enrollment token used up".into()));
@@ -266,19 +283,23 @@ async fn spend_use(state: &AppState, id: &str, proof: &Proof) -> Result<(), ApiE
         };
         match state
             .log()
-            .publish_if_last(subject.clone(), &event, last.sequence)
+            .publish_if_last(subject.clone(), &event, last)
             .await
         {
-            Ok(_) => {
+            Ok(ack) => {
+                spent.insert(id.to_owned(), (ack.sequence, used + 1));
                 state.keyring().apply(&AuthEvent::EnrollmentUsed(event));
                 return Ok(());
             }
-            Err(PublishError::Conflict) => continue,
-            Err(e) => return Err(e.into()),
+            Err(PublishError::Conflict) => known = None,
+            Err(e) => {
+                spent.remove(id);
+                return Err(e.into());
+            }
         }
     }
     Err(ApiError::Unavailable(
-        "too many nodes enrolling with this token at once; retry".into(),
+        "too many API instances enrolling with this token at once; retry".into(),
     ))
 }
 
