@@ -27,6 +27,8 @@ use nerve_platform::metrics::Registry;
 use nerve_platform::services::{NatsOptions, NatsServer};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+mod secured;
+
 use crate::probe::quantile;
 use crate::services::{Services, Target};
 use nerve_projections::heartbeats::HEARTBEATS;
@@ -126,70 +128,6 @@ pub struct ConnectionsReport {
     pub nats_servers_rss_mib: f64,
     /// Peak of this tool's processes' resident memory together (coordinator and workers).
     pub loadtest_rss_mib: f64,
-}
-
-/// A secured run's NATS authority, admin credentials and local CA.
-struct Secured {
-    dir: tempfile::TempDir,
-    authority_dir: std::path::PathBuf,
-    authority: nerve_ingest::authority::Authority,
-    creds: std::path::PathBuf,
-    tls: nerve_platform::tls::LocalTls,
-}
-
-impl Secured {
-    fn new() -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("nerve-connections-")
-            .tempdir()?;
-        let authority_dir = dir.path().join("authority");
-        let authority = nerve_ingest::authority::Authority::load_or_create(&authority_dir)?;
-        let creds = dir.path().join("admin.creds");
-        nerve_ingest::keys::write_private(
-            &creds,
-            &authority.role_creds("admin", &nerve_ingest::authority::Grant::all())?,
-        )?;
-        let tls = nerve_platform::tls::LocalTls::ensure(&dir.path().join("tls"))?;
-        Ok(Self {
-            dir,
-            authority_dir,
-            authority,
-            creds,
-            tls,
-        })
-    }
-}
-
-/// Agent `id` as an enrolled node: a key of its own, a JWT for it limited to its own
-/// subjects, TLS to a server whose certificate chains to `ca`.
-async fn connect_enrolled(
-    authority: &nerve_ingest::authority::Authority,
-    id: &str,
-    url: &str,
-    ca: Option<std::path::PathBuf>,
-) -> anyhow::Result<async_nats::Client> {
-    let key = Arc::new(nkeys::KeyPair::new_user());
-    let grant = nerve_ingest::authority::Grant::node(id);
-    let issued = authority.issue(
-        id,
-        &key.public_key(),
-        &grant,
-        Some(Duration::from_secs(86_400)),
-    )?;
-    let mut options = async_nats::ConnectOptions::with_jwt(issued.jwt, move |nonce| {
-        let key = key.clone();
-        async move {
-            key.sign(&nonce)
-                .map_err(|e| async_nats::AuthError::new(e.to_string()))
-        }
-    })
-    .name(format!("nerve-agent {id}"))
-    .custom_inbox_prefix(nerve_ingest::inbox::node(id))
-    .connection_timeout(Duration::from_secs(5));
-    if let Some(ca) = ca {
-        options = options.require_tls(true).add_root_certificates(ca);
-    }
-    Ok(options.connect(url).await?)
 }
 
 /// Raises this process's soft open-files limit to at least `want` (inherited by the servers and
@@ -299,27 +237,10 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
     let leafnode_port = (agent_servers > 1)
         .then(nerve_platform::services::free_port)
         .transpose()?;
-    let secured = args.secured.then(Secured::new).transpose()?;
-    let secure = |options: NatsOptions, name: &str| -> anyhow::Result<NatsOptions> {
-        let Some(s) = &secured else {
-            return Ok(options);
-        };
-        let mut auth = s.authority.server_config(&s.dir.path().join(name))?;
-        // A leaf node signs in to the hub as the admin user, into the NERVE account.
-        if let Some(port) = options.hub_leafnode_port {
-            auth += &format!(
-                "leafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{port}\", \
-                 credentials: {:?}, account: {} }} ] }}\n",
-                s.creds.display().to_string(),
-                s.authority.account_public_key()
-            );
-        }
-        Ok(NatsOptions {
-            auth: Some(auth),
-            tls: Some((s.tls.cert_file.clone(), s.tls.key_file.clone())),
-            hub_leafnode_port: None,
-            ..options
-        })
+    let secured = args.secured.then(secured::Secured::new).transpose()?;
+    let secure = |options: NatsOptions, name: &str| match &secured {
+        Some(s) => s.options(options, name),
+        None => Ok(options),
     };
     let target = Target {
         nats_credentials: secured.as_ref().map(|s| s.creds.clone()),
@@ -550,7 +471,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 async move {
                     let id = format!("sim-{i:06}");
                     let connected = match authority {
-                        Some(a) => connect_enrolled(a, &id, &nats.url, ca).await,
+                        Some(a) => secured::connect_enrolled(a, &id, &nats.url, ca).await,
                         None => {
                             let who = nerve_ingest::Who::Node { id: &id, key: None };
                             nerve_ingest::connect(&nats, who, false)
