@@ -1,5 +1,6 @@
 //! Admin commands: `nerve token …` (create, list, rotate, revoke through the API, with an
-//! admin token), `nerve enrollment …` (enrollment tokens, nodes' credentials), `nerve audit verify` (checks every audit chain on the stream itself) and
+//! admin token), `nerve enrollment …` (enrollment tokens, nodes' credentials), `nerve authority
+//! init` (the NATS keys, server config and roles' credentials of a deployment), `nerve audit verify` (checks every audit chain on the stream itself) and
 //! `nerve secret seal` (a secret for the config, sealed with the secrets key).
 
 use std::path::PathBuf;
@@ -54,6 +55,48 @@ pub enum EnrollmentCommand {
     Nodes,
     /// Revoke a node's NATS credentials: its connection is closed and refused from then on.
     Revoke { node: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthorityCommand {
+    /// Create the NATS operator and account keys in DIR (kept when there) and write what a
+    /// deployment needs beside them: `nats-auth.conf` (lines for nats-server.conf) and a
+    /// `.creds` per role — `serve`, `project`, and `admin` for tools — each written once.
+    Init {
+        dir: PathBuf,
+        /// Where nats-server keeps the account JWTs it is sent (revocations).
+        #[arg(long, default_value = "/var/lib/nats/jwt")]
+        resolver_dir: PathBuf,
+    },
+}
+
+/// `nerve authority init`: the keys, the server's config lines and the roles' credentials.
+pub fn authority(command: AuthorityCommand) -> anyhow::Result<()> {
+    use nerve_ingest::authority::{Authority, Grant};
+    let AuthorityCommand::Init { dir, resolver_dir } = command;
+    let authority = Authority::load_or_create(&dir)?;
+    let conf = dir.join("nats-auth.conf");
+    std::fs::write(&conf, authority.server_config(&resolver_dir)?)
+        .with_context(|| format!("writing {}", conf.display()))?;
+    for (role, grant) in [
+        ("serve", Grant::serve()),
+        ("project", Grant::project()),
+        ("admin", Grant::all()),
+    ] {
+        let path = dir.join(format!("{role}.creds"));
+        if !path.exists() {
+            nerve_ingest::keys::write_private(&path, &authority.role_creds(role, &grant)?)?;
+        }
+    }
+    println!(
+        "NATS authority in {dir}:\n  nats-server.conf: add the lines of {conf} (or `include` it by a path relative to nats-server.conf)\n  nerve serve: api.nats_authority_dir = {dir:?}, nats.credentials_file = {serve:?}\n  nerve project: nats.credentials_file = {project:?}\n  tools: nats.credentials_file = {admin:?}\nThe *.nk files can mint any credential: keep DIR readable by nerve serve only.",
+        dir = dir.display().to_string(),
+        conf = conf.display(),
+        serve = dir.join("serve.creds").display().to_string(),
+        project = dir.join("project.creds").display().to_string(),
+        admin = dir.join("admin.creds").display().to_string(),
+    );
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]

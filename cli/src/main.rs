@@ -84,6 +84,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::EnrollmentCommand,
     },
+    /// The NATS authority of a deployment: `init` makes its keys, the server's config lines
+    /// and each role's credentials.
+    #[cfg(feature = "server")]
+    Authority {
+        #[command(subcommand)]
+        command: admin::AuthorityCommand,
+    },
     /// The audit trail: `verify` checks every chain.
     #[cfg(feature = "server")]
     Audit {
@@ -188,6 +195,8 @@ fn main() -> anyhow::Result<()> {
             Command::Audit { command } => admin::audit(&config, command).await?,
             #[cfg(feature = "server")]
             Command::Secret { command } => admin::secret(&config, command)?,
+            #[cfg(feature = "server")]
+            Command::Authority { command } => admin::authority(command)?,
             Command::Config | Command::Probe { .. } => {}
         }
         anyhow::Ok(())

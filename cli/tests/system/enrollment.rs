@@ -292,3 +292,56 @@ async fn credentials_renewed_before_they_expire_lose_no_heartbeat() {
     let _ = agent.kill().await;
     cancel.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nerve_authority_init_writes_a_config_nats_server_takes_and_working_role_credentials() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let authority = dir.path().join("authority");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nerve"))
+        .args(["authority", "init"])
+        .arg(&authority)
+        .arg("--resolver-dir")
+        .arg(dir.path().join("jwt"))
+        .output()
+        .expect("run nerve");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conf = authority.join("nats-auth.conf");
+    let nats =
+        nerve_platform::testkit::TestNats::start_with(|_| nerve_platform::services::NatsOptions {
+            auth: Some(std::fs::read_to_string(&conf).expect("nats-auth.conf")),
+            ..Default::default()
+        });
+    assert!(
+        async_nats::connect(nats.url()).await.is_err(),
+        "anonymous refused"
+    );
+    for role in ["project", "serve"] {
+        let creds = authority.join(format!("{role}.creds"));
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&creds).expect("creds").permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{role}");
+        let config = nerve_platform::config::NatsConfig {
+            url: nats.url(),
+            credentials_file: Some(creds),
+            ..Default::default()
+        };
+        let client = nerve_ingest::connect(&config, nerve_ingest::Who::Role(role), false)
+            .await
+            .expect("a role's credentials connect");
+        let js = async_nats::jetstream::new(client);
+        nerve_ingest::ensure_streams(&js, &nerve_platform::config::StreamsConfig::default())
+            .await
+            .expect("a role sets the streams up");
+        // Neither role may destroy the log.
+        assert!(
+            js.delete_stream(nerve_ingest::TELEMETRY_STREAM)
+                .await
+                .is_err()
+        );
+    }
+}
