@@ -51,6 +51,8 @@ pub enum EnrollmentCommand {
     },
     /// Every enrollment token (never a secret).
     List,
+    /// Revoke an enrollment token: no node enrolls with it again.
+    RevokeToken { id: String },
     /// Every enrolled node's NATS credentials.
     Nodes,
     /// Revoke a node's NATS credentials: its connection is closed and refused from then on.
@@ -198,6 +200,9 @@ pub async fn enrollment(
             })),
         ),
         EnrollmentCommand::List => (reqwest::Method::GET, "/enrollments".into(), None),
+        EnrollmentCommand::RevokeToken { id } => {
+            (reqwest::Method::DELETE, format!("/enrollments/{id}"), None)
+        }
         EnrollmentCommand::Nodes => (reqwest::Method::GET, "/credentials".into(), None),
         EnrollmentCommand::Revoke { node } => (
             reqwest::Method::DELETE,

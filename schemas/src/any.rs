@@ -18,8 +18,8 @@ use crate::{
     TaskUnreachable,
 };
 use crate::{
-    AuditRecorded, EnrollmentIssued, EnrollmentUsed, NodeCredentialsIssued, NodeRevoked,
-    TokenIssued, TokenRevoked, TokenUsed,
+    AuditRecorded, EnrollmentIssued, EnrollmentRevoked, EnrollmentUsed, NodeCredentialsIssued,
+    NodeRevoked, TokenIssued, TokenRevoked, TokenUsed,
 };
 
 /// Declares a set of events: the enum, its decoder and its accessors.
@@ -100,8 +100,8 @@ event_set!(
     NodeUnassignedFromCluster, NodeLabelsSet, NotificationChannelSaved,
     NotificationChannelDeleted, NotificationAttempted, AlertRuleSaved, AlertRuleDeleted,
     SilenceCreated, SilenceDeleted, AlertFired, AlertResolved, TokenIssued, TokenRevoked,
-    TokenUsed, EnrollmentIssued, EnrollmentUsed, NodeCredentialsIssued, NodeRevoked,
-    AuditRecorded,
+    TokenUsed, EnrollmentIssued, EnrollmentUsed, EnrollmentRevoked, NodeCredentialsIssued,
+    NodeRevoked, AuditRecorded,
 );
 
 event_set!(
@@ -137,7 +137,7 @@ event_set!(
     /// The auth stream: operator tokens issued, revoked and seen in use; enrollments and nodes'
     /// credentials.
     AuthEvent, "the auth stream":
-    TokenIssued, TokenRevoked, TokenUsed, EnrollmentIssued, EnrollmentUsed,
+    TokenIssued, TokenRevoked, TokenUsed, EnrollmentIssued, EnrollmentUsed, EnrollmentRevoked,
     NodeCredentialsIssued, NodeRevoked,
 );
 

@@ -54,6 +54,6 @@ pub use tasks::{
     TaskStarted, TaskTimedOut, TaskUnreachable,
 };
 pub use trust::{
-    AuditRecorded, EnrollmentIssued, EnrollmentUsed, NodeCredentialsIssued, NodeRevoked,
-    TokenIssued, TokenRevoked, TokenUsed,
+    AuditRecorded, EnrollmentIssued, EnrollmentRevoked, EnrollmentUsed, NodeCredentialsIssued,
+    NodeRevoked, TokenIssued, TokenRevoked, TokenUsed,
 };

@@ -90,6 +90,7 @@ pub const RELEASED: &[SchemaFile] = &[
     schema_file!("TokenUsed", 1, "token_used.v1.avsc"),
     schema_file!("EnrollmentIssued", 1, "enrollment_issued.v1.avsc"),
     schema_file!("EnrollmentUsed", 1, "enrollment_used.v1.avsc"),
+    schema_file!("EnrollmentRevoked", 1, "enrollment_revoked.v1.avsc"),
     schema_file!(
         "NodeCredentialsIssued",
         1,

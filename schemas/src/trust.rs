@@ -68,6 +68,15 @@ pub struct EnrollmentUsed {
 }
 event!(EnrollmentUsed, 1);
 
+/// `EnrollmentRevoked` v1. The envelope's `node_id` is the enrollment id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrollmentRevoked {
+    pub envelope: Envelope,
+    pub enrollment_id: String,
+    pub revoked_by: String,
+}
+event!(EnrollmentRevoked, 1);
+
 /// `NodeCredentialsIssued` v1: a node's NATS user JWT (not recorded) was issued. The
 /// envelope's `node_id` is the node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,6 +185,11 @@ mod tests {
             use_number: 1,
             enrolled_node_id: "gpu-001".into(),
             public_key: "UABC".into(),
+        });
+        check(&EnrollmentRevoked {
+            envelope: env(EnrollmentRevoked::NAME),
+            enrollment_id: "0a1b2c3d4e5f6a7b".into(),
+            revoked_by: "admin/00112233".into(),
         });
         check(&NodeCredentialsIssued {
             envelope: env(NodeCredentialsIssued::NAME),

@@ -150,7 +150,9 @@ pub fn list(state: &AppState) -> Vec<EnrollmentInfo> {
         .enrollments()
         .into_iter()
         .map(|e| EnrollmentInfo {
-            state: if now >= e.expires_at_ms {
+            state: if e.revoked {
+                "revoked"
+            } else if now >= e.expires_at_ms {
                 "expired"
             } else if e.used >= e.uses {
                 "used_up"
@@ -167,6 +169,22 @@ pub fn list(state: &AppState) -> Vec<EnrollmentInfo> {
             expires_at: at(e.expires_at_ms),
         })
         .collect()
+}
+
+/// `DELETE /api/v1/enrollments/{id}`: no node enrolls with it again (nodes enrolled with it
+/// keep their credentials).
+pub async fn revoke_enrollment(state: &AppState, by: &Identity, id: &str) -> Result<(), ApiError> {
+    if state.keyring().nodes().enrollment(id).is_none() {
+        return Err(ApiError::NotFound(format!("no enrollment token {id}")));
+    }
+    let event = nerve_schemas::EnrollmentRevoked {
+        envelope: Envelope::new::<nerve_schemas::EnrollmentRevoked>(id, now_ms() as i64),
+        enrollment_id: id.to_owned(),
+        revoked_by: by.who(),
+    };
+    state.publish(subjects::enrollment(id), &event).await?;
+    state.keyring().apply(&AuthEvent::EnrollmentRevoked(event));
+    Ok(())
 }
 
 fn info(n: NodeCredential, now_ms: i64) -> NodeCredentialInfo {
@@ -266,6 +284,9 @@ async fn spend_use(
                     .map_err(|e| ApiError::Unavailable(format!("auth stream: {e}")))?;
                 match AuthEvent::decode(&last.payload) {
                     Ok(AuthEvent::EnrollmentUsed(u)) => (last.sequence, u.use_number.max(0) as u32),
+                    Ok(AuthEvent::EnrollmentRevoked(_)) => {
+                        return Err(ApiError::Unauthorized("enrollment token revoked".into()));
+                    }
                     Ok(_) => (last.sequence, 0),
                     Err(e) => return Err(ApiError::Unavailable(format!("enrollment {id}: {e}"))),
                 }

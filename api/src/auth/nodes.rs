@@ -22,6 +22,7 @@ pub struct Enrollment {
     pub issued_at_ms: i64,
     pub issued_by: String,
     pub expires_at_ms: i64,
+    pub revoked: bool,
 }
 
 /// An enrolled node as folded.
@@ -54,7 +55,8 @@ impl NodeBook {
                     tracing::warn!(enrollment_id = %e.enrollment_id, "EnrollmentIssued with a bad hash ignored");
                     return;
                 };
-                let used = self.enrollments.get(&e.enrollment_id).map_or(0, |x| x.used);
+                let known = self.enrollments.get(&e.enrollment_id);
+                let (used, revoked) = known.map_or((0, false), |x| (x.used, x.revoked));
                 self.enrollments.insert(
                     e.enrollment_id.clone(),
                     Enrollment {
@@ -66,12 +68,18 @@ impl NodeBook {
                         issued_at_ms: e.envelope.occurred_at_ms,
                         issued_by: e.issued_by.clone(),
                         expires_at_ms: e.expires_at_ms,
+                        revoked,
                     },
                 );
             }
             AuthEvent::EnrollmentUsed(e) => {
                 if let Some(x) = self.enrollments.get_mut(&e.enrollment_id) {
                     x.used = x.used.max(e.use_number.max(0) as u32);
+                }
+            }
+            AuthEvent::EnrollmentRevoked(e) => {
+                if let Some(x) = self.enrollments.get_mut(&e.enrollment_id) {
+                    x.revoked = true;
                 }
             }
             AuthEvent::NodeCredentialsIssued(e) => {
@@ -128,6 +136,8 @@ impl NodeBook {
         let e = self.enrollments.get(id)?;
         Some(if !token::matches(secret, &e.secret_sha256) {
             Err(Refusal::WrongSecret)
+        } else if e.revoked {
+            Err(Refusal::Revoked)
         } else if now_ms >= e.expires_at_ms {
             Err(Refusal::Expired)
         } else if e.used >= e.uses {
@@ -228,6 +238,17 @@ mod tests {
         assert_eq!(
             book.check(&minted.id, &secret, 5_000),
             Some(Err(Refusal::UsedUp))
+        );
+        book.apply(&AuthEvent::EnrollmentRevoked(
+            nerve_schemas::EnrollmentRevoked {
+                envelope: Envelope::new::<nerve_schemas::EnrollmentRevoked>(&minted.id, 3_000),
+                enrollment_id: minted.id.clone(),
+                revoked_by: "admin/1".into(),
+            },
+        ));
+        assert_eq!(
+            book.check(&minted.id, &secret, 5_000),
+            Some(Err(Refusal::Revoked))
         );
 
         book.apply(&credentials("n1", "U1", &minted.id, 50_000));

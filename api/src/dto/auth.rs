@@ -206,7 +206,7 @@ pub struct EnrollmentInfo {
     pub issued_at: String,
     pub issued_by: String,
     pub expires_at: String,
-    /// `active`, `used_up` or `expired`.
+    /// `active`, `used_up`, `expired` or `revoked`.
     pub state: String,
 }
 

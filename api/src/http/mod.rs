@@ -100,6 +100,7 @@ routes! {
     GET "/api/v1/audit" => list_audit, Read, 200;
     GET "/api/v1/enrollments" => list_enrollments, Admin, 200;
     POST "/api/v1/enrollments" => create_enrollment, Admin, 201;
+    DELETE "/api/v1/enrollments/{id}" => revoke_enrollment, Admin, 200;
     POST "/api/v1/enroll" => enroll, Enroll, 201;
     POST "/api/v1/credentials/renew" => renew_credentials, Public, 201;
     GET "/api/v1/credentials" => list_credentials, Read, 200;
@@ -418,6 +419,17 @@ async fn create_enrollment(
     ApiJson(req): ApiJson<CreateEnrollment>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(crate::auth::enroll::create(&state, &by.0, req).await?))
+}
+
+async fn revoke_enrollment(
+    State(state): State<AppState>,
+    by: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    crate::auth::enroll::revoke_enrollment(&state, &by.0, &id).await?;
+    Ok(Json(
+        serde_json::json!({ "enrollment_id": id, "state": "revoked" }),
+    ))
 }
 
 async fn enroll(

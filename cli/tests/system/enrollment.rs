@@ -1,6 +1,6 @@
 //! Nodes' own NATS credentials against a nats-server with decentralized JWT auth: anonymous
 //! clients are refused; a real agent enrolls with a single-use token (which then works no
-//! more; an expired one never does) and its heartbeats are stored; with its credentials a
+//! more; an expired or revoked one never does) and its heartbeats are stored; with its credentials a
 //! client cannot publish on another node's subjects or hear its dispatch, and none of it
 //! reaches ClickHouse; a revoked node is dropped and kept out within 5 s; credentials renewed
 //! before they expire lose no heartbeat.
@@ -131,6 +131,20 @@ async fn an_enrolled_agent_publishes_only_as_itself_and_a_revoked_node_is_kept_o
         try_enroll(&served, &token, "another").await,
         401,
         "a used token"
+    );
+    let revoked = enrollment(&served, 5, 600).await;
+    let id = revoked["nerve_".len()..]
+        .split('_')
+        .next()
+        .expect("id")
+        .to_owned();
+    enroll::revoke_enrollment(&served.state, &admin(), &id)
+        .await
+        .expect("revoke the token");
+    assert_eq!(
+        try_enroll(&served, &revoked, "third").await,
+        401,
+        "a revoked token"
     );
     let short = enrollment(&served, 5, 1).await;
     eventually(DEADLINE, "an expired token refused", || async {
