@@ -99,10 +99,18 @@ pub async fn login(token: String) -> Result<Result<Identity, String>, ServerFnEr
     use nerve_api::http::guard::SESSION_COOKIE;
     let state = state()?;
     let token = token.trim().to_owned();
-    match state
+    let checked = state
         .keyring()
         .check(Some(&token), nerve_api::time::now_ms() as i64)
-    {
+        // Only an operator token signs in (not an enrollment token).
+        .and_then(|identity| {
+            if nerve_api::dto::auth::Role::ALL.contains(&identity.role) {
+                Ok(identity)
+            } else {
+                Err(nerve_api::auth::keyring::Refusal::Unknown)
+            }
+        });
+    match checked {
         Ok(identity) => {
             let max_age = state.keyring().get(&identity.token_id).map_or(0, |t| {
                 ((t.expires_at_ms - nerve_api::time::now_ms() as i64) / 1000).max(0)

@@ -107,3 +107,71 @@ async fn with_tls_on_plain_and_foreign_ca_clients_are_refused() {
     cancel.cancel();
     server.await.expect("join").expect("served");
 }
+
+/// The console's sign-in answer: the session cookie's attributes, or none.
+async fn sign_in(api: &crate::support::Api, token: &str) -> Option<String> {
+    use tower::ServiceExt as _;
+    let app = nerve_ui::server::app(api.state.clone(), std::path::Path::new("site"));
+    let request = axum::http::Request::post("/ui-api/login")
+        .header("host", "console.test")
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            serde_json::json!({ "token": token }).to_string(),
+        ))
+        .expect("request");
+    let response = app.oneshot(request).await.expect("answer");
+    response
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().expect("ascii").to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_cookie_is_secure_over_tls_and_only_an_operator_token_signs_in() {
+    let env = Env::start().await;
+    let mut config = env.config.api.clone();
+    config.tls_cert_file = env.state_dir.path().join("cert.pem");
+    let api = env
+        .app_with(config, nerve_platform::metrics::Registry::new())
+        .await;
+    let cookie = sign_in(&api, &api.token).await.expect("signed in");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
+    }
+    let plain = env.app().await;
+    let cookie = sign_in(&plain, &plain.token).await.expect("signed in");
+    assert!(
+        !cookie.contains("Secure"),
+        "Secure over plain HTTP: {cookie}"
+    );
+
+    // An enrollment token is no operator's: it does not sign in to the console.
+    let by = nerve_api::dto::auth::Identity {
+        token_id: "t".into(),
+        name: "admin".into(),
+        role: nerve_api::dto::auth::Role::Admin,
+    };
+    let minted = nerve_api::auth::token::mint(None);
+    let event = nerve_schemas::EnrollmentIssued {
+        envelope: nerve_schemas::Envelope::new::<nerve_schemas::EnrollmentIssued>(
+            &minted.id,
+            nerve_platform::now_ms(),
+        ),
+        enrollment_id: minted.id.clone(),
+        name: "rack".into(),
+        secret_sha256: nerve_api::auth::token::hex(&minted.secret_sha256),
+        uses: 1,
+        expires_at_ms: nerve_platform::now_ms() + 60_000,
+        issued_by: by.who(),
+    };
+    // Folded as every instance folds it from the auth stream.
+    plain
+        .state
+        .keyring()
+        .apply(&nerve_schemas::AuthEvent::EnrollmentIssued(event));
+    assert!(
+        sign_in(&plain, &minted.token).await.is_none(),
+        "an enrollment token signed in"
+    );
+}
