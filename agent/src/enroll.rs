@@ -169,12 +169,7 @@ fn renew_at(iat: u64, exp: u64) -> u64 {
 }
 
 fn claim(jwt: &str, name: &str) -> Option<u64> {
-    use base64::Engine as _;
-    let payload = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    serde_json::from_slice::<serde_json::Value>(&bytes).ok()?[name].as_u64()
+    nerve_ingest::node_key::jwt_claims(jwt)?.get(name)?.as_u64()
 }
 
 fn now_secs() -> u64 {

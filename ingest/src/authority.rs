@@ -317,14 +317,8 @@ impl Authority {
     }
 }
 
-/// A JWT's claims as JSON, its signature not checked (for what this process just signed).
 fn claims_of(jwt: &str) -> Result<serde_json::Value, AuthorityError> {
-    use base64::Engine as _;
-    let payload = jwt.split('.').nth(1).unwrap_or_default();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(jwt_error)?;
-    serde_json::from_slice(&bytes).map_err(jwt_error)
+    crate::node_key::jwt_claims(jwt).ok_or_else(|| jwt_error("an unreadable JWT"))
 }
 
 /// The `.creds` file format every NATS client reads: the JWT, then the seed.

@@ -109,13 +109,16 @@ impl NodeKey {
     }
 }
 
-/// The `exp` of a JWT (Unix seconds), read without checking its signature (the node reads its
-/// own credentials to know when to renew them).
-pub fn jwt_expiry(jwt: &str) -> Option<u64> {
+/// A JWT's claims as JSON, its signature not checked (a node reads its own credentials to know
+/// when to renew them; the authority reads back what it just signed).
+pub fn jwt_claims(jwt: &str) -> Option<serde_json::Value> {
     let payload = jwt.split('.').nth(1)?;
-    let bytes = B64.decode(payload).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("exp")?.as_u64()
+    serde_json::from_slice(&B64.decode(payload).ok()?).ok()
+}
+
+/// The `exp` of a JWT (Unix seconds), if it has one.
+pub fn jwt_expiry(jwt: &str) -> Option<u64> {
+    jwt_claims(jwt)?.get("exp")?.as_u64()
 }
 
 /// Proof that the sender holds the private key of `public_key`, for one purpose, node and
