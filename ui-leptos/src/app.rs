@@ -9,6 +9,7 @@ use crate::pages::access::{AuditPage, TokensPage};
 use crate::pages::alerts::{AlertsPage, ChannelsPage, RulesPage};
 use crate::pages::clusters::ClustersPage;
 use crate::pages::dashboard::Dashboard;
+use crate::pages::enrollment::EnrollmentPage;
 use crate::pages::login::LoginPage;
 use crate::pages::node::NodePage;
 use crate::pages::nodes::NodesPage;
@@ -94,6 +95,7 @@ fn Header(
                 <Suspense fallback=|| ()>
                     <Show when=|| crate::session::can(nerve_api::dto::auth::Right::Admin)>
                         <A href="/tokens">"Tokens"</A>
+                        <A href="/enrollment">"Enrollment"</A>
                     </Show>
                 </Suspense>
             </nav>
@@ -118,6 +120,7 @@ fn Pages() -> AnyView {
             <Route path=path!("/login") view=LoginPage/>
             <Route path=path!("/audit") view=AuditPage/>
             <Route path=path!("/tokens") view=TokensPage/>
+            <Route path=path!("/enrollment") view=EnrollmentPage/>
             <Route path=path!("/nodes") view=NodesPage/>
             <Route path=path!("/nodes/:id") view=NodePage/>
             <Route path=path!("/tasks") view=TasksPage/>

@@ -332,3 +332,52 @@ pub async fn get_audit(
 ) -> Result<nerve_api::dto::auth::AuditPage, ServerFnError> {
     nerve_api::audit::list(&state()?, query).await.map_err(fail)
 }
+
+/// Every enrollment token (never a secret).
+#[server(prefix = "/ui-api", endpoint = "enrollments", input = Json)]
+pub async fn get_enrollments() -> Result<Vec<nerve_api::dto::auth::EnrollmentInfo>, ServerFnError> {
+    Ok(nerve_api::auth::enroll::list(&state()?))
+}
+
+/// Issues an enrollment token: `Ok(Err(reason))` when the request is not acceptable (or
+/// enrollment is not set up); the answer holds the token, shown once.
+#[server(prefix = "/ui-api", endpoint = "enrollment-create", input = Json)]
+pub async fn create_enrollment(
+    request: nerve_api::dto::auth::CreateEnrollment,
+) -> Result<Result<nerve_api::dto::auth::EnrollmentIssued, String>, ServerFnError> {
+    let by = crate::session::caller().await?;
+    match nerve_api::auth::enroll::create(&state()?, &by, request).await {
+        Ok(issued) => Ok(Ok(issued)),
+        Err(
+            nerve_api::error::ApiError::BadRequest(reason)
+            | nerve_api::error::ApiError::Unavailable(reason),
+        ) => Ok(Err(reason)),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// Revokes an enrollment token: no node enrolls with it again.
+#[server(prefix = "/ui-api", endpoint = "enrollment-revoke", input = Json)]
+pub async fn revoke_enrollment(id: String) -> Result<(), ServerFnError> {
+    let by = crate::session::caller().await?;
+    nerve_api::auth::enroll::revoke_enrollment(&state()?, &by, &id)
+        .await
+        .map_err(fail)
+}
+
+/// Every enrolled node's NATS credentials.
+#[server(prefix = "/ui-api", endpoint = "node-credentials", input = Json)]
+pub async fn get_node_credentials()
+-> Result<Vec<nerve_api::dto::auth::NodeCredentialInfo>, ServerFnError> {
+    Ok(nerve_api::auth::enroll::credentials(&state()?))
+}
+
+/// Revokes a node's NATS credentials: dropped by NATS at once, refused after.
+#[server(prefix = "/ui-api", endpoint = "node-revoke", input = Json)]
+pub async fn revoke_node(node_id: String) -> Result<(), ServerFnError> {
+    let by = crate::session::caller().await?;
+    nerve_api::auth::enroll::revoke(&state()?, &by, &node_id)
+        .await
+        .map(|_| ())
+        .map_err(fail)
+}

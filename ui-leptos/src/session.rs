@@ -66,6 +66,11 @@ pub const SERVER_FNS: &[ServerFn] = &[
     change("/ui-api/token-create", Right::Admin),
     change("/ui-api/token-rotate", Right::Admin),
     change("/ui-api/token-revoke", Right::Admin),
+    read("/ui-api/enrollments", Right::Admin),
+    change("/ui-api/enrollment-create", Right::Admin),
+    change("/ui-api/enrollment-revoke", Right::Admin),
+    read("/ui-api/node-credentials", Right::Admin),
+    change("/ui-api/node-revoke", Right::Admin),
     read("/ui-api/audit", Right::Read),
 ];
 

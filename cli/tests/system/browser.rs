@@ -296,12 +296,13 @@ fn the_console_works_in_a_real_browser() {
 }
 
 async fn console_in_a_real_browser() {
-    let env = Env::start().await;
+    // NATS as production runs it: JWT auth, and this machine's agent enrolls like any node.
+    let env = Env::start_secured().await;
     let cancel = CancellationToken::new();
     let metrics = Registry::new();
     let projectors = env.spawn_projectors(&metrics, &cancel);
     let liveness = env.spawn_liveness(&metrics, &cancel).await;
-    let nats = async_nats::connect(env.nats.url()).await.expect("nats");
+    let nats = env.client().await;
     let dispatcher = {
         let (client, metrics, cancel) = (nats.clone(), metrics.clone(), cancel.clone());
         let signer = env.signer();
@@ -320,6 +321,15 @@ async fn console_in_a_real_browser() {
         let (ctx, cancel) = (state.alerts().clone(), cancel.clone());
         tokio::spawn(async move { nerve_alerts::run(ctx, config, &Registry::new(), cancel).await })
     };
+    state.set_trust(
+        nerve_api::auth::enroll::NodeTrust::connect(
+            &env.config.nats,
+            &env.config.api.nats_authority_dir,
+            env.signer().public_key(),
+        )
+        .await
+        .expect("NATS authority"),
+    );
     let tokens = state.clone();
     let app = nerve_ui::server::app(state, &site_dir());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -351,7 +361,23 @@ async fn console_in_a_real_browser() {
         &xid_79("sim-001", now),
     )
     .await;
-    let mut agent = env.spawn_nerve(&["agent"]);
+    let admin_identity = nerve_api::dto::auth::Identity {
+        token_id: "browser-test".into(),
+        name: "test-harness".into(),
+        role: nerve_api::dto::auth::Role::Admin,
+    };
+    let enrollment = nerve_api::auth::enroll::create(
+        &tokens,
+        &admin_identity,
+        nerve_api::dto::auth::CreateEnrollment {
+            name: "this machine".into(),
+            uses: Some(1),
+            ttl_secs: Some(600),
+        },
+    )
+    .await
+    .expect("enrollment token");
+    let mut agent = env.spawn_nerve(&["agent", "--enroll", &enrollment.token, "--api", &base]);
     let agent_id = eventually(DEADLINE, "the real agent's node", || async {
         let id = std::fs::read_to_string(env.state_dir.path().join("agent/node_id")).ok()?;
         let n = env
@@ -486,6 +512,33 @@ async fn console_in_a_real_browser() {
         c,
         &format!("tr[data-token='{bob_id}']"),
         "bob revoked",
+        |t| t.contains("revoked"),
+    )
+    .await;
+    // Enrollment: this machine's agent is listed as enrolled; an enrollment token is issued
+    // (shown once) and revoked.
+    visit(c, &base, "/enrollment", "enrollment").await;
+    wait_text(
+        c,
+        &format!("tr[data-node='{agent_id}']"),
+        "the enrolled agent",
+        |t| t.contains("active"),
+    )
+    .await;
+    type_into(c, &[("#enroll-name", "rack 9")]).await;
+    click(c, "[data-testid=enrollment-create]").await;
+    let enroll_token = text(c, "[data-testid=new-enrollment-token]").await;
+    assert!(enroll_token.starts_with("nerve_"), "{enroll_token}");
+    let enroll_id = &enroll_token["nerve_".len().."nerve_".len() + 16];
+    click(
+        c,
+        &format!("tr[data-enrollment='{enroll_id}'] [data-testid=enrollment-revoke]"),
+    )
+    .await;
+    wait_text(
+        c,
+        &format!("tr[data-enrollment='{enroll_id}']"),
+        "the enrollment token revoked",
         |t| t.contains("revoked"),
     )
     .await;

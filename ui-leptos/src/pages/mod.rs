@@ -4,6 +4,7 @@ pub mod access;
 pub mod alerts;
 pub mod clusters;
 pub mod dashboard;
+pub mod enrollment;
 pub mod login;
 pub mod node;
 pub mod nodes;
