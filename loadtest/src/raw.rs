@@ -151,7 +151,6 @@ pub async fn measure(services: &Services, args: &RawArgs) -> anyhow::Result<RawR
         .execute()
         .await?;
     let now = nerve_platform::now_ms();
-    let stamp = (now / 1000) as u32;
     let rows: Vec<HeartbeatRow> = (0..args.rows)
         .map(|i| {
             let node = format!("sim-{:06}", i % u64::from(args.nodes.max(1)));
@@ -166,9 +165,10 @@ pub async fn measure(services: &Services, args: &RawArgs) -> anyhow::Result<RawR
                     payload,
                 },
                 stream_seq: i + 1,
+                published_ms: now,
                 redelivered: false,
             };
-            Ok(HeartbeatRow::new(&p, stamp))
+            Ok(HeartbeatRow::new(&p))
         })
         .collect::<anyhow::Result<_>>()?;
     let cpu_before = cpu.read();

@@ -180,10 +180,9 @@ impl Projection for HeartbeatProjection {
         insert.end().await?;
 
         // Last: an event found here had everything above written.
-        let now = (nerve_platform::now_ms() / 1000) as u32;
         let mut insert = ch.insert::<HeartbeatRow>(HEARTBEATS).await?;
         for p in items {
-            insert.write(&HeartbeatRow::new(p, now)).await?;
+            insert.write(&HeartbeatRow::new(p)).await?;
         }
         insert.end().await
     }
@@ -221,6 +220,7 @@ pub struct HeartbeatRow {
     pub gpu_temperature_c: Vec<f32>,
     pub gpu_power_w: Vec<f32>,
     pub stream_seq: u64,
+    /// When JetStream stored the event (not when it was written here: a fold is pure).
     pub ingested_at: u32,
     pub gpu_health: Vec<String>,
 }
@@ -230,7 +230,7 @@ fn u(v: i64) -> u64 {
 }
 
 impl HeartbeatRow {
-    pub fn new(p: &Positioned<Heartbeat>, now: u32) -> Self {
+    pub fn new(p: &Positioned<Heartbeat>) -> Self {
         let e = &p.item.event;
         Self {
             node_id: e.envelope.node_id.clone(),
@@ -261,7 +261,7 @@ impl HeartbeatRow {
             gpu_temperature_c: e.gpus.iter().map(|g| g.temperature_c).collect(),
             gpu_power_w: e.gpus.iter().map(|g| g.power_w).collect(),
             stream_seq: p.stream_seq,
-            ingested_at: now,
+            ingested_at: (p.published_ms.max(0) / 1000) as u32,
             gpu_health: e.gpus.iter().map(|g| g.health.clone()).collect(),
         }
     }

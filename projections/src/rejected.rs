@@ -5,6 +5,8 @@
 use clickhouse::{Client, Row};
 use serde::Serialize;
 
+use crate::runner::{Logged, Projection};
+
 /// Bytes of payload kept per rejected event.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 
@@ -42,21 +44,17 @@ pub struct RejectedRow {
 }
 
 impl RejectedRow {
-    pub fn new(
-        stream: &str,
-        projection: &str,
-        subject: &str,
-        stream_seq: u64,
-        error: &str,
-        payload: &[u8],
-    ) -> Self {
+    /// The row for `message`, which `projection` refused for `error`. `received_at` is when
+    /// JetStream stored it, so a replay writes the same row.
+    pub fn new<P: Projection>(projection: &P, message: &Logged<'_>, error: &str) -> Self {
+        let payload = message.payload;
         let kept = &payload[..payload.len().min(MAX_PAYLOAD_BYTES)];
         Self {
-            received_at: (nerve_platform::now_ms() / 1000) as u32,
-            stream: stream.into(),
-            projector: projection.into(),
-            subject: subject.into(),
-            stream_seq,
+            received_at: (message.published_ms.max(0) / 1000) as u32,
+            stream: projection.stream().into(),
+            projector: projection.name().into(),
+            subject: message.subject.into(),
+            stream_seq: message.stream_seq,
             error: error.into(),
             payload_hex: kept.iter().map(|b| format!("{b:02x}")).collect(),
             payload_bytes: payload.len() as u64,

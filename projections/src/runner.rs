@@ -73,8 +73,74 @@ pub struct Positioned<T> {
     pub item: T,
     /// JetStream stream sequence: the projection's checkpoint, written with the row.
     pub stream_seq: u64,
+    /// When JetStream stored it (ms since the epoch): the log's own time, the only clock a fold
+    /// may read, so that replaying the log gives the same rows.
+    pub published_ms: i64,
     /// Whether JetStream delivered it before (the previous attempt may have been written).
     pub redelivered: bool,
+}
+
+/// One message as the log holds it, from a live consumer or a replay.
+#[derive(Debug, Clone, Copy)]
+pub struct Logged<'a> {
+    pub subject: &'a str,
+    pub payload: &'a [u8],
+    pub stream_seq: u64,
+    pub published_ms: i64,
+    pub redelivered: bool,
+}
+
+impl<'a> Logged<'a> {
+    /// Where a JetStream message sits in its stream.
+    pub fn of(msg: &'a Message) -> Self {
+        let (stream_seq, delivered, published_ms) = match msg.info() {
+            Ok(info) => (
+                info.stream_sequence,
+                info.delivered,
+                (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
+            ),
+            // Only a message that did not come from a stream lacks this.
+            Err(_) => (0, 1, 0),
+        };
+        Self {
+            subject: msg.subject.as_str(),
+            payload: &msg.payload,
+            stream_seq,
+            published_ms,
+            redelivered: delivered > 1,
+        }
+    }
+}
+
+/// Decodes and validates `messages` for `projection`: the good events, in order, and a
+/// `rejected_events` row for each bad one (logged).
+pub fn decode_all<'a, P: Projection>(
+    projection: &P,
+    messages: impl IntoIterator<Item = Logged<'a>>,
+) -> (Vec<Positioned<P::Item>>, Vec<RejectedRow>) {
+    let mut items = Vec::new();
+    let mut rejected_rows = Vec::new();
+    for m in messages {
+        match projection.decode(m.subject, m.payload, m.published_ms) {
+            Ok(item) => items.push(Positioned {
+                item,
+                stream_seq: m.stream_seq,
+                published_ms: m.published_ms,
+                redelivered: m.redelivered,
+            }),
+            Err(error) => {
+                tracing::warn!(
+                    projection = projection.name(),
+                    subject = m.subject,
+                    stream_seq = m.stream_seq,
+                    %error,
+                    "rejected event"
+                );
+                rejected_rows.push(RejectedRow::new(projection, &m, &error));
+            }
+        }
+    }
+    (items, rejected_rows)
 }
 
 /// Earliest accepted event time (2001-01-01): older means a broken clock.
@@ -388,45 +454,7 @@ impl<P: Projection> Runner<P> {
     /// batch stays unacked and is redelivered to the next projector).
     async fn process(&self, batch: Vec<Message>, cancel: &CancellationToken) -> bool {
         let name = self.projection.name();
-        let mut items = Vec::with_capacity(batch.len());
-        let mut rejected_rows = Vec::new();
-        for msg in &batch {
-            let (seq, delivered, published_ms) = match msg.info() {
-                Ok(info) => (
-                    info.stream_sequence,
-                    info.delivered,
-                    (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
-                ),
-                Err(_) => (0, 1, nerve_platform::now_ms()),
-            };
-            match self
-                .projection
-                .decode(msg.subject.as_str(), &msg.payload, published_ms)
-            {
-                Ok(item) => items.push(Positioned {
-                    item,
-                    stream_seq: seq,
-                    redelivered: delivered > 1,
-                }),
-                Err(error) => {
-                    tracing::warn!(
-                        projection = name,
-                        subject = %msg.subject,
-                        stream_seq = seq,
-                        %error,
-                        "rejected event"
-                    );
-                    rejected_rows.push(RejectedRow::new(
-                        self.projection.stream(),
-                        name,
-                        msg.subject.as_str(),
-                        seq,
-                        &error,
-                        &msg.payload,
-                    ));
-                }
-            }
-        }
+        let (mut items, rejected_rows) = decode_all(&self.projection, batch.iter().map(Logged::of));
 
         let mut backoff = Duration::from_millis(100);
         loop {
