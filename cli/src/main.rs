@@ -1,11 +1,13 @@
 //! `nerve`: one binary for every role — `agent`, `ingest`, `project`, `serve`, and `dev` (all of
-//! them on one machine, with NATS and ClickHouse as child processes) — plus `token` and `audit`
+//! them on one machine, with NATS and ClickHouse as child processes) — plus `token`, `audit` and `replay`
 //! for admins, and `config` and `probe` to check a config file and what the agent sees.
 
 #[cfg(feature = "server")]
 mod admin;
 #[cfg(feature = "server")]
 mod dev;
+#[cfg(feature = "server")]
+mod replay;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -91,6 +93,10 @@ enum Command {
         #[command(subcommand)]
         command: admin::AuthorityCommand,
     },
+    /// Rebuild the read models from the log while the live projectors run (shadow tables,
+    /// compared partition by partition, cut over atomically); `--check` only compares.
+    #[cfg(feature = "server")]
+    Replay(replay::ReplayArgs),
     /// The audit trail: `verify` checks every chain.
     #[cfg(feature = "server")]
     Audit {
@@ -193,6 +199,8 @@ fn main() -> anyhow::Result<()> {
             }
             #[cfg(feature = "server")]
             Command::Audit { command } => admin::audit(&config, command).await?,
+            #[cfg(feature = "server")]
+            Command::Replay(args) => replay::run(&config, args).await?,
             #[cfg(feature = "server")]
             Command::Secret { command } => admin::secret(&config, command)?,
             #[cfg(feature = "server")]

@@ -111,6 +111,10 @@ impl Projection for AlertsProjection {
         EventKey::of(item.event.envelope())
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &[ALERTS, ALERT_LOG]
+    }
+
     fn append_only_table(&self) -> Option<&'static str> {
         Some(ALERT_LOG)
     }

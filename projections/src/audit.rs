@@ -84,6 +84,10 @@ impl Projection for AuditProjection {
         EventKey::of(&item.entry.envelope)
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &[AUDIT_LOG]
+    }
+
     fn append_only_table(&self) -> Option<&'static str> {
         Some(AUDIT_LOG)
     }

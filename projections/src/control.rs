@@ -231,6 +231,18 @@ impl Projection for ControlProjection {
         EventKey::of(item.event.envelope())
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            CLUSTER_MEMBERS,
+            NODE_LABELS,
+            CHANNELS,
+            NOTIFICATION_ATTEMPTS,
+            ALERT_RULES,
+            SILENCE_LOG,
+            CLUSTER_LOG,
+        ]
+    }
+
     fn append_only_table(&self) -> Option<&'static str> {
         Some(CLUSTER_LOG)
     }

@@ -150,6 +150,10 @@ impl Projection for HeartbeatProjection {
         }
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &[NODE_STATE, HEARTBEATS]
+    }
+
     fn append_only_table(&self) -> Option<&'static str> {
         Some(HEARTBEATS)
     }

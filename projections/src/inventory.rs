@@ -92,6 +92,10 @@ impl Projection for InventoryProjection {
         }
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &[INVENTORY]
+    }
+
     fn append_only_table(&self) -> Option<&'static str> {
         None
     }

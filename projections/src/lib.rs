@@ -12,8 +12,11 @@ pub mod audit;
 pub mod control;
 pub mod heartbeats;
 pub mod inventory;
+pub mod logged;
 pub mod node_events;
+pub mod partitions;
 pub mod rejected;
+pub mod replay;
 pub mod runner;
 pub mod scope;
 pub mod tasks;
@@ -26,6 +29,58 @@ use nerve_platform::metrics::Registry;
 use tokio_util::sync::CancellationToken;
 
 pub use runner::{Failpoint, ProjectorError, Runner, RunnerOptions};
+
+/// Every projection's name (its durable consumer), in the order they are rebuilt.
+pub const NAMES: [&str; 7] = [
+    heartbeats::NAME,
+    inventory::NAME,
+    node_events::NAME,
+    tasks::NAME,
+    control::NAME,
+    alerts::NAME,
+    audit::NAME,
+];
+
+/// Evaluates `$body` with `$p` bound to the projection named `$name` (one of [`NAMES`]):
+/// `Some(result)`, or `None` for another name.
+#[macro_export]
+macro_rules! with_projection {
+    ($name:expr, $p:ident => $body:expr) => {{
+        #[allow(unused_imports)]
+        use $crate::runner::Projection as _;
+        match $name {
+            n if n == $crate::heartbeats::NAME => {
+                let $p = $crate::heartbeats::HeartbeatProjection;
+                Some($body)
+            }
+            n if n == $crate::inventory::NAME => {
+                let $p = $crate::inventory::InventoryProjection;
+                Some($body)
+            }
+            n if n == $crate::node_events::NAME => {
+                let $p = $crate::node_events::NodeEventsProjection;
+                Some($body)
+            }
+            n if n == $crate::tasks::NAME => {
+                let $p = $crate::tasks::TaskProjection;
+                Some($body)
+            }
+            n if n == $crate::control::NAME => {
+                let $p = $crate::control::ControlProjection;
+                Some($body)
+            }
+            n if n == $crate::alerts::NAME => {
+                let $p = $crate::alerts::AlertsProjection;
+                Some($body)
+            }
+            n if n == $crate::audit::NAME => {
+                let $p = $crate::audit::AuditProjection;
+                Some($body)
+            }
+            _ => None,
+        }
+    }};
+}
 
 /// Every table's DDL, in creation order, for database `db`.
 pub fn all_ddl(db: &str) -> Vec<String> {

@@ -127,6 +127,10 @@ impl Projection for NodeEventsProjection {
         EventKey::of(item.event.envelope())
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &[NODE_LIVENESS, NODE_EVENTS]
+    }
+
     fn append_only_table(&self) -> Option<&'static str> {
         Some(NODE_EVENTS)
     }

@@ -5,7 +5,7 @@
 use clickhouse::{Client, Row};
 use serde::Serialize;
 
-use crate::runner::{Logged, Projection};
+use crate::logged::Logged;
 
 /// Bytes of payload kept per rejected event.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
@@ -44,15 +44,15 @@ pub struct RejectedRow {
 }
 
 impl RejectedRow {
-    /// The row for `message`, which `projection` refused for `error`. `received_at` is when
-    /// JetStream stored it, so a replay writes the same row.
-    pub fn new<P: Projection>(projection: &P, message: &Logged<'_>, error: &str) -> Self {
+    /// The row for `message` of `stream`, which `projector` refused for `error`.
+    /// `received_at` is when JetStream stored it, so a replay writes the same row.
+    pub fn new(stream: &str, projector: &str, message: &Logged<'_>, error: &str) -> Self {
         let payload = message.payload;
         let kept = &payload[..payload.len().min(MAX_PAYLOAD_BYTES)];
         Self {
             received_at: (message.published_ms.max(0) / 1000) as u32,
-            stream: projection.stream().into(),
-            projector: projection.name().into(),
+            stream: stream.into(),
+            projector: projector.into(),
             subject: message.subject.into(),
             stream_seq: message.stream_seq,
             error: error.into(),

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 const DEDUP_CHUNK: usize = 2_000;
 use tracing::Instrument;
 
+pub use crate::logged::Logged;
 use crate::rejected::{self, RejectedRow};
 
 /// Why a projector stopped.
@@ -80,38 +81,6 @@ pub struct Positioned<T> {
     pub redelivered: bool,
 }
 
-/// One message as the log holds it, from a live consumer or a replay.
-#[derive(Debug, Clone, Copy)]
-pub struct Logged<'a> {
-    pub subject: &'a str,
-    pub payload: &'a [u8],
-    pub stream_seq: u64,
-    pub published_ms: i64,
-    pub redelivered: bool,
-}
-
-impl<'a> Logged<'a> {
-    /// Where a JetStream message sits in its stream.
-    pub fn of(msg: &'a Message) -> Self {
-        let (stream_seq, delivered, published_ms) = match msg.info() {
-            Ok(info) => (
-                info.stream_sequence,
-                info.delivered,
-                (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
-            ),
-            // Only a message that did not come from a stream lacks this.
-            Err(_) => (0, 1, 0),
-        };
-        Self {
-            subject: msg.subject.as_str(),
-            payload: &msg.payload,
-            stream_seq,
-            published_ms,
-            redelivered: delivered > 1,
-        }
-    }
-}
-
 /// Decodes and validates `messages` for `projection`: the good events, in order, and a
 /// `rejected_events` row for each bad one (logged).
 pub fn decode_all<'a, P: Projection>(
@@ -136,7 +105,12 @@ pub fn decode_all<'a, P: Projection>(
                     %error,
                     "rejected event"
                 );
-                rejected_rows.push(RejectedRow::new(projection, &m, &error));
+                rejected_rows.push(RejectedRow::new(
+                    projection.stream(),
+                    projection.name(),
+                    &m,
+                    &error,
+                ));
             }
         }
     }
@@ -233,6 +207,8 @@ pub trait Projection: Send + Sync + 'static {
     ) -> Result<Self::Item, String>;
     /// The event's identity.
     fn key(item: &Self::Item) -> EventKey<'_>;
+    /// Every table it writes (not `rejected_events`, which all projections share).
+    fn tables(&self) -> &'static [&'static str];
     /// A MergeTree table with `node_id`, `ts` (DateTime) and `event_id` (UUID) columns whose rows
     /// would be duplicated by writing an event twice; `None` when writes are idempotent anyway
     /// (ReplacingMergeTree keyed by the entity). [`Projection::write`] must write it last: an

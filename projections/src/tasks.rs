@@ -128,6 +128,10 @@ impl Projection for TaskProjection {
         EventKey::of(item.event.envelope())
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &[TASKS, TASK_NODES, TASK_OUTPUT, TASK_EVENTS]
+    }
+
     fn append_only_table(&self) -> Option<&'static str> {
         Some(TASK_EVENTS)
     }

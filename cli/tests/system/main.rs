@@ -18,6 +18,7 @@ mod gpu_node;
 mod liveness;
 mod offers;
 mod projector;
+mod replay;
 mod secrets;
 mod support;
 mod tasks;
