@@ -108,6 +108,12 @@ pub async fn run(
     if config.dispatch.signing_key_file == defaults.dispatch.signing_key_file {
         config.dispatch.signing_key_file = data.join("dispatch.seed");
     }
+    if config.dev.archive {
+        config.archive.enabled = true;
+        if config.archive.dir == defaults.archive.dir {
+            config.archive.dir = data.join("archive");
+        }
+    }
     // This machine's agent trusts this machine's dispatcher.
     if config.agent.dispatch_public_key.is_empty() {
         let signer =

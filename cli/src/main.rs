@@ -271,6 +271,24 @@ pub(crate) async fn project(
         let (config, metrics, cancel) = (config.alerts.clone(), metrics.clone(), cancel.clone());
         tokio::spawn(async move { nerve_alerts::run(ctx, config, &metrics, cancel).await })
     });
+    let archiver = config.archive.enabled.then(|| {
+        let archive = nerve_ingest::archive::Archive::open(&config.archive.dir);
+        tracing::info!(dir = %config.archive.dir.display(), "archiving every stream");
+        tokio::spawn(nerve_ingest::archive::run(
+            js.clone(),
+            archive,
+            nerve_ingest::stream_configs(&config.streams)
+                .into_iter()
+                .map(|s| s.name)
+                .collect(),
+            nerve_ingest::archive::Sealing {
+                span: std::time::Duration::from_secs(config.archive.file_secs),
+                grace: std::time::Duration::from_secs(config.archive.seal_grace_secs),
+            },
+            metrics.clone(),
+            cancel.clone(),
+        ))
+    });
     let key_file = &config.dispatch.signing_key_file;
     let signer = nerve_ingest::offer::OfferSigner::load_or_create(key_file)
         .with_context(|| format!("the dispatch signing key {}", key_file.display()))?;
@@ -298,6 +316,9 @@ pub(crate) async fn project(
         handle.await.context("liveness tracker")??;
     }
     dispatcher.await.context("task dispatcher")??;
+    if let Some(handle) = archiver {
+        handle.await.context("archiver")?;
+    }
     if let Some(handle) = evaluator {
         handle.await.context("alert evaluator")??;
     }

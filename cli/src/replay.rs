@@ -26,6 +26,9 @@ pub struct ReplayArgs {
     /// itself after that.
     #[arg(long, default_value_t = 60)]
     hold_secs: u64,
+    /// The archive to read before the streams (default: `archive.dir` when `archive.enabled`).
+    #[arg(long)]
+    archive: Option<std::path::PathBuf>,
 }
 
 pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
@@ -44,6 +47,10 @@ pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
         from_ms,
         check_only: args.check,
         hold_lease: Duration::from_secs(args.hold_secs.max(1)),
+        archive: args
+            .archive
+            .or_else(|| config.archive.enabled.then(|| config.archive.dir.clone()))
+            .map(nerve_ingest::archive::Archive::open),
         ..Options::default()
     };
     let client =

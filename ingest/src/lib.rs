@@ -7,6 +7,8 @@ use async_nats::jetstream::{self, consumer, stream};
 use nerve_platform::config::{NatsConfig, StreamsConfig};
 use nerve_schemas::subjects;
 
+#[cfg(feature = "archive")]
+pub mod archive;
 #[cfg(feature = "authority")]
 pub mod authority;
 pub mod gate;

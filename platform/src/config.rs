@@ -21,7 +21,7 @@ pub enum ConfigError {
 
 mod roles;
 
-pub use roles::{AlertsConfig, ApiConfig, DevConfig, DispatchConfig, SmtpConfig};
+pub use roles::{AlertsConfig, ApiConfig, ArchiveConfig, DevConfig, DispatchConfig, SmtpConfig};
 
 /// The whole configuration of every Nerve process.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -37,6 +37,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub dev: DevConfig,
     pub dispatch: DispatchConfig,
+    pub archive: ArchiveConfig,
 }
 
 /// Where NATS is.
@@ -341,6 +342,9 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.archive.file_secs == 0 || 86_400 % self.archive.file_secs != 0 {
+            return bad("archive.file_secs must divide a day (3600: one file per stream and hour)");
+        }
         if self.agent.heartbeat_interval_secs == 0 {
             return bad("agent.heartbeat_interval_secs must be at least 1");
         }

@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod audit;
 pub mod control;
 pub mod heartbeats;
+pub mod history;
 pub mod inventory;
 pub mod logged;
 pub mod node_events;

@@ -18,17 +18,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{
-    self, consumer::DeliverPolicy, consumer::pull::OrderedConfig, context::ConsumerInfoErrorKind,
-};
+use async_nats::jetstream::{self, context::ConsumerInfoErrorKind};
 use clickhouse::Client;
-use futures::StreamExt;
 use nerve_platform::config::ClickHouseConfig;
 
+use crate::history::{self, HistoryError, Start};
 use crate::partitions;
 pub use crate::partitions::Sum;
 use crate::rejected::{self, REJECTED_EVENTS};
 use crate::runner::{Logged, Projection, decode_all};
+use nerve_ingest::archive::Archive;
 
 /// The shadow database of `db`.
 pub fn shadow_database(db: &str) -> String {
@@ -44,6 +43,8 @@ pub enum ReplayError {
     ClickHouse(#[from] clickhouse::error::Error),
     #[error("JetStream stream {stream}: {message}")]
     Stream { stream: String, message: String },
+    #[error(transparent)]
+    History(#[from] HistoryError),
     #[error("cannot hold projector {projection}: {message}")]
     Hold { projection: String, message: String },
 }
@@ -75,6 +76,8 @@ pub struct Options {
     pub batch_events: usize,
     /// Longest a live projector is held; it resumes by itself after that.
     pub hold_lease: Duration,
+    /// The archive to read first (what the streams expired is there).
+    pub archive: Option<Archive>,
 }
 
 impl Default for Options {
@@ -85,6 +88,7 @@ impl Default for Options {
             check_only: false,
             batch_events: 20_000,
             hold_lease: Duration::from_secs(60),
+            archive: None,
         }
     }
 }
@@ -245,10 +249,8 @@ impl Ctx<'_> {
             .map_err(|e| stream_error(stream_name, e))?;
         let start = match self.options.from_ms {
             // A day early: an event may claim a time up to a day past when it was stored.
-            Some(ms) => DeliverPolicy::ByStartTime {
-                start_time: time_of(month_start_ms(ms) - crate::runner::MAX_CLOCK_SKEW_MS),
-            },
-            None => DeliverPolicy::All,
+            Some(ms) => Start::Time(month_start_ms(ms) - crate::runner::MAX_CLOCK_SKEW_MS),
+            None => Start::All,
         };
         let mut report = ProjectionReport {
             projection: name,
@@ -271,16 +273,8 @@ impl Ctx<'_> {
             };
             if through > report.through_seq {
                 let from = report.through_seq + 1;
-                self.fold(
-                    &p,
-                    &stream,
-                    DeliverPolicy::ByStartSequence {
-                        start_sequence: from,
-                    },
-                    through,
-                    &mut report,
-                )
-                .await?;
+                self.fold(&p, &stream, Start::After(from - 1), through, &mut report)
+                    .await?;
                 report.through_seq = through;
             }
             // The pause ends by itself at the lease: no cutover after that.
@@ -371,71 +365,40 @@ impl Ctx<'_> {
         }
     }
 
-    /// Folds `p`'s stream from `start` through sequence `until` into the shadow tables.
+    /// Folds `p`'s history from `start` through sequence `until` into the shadow tables.
     async fn fold<P: Projection>(
         &self,
         p: &P,
         stream: &jetstream::stream::Stream,
-        start: DeliverPolicy,
+        start: Start,
         until: u64,
         report: &mut ProjectionReport,
     ) -> Result<(), ReplayError> {
-        let stream_name = p.stream();
-        let mut consumer = stream
-            .create_consumer(OrderedConfig {
-                deliver_policy: start,
-                ..Default::default()
+        let total = |events| {
+            (self.progress)(Step::Started {
+                projection: p.name(),
+                events,
             })
-            .await
-            .map_err(|e| stream_error(stream_name, e))?;
-        let pending = consumer
-            .info()
-            .await
-            .map_err(|e| stream_error(stream_name, e))?
-            .num_pending;
-        (self.progress)(Step::Started {
-            projection: p.name(),
-            events: pending,
-        });
-        if pending == 0 || until == 0 {
-            return Ok(());
-        }
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| stream_error(stream_name, e))?;
-        let mut batch = Vec::with_capacity(self.options.batch_events);
-        loop {
-            let Some(msg) = messages.next().await else {
-                break;
-            };
-            let msg = msg.map_err(|e| stream_error(stream_name, e))?;
-            let (seq, left) = msg
-                .info()
-                .map(|i| (i.stream_sequence, i.pending))
-                .map_err(|e| stream_error(stream_name, e))?;
-            if seq > until {
-                break;
+        };
+        let (mut events, mut rejected_n) = (0, 0);
+        let write = async |batch: &[Logged<'_>]| {
+            let (items, rejected) = decode_all(p, batch.iter().copied());
+            if !items.is_empty() {
+                p.write(&self.shadow, &items).await?;
             }
-            batch.push(msg);
-            let last = seq >= until || left == 0;
-            if batch.len() >= self.options.batch_events || last {
-                let (items, rejected) = decode_all(p, batch.iter().map(Logged::of));
-                if !items.is_empty() {
-                    p.write(&self.shadow, &items).await?;
-                }
-                rejected::write(&self.shadow, &rejected).await?;
-                report.events += items.len() as u64;
-                report.rejected += rejected.len() as u64;
-                (self.progress)(Step::Folded {
-                    events: batch.len() as u64,
-                });
-                batch.clear();
-            }
-            if last {
-                break;
-            }
-        }
+            rejected::write(&self.shadow, &rejected).await?;
+            events += items.len() as u64;
+            rejected_n += rejected.len() as u64;
+            (self.progress)(Step::Folded {
+                events: batch.len() as u64,
+            });
+            Ok(())
+        };
+        let archive = self.options.archive.as_ref();
+        let batch = self.options.batch_events;
+        history::read(stream, archive, start, until, batch, total, write).await?;
+        report.events += events;
+        report.rejected += rejected_n;
         Ok(())
     }
 

@@ -185,6 +185,8 @@ pub struct DevConfig {
     /// Run the API and NATS over TLS with a local CA kept in `<data_dir>/tls` (unless
     /// `api.tls_*` / `nats.tls_ca_file` are set already).
     pub tls: bool,
+    /// Archive every stream into `<data_dir>/archive` (unless `archive.dir` is set).
+    pub archive: bool,
 }
 
 impl Default for DevConfig {
@@ -195,6 +197,34 @@ impl Default for DevConfig {
             start_clickhouse: true,
             run_agent: true,
             tls: true,
+            archive: true,
+        }
+    }
+}
+
+/// The archive (runs with `nerve project`, one per deployment): every stream's events sealed
+/// into Avro container files per stream and hour, kept after the streams expire them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// Run the archiver in this `nerve project` (one per deployment).
+    pub enabled: bool,
+    /// The archive's directory (files, manifests); `nerve dev` uses `<data_dir>/archive`.
+    pub dir: PathBuf,
+    /// Span of publish time one file holds (aligned to the epoch): an hour by default.
+    pub file_secs: u64,
+    /// A file is sealed this long after its span ends once the archiver has read all there is
+    /// (an event of a later span seals it at once).
+    pub seal_grace_secs: u64,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            dir: PathBuf::from("archive"),
+            file_secs: 3600,
+            seal_grace_secs: 10,
         }
     }
 }
