@@ -1,11 +1,13 @@
 //! `nerve`: one binary for every role — `agent`, `ingest`, `project`, `serve`, and `dev` (all of
-//! them on one machine, with NATS and ClickHouse as child processes) — plus `token`, `audit` and `replay`
+//! them on one machine, with NATS and ClickHouse as child processes) — plus `token`, `audit`, `replay` and `export`
 //! for admins, and `config` and `probe` to check a config file and what the agent sees.
 
 #[cfg(feature = "server")]
 mod admin;
 #[cfg(feature = "server")]
 mod dev;
+#[cfg(feature = "server")]
+mod export;
 #[cfg(feature = "server")]
 mod replay;
 
@@ -97,6 +99,10 @@ enum Command {
     /// compared partition by partition, cut over atomically); `--check` only compares.
     #[cfg(feature = "server")]
     Replay(replay::ReplayArgs),
+    /// Write the events published between two times (archive, then streams) as Avro files
+    /// with a manifest and SHA-256 sums, for an audit.
+    #[cfg(feature = "server")]
+    Export(export::ExportArgs),
     /// The audit trail: `verify` checks every chain.
     #[cfg(feature = "server")]
     Audit {
@@ -201,6 +207,8 @@ fn main() -> anyhow::Result<()> {
             Command::Audit { command } => admin::audit(&config, command).await?,
             #[cfg(feature = "server")]
             Command::Replay(args) => replay::run(&config, args).await?,
+            #[cfg(feature = "server")]
+            Command::Export(args) => export::run(&config, args).await?,
             #[cfg(feature = "server")]
             Command::Secret { command } => admin::secret(&config, command)?,
             #[cfg(feature = "server")]

@@ -9,6 +9,7 @@
 //! The manifest is the archiver's checkpoint: it resumes after the last sealed sequence, so a
 //! crash loses only an unsealed file that the stream still holds.
 
+mod file;
 mod store;
 mod writer;
 
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use file::{FileWriter, digest};
 pub use store::Archive;
 pub use writer::{Sealing, run};
 

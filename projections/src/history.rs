@@ -174,9 +174,11 @@ fn gap(stream: &str, from: u64, to: u64) -> HistoryError {
     }
 }
 
+/// An archived record as a fold reads it.
 fn logged(r: &Record) -> Logged<'_> {
     Logged {
         subject: &r.subject,
+        msg_id: &r.msg_id,
         payload: &r.event,
         stream_seq: r.stream_seq as u64,
         published_ms: r.published_ms,

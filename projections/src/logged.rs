@@ -7,6 +7,8 @@ use async_nats::jetstream::Message;
 #[derive(Debug, Clone, Copy)]
 pub struct Logged<'a> {
     pub subject: &'a str,
+    /// Its `Nats-Msg-Id` (the event id; empty if it had none).
+    pub msg_id: &'a str,
     pub payload: &'a [u8],
     pub stream_seq: u64,
     pub published_ms: i64,
@@ -25,8 +27,14 @@ impl<'a> Logged<'a> {
             // Only a message that did not come from a stream lacks this.
             Err(_) => (0, 1, 0),
         };
+        let msg_id = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .map_or("", |v| v.as_str());
         Self {
             subject: msg.subject.as_str(),
+            msg_id,
             payload: &msg.payload,
             stream_seq,
             published_ms,

@@ -184,3 +184,111 @@ async fn the_archive_keeps_every_event_once_in_order_and_outlives_the_stream() {
         "{out}"
     );
 }
+
+/// Publishes one heartbeat for each of `n-0` and `n-1`, `rounds` times; returns the publish
+/// time (ms) after which none of them was stored.
+async fn burst(env: &Env, rounds: i64) -> i64 {
+    for seq in 0..rounds {
+        for n in 0..2 {
+            let hb = heartbeat(&format!("n-{n}"), nerve_platform::now_ms(), seq);
+            publish_heartbeat(&env.js, &hb).await;
+        }
+    }
+    // Every ack is in: a time past this millisecond is after all of them.
+    let after = nerve_platform::now_ms() + 1;
+    while nerve_platform::now_ms() < after {
+        std::hint::spin_loop();
+    }
+    after
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_hands_over_exactly_the_window_from_archive_and_stream_with_checksums() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("archive");
+    let root_arg = root.to_str().expect("utf-8").to_owned();
+    let mut project = env.spawn_nerve_with(
+        &["project"],
+        &[
+            ("NERVE_ARCHIVE__ENABLED", "true"),
+            ("NERVE_ARCHIVE__DIR", &root_arg),
+            ("NERVE_ARCHIVE__FILE_SECS", "1"),
+            ("NERVE_ARCHIVE__SEAL_GRACE_SECS", "0"),
+        ],
+    );
+    let archive = Archive::open(&root);
+    burst(&env, 10).await; // before the window
+    let from = burst(&env, 0).await;
+    let _ = burst(&env, 7).await; // in the window; archived, then expired from the stream
+    sealed_through(&archive, &env, TELEMETRY_STREAM).await;
+    signal(&mut project, "-TERM").await;
+    let mut streams = env.config.streams.clone();
+    (
+        streams.telemetry_max_age_secs,
+        streams.duplicate_window_secs,
+    ) = (1, 1);
+    nerve_ingest::ensure_streams(&env.js, &streams)
+        .await
+        .expect("expire");
+    eventually(DEADLINE, "the stream expired", || async {
+        let mut s = env.js.get_stream(TELEMETRY_STREAM).await.ok()?;
+        (s.info().await.ok()?.state.messages == 0).then_some(())
+    })
+    .await;
+    nerve_ingest::ensure_streams(&env.js, &env.config.streams)
+        .await
+        .expect("keep again");
+    let to = burst(&env, 4).await; // in the window; only in the stream
+    burst(&env, 3).await; // after it
+
+    let out = dir.path().join("export");
+    let export = |with_archive: bool| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_nerve"));
+        let rfc3339 = |ms: i64| {
+            humantime::format_rfc3339_millis(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64),
+            )
+            .to_string()
+        };
+        cmd.args(["export", "--from", &rfc3339(from), "--to", &rfc3339(to)])
+            .args(["--node", "n-1", "--stream", "telemetry"])
+            .arg(&out)
+            .envs(env.child_env());
+        if with_archive {
+            cmd.args(["--archive", &root_arg]);
+        }
+        cmd.output()
+    };
+    let refused = export(false).await.expect("nerve export");
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && text.contains("not in the archive"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&out).ok();
+    let done = export(true).await.expect("nerve export");
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).expect("manifest"))
+            .expect("json");
+    assert_eq!(manifest["events"], 7 + 4, "{manifest}");
+    let sums = std::process::Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(&out)
+        .output()
+        .expect("sha256sum");
+    assert!(
+        sums.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sums.stdout)
+    );
+    let files: Vec<Sealed> = serde_json::from_value(manifest["files"].clone()).expect("files");
+    let read = read_with_fastavro(&out, &files);
+    assert_eq!(read["seqs"].as_array().map(Vec::len), Some(11));
+}

@@ -3,11 +3,10 @@
 //! and renamed into place once complete, then listed in the manifest.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
+use super::file::digest;
 use super::{ArchiveError, Record, Sealed};
 
 /// An archive in a local directory.
@@ -70,18 +69,12 @@ impl Archive {
     }
 
     /// Moves the finished `scratch` file into place as `sealed.file` and lists it in the
-    /// manifest (with its size and SHA-256 filled in).
-    pub(super) fn seal(&self, scratch: &Path, mut sealed: Sealed) -> Result<Sealed, ArchiveError> {
-        let (bytes, sha256) = digest(scratch)?;
-        sealed.bytes = bytes;
-        sealed.sha256 = sha256;
+    /// manifest.
+    pub(super) fn seal(&self, scratch: &Path, sealed: Sealed) -> Result<Sealed, ArchiveError> {
         let target = self.root.join(&sealed.file);
         if let Some(dir) = target.parent() {
             fs::create_dir_all(dir).map_err(ArchiveError::io(dir))?;
         }
-        File::open(scratch)
-            .and_then(|f| f.sync_all())
-            .map_err(ArchiveError::io(scratch))?;
         fs::rename(scratch, &target).map_err(ArchiveError::io(&target))?;
         let manifest = self.manifest_path(&sealed.stream);
         let mut line =
@@ -132,26 +125,4 @@ impl Archive {
         }
         Ok(records)
     }
-}
-
-/// Size and SHA-256 (hex) of a file.
-fn digest(path: &Path) -> Result<(u64, String), ArchiveError> {
-    let mut file = File::open(path).map_err(ArchiveError::io(path))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut bytes = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(ArchiveError::io(path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        bytes += n as u64;
-    }
-    let hex = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((bytes, hex))
 }

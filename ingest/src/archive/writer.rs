@@ -3,40 +3,17 @@
 //! (an hour by default) into one file, sealed when the next span's first event arrives or,
 //! once caught up, when the span is over plus a grace. Files are written on a blocking thread per stream.
 
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::PathBuf;
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use apache_avro::{Codec, DeflateSettings, Schema, Writer};
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
 use futures::StreamExt;
 use nerve_platform::metrics::{Counter, Gauge, Registry};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Archive, ArchiveError, RECORD_SCHEMA, Record, SCHEMAS_METADATA, Sealed};
-
-static SCHEMA: LazyLock<Schema> = LazyLock::new(|| {
-    // A constant of this module, parsed by its tests.
-    #[allow(clippy::expect_used)]
-    Schema::parse_str(RECORD_SCHEMA).expect("archive record schema")
-});
-
-/// Every released event schema as the files' metadata holds it.
-fn schemas_metadata() -> String {
-    let map: serde_json::Map<String, serde_json::Value> = nerve_schemas::registry::registry()
-        .all()
-        .iter()
-        .map(|r| {
-            let hex: String = r.fingerprint.iter().map(|b| format!("{b:02x}")).collect();
-            let schema = serde_json::from_str(r.file.text).unwrap_or_default();
-            (hex, schema)
-        })
-        .collect();
-    serde_json::Value::Object(map).to_string()
-}
+use super::file::FileWriter;
+use super::{Archive, ArchiveError, Record};
 
 /// When to seal a file.
 #[derive(Debug, Clone, Copy)]
@@ -236,8 +213,7 @@ async fn read_stream(
 /// The file being written.
 struct Open {
     scratch: PathBuf,
-    writer: Writer<'static, BufWriter<File>>,
-    sealed: Sealed,
+    file: FileWriter,
     /// Index of its span since the epoch.
     span: i64,
 }
@@ -259,20 +235,13 @@ fn write_files(
                 Cmd::Append(record) => {
                     let span = record.published_ms.div_euclid(span_ms);
                     if open.as_ref().is_some_and(|o| o.span != span) {
-                        seal(&archive, open.take(), &meters)?;
+                        seal(&archive, open.take(), span_ms, &meters)?;
                     }
                     let file = match &mut open {
                         Some(f) => f,
-                        None => open.insert(start(&archive, &stream, &record, span, span_ms)?),
+                        None => open.insert(start(&archive, &stream, span)?),
                     };
-                    let path = file.scratch.clone();
-                    file.writer
-                        .append_ser(&record)
-                        .map_err(|e| ArchiveError::format(&path, e))?;
-                    let s = &mut file.sealed;
-                    s.last_seq = record.stream_seq as u64;
-                    s.last_published_ms = record.published_ms;
-                    s.count += 1;
+                    file.file.append(&record)?;
                 }
                 Cmd::Tick { now_ms, caught_up } => {
                     let due = open.as_ref().is_some_and(|o| {
@@ -280,9 +249,9 @@ fn write_files(
                             && now_ms >= (o.span + 1) * span_ms + sealing.grace.as_millis() as i64
                     });
                     if due {
-                        seal(&archive, open.take(), &meters)?;
+                        seal(&archive, open.take(), span_ms, &meters)?;
                     }
-                    let oldest = open.as_ref().map(|o| o.sealed.first_published_ms);
+                    let oldest = open.as_ref().map(|o| o.file.contents().first_published_ms);
                     let lag_ms = oldest.map_or(0, |t| (now_ms - t).max(0));
                     meters.lag.set(lag_ms / 1000);
                 }
@@ -296,64 +265,40 @@ fn write_files(
     outcome
 }
 
-/// A new file for span number `span` (of `span_ms` each).
-fn start(
-    archive: &Archive,
-    stream: &str,
-    first: &Record,
-    span: i64,
-    span_ms: i64,
-) -> Result<Open, ArchiveError> {
+/// A new file for span number `span`.
+fn start(archive: &Archive, stream: &str, span: i64) -> Result<Open, ArchiveError> {
     let scratch = archive.scratch(stream)?;
-    let file = File::create(&scratch).map_err(ArchiveError::io(&scratch))?;
-    let mut writer = Writer::with_codec(
-        &SCHEMA,
-        BufWriter::new(file),
-        Codec::Deflate(DeflateSettings::default()),
-    );
-    writer
-        .add_user_metadata(SCHEMAS_METADATA.to_owned(), schemas_metadata())
-        .map_err(|e| ArchiveError::format(&scratch, e))?;
-    let day = time::OffsetDateTime::from_unix_timestamp((span * span_ms).div_euclid(1000))
-        .map(|t| (t.date(), t.hour()))
-        .map_err(|e| ArchiveError::format(&scratch, e))?;
     Ok(Open {
-        sealed: Sealed {
-            stream: stream.to_owned(),
-            // Named when sealed (the last sequence is known then).
-            file: PathBuf::from(format!("{stream}/{}/{:02}", day.0, day.1)),
-            first_seq: first.stream_seq as u64,
-            last_seq: first.stream_seq as u64,
-            count: 0,
-            first_published_ms: first.published_ms,
-            last_published_ms: first.published_ms,
-            bytes: 0,
-            sha256: String::new(),
-        },
+        file: FileWriter::create(&scratch, stream)?,
         scratch,
-        writer,
         span,
     })
 }
 
-fn seal(archive: &Archive, open: Option<Open>, meters: &Meters) -> Result<(), ArchiveError> {
+/// Seals `open` (a span of `span_ms`) into the archive.
+fn seal(
+    archive: &Archive,
+    open: Option<Open>,
+    span_ms: i64,
+    meters: &Meters,
+) -> Result<(), ArchiveError> {
     let Some(Open {
         scratch,
-        writer,
-        mut sealed,
+        file,
+        span,
         ..
     }) = open
     else {
         return Ok(());
     };
-    writer
-        .into_inner()
-        .map_err(|e| ArchiveError::format(&scratch, e))?
-        .into_inner()
-        .map_err(|e| ArchiveError::format(&scratch, e.error()))?;
+    let mut sealed = file.finish()?;
+    let start = time::OffsetDateTime::from_unix_timestamp((span * span_ms).div_euclid(1000))
+        .map_err(|e| ArchiveError::format(&scratch, e))?;
     sealed.file = PathBuf::from(format!(
-        "{}-{}-{}.avro",
-        sealed.file.display(),
+        "{}/{}/{:02}-{}-{}.avro",
+        sealed.stream,
+        start.date(),
+        start.hour(),
         sealed.first_seq,
         sealed.last_seq
     ));
@@ -363,20 +308,4 @@ fn seal(archive: &Archive, open: Option<Open>, meters: &Meters) -> Result<(), Ar
     meters.bytes.add(sealed.bytes);
     tracing::info!(file = %sealed.file.display(), events = sealed.count, bytes = sealed.bytes, "archive file sealed");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_record_schema_parses_and_every_event_schema_is_embedded() {
-        assert_eq!(
-            SCHEMA.name().map(|n| n.name.as_str()),
-            Some("ArchivedEvent")
-        );
-        let meta: serde_json::Value = serde_json::from_str(&schemas_metadata()).unwrap();
-        let n = nerve_schemas::registry::registry().all().len();
-        assert_eq!(meta.as_object().map(|m| m.len()), Some(n));
-    }
 }
