@@ -17,6 +17,7 @@ mod nodes_page;
 mod plot;
 mod probe;
 mod raw;
+mod rebuild;
 mod services;
 mod sim;
 mod tasks_fanout;
@@ -56,6 +57,9 @@ enum Command {
     Connections(connections::ConnectionsArgs),
     /// The raw limits: JetStream pipelined publish and ClickHouse bulk insert, same payloads.
     Raw(raw::RawArgs),
+    /// N 8-GPU heartbeats archived, then replayed into shadow tables from the stream and from
+    /// the archive: archive throughput and bytes per event, replay events per second.
+    Rebuild(rebuild::RebuildArgs),
     /// What checking an operator token costs (a keyring of N tokens, no services).
     Auth(auth_check::AuthArgs),
     /// N nodes enrolling at once over HTTPS on NATS with JWT auth and TLS, then connecting
@@ -138,6 +142,7 @@ fn main() -> anyhow::Result<()> {
             Command::Tasks(args) => tasks_fanout::run(args).await,
             Command::Alerts(args) => alerts_eval::run(args).await,
             Command::Raw(args) => raw::run(args).await,
+            Command::Rebuild(args) => rebuild::run(args).await,
             Command::Auth(args) => auth_check::run(args),
             Command::Enroll(args) => enroll::run(args).await,
             Command::Api(args) => api_load::run(args).await,

@@ -119,6 +119,7 @@ pub async fn measure(services: &Services, args: &RawArgs) -> anyhow::Result<RawR
             nodes,
             count,
             args.max_inflight.max(1),
+            |node| format!("nerve-raw.heartbeat.{node}"),
         )));
     }
     let (mut acked, mut errors) = (0, 0);
@@ -227,11 +228,14 @@ impl RawReport {
 }
 
 /// Publishes `count` heartbeats of `nodes` as fast as acks allow; (acked, errors).
-async fn publish(
+/// Publishes `count` simulated heartbeats of `nodes` in turn on `subject_of(node)`, at most
+/// `max_inflight` unacknowledged: (acked, failed).
+pub async fn publish(
     client: async_nats::Client,
     nodes: Vec<String>,
     count: u64,
     max_inflight: usize,
+    subject_of: fn(&str) -> String,
 ) -> anyhow::Result<(u64, u64)> {
     let js = async_nats::jetstream::new(client);
     let (mut acked, mut errors) = (0, 0);
@@ -247,7 +251,7 @@ async fn publish(
             }
         }
         let i = (sent % nodes.len().max(1) as u64) as usize;
-        let subject = format!("nerve-raw.heartbeat.{}", nodes[i]);
+        let subject = subject_of(&nodes[i]);
         let out = beats[i].next_message(subject, nerve_platform::now_ms())?;
         match out.send(&js).await {
             Ok(ack) => inflight.push(ack.stored()),
