@@ -114,6 +114,7 @@ pub async fn run(
             config.archive.dir = data.join("archive");
         }
     }
+    write_tools_config(&config, &roles, &data.join("tools.toml"))?;
     // This machine's agent trusts this machine's dispatcher.
     if config.agent.dispatch_public_key.is_empty() {
         let signer =
@@ -142,6 +143,7 @@ pub async fn run(
 struct RoleCreds {
     serve: Option<PathBuf>,
     project: Option<PathBuf>,
+    admin: Option<PathBuf>,
 }
 
 impl RoleCreds {
@@ -154,12 +156,49 @@ impl RoleCreds {
             }
             Ok(path)
         };
-        write("admin", &Grant::all())?;
         Ok(Self {
             serve: Some(write("serve", &Grant::serve())?),
             project: Some(write("project", &Grant::project())?),
+            admin: Some(write("admin", &Grant::all())?),
         })
     }
+}
+
+/// Writes the config admin tools use against this `nerve dev` (mode 0600: it holds the
+/// ClickHouse password): `nerve --config <data_dir>/tools.toml replay | export | audit verify`.
+fn write_tools_config(config: &Config, roles: &RoleCreds, path: &Path) -> anyhow::Result<()> {
+    let q = |s: &str| serde_json::Value::from(s).to_string();
+    let p = |p: &Path| q(&p.display().to_string());
+    let mut text = format!(
+        "# Written by `nerve dev` for admin tools: nerve --config {} replay\n[nats]\nurl = {}\n",
+        path.display(),
+        q(&config.nats.url)
+    );
+    if let Some(creds) = &roles.admin {
+        text += &format!("credentials_file = {}\n", p(creds));
+    }
+    if !config.nats.tls_ca_file.as_os_str().is_empty() {
+        text += &format!("tls_ca_file = {}\n", p(&config.nats.tls_ca_file));
+    }
+    let ch = &config.clickhouse;
+    text += &format!(
+        "\n[clickhouse]\nurl = {}\ndatabase = {}\nuser = {}\npassword = {}\n",
+        q(&ch.url),
+        q(&ch.database),
+        q(&ch.user),
+        q(&ch.password)
+    );
+    text += &format!(
+        "\n[archive]\nenabled = {}\ndir = {}\n",
+        config.archive.enabled,
+        p(&config.archive.dir)
+    );
+    nerve_ingest::keys::write_private(path, &text)?;
+    println!(
+        "Admin tools (replay, export, audit verify): nerve --config {} <command>",
+        path.display()
+    );
+    Ok(())
 }
 
 /// `config` signed in to NATS as `creds` (when set: NATS runs with auth on).

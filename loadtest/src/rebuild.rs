@@ -27,6 +27,22 @@ pub struct RebuildArgs {
     /// Events per shadow insert.
     #[arg(long, default_value_t = 20_000)]
     pub batch: usize,
+    /// Write the report as JSON here too.
+    #[arg(long)]
+    pub json_out: Option<std::path::PathBuf>,
+}
+
+/// What a run measured.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RebuildReport {
+    pub events: u64,
+    pub archive_files: usize,
+    pub archive_secs: f64,
+    pub archive_bytes: u64,
+    pub archive_bytes_per_event: f64,
+    pub payload_bytes: usize,
+    /// (source, events folded, seconds, events per second)
+    pub replays: Vec<(String, u64, f64, f64)>,
 }
 
 pub async fn run(args: RebuildArgs) -> anyhow::Result<()> {
@@ -52,6 +68,7 @@ pub async fn run(args: RebuildArgs) -> anyhow::Result<()> {
             nerve_schemas::subjects::heartbeat,
         )));
     }
+    let mut report = RebuildReport::default();
     let mut events = 0;
     for t in tasks {
         let (acked, errors) = t.await??;
@@ -94,6 +111,12 @@ pub async fn run(args: RebuildArgs) -> anyhow::Result<()> {
     archiver.await?;
     let bytes: u64 = files.iter().map(|f| f.bytes).sum();
     let payload = nerve_schemas::encode(&crate::sim::heartbeat("sim-000000", 0, 0))?.len();
+    report.events = events;
+    report.archive_files = files.len();
+    report.archive_secs = archive_secs;
+    report.archive_bytes = bytes;
+    report.archive_bytes_per_event = bytes as f64 / events as f64;
+    report.payload_bytes = payload;
     println!(
         "archive: {events} events in {} files, {:.1} s ({:.0} events/s, last file sealed ≤ 1 s after the last event), {bytes} bytes: {:.1} bytes/event (event payload {payload} bytes)",
         files.len(),
@@ -125,10 +148,16 @@ pub async fn run(args: RebuildArgs) -> anyhow::Result<()> {
             .fetch_one()
             .await?;
         anyhow::ensure!(rows == events, "{rows} shadow rows of {events}");
+        report
+            .replays
+            .push((what.into(), folded, secs, folded as f64 / secs));
         println!(
             "replay from the {what}: {folded} events into heartbeats + node_state in {secs:.1} s: {:.0} events/s (compare included)",
             folded as f64 / secs
         );
+    }
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     services.stop().await
 }

@@ -2,7 +2,7 @@
 //! README.md come from release builds, never from these tests): the simulator reports no loss,
 //! with the raw limits measured first in the same run; goose users browse a heartbeating fleet
 //! through the API on its own runtime without a failed request; agents spread over leaf node
-//! servers and worker processes get every heartbeat stored.
+//! servers and worker processes get every heartbeat stored; the log is archived and replayed.
 
 use std::process::Command;
 
@@ -156,4 +156,14 @@ fn token_checks_are_timed_and_every_answer_is_right() {
     let r = run(&["auth", "--tokens", "100", "--checks", "2000"]);
     assert_eq!(r["tokens"], 100, "{r}");
     assert!(r["valid_ns_per_check"].as_f64().expect("ns") > 0.0, "{r}");
+}
+
+#[test]
+fn the_log_is_archived_and_replayed_from_stream_and_archive_alike() {
+    let r = run(&["rebuild", "--events", "3000", "--nodes", "100"]);
+    assert_eq!(r["events"], 3000, "{r}");
+    assert!(r["archive_files"].as_u64() >= Some(1), "{r}");
+    for replay in r["replays"].as_array().expect("replays") {
+        assert_eq!(replay[1], 3000, "{r}");
+    }
 }

@@ -128,6 +128,30 @@ async fn nerve_dev_runs_secured_with_its_agent_enrolled() {
     drop(signed_in);
     assert!(!node.is_empty());
 
+    // The admin tools' config: a replay of every table against this running system matches,
+    // reading the archive `nerve dev` keeps.
+    let tools = data.join("tools.toml");
+    let perm = std::fs::metadata(&tools).expect("tools.toml").permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&perm) & 0o777,
+        0o600
+    );
+    let replay = tokio::process::Command::new(env!("CARGO_BIN_EXE_nerve"))
+        .arg("--config")
+        .arg(&tools)
+        .args(["replay", "--check"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("nerve replay");
+    let out = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        replay.status.success() && !out.contains("differ"),
+        "{out}{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    assert!(data.join("archive").is_dir(), "nerve dev archives");
+
     let status = signal(&mut dev, "-TERM").await;
     assert!(status.success(), "nerve dev stops cleanly: {status:?}");
 }

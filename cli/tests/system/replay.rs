@@ -189,6 +189,16 @@ async fn every_table_is_the_fold_of_its_log() {
     assert!(ok, "{out}");
     assert!(out.contains("replaced"), "{out}");
     assert_eq!(checksums(&env).await, before, "rebuilt from the log alone");
+    // From a time on: only the time-partitioned tables, from that month's start.
+    let now = humantime::format_rfc3339(std::time::SystemTime::now()).to_string();
+    let (ok, out) = nerve(&env, &["replay", "--check", "--from", &now]).await;
+    assert!(ok && !out.contains("differ"), "{out}");
+    assert!(
+        out.contains("node_state") && out.contains("skipped: a current-state table"),
+        "{out}"
+    );
+    let (ok, out) = nerve(&env, &["replay", "--from", "yesterday"]).await;
+    assert!(!ok && out.contains("not an RFC 3339 time"), "{out}");
     let stored = env
         .count(&format!(
             "SELECT count() FROM task_nodes FINAL WHERE task_id = '{task_id}' AND state = 'succeeded'"
