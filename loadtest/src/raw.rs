@@ -101,33 +101,15 @@ pub async fn measure(services: &Services, args: &RawArgs) -> anyhow::Result<RawR
     let cpu = services.cpu();
     let cpu_before = cpu.read();
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..conns {
-        let client = nerve_ingest::connect(
-            &services.config.nats,
-            nerve_ingest::Who::Role(&format!("raw-{c}")),
-            false,
-        )
-        .await?;
-        let nodes: Vec<String> = (0..args.nodes)
-            .filter(|n| n % conns == c)
-            .map(|n| format!("sim-{n:06}"))
-            .collect();
-        let count = args.events / u64::from(conns);
-        tasks.push(tokio::spawn(publish(
-            client,
-            nodes,
-            count,
-            args.max_inflight.max(1),
-            |node| format!("nerve-raw.heartbeat.{node}"),
-        )));
-    }
-    let (mut acked, mut errors) = (0, 0);
-    for t in tasks {
-        let (a, e) = t.await??;
-        acked += a;
-        errors += e;
-    }
+    let (acked, errors) = publish_spread(
+        services,
+        conns,
+        args.nodes,
+        args.events,
+        args.max_inflight,
+        |node| format!("nerve-raw.heartbeat.{node}"),
+    )
+    .await?;
     let js_secs = started.elapsed().as_secs_f64();
     let js_cpu = cpu.read().since(&cpu_before);
     let held = js
@@ -228,9 +210,48 @@ impl RawReport {
 }
 
 /// Publishes `count` heartbeats of `nodes` as fast as acks allow; (acked, errors).
+/// Publishes `events` simulated heartbeats of `nodes` nodes (`sim-000000`, …) over `conns`
+/// connections of their own, each node on `subject_of(node)`, at most `max_inflight`
+/// unacknowledged per connection: (acked, failed).
+pub async fn publish_spread(
+    services: &Services,
+    conns: u32,
+    nodes: u32,
+    events: u64,
+    max_inflight: usize,
+    subject_of: fn(&str) -> String,
+) -> anyhow::Result<(u64, u64)> {
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let who = format!("publisher-{c}");
+        let client =
+            nerve_ingest::connect(&services.config.nats, nerve_ingest::Who::Role(&who), false)
+                .await?;
+        let mine: Vec<String> = (0..nodes)
+            .filter(|n| n % conns == c)
+            .map(|n| format!("sim-{n:06}"))
+            .collect();
+        let count = events / u64::from(conns);
+        tasks.push(tokio::spawn(publish(
+            client,
+            mine,
+            count,
+            max_inflight.max(1),
+            subject_of,
+        )));
+    }
+    let (mut acked, mut errors) = (0, 0);
+    for t in tasks {
+        let (a, e) = t.await??;
+        acked += a;
+        errors += e;
+    }
+    Ok((acked, errors))
+}
+
 /// Publishes `count` simulated heartbeats of `nodes` in turn on `subject_of(node)`, at most
 /// `max_inflight` unacknowledged: (acked, failed).
-pub async fn publish(
+async fn publish(
     client: async_nats::Client,
     nodes: Vec<String>,
     count: u64,

@@ -49,32 +49,17 @@ pub async fn run(args: RebuildArgs) -> anyhow::Result<()> {
     let services = Services::start(Target::private(args.batch, 200)).await?;
     let conns = args.connections.max(1);
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..conns {
-        let who = format!("rebuild-{c}");
-        let client =
-            nerve_ingest::connect(&services.config.nats, nerve_ingest::Who::Role(&who), false)
-                .await?;
-        let nodes: Vec<String> = (0..args.nodes)
-            .filter(|n| n % conns == c)
-            .map(|n| format!("sim-{n:06}"))
-            .collect();
-        let count = args.events / u64::from(conns);
-        tasks.push(tokio::spawn(crate::raw::publish(
-            client,
-            nodes,
-            count,
-            2048,
-            nerve_schemas::subjects::heartbeat,
-        )));
-    }
+    let (events, errors) = crate::raw::publish_spread(
+        &services,
+        conns,
+        args.nodes,
+        args.events,
+        2048,
+        nerve_schemas::subjects::heartbeat,
+    )
+    .await?;
+    anyhow::ensure!(errors == 0, "{errors} publishes failed");
     let mut report = RebuildReport::default();
-    let mut events = 0;
-    for t in tasks {
-        let (acked, errors) = t.await??;
-        anyhow::ensure!(errors == 0, "{errors} publishes failed");
-        events += acked;
-    }
     println!(
         "published {events} heartbeats ({} GPUs each) in {:.1} s",
         crate::sim::GPUS_PER_NODE.load(std::sync::atomic::Ordering::Relaxed),
