@@ -30,6 +30,23 @@ async fn sealed_through(archive: &Archive, env: &Env, stream: &str) -> Vec<Seale
     .await
 }
 
+/// Gives the telemetry stream a 1 s `max_age` and waits until it holds nothing.
+async fn expire_telemetry(env: &Env) {
+    let mut streams = env.config.streams.clone();
+    (
+        streams.telemetry_max_age_secs,
+        streams.duplicate_window_secs,
+    ) = (1, 1);
+    nerve_ingest::ensure_streams(&env.js, &streams)
+        .await
+        .expect("a short max_age");
+    eventually(DEADLINE, "the stream expired", || async {
+        let mut s = env.js.get_stream(TELEMETRY_STREAM).await.ok()?;
+        (s.info().await.ok()?.state.messages == 0).then_some(())
+    })
+    .await;
+}
+
 async fn replay(env: &Env, args: &[&str]) -> (bool, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_nerve"))
         .arg("replay")
@@ -150,17 +167,7 @@ async fn the_archive_keeps_every_event_once_in_order_and_outlives_the_stream() {
     })
     .await;
     signal(&mut project, "-TERM").await;
-    let mut streams = env.config.streams.clone();
-    streams.telemetry_max_age_secs = 1;
-    streams.duplicate_window_secs = 1;
-    nerve_ingest::ensure_streams(&env.js, &streams)
-        .await
-        .expect("short max_age");
-    eventually(DEADLINE, "the stream expired", || async {
-        let mut s = env.js.get_stream(TELEMETRY_STREAM).await.ok()?;
-        (s.info().await.ok()?.state.messages == 0).then_some(())
-    })
-    .await;
+    expire_telemetry(&env).await;
     let (ok, out) = replay(&env, &["--check", "--tables", "heartbeats"]).await;
     assert!(!ok && out.contains("neither in the stream"), "{out}");
     let root_arg = root.to_str().expect("utf-8");
@@ -223,19 +230,7 @@ async fn an_export_hands_over_exactly_the_window_from_archive_and_stream_with_ch
     let _ = burst(&env, 7).await; // in the window; archived, then expired from the stream
     sealed_through(&archive, &env, TELEMETRY_STREAM).await;
     signal(&mut project, "-TERM").await;
-    let mut streams = env.config.streams.clone();
-    (
-        streams.telemetry_max_age_secs,
-        streams.duplicate_window_secs,
-    ) = (1, 1);
-    nerve_ingest::ensure_streams(&env.js, &streams)
-        .await
-        .expect("expire");
-    eventually(DEADLINE, "the stream expired", || async {
-        let mut s = env.js.get_stream(TELEMETRY_STREAM).await.ok()?;
-        (s.info().await.ok()?.state.messages == 0).then_some(())
-    })
-    .await;
+    expire_telemetry(&env).await;
     nerve_ingest::ensure_streams(&env.js, &env.config.streams)
         .await
         .expect("keep again");

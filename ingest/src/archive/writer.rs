@@ -96,45 +96,38 @@ async fn archive_stream(
     cancel: CancellationToken,
 ) {
     let span = tracing::info_span!("archive", stream = %stream_name);
-    archive_stream_in_span(js, archive, stream_name, sealing, registry, cancel)
-        .instrument(span)
-        .await;
-}
-
-async fn archive_stream_in_span(
-    js: jetstream::Context,
-    archive: Archive,
-    stream_name: String,
-    sealing: Sealing,
-    registry: Registry,
-    cancel: CancellationToken,
-) {
-    let meters = Meters::new(&registry, &stream_name);
-    while !cancel.is_cancelled() {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Cmd>(4_096);
-        let writer = {
-            let (archive, stream, sealing) = (archive.clone(), stream_name.clone(), sealing);
-            let meters = Meters::new(&registry, &stream_name);
-            tokio::task::spawn_blocking(move || write_files(archive, stream, sealing, rx, meters))
-        };
-        let read = read_stream(&js, &archive, &stream_name, &tx, &meters, &cancel).await;
-        drop(tx);
-        let written = writer.await;
-        let failed = match (read, written) {
-            (Ok(()), Ok(Ok(()))) => None,
-            (Err(e), _) => Some(e),
-            (_, Ok(Err(e))) => Some(e.to_string()),
-            (_, Err(e)) => Some(e.to_string()),
-        };
-        if let Some(error) = failed {
-            meters.errors.inc();
-            tracing::warn!(%error, "archiving failed; resuming from the last sealed file");
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+    async move {
+        let meters = Meters::new(&registry, &stream_name);
+        while !cancel.is_cancelled() {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Cmd>(4_096);
+            let writer = {
+                let (archive, stream, sealing) = (archive.clone(), stream_name.clone(), sealing);
+                let meters = Meters::new(&registry, &stream_name);
+                tokio::task::spawn_blocking(move || {
+                    write_files(archive, stream, sealing, rx, meters)
+                })
+            };
+            let read = read_stream(&js, &archive, &stream_name, &tx, &meters, &cancel).await;
+            drop(tx);
+            let written = writer.await;
+            let failed = match (read, written) {
+                (Ok(()), Ok(Ok(()))) => None,
+                (Err(e), _) => Some(e),
+                (_, Ok(Err(e))) => Some(e.to_string()),
+                (_, Err(e)) => Some(e.to_string()),
+            };
+            if let Some(error) = failed {
+                meters.errors.inc();
+                tracing::warn!(%error, "archiving failed; resuming from the last sealed file");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
             }
         }
     }
+    .instrument(span)
+    .await;
 }
 
 /// Hands `stream`'s events after the last sealed one to the writer, with a tick every second,
