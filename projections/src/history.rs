@@ -33,6 +33,8 @@ pub enum HistoryError {
     Gap { stream: String, from: u64, to: u64 },
     #[error("ClickHouse: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),
+    #[error("writing the folded rows failed: {0}")]
+    Write(String),
 }
 
 fn stream_error(stream: &str, e: impl std::fmt::Display) -> HistoryError {

@@ -239,7 +239,10 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    async fn projection<P: Projection>(&self, p: P) -> Result<ProjectionReport, ReplayError> {
+    async fn projection<P: Projection + Copy>(
+        &self,
+        p: P,
+    ) -> Result<ProjectionReport, ReplayError> {
         let name = p.name();
         let stream_name = p.stream();
         let mut stream = self
@@ -366,7 +369,7 @@ impl Ctx<'_> {
     }
 
     /// Folds `p`'s history from `start` through sequence `until` into the shadow tables.
-    async fn fold<P: Projection>(
+    async fn fold<P: Projection + Copy>(
         &self,
         p: &P,
         stream: &jetstream::stream::Stream,
@@ -380,15 +383,30 @@ impl Ctx<'_> {
                 events,
             })
         };
+        // One batch is written while the next is read and decoded (in order: one write at a
+        // time), so decoding and ClickHouse's inserts overlap.
+        type Written = Result<(u64, u64), clickhouse::error::Error>;
+        let mut writing: Option<tokio::task::JoinHandle<Written>> = None;
         let (mut events, mut rejected_n) = (0, 0);
+        let mut finish = async |writing: Option<tokio::task::JoinHandle<Written>>| {
+            if let Some(w) = writing {
+                let (e, r) = w.await.map_err(|e| HistoryError::Write(e.to_string()))??;
+                events += e;
+                rejected_n += r;
+            }
+            Ok::<_, HistoryError>(())
+        };
         let write = async |batch: &[Logged<'_>]| {
             let (items, rejected) = decode_all(p, batch.iter().copied());
-            if !items.is_empty() {
-                p.write(&self.shadow, &items).await?;
-            }
-            rejected::write(&self.shadow, &rejected).await?;
-            events += items.len() as u64;
-            rejected_n += rejected.len() as u64;
+            finish(writing.take()).await?;
+            let (p, ch) = (*p, self.shadow.clone());
+            writing = Some(tokio::spawn(async move {
+                if !items.is_empty() {
+                    p.write(&ch, &items).await?;
+                }
+                rejected::write(&ch, &rejected).await?;
+                Ok((items.len() as u64, rejected.len() as u64))
+            }));
             (self.progress)(Step::Folded {
                 events: batch.len() as u64,
             });
@@ -396,7 +414,9 @@ impl Ctx<'_> {
         };
         let archive = self.options.archive.as_ref();
         let batch = self.options.batch_events;
-        history::read(stream, archive, start, until, batch, total, write).await?;
+        let read = history::read(stream, archive, start, until, batch, total, write).await;
+        finish(writing.take()).await?;
+        read?;
         report.events += events;
         report.rejected += rejected_n;
         Ok(())

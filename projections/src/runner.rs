@@ -192,7 +192,7 @@ where
 
 /// One read model fed from one stream.
 pub trait Projection: Send + Sync + 'static {
-    type Item: Send + Sync;
+    type Item: Send + Sync + 'static;
 
     /// Durable consumer name, also the `projection` metric label.
     fn name(&self) -> &'static str;
