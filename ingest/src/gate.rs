@@ -19,6 +19,8 @@ pub struct Gate(Arc<Inner>);
 struct Inner {
     check: Check,
     outcome: tokio::sync::OnceCell<Result<(), String>>,
+    /// Where each change's event landed: (stream, sequence).
+    positions: std::sync::Mutex<Vec<(String, u64)>>,
 }
 
 tokio::task_local! {
@@ -35,6 +37,7 @@ impl Gate {
         Self(Arc::new(Inner {
             check: Box::new(move || Box::pin(check())),
             outcome: tokio::sync::OnceCell::new(),
+            positions: std::sync::Mutex::default(),
         }))
     }
 
@@ -46,6 +49,15 @@ impl Gate {
     /// Whether a change asked to pass (and so the check ran), and with what outcome.
     pub fn outcome(&self) -> Option<&Result<(), String>> {
         self.0.outcome.get()
+    }
+
+    /// Where the events published inside this gate landed, in order: (stream, sequence).
+    pub fn positions(&self) -> Vec<(String, u64)> {
+        self.0
+            .positions
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
     }
 
     async fn pass(&self) -> Result<(), String> {
@@ -69,6 +81,16 @@ pub async fn pass() -> Result<(), Refused> {
         return Ok(());
     };
     gate.pass().await.map_err(Refused)
+}
+
+/// Records that a change's event landed at `sequence` of `stream` (with the current gate, if
+/// any), so the caller can be answered once it is applied.
+pub fn landed(stream: &str, sequence: u64) {
+    let _ = CURRENT.try_with(|gate| {
+        if let Ok(mut p) = gate.0.positions.lock() {
+            p.push((stream.to_owned(), sequence));
+        }
+    });
 }
 
 #[cfg(test)]

@@ -68,7 +68,9 @@ impl EventLog {
     ) -> Result<PublishAck, PublishError> {
         let js = self.jetstream()?;
         crate::gate::pass().await?;
-        publish(js, subject, event).await
+        let ack = publish(js, subject, event).await?;
+        crate::gate::landed(&ack.stream, ack.sequence);
+        Ok(ack)
     }
 
     /// Publishes `event` on `subject` only if the subject's last message in its stream is
@@ -94,12 +96,14 @@ impl EventLog {
             .publish_with_headers(outgoing.subject, headers, outgoing.payload)
             .await
             .map_err(|e| PublishError::Send(e.to_string()))?;
-        ack.await.map_err(|e| match e.kind() {
+        let ack = ack.await.map_err(|e| match e.kind() {
             async_nats::jetstream::context::PublishErrorKind::WrongLastSequence => {
                 PublishError::Conflict
             }
             _ => PublishError::Ack(e.to_string()),
-        })
+        })?;
+        crate::gate::landed(&ack.stream, ack.sequence);
+        Ok(ack)
     }
 }
 

@@ -17,6 +17,7 @@ use crate::audit::{Draft, Outcome, body_digest};
 use crate::auth::keyring::Refusal;
 use crate::dto::auth::{Identity, Right};
 use crate::error::ApiError;
+use crate::http::applied;
 
 /// The console's session cookie: the token itself, HttpOnly and SameSite=Strict.
 pub const SESSION_COOKIE: &str = "nerve_session";
@@ -148,6 +149,9 @@ pub async fn admit(
         return deny(state, draft, ApiError::Forbidden(message)).await;
     }
     parts.extensions.insert(identity);
+    if let Err(refused) = await_min_position(state, &parts).await {
+        return refused.into_response();
+    }
     if !change {
         return next.run(Request::from_parts(parts, body)).await;
     }
@@ -174,10 +178,72 @@ pub async fn admit(
     };
     let response = gate.scope(next.run(request)).await;
     if gate.outcome().is_some() {
-        return response;
+        return once_applied(state, &gate, response).await;
     }
     draft.status = response.status().as_u16();
     answered(state, draft, response).await
+}
+
+/// A change's answer once the projections it affects applied it (or the wait ran out), with
+/// its positions ([`applied`]).
+async fn once_applied(
+    state: &AppState,
+    gate: &nerve_ingest::gate::Gate,
+    mut response: Response,
+) -> Response {
+    let positions = applied::latest(&gate.positions());
+    if positions.is_empty() {
+        return response;
+    }
+    let wait = std::time::Duration::from_millis(state.config().applied_wait_ms);
+    let done = match state.log().jetstream() {
+        Ok(js) if response.status().is_success() && !wait.is_zero() => {
+            applied::wait(js, &positions, wait).await
+        }
+        _ => false,
+    };
+    let headers = response.headers_mut();
+    if let Ok(v) = applied::format(&positions).parse() {
+        headers.insert(applied::POSITION, v);
+    }
+    headers.insert(
+        applied::APPLIED,
+        header::HeaderValue::from_static(if done { "true" } else { "false" }),
+    );
+    response
+}
+
+/// Waits for the positions a call asks to see (`Nerve-Min-Position` or `?min_position=`).
+async fn await_min_position(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+) -> Result<(), ApiError> {
+    let query =
+        axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(&parts.uri)
+            .map(|q| q.0.get("min_position").cloned())
+            .unwrap_or_default();
+    let asked = parts
+        .headers
+        .get(applied::MIN_POSITION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(query);
+    let Some(asked) = asked else {
+        return Ok(());
+    };
+    let positions = applied::parse(&asked).map_err(ApiError::BadRequest)?;
+    let js = state
+        .log()
+        .jetstream()
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let wait = std::time::Duration::from_millis(state.config().applied_wait_ms.max(1));
+    if applied::wait(js, &positions, wait).await {
+        Ok(())
+    } else {
+        Err(ApiError::Unavailable(format!(
+            "position {asked} is not applied yet; retry"
+        )))
+    }
 }
 
 /// Audits a call that changed nothing, then answers it; 503 if the entry cannot be written.

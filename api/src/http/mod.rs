@@ -4,6 +4,7 @@
 //! of every route with the right it needs, enforced by [`guard`]; [`extract`] turns bad input
 //! into JSON 400s and [`error`] maps every error to a status.
 
+pub mod applied;
 pub mod error;
 pub mod extract;
 pub mod guard;

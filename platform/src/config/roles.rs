@@ -146,6 +146,9 @@ pub struct ApiConfig {
     pub enrollment_max_uses: u32,
     /// Lifetime of a node's NATS credentials (agents renew at two thirds of it).
     pub node_credentials_ttl_secs: u64,
+    /// Longest a change's answer waits for the projection it affects to apply it (read your
+    /// writes); 0: answer at once. The answer says which position it waited for.
+    pub applied_wait_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -166,6 +169,7 @@ impl Default for ApiConfig {
             enrollment_max_ttl_secs: 24 * 3600,
             enrollment_max_uses: 100_000,
             node_credentials_ttl_secs: 24 * 3600,
+            applied_wait_ms: 5_000,
         }
     }
 }
