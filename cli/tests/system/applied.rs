@@ -8,7 +8,9 @@ use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::support::{Api, Env, heartbeat, publish_heartbeat};
+use nerve_platform::testkit::eventually;
+
+use crate::support::{Api, DEADLINE, Env, heartbeat, publish_heartbeat};
 
 /// Calls `uri`; the status, JSON body and the `Nerve-Position` / `Nerve-Applied` headers.
 async fn call(
@@ -70,6 +72,11 @@ async fn every_create_then_use_pair_works_with_no_pause() {
     let _project = env.spawn_nerve(&["project"]);
     let app = env.app().await;
     publish_heartbeat(&env.js, &heartbeat("n-1", nerve_platform::now_ms(), 1)).await;
+    // The projector process is up (it binds every consumer before it writes a row).
+    eventually(DEADLINE, "the projectors running", || async {
+        (env.count("SELECT count() FROM node_state").await > 0).then_some(())
+    })
+    .await;
 
     // Channel, then a rule naming it; the rule, then a silence of it.
     let hook = json!({"name": "ops", "kind": "webhook", "url": "http://127.0.0.1:9/h"});
