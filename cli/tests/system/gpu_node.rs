@@ -85,9 +85,14 @@ async fn a_real_h100_nodes_events_show_in_every_view() {
     assert_eq!(fleet["gpus"], 1, "{fleet:#}");
     assert_eq!(fleet["gpu_histogram"][9], 1, "{fleet:#}");
 
-    let series = get_ok(&app, "/api/v1/nodes/h100-a/metrics").await;
-    let points = series["points"].as_array().expect("points");
-    assert_eq!(points.len(), 1, "{series:#}");
+    // `heartbeats` is written right after `node_state` (last, by design): wait for it too.
+    let points = eventually(DEADLINE, "the heartbeat in the metrics series", || async {
+        let series = get_ok(&app, "/api/v1/nodes/h100-a/metrics").await;
+        let points = series["points"].as_array().cloned().unwrap_or_default();
+        (!points.is_empty()).then_some(points)
+    })
+    .await;
+    assert_eq!(points.len(), 1, "{points:#?}");
     assert_eq!(points[0]["gpu_util_pct"], 100.0);
     cancel.cancel();
 }
