@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use nerve_ingest::archive::{Archive, FileWriter, Record, Sealed};
+use nerve_ingest::archive::{FileWriter, Record, Sealed};
 use nerve_platform::config::Config;
 use nerve_projections::history::{self, Start};
 
@@ -40,16 +40,9 @@ struct Manifest {
     files: Vec<Sealed>,
 }
 
-fn millis(t: &str, what: &str) -> anyhow::Result<i64> {
-    Ok(humantime::parse_rfc3339_weak(t)
-        .with_context(|| format!("{what} {t:?} is not an RFC 3339 time"))?
-        .duration_since(std::time::UNIX_EPOCH)
-        .with_context(|| format!("{what} is before 1970"))?
-        .as_millis() as i64)
-}
-
 pub async fn run(config: &Config, args: ExportArgs) -> anyhow::Result<()> {
-    let (from_ms, to_ms) = (millis(&args.from, "--from")?, millis(&args.to, "--to")?);
+    let from_ms = crate::replay::millis(&args.from, "--from")?;
+    let to_ms = crate::replay::millis(&args.to, "--to")?;
     if from_ms >= to_ms {
         bail!("--from must be before --to");
     }
@@ -69,11 +62,7 @@ pub async fn run(config: &Config, args: ExportArgs) -> anyhow::Result<()> {
         streams = all;
     }
     prepare(&args.dir)?;
-    let archive = args
-        .archive
-        .clone()
-        .or_else(|| config.archive.enabled.then(|| config.archive.dir.clone()))
-        .map(Archive::open);
+    let archive = crate::replay::archive(args.archive.clone(), config);
     let client =
         nerve_ingest::connect(&config.nats, nerve_ingest::Who::Role("export"), false).await?;
     let js = async_nats::jetstream::new(client);

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
+use nerve_ingest::archive::Archive;
 use nerve_platform::config::Config;
 use nerve_projections::replay::{self, Options, ProjectionReport, Step};
 
@@ -32,25 +33,17 @@ pub struct ReplayArgs {
 }
 
 pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
-    let from_ms = match &args.from {
-        Some(t) => Some(
-            humantime::parse_rfc3339_weak(t)
-                .with_context(|| format!("--from {t:?} is not an RFC 3339 time"))?
-                .duration_since(std::time::UNIX_EPOCH)
-                .context("--from is before 1970")?
-                .as_millis() as i64,
-        ),
-        None => None,
-    };
+    let from_ms = args
+        .from
+        .as_deref()
+        .map(|t| millis(t, "--from"))
+        .transpose()?;
     let options = Options {
         only: args.tables,
         from_ms,
         check_only: args.check,
         hold_lease: Duration::from_secs(args.hold_secs.max(1)),
-        archive: args
-            .archive
-            .or_else(|| config.archive.enabled.then(|| config.archive.dir.clone()))
-            .map(nerve_ingest::archive::Archive::open),
+        archive: archive(args.archive, config),
         ..Options::default()
     };
     let client =
@@ -83,6 +76,22 @@ pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// An RFC 3339 time (`what` names the option) in ms since the epoch.
+pub(crate) fn millis(t: &str, what: &str) -> anyhow::Result<i64> {
+    Ok(humantime::parse_rfc3339_weak(t)
+        .with_context(|| format!("{what} {t:?} is not an RFC 3339 time"))?
+        .duration_since(std::time::UNIX_EPOCH)
+        .with_context(|| format!("{what} is before 1970"))?
+        .as_millis() as i64)
+}
+
+/// The archive to read: the one given, else the configured one when archiving is on.
+pub(crate) fn archive(given: Option<std::path::PathBuf>, config: &Config) -> Option<Archive> {
+    given
+        .or_else(|| config.archive.enabled.then(|| config.archive.dir.clone()))
+        .map(Archive::open)
 }
 
 /// Prints one projection's outcome; returns how many partitions differed.

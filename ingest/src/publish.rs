@@ -13,6 +13,19 @@ use nerve_schemas::{EncodeError, Event};
 /// The JetStream header that makes a publish idempotent.
 pub const MSG_ID: &str = "Nats-Msg-Id";
 
+/// A stored message's `Nats-Msg-Id` (its event id; "" without one).
+pub fn msg_id(msg: &async_nats::jetstream::Message) -> &str {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(MSG_ID))
+        .map_or("", |v| v.as_str())
+}
+
+/// When JetStream stored a message, in ms since the epoch.
+pub fn published_ms(info: &async_nats::jetstream::message::Info<'_>) -> i64 {
+    (info.published.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 /// Why an event did not reach the log.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {

@@ -93,12 +93,9 @@ fn index(s: State) -> usize {
 }
 
 fn published_ms(msg: &jetstream::Message) -> Option<(i64, u64)> {
-    msg.info().ok().map(|i| {
-        (
-            (i.published.unix_timestamp_nanos() / 1_000_000) as i64,
-            i.pending,
-        )
-    })
+    msg.info()
+        .ok()
+        .map(|i| (nerve_ingest::publish::published_ms(&i), i.pending))
 }
 
 /// The liveness event of a transition, with its derived id.

@@ -22,19 +22,14 @@ impl<'a> Logged<'a> {
             Ok(info) => (
                 info.stream_sequence,
                 info.delivered,
-                (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
+                nerve_ingest::publish::published_ms(&info),
             ),
             // Only a message that did not come from a stream lacks this.
             Err(_) => (0, 1, 0),
         };
-        let msg_id = msg
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-            .map_or("", |v| v.as_str());
         Self {
             subject: msg.subject.as_str(),
-            msg_id,
+            msg_id: nerve_ingest::publish::msg_id(msg),
             payload: &msg.payload,
             stream_seq,
             published_ms,

@@ -48,19 +48,7 @@ async fn expire_telemetry(env: &Env) {
 }
 
 async fn replay(env: &Env, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_nerve"))
-        .arg("replay")
-        .args(args)
-        .envs(env.child_env())
-        .output()
-        .await
-        .expect("nerve replay");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    env.run_nerve(&[&["replay"], args].concat()).await
 }
 
 fn python() -> PathBuf {
@@ -238,36 +226,23 @@ async fn an_export_hands_over_exactly_the_window_from_archive_and_stream_with_ch
     burst(&env, 3).await; // after it
 
     let out = dir.path().join("export");
-    let export = |with_archive: bool| {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_nerve"));
-        let rfc3339 = |ms: i64| {
-            humantime::format_rfc3339_millis(
-                std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64),
-            )
-            .to_string()
-        };
-        cmd.args(["export", "--from", &rfc3339(from), "--to", &rfc3339(to)])
-            .args(["--node", "n-1", "--stream", "telemetry"])
-            .arg(&out)
-            .envs(env.child_env());
-        if with_archive {
-            cmd.args(["--archive", &root_arg]);
-        }
-        cmd.output()
+    let rfc3339 = |ms: i64| {
+        humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64),
+        )
+        .to_string()
     };
-    let refused = export(false).await.expect("nerve export");
-    let text = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        !refused.status.success() && text.contains("not in the archive"),
-        "{text}"
-    );
+    let (from, to) = (rfc3339(from), rfc3339(to));
+    let out_arg = out.to_str().expect("utf-8");
+    let export = ["export", "--from", &from, "--to", &to, "--node", "n-1"];
+    let export = [&export[..], &["--stream", "telemetry", out_arg]].concat();
+    let (ok, text) = env.run_nerve(&export).await;
+    assert!(!ok && text.contains("not in the archive"), "{text}");
     std::fs::remove_dir_all(&out).ok();
-    let done = export(true).await.expect("nerve export");
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
+    let (ok, text) = env
+        .run_nerve(&[&export[..], &["--archive", &root_arg]].concat())
+        .await;
+    assert!(ok, "{text}");
 
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).expect("manifest"))

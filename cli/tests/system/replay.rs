@@ -48,23 +48,6 @@ fn sums(reports: &[ProjectionReport]) -> BTreeMap<String, BTreeMap<String, Sum>>
         .collect()
 }
 
-async fn nerve(env: &Env, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_nerve"))
-        .args(args)
-        .envs(env.child_env())
-        .output()
-        .await
-        .expect("run nerve");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 async fn accepted(app: &crate::support::Api, method: Method, uri: &str, body: Value) -> Value {
     let (status, body) = call(app, method, uri, body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{uri}: {body}");
@@ -152,7 +135,7 @@ async fn every_table_is_the_fold_of_its_log() {
     .await;
 
     // With everything still running, a replay into shadow tables matches every partition.
-    let (ok, out) = nerve(&env, &["replay", "--check"]).await;
+    let (ok, out) = env.run_nerve(&["replay", "--check"]).await;
     assert!(ok, "{out}");
     assert!(!out.contains("differ"), "{out}");
     for table in [
@@ -185,19 +168,19 @@ async fn every_table_is_the_fold_of_its_log() {
             .await
             .expect("drop");
     }
-    let (ok, out) = nerve(&env, &["replay"]).await;
+    let (ok, out) = env.run_nerve(&["replay"]).await;
     assert!(ok, "{out}");
     assert!(out.contains("replaced"), "{out}");
     assert_eq!(checksums(&env).await, before, "rebuilt from the log alone");
     // From a time on: only the time-partitioned tables, from that month's start.
     let now = humantime::format_rfc3339(std::time::SystemTime::now()).to_string();
-    let (ok, out) = nerve(&env, &["replay", "--check", "--from", &now]).await;
+    let (ok, out) = env.run_nerve(&["replay", "--check", "--from", &now]).await;
     assert!(ok && !out.contains("differ"), "{out}");
     assert!(
         out.contains("node_state") && out.contains("skipped: a current-state table"),
         "{out}"
     );
-    let (ok, out) = nerve(&env, &["replay", "--from", "yesterday"]).await;
+    let (ok, out) = env.run_nerve(&["replay", "--from", "yesterday"]).await;
     assert!(!ok && out.contains("not an RFC 3339 time"), "{out}");
     let stored = env
         .count(&format!(
@@ -267,7 +250,7 @@ async fn a_rebuild_while_heartbeats_flow_loses_and_duplicates_nothing() {
             (reads, failures)
         })
     };
-    let (ok, out) = nerve(&env, &["replay", "--tables", "heartbeats"]).await;
+    let (ok, out) = env.run_nerve(&["replay", "--tables", "heartbeats"]).await;
     reading.store(false, Ordering::SeqCst);
     assert!(ok, "{out}");
     assert!(

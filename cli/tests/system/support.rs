@@ -203,6 +203,23 @@ impl Env {
             .expect("spawn nerve")
     }
 
+    /// Runs `nerve <args>` with this config to its end: whether it succeeded, and its stdout
+    /// and stderr.
+    pub async fn run_nerve(&self, args: &[&str]) -> (bool, String) {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_nerve"))
+            .args(args)
+            .envs(self.child_env())
+            .output()
+            .await
+            .expect("run nerve");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
     /// Runs the projectors in this process until `cancel`.
     pub fn spawn_projectors(
         &self,

@@ -182,17 +182,11 @@ async fn read_stream(
                 };
                 let info = msg.info().map_err(|e| e.to_string())?;
                 caught_up = info.pending == 0;
-                let msg_id = msg
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-                    .map(|v| v.as_str().to_owned())
-                    .unwrap_or_default();
                 Cmd::Append(Record {
                     stream_seq: info.stream_sequence as i64,
-                    published_ms: (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
+                    published_ms: crate::publish::published_ms(&info),
                     subject: msg.subject.to_string(),
-                    msg_id,
+                    msg_id: crate::publish::msg_id(&msg).to_owned(),
                     event: msg.payload.to_vec(),
                 })
             }
