@@ -78,7 +78,7 @@ pub async fn wait(js: &Context, positions: &BTreeMap<String, u64>, wait: Duratio
         let Some(consumer) = projector_of(stream) else {
             continue;
         };
-        let Ok(stream) = js.get_stream(stream).await else {
+        let Ok(stream) = js.get_stream_no_info(stream).await else {
             return false;
         };
         loop {
