@@ -5,7 +5,8 @@
 //! - [`http`] — the edge: the router, its handlers, extractors whose rejections are JSON, and the
 //!   mapping of [`error::ApiError`] to a status and code.
 //! - Services, called by the handlers and by the console's server functions alike: [`fleet`]
-//!   (node list, node detail, metrics, summary, health), [`tasks`], [`clusters`] and [`alerts`]
+//!   (node list, metrics, summary, health), [`node`] (node detail), both now or at a past time
+//!   over [`at`] (the fleet as it was, folded from the history tables), [`tasks`], [`clusters`] and [`alerts`]
 //!   (the reads the API shows; changes are handed to `nerve-alerts`).
 //! - [`snapshot`] (every node's list row in memory) over [`tags`] (each node's clusters and
 //!   labels), and [`time`] (the API's time formats).
@@ -18,6 +19,8 @@ pub mod dto;
 #[cfg(feature = "server")]
 pub mod alerts;
 #[cfg(feature = "server")]
+pub mod at;
+#[cfg(feature = "server")]
 pub mod audit;
 #[cfg(feature = "server")]
 pub mod auth;
@@ -29,6 +32,8 @@ pub mod error;
 pub mod fleet;
 #[cfg(feature = "server")]
 pub mod http;
+#[cfg(feature = "server")]
+pub mod node;
 #[cfg(feature = "server")]
 pub mod snapshot;
 #[cfg(feature = "server")]

@@ -1,12 +1,13 @@
 //! Each node's clusters and effective labels, as the fleet snapshot holds them: read from the
 //! control projection's tables (only when their newest stream sequence moved) and folded in
-//! memory, the operator's label overriding the agent's of the same key.
+//! memory, the operator's label overriding the agent's of the same key; or, for a past time,
+//! folded from the logs up to it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use clickhouse::Client;
-use nerve_projections::control::{CLUSTER_LOG, CLUSTER_MEMBERS, LabelsRow, NODE_LABELS};
+use nerve_projections::control::{CLUSTER_LOG, CLUSTER_MEMBERS, LABEL_LOG, LabelsRow, NODE_LABELS};
 use nerve_projections::scope::{CLUSTERS, MEMBERS};
 
 use crate::dto::fleet::ClusterRef;
@@ -85,6 +86,46 @@ pub async fn rows(ch: &Client) -> Result<Rows, ApiError> {
         one_thread(format!("SELECT cluster_id, node_id FROM {MEMBERS}"))
             .fetch_all::<(String, String)>(),
         one_thread(format!("SELECT ?fields FROM {NODE_LABELS} FINAL")).fetch_all::<LabelsRow>(),
+    )?;
+    Ok(Rows {
+        clusters,
+        members,
+        labels,
+    })
+}
+
+/// [`Rows`] as they were at `at_ms`: folded from the logs (`cluster_log`, `label_log`) over the
+/// events that occurred at or before it.
+pub async fn rows_at(ch: &Client, at_ms: u64) -> Result<Rows, ApiError> {
+    let (clusters, members, labels) = tokio::try_join!(
+        ch.query(&format!(
+            "SELECT cluster_id, name FROM (SELECT cluster_id, \
+                 argMaxIf(name, stream_seq, kind IN ('ClusterCreated', 'ClusterRenamed')) AS name, \
+                 max(kind = 'ClusterDeleted') AS deleted, max(kind = 'ClusterCreated') AS created \
+             FROM {CLUSTER_LOG} \
+             WHERE kind IN ('ClusterCreated', 'ClusterRenamed', 'ClusterDeleted') AND ts_ms <= ? \
+             GROUP BY cluster_id HAVING created = 1 AND deleted = 0)"
+        ))
+        .bind(at_ms)
+        .fetch_all::<(String, String)>(),
+        ch.query(&format!(
+            "SELECT cluster_id, node_id FROM (SELECT cluster_id, node_id, \
+                 argMax(kind, stream_seq) AS last FROM {CLUSTER_LOG} \
+             WHERE kind IN ('NodeAssignedToCluster', 'NodeUnassignedFromCluster') AND ts_ms <= ? \
+             GROUP BY cluster_id, node_id) WHERE last = 'NodeAssignedToCluster'"
+        ))
+        .bind(at_ms)
+        .fetch_all::<(String, String)>(),
+        ch.query(&format!(
+            "SELECT node_id, source, k AS keys, l AS labels, at AS changed_at_ms, \
+                 by AS requested_by, seq AS stream_seq \
+             FROM (SELECT node_id, source, argMax(keys, stream_seq) AS k, \
+                 argMax(labels, stream_seq) AS l, max(changed_at_ms) AS at, \
+                 argMax(requested_by, stream_seq) AS by, max(stream_seq) AS seq \
+             FROM {LABEL_LOG} WHERE changed_at_ms <= ? GROUP BY node_id, source)"
+        ))
+        .bind(at_ms)
+        .fetch_all::<LabelsRow>(),
     )?;
     Ok(Rows {
         clusters,

@@ -14,15 +14,28 @@ pub fn rfc3339_s(secs: u64) -> String {
     rfc3339_ms(secs.saturating_mul(1000))
 }
 
+/// `ms` (Unix milliseconds) as RFC 3339, to the millisecond.
+pub fn rfc3339_exact(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
 /// Parses a time given as Unix seconds or RFC 3339 into Unix seconds.
 pub fn parse_time(name: &str, text: &str) -> Result<u64, ApiError> {
+    parse_time_ms(name, text).map(|ms| ms / 1000)
+}
+
+/// Parses a time given as Unix seconds or RFC 3339 (fractions of a second kept) into Unix
+/// milliseconds.
+pub fn parse_time_ms(name: &str, text: &str) -> Result<u64, ApiError> {
     if let Ok(secs) = text.parse::<u64>() {
-        return Ok(secs);
+        return secs.checked_mul(1000).ok_or_else(|| {
+            ApiError::BadRequest(format!("{name}={text:?} is too far in the future"))
+        });
     }
     humantime::parse_rfc3339_weak(text)
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_secs())
+        .map(|d| d.as_millis() as u64)
         .ok_or_else(|| {
             ApiError::BadRequest(format!(
                 "{name}={text:?} is neither Unix seconds nor an RFC 3339 time"
@@ -67,6 +80,11 @@ mod tests {
             Some(1_700_000_000)
         );
         assert!(parse_time("from", "yesterday").is_err());
+        assert_eq!(
+            parse_time_ms("at", "2023-11-14T22:13:20.250Z").ok(),
+            Some(1_700_000_000_250)
+        );
+        assert_eq!(rfc3339_exact(1_700_000_000_250), "2023-11-14T22:13:20.250Z");
         assert_eq!(parse_step("60").ok(), Some(60));
         assert_eq!(parse_step("5m").ok(), Some(300));
         assert!(parse_step("0").is_err());

@@ -1,7 +1,8 @@
 //! Control projection: the control stream → `cluster_log` (every cluster event; clusters are
 //! few, so their current state is folded at query time), `cluster_members` (membership,
 //! ReplacingMergeTree keyed by (cluster, node), last change wins) and `node_labels` (each node's
-//! label set per source, ReplacingMergeTree keyed by (node, source), last set wins),
+//! label set per source, ReplacingMergeTree keyed by (node, source), last set wins) with
+//! `label_log` (every label set, the history a past time's labels are read from),
 //! `channels` (notification channels, last save wins, deletion kept as a flag) and
 //! `notification_attempts` (every delivery attempt with its result), `alert_rules` (each rule,
 //! last save wins, deletion kept as a flag) and `silence_log` (silences created and ended;
@@ -23,6 +24,8 @@ pub const CLUSTER_LOG: &str = "cluster_log";
 pub const CLUSTER_MEMBERS: &str = "cluster_members";
 /// Table: Each node's label set per source.
 pub const NODE_LABELS: &str = "node_labels";
+/// Table: Every label set (history).
+pub const LABEL_LOG: &str = "label_log";
 /// Table: Notification channels.
 pub const CHANNELS: &str = "channels";
 /// Table: Every delivery attempt.
@@ -71,6 +74,19 @@ pub fn ddl(db: &str) -> Vec<String> {
                 stream_seq UInt64
             ) ENGINE = ReplacingMergeTree(stream_seq)
             ORDER BY (node_id, source)"
+        ),
+        // Keyed by the event, so a set written twice (a redelivered batch) is one row.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.{LABEL_LOG} (
+                node_id String,
+                source String,
+                keys Array(String),
+                labels Array(String),
+                changed_at_ms UInt64,
+                requested_by String,
+                stream_seq UInt64
+            ) ENGINE = ReplacingMergeTree()
+            ORDER BY (node_id, source, stream_seq)"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.{CHANNELS} (
@@ -235,6 +251,7 @@ impl Projection for ControlProjection {
         &[
             CLUSTER_MEMBERS,
             NODE_LABELS,
+            LABEL_LOG,
             CHANNELS,
             NOTIFICATION_ATTEMPTS,
             ALERT_RULES,
@@ -412,6 +429,7 @@ impl Projection for ControlProjection {
         }
         insert_rows(ch, CLUSTER_MEMBERS, &members).await?;
         insert_rows(ch, NODE_LABELS, &labels).await?;
+        insert_rows(ch, LABEL_LOG, &labels).await?;
         insert_rows(ch, CHANNELS, &channels).await?;
         insert_rows(ch, NOTIFICATION_ATTEMPTS, &attempts).await?;
         insert_rows(ch, ALERT_RULES, &rules).await?;

@@ -1,25 +1,27 @@
 //! Inventory projection: `InventoryReported` → `inventory`, the latest report per node
-//! (ReplacingMergeTree keyed by node id, versioned by report time). Lists (disks, interfaces,
-//! GPUs, collector errors) are stored as JSON documents, and so are the v2 sections (CPU caches and
-//! flags, DIMMs, whole disks with SMART, system identity) in `detail_json`; the full history
-//! stays in the stream.
+//! (ReplacingMergeTree keyed by node id, versioned by report time), and `inventory_log`, every
+//! report (partitioned by day, so retention drops whole days; what a node looked like at a past
+//! time is read from it). Lists (disks, interfaces, GPUs, collector errors) are stored as JSON
+//! documents, and so are the v2 sections (CPU caches and flags, DIMMs, whole disks with SMART,
+//! system identity) in `detail_json`.
 
 use clickhouse::{Client, Row};
 use nerve_schemas::{InventoryReported, decode};
 use serde::{Deserialize, Serialize};
 
 use crate::WIDE_ROW_GRANULARITY;
-use crate::runner::{EventKey, Positioned, Projection, validate_envelope};
+use crate::runner::{EventKey, Positioned, Projection, insert_rows, validate_envelope};
 
 /// Durable consumer name.
 pub const NAME: &str = "proj_inventory";
 
 /// Table: Each node's latest inventory report.
 pub const INVENTORY: &str = "inventory";
+/// Table: Every inventory report (history).
+pub const INVENTORY_LOG: &str = "inventory_log";
 
-pub fn ddl(db: &str) -> Vec<String> {
-    vec![format!(
-        "CREATE TABLE IF NOT EXISTS {db}.{INVENTORY} (
+/// The columns of `inventory` and `inventory_log`.
+const COLUMNS: &str = "(
             node_id String,
             reported_at DateTime('UTC'),
             reported_at_ms UInt64,
@@ -45,10 +47,25 @@ pub fn ddl(db: &str) -> Vec<String> {
             collector_errors_json String,
             stream_seq UInt64,
             detail_json String
-        ) ENGINE = ReplacingMergeTree(reported_at_ms)
-        ORDER BY node_id
-        SETTINGS index_granularity = {WIDE_ROW_GRANULARITY}"
-    )]
+        )";
+
+pub fn ddl(db: &str) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.{INVENTORY} {COLUMNS}
+            ENGINE = ReplacingMergeTree(reported_at_ms)
+            ORDER BY node_id
+            SETTINGS index_granularity = {WIDE_ROW_GRANULARITY}"
+        ),
+        // Keyed by the report, so a report written twice (a redelivered batch) is one row.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.{INVENTORY_LOG} {COLUMNS}
+            ENGINE = ReplacingMergeTree()
+            PARTITION BY toDate(reported_at)
+            ORDER BY (node_id, reported_at_ms, event_id)
+            SETTINGS index_granularity = {WIDE_ROW_GRANULARITY}"
+        ),
+    ]
 }
 
 /// Folds inventory reports.
@@ -93,7 +110,7 @@ impl Projection for InventoryProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &[INVENTORY]
+        &[INVENTORY, INVENTORY_LOG]
     }
 
     fn append_only_table(&self) -> Option<&'static str> {
@@ -105,15 +122,13 @@ impl Projection for InventoryProjection {
         ch: &Client,
         items: &[Positioned<Inventory>],
     ) -> Result<(), clickhouse::error::Error> {
-        let mut insert = ch.insert::<InventoryRow>(INVENTORY).await?;
-        for p in items {
-            insert.write(&InventoryRow::new(p)).await?;
-        }
-        insert.end().await
+        let rows: Vec<InventoryRow> = items.iter().map(InventoryRow::new).collect();
+        insert_rows(ch, INVENTORY, &rows).await?;
+        insert_rows(ch, INVENTORY_LOG, &rows).await
     }
 }
 
-/// A row of `inventory`.
+/// A row of `inventory` and of `inventory_log`.
 #[derive(Debug, Row, Serialize, Deserialize)]
 pub struct InventoryRow {
     pub node_id: String,

@@ -25,10 +25,19 @@ fn fail(e: nerve_api::error::ApiError) -> ServerFnError {
     ServerFnError::new(e.to_string())
 }
 
-/// Status counts, distributions and recent changes.
+/// The `?at=` the console passes on: `None` (now) for an empty one, else the API's parse.
+#[cfg(feature = "ssr")]
+fn as_of(at: Option<String>) -> Result<Option<u64>, ServerFnError> {
+    let query = nerve_api::dto::fleet::AsOfQuery { at };
+    nerve_api::at::parse(&query, nerve_api::time::now_ms()).map_err(fail)
+}
+
+/// Status counts, distributions and recent changes, now or as they were at `at`.
 #[server(prefix = "/ui-api", endpoint = "fleet-summary", input = Json)]
-pub async fn get_fleet_summary() -> Result<FleetSummary, ServerFnError> {
-    nerve_api::fleet::summary(&state()?).await.map_err(fail)
+pub async fn get_fleet_summary(at: Option<String>) -> Result<FleetSummary, ServerFnError> {
+    nerve_api::fleet::summary(&state()?, as_of(at)?)
+        .await
+        .map_err(fail)
 }
 
 /// One page of the node list.
@@ -39,18 +48,25 @@ pub async fn get_nodes(query: NodeListQuery) -> Result<NodePage, ServerFnError> 
         .map_err(fail)
 }
 
-/// Inventory and latest metrics of a node.
+/// Inventory and latest metrics of a node, now or as they were at `at`.
 #[server(prefix = "/ui-api", endpoint = "node-detail", input = Json)]
-pub async fn get_node_detail(id: String) -> Result<NodeDetail, ServerFnError> {
-    nerve_api::fleet::node_detail(&state()?, &id)
+pub async fn get_node_detail(id: String, at: Option<String>) -> Result<NodeDetail, ServerFnError> {
+    nerve_api::node::node_detail(&state()?, &id, as_of(at)?)
         .await
         .map_err(fail)
 }
 
-/// A node's metrics over the last `range_secs`, about 120 points.
+/// A node's metrics over the `range_secs` up to now (or `at`), about 120 points.
 #[server(prefix = "/ui-api", endpoint = "node-metrics", input = Json)]
-pub async fn get_node_metrics(id: String, range_secs: u64) -> Result<MetricsSeries, ServerFnError> {
-    let now = nerve_api::time::now_ms() / 1000 + 1;
+pub async fn get_node_metrics(
+    id: String,
+    range_secs: u64,
+    at: Option<String>,
+) -> Result<MetricsSeries, ServerFnError> {
+    let now = match as_of(at)? {
+        Some(at_ms) => at_ms / 1000 + 1,
+        None => nerve_api::time::now_ms() / 1000 + 1,
+    };
     let range = range_secs.clamp(60, 30 * 24 * 3600);
     let query = nerve_api::dto::fleet::MetricsQuery {
         from: Some((now - range).to_string()),

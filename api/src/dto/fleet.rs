@@ -159,6 +159,33 @@ pub struct NodeDetail {
     pub clusters: Vec<ClusterRef>,
     /// Its labels (`key=value`): the agent's, with the operator's overriding the same key.
     pub labels: Vec<String>,
+    /// Its alerts firing, newest first.
+    #[serde(default)]
+    pub alerts: Vec<OpenAlert>,
+    /// The past time this answers for (`?at=`, RFC 3339 to the millisecond); `None`: now.
+    #[serde(default)]
+    pub as_of: Option<String>,
+}
+
+/// `?at=T` of node detail and the fleet summary: the state as it was at T (Unix seconds or
+/// RFC 3339, fractions of a second kept), every event that occurred at or before T counted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsOfQuery {
+    pub at: Option<String>,
+}
+
+/// An alert firing on a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenAlert {
+    pub alert_id: String,
+    pub rule_id: String,
+    pub rule_name: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    pub summary: String,
+    /// RFC 3339, UTC.
+    pub fired_at: String,
 }
 
 /// A cluster as other objects mention it.
@@ -289,6 +316,12 @@ pub struct FleetSummary {
     pub recently_changed: Vec<NodeChange>,
     /// Suspect and offline nodes, most recently seen first.
     pub attention: Vec<NodeSummary>,
+    /// Alerts firing, fleet-wide.
+    #[serde(default)]
+    pub alerts_firing: u64,
+    /// The past time this answers for (`?at=`, RFC 3339 to the millisecond); `None`: now.
+    #[serde(default)]
+    pub as_of: Option<String>,
 }
 
 /// A node whose inventory was reported recently.

@@ -22,7 +22,7 @@ use crate::AppState;
 use crate::dto::alerts::{AlertListQuery, CreateSilence, SaveChannel, SaveRule};
 use crate::dto::auth::{AuditQuery, CreateEnrollment, CreateToken, Right, RotateToken};
 use crate::dto::clusters::{CreateCluster, RenameCluster, SetLabels};
-use crate::dto::fleet::{MetricsQuery, NodeListQuery};
+use crate::dto::fleet::{AsOfQuery, MetricsQuery, NodeListQuery};
 use crate::dto::tasks::{CreateTask, TaskListQuery};
 use crate::error::ApiError;
 use crate::{alerts, audit, clusters, fleet, tasks};
@@ -152,8 +152,12 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     (status, Json(health))
 }
 
-async fn summary(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(fleet::summary(&state).await?))
+async fn summary(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<AsOfQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let at = crate::at::parse(&query, crate::time::now_ms())?;
+    Ok(Json(fleet::summary(&state, at).await?))
 }
 
 async fn list_nodes(
@@ -166,8 +170,10 @@ async fn list_nodes(
 async fn node_detail(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<AsOfQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(fleet::node_detail(&state, &id).await?))
+    let at = crate::at::parse(&query, crate::time::now_ms())?;
+    Ok(Json(crate::node::node_detail(&state, &id, at).await?))
 }
 
 async fn node_metrics(

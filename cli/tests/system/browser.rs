@@ -562,6 +562,22 @@ async fn console_in_a_real_browser() {
     visit(c, &base, "/", "dashboard").await;
     assert_eq!(text(c, "[data-testid=count-total]").await, "121");
     assert_eq!(text(c, "[data-testid=count-offline]").await, "20");
+    // As of a time before the fleet existed, picked in the form (a browser's datetime-local
+    // value: UTC, no seconds), then back to now.
+    c.execute(
+        "document.querySelector('[data-testid=as-of]').value = '2020-01-01T00:00'; return null;",
+        vec![],
+    )
+    .await
+    .expect("pick a time");
+    click(c, "form.asof button").await;
+    wait_text(c, "[data-testid=as-of-banner]", "the past banner", |t| {
+        t.contains("2020-01-01 00:00:00")
+    })
+    .await;
+    assert_eq!(text(c, "[data-testid=count-total]").await, "0");
+    click(c, "[data-testid=as-of-now]").await;
+    wait_text(c, "[data-testid=count-total]", "the fleet now", |t| t == "121").await;
 
     // Nodes: pagination, search, filter, sort — all by clicks.
     visit(c, &base, "/nodes", "nodes").await;

@@ -19,6 +19,7 @@ mod fleet_list;
 mod gpu_node;
 mod liveness;
 mod offers;
+mod point_in_time;
 mod projector;
 mod replay;
 mod secrets;

@@ -1,11 +1,12 @@
-//! Dashboard: status counts, utilisation distributions, recently changed nodes and the nodes
-//! needing attention.
+//! Dashboard: status counts, alerts firing, utilisation distributions, recently changed nodes
+//! and the nodes needing attention; now, or as of a past time (`?at=`).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
+use leptos_router::hooks::use_query_map;
 
-use super::{LoadError, StatusBadge};
+use super::{AsOf, LoadError, PastBanner, StatusBadge, as_of};
 use crate::chart::Histogram;
 use crate::data::get_fleet_summary;
 use crate::live::use_tick;
@@ -13,21 +14,31 @@ use crate::live::use_tick;
 #[component]
 pub fn Dashboard() -> impl IntoView {
     let tick = use_tick();
-    let summary = Resource::new(move || tick.get(), |_| get_fleet_summary());
+    let query = use_query_map();
+    let at = Memo::new(move |_| as_of(query.get().get("at")));
+    let summary = Resource::new(
+        move || (tick.get(), at.get()),
+        |(_, at)| get_fleet_summary(at),
+    );
     view! {
         <Title text="Dashboard · Nerve"/>
-        <h1>"Fleet"</h1>
+        <div class="section-head">
+            <h1>"Fleet"</h1>
+            <AsOf/>
+        </div>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match summary.await {
                     Err(e) => view! { <LoadError message=e.to_string()/> }.into_any(),
                     Ok(s) => view! {
+                        <PastBanner as_of=s.as_of.clone()/>
                         <section class="cards" aria-label="Node status">
                             <A href="/nodes" attr:class="card"><span class="num" data-testid="count-total">{s.total}</span><span>"nodes"</span></A>
                             <A href="/nodes?status=online" attr:class="card online"><span class="num" data-testid="count-online">{s.online}</span><span>"online"</span></A>
                             <A href="/nodes?status=suspect" attr:class="card suspect"><span class="num" data-testid="count-suspect">{s.suspect}</span><span>"suspect"</span></A>
                             <A href="/nodes?status=offline" attr:class="card offline"><span class="num" data-testid="count-offline">{s.offline}</span><span>"offline"</span></A>
                             <div class="card"><span class="num">{s.gpus}</span><span>"GPUs"</span></div>
+                            <A href="/alerts" attr:class="card"><span class="num" data-testid="count-alerts">{s.alerts_firing}</span><span>"alerts firing"</span></A>
                         </section>
                         <section class="grid3" aria-label="Utilisation of online nodes">
                             <Histogram label="CPU busy".to_string() counts=s.cpu_histogram/>

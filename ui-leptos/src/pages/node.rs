@@ -1,7 +1,7 @@
 //! Node detail: status (with when the liveness tracker last changed it), GPU health per GPU with
 //! its reasons, recent events (XIDs, liveness), the full inventory (system, CPU, memory and DIMMs,
 //! GPUs, disks with SMART, filesystems, network) and charts of CPU, memory, network and GPU over
-//! 15 min / 1 h / 24 h / 7 d.
+//! 15 min / 1 h / 24 h / 7 d; now, or as of a past time (`?at=`, the charts then end there).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -9,7 +9,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::{use_params_map, use_query_map};
 use nerve_api::dto::{fleet::MetricsSeries, fleet::NodeDetail};
 
-use super::{LoadError, StatusBadge};
+use super::{AsOf, LoadError, PastBanner, StatusBadge, as_of};
 use crate::chart::LineChart;
 use crate::data::{get_node_detail, get_node_metrics};
 use crate::format;
@@ -30,19 +30,23 @@ pub fn NodePage() -> impl IntoView {
             .copied()
             .unwrap_or(RANGES[1])
     });
+    let at = Memo::new(move |_| as_of(query.get().get("at")));
     let tick = use_tick();
     let detail = Resource::new(
-        move || (id.get(), tick.get()),
-        |(id, _)| get_node_detail(id),
+        move || (id.get(), at.get(), tick.get()),
+        |(id, at, _)| get_node_detail(id, at),
     );
     let metrics = Resource::new(
-        move || (id.get(), range.get().1, tick.get()),
-        |(id, secs, _)| get_node_metrics(id, secs),
+        move || (id.get(), range.get().1, at.get(), tick.get()),
+        |(id, secs, at, _)| get_node_metrics(id, secs, at),
     );
 
     view! {
         <Title text=move || format!("{} · Nerve", id.get())/>
-        <p class="crumbs"><A href="/nodes">"Nodes"</A>" / "<span class="mono">{move || id.get()}</span></p>
+        <div class="section-head">
+            <p class="crumbs"><A href="/nodes">"Nodes"</A>" / "<span class="mono">{move || id.get()}</span></p>
+            <AsOf/>
+        </div>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match detail.await {
@@ -58,7 +62,7 @@ pub fn NodePage() -> impl IntoView {
                     {move || RANGES.iter().map(|(name, _)| {
                         let on = range.get().0 == *name;
                         view! {
-                            <A href=format!("?range={name}") attr:class=if on { "chip on" } else { "chip" }
+                            <A href=format!("?range={name}{}", query.get().get("at").map(|a| format!("&at={a}")).unwrap_or_default()) attr:class=if on { "chip on" } else { "chip" }
                                 attr:aria-current=if on { Some("true") } else { None }>{*name}</A>
                         }
                     }).collect_view()}
@@ -89,7 +93,9 @@ fn Detail(d: NodeDetail) -> impl IntoView {
     let labels = d.labels.clone();
     let gpus = d.gpus.clone();
     let events = d.events.clone();
+    let alerts = d.alerts.clone();
     view! {
+        <PastBanner as_of=d.as_of.clone()/>
         <div class="section-head">
             <h1 data-testid="node-title">{title}</h1>
             {d.status.map(|s| view! { <StatusBadge status=s/> })}
@@ -112,6 +118,20 @@ fn Detail(d: NodeDetail) -> impl IntoView {
             }).collect_view()}
             {labels.into_iter().map(|l| view! { <span class="chip mono">{l}</span> }).collect_view()}
         </p>
+        {(!alerts.is_empty()).then(|| view! {
+            <section class="panel" aria-label="Alerts firing">
+                <h2>"Alerts firing"</h2>
+                <ul class="list" data-testid="node-alerts">
+                    {alerts.into_iter().map(|a| view! {
+                        <li>
+                            <span class=format!("badge {}", a.severity)>{a.severity.clone()}</span>
+                            " " {a.rule_name} " " <span class="muted">{a.summary}</span>
+                            <span class="muted small">" since " {format::time(&a.fired_at)}</span>
+                        </li>
+                    }).collect_view()}
+                </ul>
+            </section>
+        })}
         <GpuHealth gpus/>
         <Events events/>
         {match inv {
