@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clickhouse::Row;
 use nerve_projections::heartbeats::{HEARTBEATS, NODE_STATE};
+use nerve_projections::rollups::{HEARTBEATS_1H, HEARTBEATS_1M};
 use nerve_schemas::subjects;
 use serde::Deserialize;
 
@@ -169,6 +170,19 @@ fn summarize(fleet: &Snapshot) -> FleetSummary {
     out
 }
 
+/// A point's columns (after its bucket) from `heartbeats`.
+const RAW_POINT: &str = "count(), avg(cpu_pct), avg(load1), avg(mem_used_bytes), \
+    max(mem_total_bytes), avg(disk_used_bytes), avg(net_rx_bytes_per_sec), \
+    avg(net_tx_bytes_per_sec), \
+    avg(if(length(gpu_util_pct) = 0, 0, arraySum(gpu_util_pct) / length(gpu_util_pct)))";
+
+/// The same from a roll-up: sums over counts (see `nerve_projections::rollups`).
+const ROLLUP_POINT: &str = "sum(samples), sum(cpu_pct_milli) / 1000 / sum(samples), \
+    sum(load1_milli) / 1000 / sum(samples), sum(mem_used_bytes_sum) / sum(samples), \
+    intDiv(sum(mem_total_bytes_sum), sum(samples)), sum(disk_used_bytes_sum) / sum(samples), \
+    sum(net_rx_bytes) / sum(covered_secs), sum(net_tx_bytes) / sum(covered_secs), \
+    if(sum(gpu_samples) = 0, 0, sum(gpu_util_milli) / 1000 / sum(gpu_samples))";
+
 #[derive(Debug, Row, Deserialize)]
 struct PointRow {
     bucket: u32,
@@ -183,7 +197,8 @@ struct PointRow {
     gpu_util_pct: f64,
 }
 
-/// A node's metrics averaged per `step` over `[from, to)`.
+/// A node's metrics averaged per `step` over `[from, to)`: from the raw heartbeats, or for a
+/// step of whole minutes or hours from their roll-up (kept far longer than the raw rows).
 pub async fn node_metrics(
     state: &AppState,
     id: &str,
@@ -229,15 +244,20 @@ pub async fn node_metrics(
     if known == 0 {
         return Err(ApiError::NotFound(format!("node {id} not found")));
     }
+    // Whole hours or minutes: from a roll-up (sums and counts), which outlives the raw rows.
+    let (source, columns) = match step {
+        s if s % 3600 == 0 => (HEARTBEATS_1H, ROLLUP_POINT),
+        s if s % 60 == 0 => (HEARTBEATS_1M, ROLLUP_POINT),
+        _ => (HEARTBEATS, RAW_POINT),
+    };
     let rows: Vec<PointRow> = state
         .ch()
-        .query(&format!("SELECT toUInt32(intDiv(toUInt32(ts), ?) * ?) AS bucket, count() AS samples, \
-                    avg(cpu_pct), avg(load1), avg(mem_used_bytes), max(mem_total_bytes), \
-                    avg(disk_used_bytes), avg(net_rx_bytes_per_sec), avg(net_tx_bytes_per_sec), \
-                    avg(if(length(gpu_util_pct) = 0, 0, arraySum(gpu_util_pct) / length(gpu_util_pct))) \
-             FROM {HEARTBEATS} \
+        .query(&format!(
+            "SELECT toUInt32(intDiv(toUInt32(ts), ?) * ?) AS bucket, {columns} \
+             FROM {source} \
              WHERE node_id = ? AND ts >= toDateTime(?) AND ts < toDateTime(?) \
-             GROUP BY bucket ORDER BY bucket"))
+             GROUP BY bucket ORDER BY bucket"
+        ))
         .bind(step)
         .bind(step)
         .bind(id)
@@ -250,6 +270,7 @@ pub async fn node_metrics(
         from: rfc3339_s(from),
         to: rfc3339_s(to),
         step_secs: step as u32,
+        source: source.to_owned(),
         points: rows
             .into_iter()
             .map(|r| MetricsPoint {

@@ -245,7 +245,7 @@ fn effective_config(config: &Config) -> anyhow::Result<String> {
 }
 
 /// Streams, tables, then the projectors, the task dispatcher and (unless configured off) the
-/// liveness tracker and the alert evaluator until `cancel`.
+/// liveness tracker, the alert evaluator, the archiver and retention until `cancel`.
 #[cfg(feature = "server")]
 pub(crate) async fn project(
     config: &Config,
@@ -297,6 +297,17 @@ pub(crate) async fn project(
             cancel.clone(),
         ))
     });
+    let retention = config.retention.enabled.then(|| {
+        let (clickhouse, retention, metrics, cancel) = (
+            config.clickhouse.clone(),
+            config.retention.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        );
+        tokio::spawn(async move {
+            nerve_projections::retention::run(&clickhouse, &retention, &metrics, cancel).await
+        })
+    });
     let key_file = &config.dispatch.signing_key_file;
     let signer = nerve_ingest::offer::OfferSigner::load_or_create(key_file)
         .with_context(|| format!("the dispatch signing key {}", key_file.display()))?;
@@ -326,6 +337,9 @@ pub(crate) async fn project(
     dispatcher.await.context("task dispatcher")??;
     if let Some(handle) = archiver {
         handle.await.context("archiver")?;
+    }
+    if let Some(handle) = retention {
+        handle.await.context("retention")?;
     }
     if let Some(handle) = evaluator {
         handle.await.context("alert evaluator")??;

@@ -44,6 +44,7 @@ pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
         check_only: args.check,
         hold_lease: Duration::from_secs(args.hold_secs.max(1)),
         archive: archive(args.archive, config),
+        retention: config.retention.clone(),
         ..Options::default()
     };
     let client =

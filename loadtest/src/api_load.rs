@@ -243,27 +243,8 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let (ch_config, nats) = (services.config.clickhouse.clone(), services.client.clone());
     // A viewer token, issued through the event log like any other; the API instance below
     // reads it from the auth stream at start.
-    {
-        let issuer = nerve_api::AppState::new(
-            nerve_platform::clickhouse::client(&ch_config),
-            Some(nats.clone()),
-            api_config.clone(),
-            Default::default(),
-            Registry::new(),
-        );
-        let by = nerve_api::dto::auth::Identity {
-            token_id: "loadtest".into(),
-            name: "loadtest".into(),
-            role: nerve_api::dto::auth::Role::Admin,
-        };
-        let request = nerve_api::dto::auth::CreateToken {
-            name: "goose".into(),
-            role: "viewer".into(),
-            ttl_secs: None,
-        };
-        let issued = nerve_api::auth::tokens::issue(&issuer, &by, request).await?;
-        let _ = TOKEN.set(issued.token);
-    }
+    let token = crate::services::issue_token(&ch_config, &nats, &api_config, "viewer").await?;
+    let _ = TOKEN.set(token);
     let serve = {
         let stop = stop.clone();
         move |listener: std::net::TcpListener| async move {

@@ -13,6 +13,7 @@ mod auth_check;
 mod connections;
 mod cpu;
 mod enroll;
+mod history;
 mod nodes_page;
 mod plot;
 mod probe;
@@ -45,7 +46,8 @@ struct Cli {
 enum Command {
     /// Heartbeats at a set rate, end to end: throughput, loss, publish→queryable latency.
     Ingest(Args),
-    /// N simulated nodes; server-side latency of the fleet list (API and /nodes page).
+    /// N simulated nodes; server-side latency of the fleet list (API and /nodes page), and of
+    /// the summary and node detail at a past time over generated history.
     NodesPage(nodes_page::NodesPageArgs),
     /// One task fanned out to N simulated nodes: time until every result is in the ledger.
     Tasks(tasks_fanout::TasksArgs),

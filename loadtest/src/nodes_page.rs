@@ -2,7 +2,9 @@
 //! report and one heartbeat each, every 6th one offline, in ten clusters, with rack and zone
 //! labels) and measures the server side of the fleet list — the `/api/v1/nodes` queries and the
 //! server-rendered `/nodes` page — for typical operator views: first page, a deep page, search,
-//! status filter, cluster and label filters, sort by CPU.
+//! status filter, cluster and label filters, sort by CPU — and, over an hour of generated
+//! heartbeat history and 30 days of inventory reports and liveness changes
+//! ([`crate::history`]), the fleet summary and node detail as they were at a past time.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +28,12 @@ pub struct NodesPageArgs {
     /// Requests per view.
     #[arg(long, default_value_t = 200)]
     pub requests: usize,
+    /// Hours of heartbeat history generated before the point-in-time views' times.
+    #[arg(long, default_value_t = 1)]
+    pub history_hours: u64,
+    /// Requests per point-in-time view (`?at=`).
+    #[arg(long, default_value_t = 20)]
+    pub as_of_requests: usize,
     /// Write the report as JSON here too.
     #[arg(long)]
     pub json_out: Option<std::path::PathBuf>,
@@ -55,6 +63,21 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
+    let end = nerve_platform::now_ms().max(0) as u64;
+    let started = Instant::now();
+    let rows = crate::history::fill(&services.ch, args.nodes, end, args.history_hours).await?;
+    eprintln!(
+        "nodes-page: {rows} history rows generated in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let token = crate::services::issue_token(
+        &services.config.clickhouse,
+        &services.client,
+        &services.config.api,
+        "viewer",
+    )
+    .await?;
     let state = nerve_api::AppState::new(
         services.ch.clone(),
         Some(services.client.clone()),
@@ -62,6 +85,8 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
         services.config.alerts.clone(),
         metrics,
     );
+    // Serve once the tokens are loaded, as `nerve serve` does.
+    state.keyring().ready().await;
     let site = tempfile::tempdir()?; // no bundle needed: this measures the server side
     let app = nerve_ui::server::app(state, site.path());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -111,14 +136,47 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
             format!("/nodes?page={}", deep / 50 + 1),
         ),
     ];
-    let http = reqwest::Client::new();
+    let at = nerve_api::time::rfc3339_exact;
+    let half_hour_ago = end - 30 * 60_000;
+    let as_of = [
+        (
+            "API summary ?at=now",
+            format!("/api/v1/fleet/summary?at={}", at(end)),
+        ),
+        (
+            "API summary ?at=-30min",
+            format!("/api/v1/fleet/summary?at={}", at(half_hour_ago)),
+        ),
+        (
+            "API node detail ?at=-30m",
+            format!("/api/v1/nodes/sim-{:06}?at={}", n / 3, at(half_hour_ago)),
+        ),
+    ];
+    let views = views
+        .into_iter()
+        .map(|(view, path)| (view, path, args.requests))
+        .chain(as_of.into_iter().map(|(v, p)| (v, p, args.as_of_requests)));
+    // The API takes the token as a bearer, the console's pages as the session cookie.
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse()?,
+    );
+    headers.insert(
+        reqwest::header::COOKIE,
+        format!("{}={token}", nerve_api::http::guard::SESSION_COOKIE).parse()?,
+    );
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
     let mut timings = Vec::new();
-    for (view, path) in views {
+    for (view, path, requests) in views {
         let url = format!("{base}{path}");
         // Warm up once (connection, first query compile).
         fetch(&http, &url).await?;
-        let mut ms = Vec::with_capacity(args.requests);
-        for _ in 0..args.requests {
+        let mut ms = Vec::with_capacity(requests);
+        for _ in 0..requests {
             let t = Instant::now();
             fetch(&http, &url).await?;
             ms.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -128,13 +186,16 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
         timings.push(ViewTiming {
             view: view.to_owned(),
             path,
-            requests: args.requests,
+            requests,
             p50_ms: pct(0.5),
             p99_ms: pct(0.99),
             max_ms: ms.last().copied().unwrap_or(0.0),
         });
     }
-    println!("{n} nodes, {} sequential requests per view", args.requests);
+    println!(
+        "{n} nodes, {} sequential requests per view ({} per ?at= view)",
+        args.requests, args.as_of_requests
+    );
     println!(
         "{:<26} {:>9} {:>9} {:>9}",
         "view", "p50 ms", "p99 ms", "max ms"

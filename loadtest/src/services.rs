@@ -170,3 +170,33 @@ impl Services {
         Ok(())
     }
 }
+
+/// A token with `role` issued through the event log like any other (as an admin named
+/// `loadtest`); an API instance started after reads it from the auth stream.
+pub async fn issue_token(
+    ch: &ClickHouseConfig,
+    nats: &async_nats::Client,
+    api: &nerve_platform::config::ApiConfig,
+    role: &str,
+) -> anyhow::Result<String> {
+    let issuer = nerve_api::AppState::new(
+        nerve_platform::clickhouse::client(ch),
+        Some(nats.clone()),
+        api.clone(),
+        Default::default(),
+        Registry::new(),
+    );
+    let by = nerve_api::dto::auth::Identity {
+        token_id: "loadtest".into(),
+        name: "loadtest".into(),
+        role: nerve_api::dto::auth::Role::Admin,
+    };
+    let request = nerve_api::dto::auth::CreateToken {
+        name: format!("loadtest-{role}"),
+        role: role.into(),
+        ttl_secs: None,
+    };
+    Ok(nerve_api::auth::tokens::issue(&issuer, &by, request)
+        .await?
+        .token)
+}

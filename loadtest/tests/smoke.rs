@@ -167,3 +167,25 @@ fn the_log_is_archived_and_replayed_from_stream_and_archive_alike() {
         assert_eq!(replay[1], 3000, "{r}");
     }
 }
+
+#[test]
+fn the_fleet_list_and_the_fleet_at_a_past_time_answer_over_generated_history() {
+    let r = run(&[
+        "nodes-page",
+        "--nodes",
+        "60",
+        "--requests",
+        "2",
+        "--as-of-requests",
+        "2",
+    ]);
+    let views = r.as_array().expect("views");
+    let as_of: Vec<&serde_json::Value> = views
+        .iter()
+        .filter(|v| v["path"].as_str().is_some_and(|p| p.contains("?at=")))
+        .collect();
+    assert_eq!(as_of.len(), 3, "{r}");
+    for v in views {
+        assert!(v["p50_ms"].as_f64().expect("p50") > 0.0, "{r}");
+    }
+}

@@ -21,7 +21,9 @@ pub enum ConfigError {
 
 mod roles;
 
-pub use roles::{AlertsConfig, ApiConfig, ArchiveConfig, DevConfig, DispatchConfig, SmtpConfig};
+pub use roles::{
+    AlertsConfig, ApiConfig, ArchiveConfig, DevConfig, DispatchConfig, RetentionConfig, SmtpConfig,
+};
 
 /// The whole configuration of every Nerve process.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -38,6 +40,7 @@ pub struct Config {
     pub dev: DevConfig,
     pub dispatch: DispatchConfig,
     pub archive: ArchiveConfig,
+    pub retention: RetentionConfig,
 }
 
 /// Where NATS is.
@@ -344,6 +347,9 @@ impl Config {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if self.archive.file_secs == 0 || 86_400 % self.archive.file_secs != 0 {
             return bad("archive.file_secs must divide a day (3600: one file per stream and hour)");
+        }
+        if self.retention.interval_secs == 0 {
+            return bad("retention.interval_secs must be at least 1");
         }
         if self.agent.heartbeat_interval_secs == 0 {
             return bad("agent.heartbeat_interval_secs must be at least 1");

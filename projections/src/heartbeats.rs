@@ -1,7 +1,9 @@
 //! Heartbeats projection: `HeartbeatRecorded` → `heartbeats` (time series, MergeTree by day,
 //! ORDER BY (node_id, ts)) and `node_state` (latest sample per node, ReplacingMergeTree keyed by
 //! node id with the sample time as version, and the heartbeat itself as the agent sent it — its
-//! GPU samples with their verdicts are read from there — with the node's worst GPU verdict).
+//! GPU samples with their verdicts are read from there — with the node's worst GPU verdict);
+//! its roll-ups per minute and hour follow `heartbeats` through materialized views
+//! ([`crate::rollups`]).
 
 use clickhouse::{Client, Row};
 use nerve_schemas::{HeartbeatRecorded, decode};
@@ -19,7 +21,7 @@ pub const HEARTBEATS: &str = "heartbeats";
 pub const NODE_STATE: &str = "node_state";
 
 pub fn ddl(db: &str) -> Vec<String> {
-    vec![
+    let mut ddl = vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.{HEARTBEATS} (
                 node_id String,
@@ -81,7 +83,9 @@ pub fn ddl(db: &str) -> Vec<String> {
             ORDER BY node_id
             SETTINGS index_granularity = {WIDE_ROW_GRANULARITY}"
         ),
-    ]
+    ];
+    ddl.extend(crate::rollups::ddl(db));
+    ddl
 }
 
 /// Folds heartbeats.
@@ -151,7 +155,12 @@ impl Projection for HeartbeatProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &[NODE_STATE, HEARTBEATS]
+        &[
+            NODE_STATE,
+            HEARTBEATS,
+            crate::rollups::HEARTBEATS_1M,
+            crate::rollups::HEARTBEATS_1H,
+        ]
     }
 
     fn append_only_table(&self) -> Option<&'static str> {

@@ -18,6 +18,8 @@ pub mod node_events;
 pub mod partitions;
 pub mod rejected;
 pub mod replay;
+pub mod retention;
+pub mod rollups;
 pub mod runner;
 pub mod scope;
 pub mod tasks;

@@ -20,8 +20,9 @@ pub struct Sum {
 pub struct Shape {
     /// `Some(monthly)` for a table partitioned by time (by month or by day).
     pub by_time: Option<bool>,
-    /// A ReplacingMergeTree: compared `FINAL`, as readers see it.
-    pub replacing: bool,
+    /// A ReplacingMergeTree or SummingMergeTree (a roll-up): compared `FINAL`, as readers see
+    /// it (rows replaced or summed however the writes were batched and merged).
+    pub merging: bool,
 }
 
 /// The shape of `db.table`.
@@ -34,7 +35,7 @@ pub async fn shape(ch: &Client, db: &str, table: &str) -> Result<Shape, clickhou
         .await?;
     Ok(Shape {
         by_time: (!key.is_empty() && key != "tuple()").then(|| key.contains("YYYYMM")),
-        replacing: engine.starts_with("Replacing"),
+        merging: engine.starts_with("Replacing") || engine.starts_with("Summing"),
     })
 }
 
@@ -83,7 +84,7 @@ pub async fn sums(
     projector: Option<&str>,
     from: Option<&str>,
 ) -> Result<BTreeMap<String, Sum>, clickhouse::error::Error> {
-    let final_ = if shape.replacing { "FINAL" } else { "" };
+    let final_ = if shape.merging { "FINAL" } else { "" };
     let filter = projector.map_or("", |_| "WHERE projector = ?");
     let sql = format!(
         "SELECT _partition_id AS partition_id, count() AS rows, sum({hash}) AS hash \

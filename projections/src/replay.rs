@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, context::ConsumerInfoErrorKind};
 use clickhouse::Client;
-use nerve_platform::config::ClickHouseConfig;
+use nerve_platform::config::{ClickHouseConfig, RetentionConfig};
 
 use crate::history::{self, HistoryError, Start};
 use crate::partitions;
@@ -78,6 +78,8 @@ pub struct Options {
     pub hold_lease: Duration,
     /// The archive to read first (what the streams expired is there).
     pub archive: Option<Archive>,
+    /// What retention keeps: partitions it dropped are neither compared nor brought back.
+    pub retention: RetentionConfig,
 }
 
 impl Default for Options {
@@ -89,6 +91,7 @@ impl Default for Options {
             batch_events: 20_000,
             hold_lease: Duration::from_secs(60),
             archive: None,
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -201,7 +204,12 @@ pub async fn rebuild(
     let server = nerve_platform::clickhouse::server_client(live);
     for name in &chosen {
         let tables = crate::with_projection!(*name, p => p.tables()).unwrap_or_default();
-        for table in tables.iter().chain([&REJECTED_EVENTS]) {
+        // Views first: one left behind would write into the recreated tables twice over.
+        let views = match *name == crate::heartbeats::NAME {
+            true => &crate::rollups::VIEWS[..],
+            false => &[],
+        };
+        for table in views.iter().chain(tables).chain([&REJECTED_EVENTS]) {
             server
                 .query(&format!("DROP TABLE IF EXISTS {}.{table}", shadow.database))
                 .execute()
@@ -450,6 +458,14 @@ impl Ctx<'_> {
                 report.skipped = Some("a current-state table needs the whole log");
                 return Ok(report);
             }
+        };
+        // Retention dropped what lies before its floor: folding the log again must not
+        // bring that back.
+        let kept =
+            crate::retention::kept_from(table, &self.options.retention, nerve_platform::now_ms());
+        let from = match (from, kept) {
+            (Some(f), Some(k)) => Some(f.max(k)),
+            (f, k) => f.or(k),
         };
         let hash = partitions::row_hash(ch, shadow_db, table).await?;
         let sums = |db| partitions::sums(ch, db, table, shape, &hash, projector, from.as_deref());

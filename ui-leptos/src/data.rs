@@ -67,7 +67,7 @@ pub async fn get_node_metrics(
         Some(at_ms) => at_ms / 1000 + 1,
         None => nerve_api::time::now_ms() / 1000 + 1,
     };
-    let range = range_secs.clamp(60, 30 * 24 * 3600);
+    let range = range_secs.clamp(60, 366 * 24 * 3600);
     let query = nerve_api::dto::fleet::MetricsQuery {
         from: Some((now - range).to_string()),
         to: Some(now.to_string()),

@@ -279,6 +279,11 @@ pub struct MetricsSeries {
     pub from: String,
     pub to: String,
     pub step_secs: u32,
+    /// The table the points were read from: `heartbeats` (raw), or a roll-up —
+    /// `heartbeats_1m` for a step of whole minutes, `heartbeats_1h` of whole hours — which
+    /// reach back further than the raw rows' retention.
+    #[serde(default)]
+    pub source: String,
     pub points: Vec<MetricsPoint>,
 }
 

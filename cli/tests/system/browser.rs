@@ -577,7 +577,10 @@ async fn console_in_a_real_browser() {
     .await;
     assert_eq!(text(c, "[data-testid=count-total]").await, "0");
     click(c, "[data-testid=as-of-now]").await;
-    wait_text(c, "[data-testid=count-total]", "the fleet now", |t| t == "121").await;
+    wait_text(c, "[data-testid=count-total]", "the fleet now", |t| {
+        t == "121"
+    })
+    .await;
 
     // Nodes: pagination, search, filter, sort — all by clicks.
     visit(c, &base, "/nodes", "nodes").await;

@@ -22,6 +22,7 @@ mod offers;
 mod point_in_time;
 mod projector;
 mod replay;
+mod retention;
 mod secrets;
 mod support;
 mod tasks;

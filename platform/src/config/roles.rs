@@ -232,3 +232,37 @@ impl Default for ArchiveConfig {
         }
     }
 }
+
+/// Retention, run by `nerve project`: ClickHouse 18.16 has no TTL, so whole partitions of the
+/// time-series tables are dropped once they lie past their table's window. 0 days: kept.
+/// Control, tasks, alerts, audit and node events are always kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Run the retention job in this `nerve project` (dropping is idempotent: more than one
+    /// instance running it does no harm).
+    pub enabled: bool,
+    /// Seconds between runs.
+    pub interval_secs: u64,
+    /// Raw heartbeats (`heartbeats`, daily partitions).
+    pub heartbeats_days: u64,
+    /// Every inventory report (`inventory_log`, daily; `inventory` keeps each node's latest).
+    pub inventory_days: u64,
+    /// Heartbeats per node and minute (`heartbeats_1m`, daily partitions).
+    pub minute_rollup_days: u64,
+    /// Heartbeats per node and hour (`heartbeats_1h`, monthly partitions).
+    pub hour_rollup_days: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 3600,
+            heartbeats_days: 7,
+            inventory_days: 30,
+            minute_rollup_days: 90,
+            hour_rollup_days: 730,
+        }
+    }
+}

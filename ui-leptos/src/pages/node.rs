@@ -1,7 +1,7 @@
 //! Node detail: status (with when the liveness tracker last changed it), GPU health per GPU with
 //! its reasons, recent events (XIDs, liveness), the full inventory (system, CPU, memory and DIMMs,
 //! GPUs, disks with SMART, filesystems, network) and charts of CPU, memory, network and GPU over
-//! 15 min / 1 h / 24 h / 7 d; now, or as of a past time (`?at=`, the charts then end there).
+//! 15 min / 1 h / 24 h / 7 d / 30 d / 1 y (from 24 h on, read from the roll-ups); now, or as of a past time (`?at=`, the charts then end there).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -15,7 +15,16 @@ use crate::data::{get_node_detail, get_node_metrics};
 use crate::format;
 use crate::live::use_tick;
 
-const RANGES: [(&str, u64); 4] = [("15m", 900), ("1h", 3600), ("24h", 86_400), ("7d", 604_800)];
+/// Chart ranges; 120 points each, so from 24 h on a step of whole minutes or hours: read from
+/// the heartbeat roll-ups, which reach back past the raw rows' retention.
+const RANGES: [(&str, u64); 6] = [
+    ("15m", 900),
+    ("1h", 3600),
+    ("24h", 86_400),
+    ("7d", 604_800),
+    ("30d", 2_592_000),
+    ("1y", 31_536_000),
+];
 
 #[component]
 pub fn NodePage() -> impl IntoView {
