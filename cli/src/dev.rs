@@ -95,6 +95,15 @@ pub async fn run(
         })
         .await??;
         tracing::info!(url = %server.url, "ClickHouse started");
+        if !given {
+            println!(
+                "SQL analytics (docs/analytics.md): clickhouse-client --port {} --user analyst \
+             --password <analyst= in {}> --database {}",
+                server.tcp_port,
+                data.join("clickhouse.passwords").display(),
+                config.clickhouse.database
+            );
+        }
         config.clickhouse.url = server.url.clone();
         clickhouse = Some(server);
     }

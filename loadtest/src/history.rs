@@ -1,14 +1,13 @@
 //! A simulated fleet's history, generated inside ClickHouse (`INSERT … SELECT … FROM numbers()`,
 //! no events: only the tables' volume matters to what it measures): heartbeats of 8-GPU nodes
-//! `sim-000000`… every 30 s over the hours before `end_ms`, an inventory report a day per node
-//! over 30 days, and the liveness judgements of a flapping tenth of the fleet, a day each.
+//! `sim-000000`… every `interval_secs` over the hours before `end_ms` (their roll-ups follow
+//! through the views), 30 days of hourly roll-ups before those, an inventory report a day per
+//! node over 30 days, and the liveness judgements of a flapping tenth of the fleet, a day each.
 //! ClickHouse 18.16's lambdas cannot reach other columns, so per-GPU arrays are spelled out.
 
 use clickhouse::Client;
 
-/// Seconds between a simulated node's heartbeats.
-pub const INTERVAL_SECS: u64 = 30;
-/// Days of inventory reports and liveness judgements.
+/// Days of inventory reports, liveness judgements and hourly roll-ups.
 pub const DAYS: u64 = 30;
 const GPUS: usize = 8;
 
@@ -21,13 +20,19 @@ fn per_gpu(each: impl Fn(usize) -> String) -> String {
     format!("[{}]", items.join(", "))
 }
 
-/// Writes `hours` of heartbeats, [`DAYS`] of inventory reports and liveness changes before
-/// `end_ms` for `nodes` nodes; the rows written.
-pub async fn fill(ch: &Client, nodes: u32, end_ms: u64, hours: u64) -> anyhow::Result<u64> {
+/// Writes `hours` of heartbeats every `interval_secs`, and [`DAYS`] of inventory reports,
+/// liveness changes and hourly roll-ups before `end_ms`, for `nodes` nodes; the rows written.
+pub async fn fill(
+    ch: &Client,
+    nodes: u32,
+    end_ms: u64,
+    hours: u64,
+    interval_secs: u64,
+) -> anyhow::Result<u64> {
     let n = u64::from(nodes);
-    let beats = hours * 3600 / INTERVAL_SECS;
+    let beats = hours * 3600 / interval_secs;
     let start_ms = end_ms - hours * 3_600_000;
-    let step_ms = INTERVAL_SECS * 1000;
+    let step_ms = interval_secs * 1000;
     let util = per_gpu(|i| format!("toFloat32((node + k + {i}) % 100)"));
     let uuid = per_gpu(|i| format!("concat('GPU-', toString(node), '-{i}')"));
     let heartbeats = format!(
@@ -36,7 +41,7 @@ pub async fn fill(ch: &Client, nodes: u32, end_ms: u64, hours: u64) -> anyhow::R
              disk_used_bytes, net_rx_bytes_per_sec, net_tx_bytes_per_sec, gpu_index, gpu_uuid, \
              gpu_util_pct, gpu_mem_used_bytes, gpu_mem_total_bytes, gpu_temperature_c, \
              gpu_power_w, stream_seq, ingested_at, gpu_health) \
-         SELECT {NODE_ID}, toDateTime(intDiv(ms, 1000)), ms, k, {INTERVAL_SECS}, 86400 + k * 30, \
+         SELECT {NODE_ID}, toDateTime(intDiv(ms, 1000)), ms, k, {interval_secs}, 86400 + k, \
              toFloat32((node * 37 + k) % 100), 128, 12.5, 11.0, 10.0, 2199023255552, \
              1099511627776, 7680000000000, 2000000000000, 1.2e8, 9.0e7, \
              {idx}, {uuid}, {util}, {mem_used}, {mem_total}, {temp}, {power}, \
@@ -81,8 +86,26 @@ pub async fn fill(ch: &Client, nodes: u32, end_ms: u64, hours: u64) -> anyhow::R
                FROM numbers({rows}))",
         rows = flappers * 3 * DAYS,
     );
-    for sql in [&heartbeats, &inventory, &liveness] {
+    // The hours of the 30 days before the heartbeats, as the hourly view would have summed
+    // 8-GPU beats every 10 s.
+    let hours_before = DAYS * 24;
+    let rollups = format!(
+        "INSERT INTO heartbeats_1h (node_id, ts, samples, covered_secs, cpu_pct_milli, \
+             load1_milli, mem_used_bytes_sum, mem_total_bytes_sum, disk_used_bytes_sum, \
+             disk_total_bytes_sum, net_rx_bytes, net_tx_bytes, gpu_samples, gpu_seconds, \
+             gpu_util_milli, gpu_mem_used_bytes_sum, gpu_energy_joules) \
+         SELECT {NODE_ID}, toDateTime(intDiv(ms, 1000)), 360, 3600, 360 * ((node + h) % 100) * 1000, \
+             360 * 12500, 360 * 1099511627776, 360 * 2199023255552, 360 * 2000000000000, \
+             360 * 7680000000000, 432000000000, 324000000000, 2880, 28800, \
+             2880 * ((node + h) % 100) * 1000, 2880 * 60000000000, 28800 * 550 \
+         FROM (SELECT number % {n} AS node, intDiv(number, {n}) AS h, \
+                      {start_ms} - (h + 1) * 3600000 AS ms \
+               FROM numbers({rows}))",
+        start_ms = start_ms / 3_600_000 * 3_600_000,
+        rows = n * hours_before,
+    );
+    for sql in [&heartbeats, &inventory, &liveness, &rollups] {
         ch.query(sql).execute().await?;
     }
-    Ok(n * beats + n * DAYS + flappers * 3 * DAYS)
+    Ok(n * beats + n * DAYS + flappers * 3 * DAYS + n * hours_before)
 }

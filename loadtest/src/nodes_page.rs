@@ -31,6 +31,9 @@ pub struct NodesPageArgs {
     /// Hours of heartbeat history generated before the point-in-time views' times.
     #[arg(long, default_value_t = 1)]
     pub history_hours: u64,
+    /// Seconds between the generated heartbeats (the agent's default).
+    #[arg(long, default_value_t = 10)]
+    pub history_interval_secs: u64,
     /// Requests per point-in-time view (`?at=`).
     #[arg(long, default_value_t = 20)]
     pub as_of_requests: usize,
@@ -65,11 +68,19 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
 
     let end = nerve_platform::now_ms().max(0) as u64;
     let started = Instant::now();
-    let rows = crate::history::fill(&services.ch, args.nodes, end, args.history_hours).await?;
+    let rows = crate::history::fill(
+        &services.ch,
+        args.nodes,
+        end,
+        args.history_hours,
+        args.history_interval_secs.max(1),
+    )
+    .await?;
     eprintln!(
         "nodes-page: {rows} history rows generated in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    let disk = disk_per_node_day(&services.ch, n, args.history_hours).await?;
 
     let token = crate::services::issue_token(
         &services.config.clickhouse,
@@ -151,6 +162,16 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
             "API node detail ?at=-30m",
             format!("/api/v1/nodes/sim-{:06}?at={}", n / 3, at(half_hour_ago)),
         ),
+        // The console's 30-day chart: 120 points of 6 h from the hourly roll-up.
+        (
+            "API 30-day chart (1h)",
+            format!(
+                "/api/v1/nodes/sim-{:06}/metrics?from={}&to={}&step=21600",
+                n / 3,
+                end / 1000 - 30 * 86_400,
+                end / 1000
+            ),
+        ),
     ];
     let views = views
         .into_iter()
@@ -206,6 +227,10 @@ pub async fn run(args: NodesPageArgs) -> anyhow::Result<()> {
             t.view, t.p50_ms, t.p99_ms, t.max_ms
         );
     }
+    println!("\ndisk per node per day (compressed, after merges)");
+    for (table, bytes) in &disk {
+        println!("{table:<26} {bytes:>9.0} bytes");
+    }
     if let Some(path) = &args.json_out {
         std::fs::write(path, serde_json::to_string_pretty(&timings)?)?;
     }
@@ -239,6 +264,45 @@ pub(crate) async fn fill(services: &Services, nodes: u32) -> anyhow::Result<()> 
             .await?;
     }
     Ok(())
+}
+
+/// Compressed bytes on disk per node per day of the time-series tables (roll-ups merged) of
+/// what was generated ([`crate::history`]: `hours` of heartbeats and their roll-ups, 30 days of
+/// hourly roll-ups and inventory reports).
+async fn disk_per_node_day(
+    ch: &clickhouse::Client,
+    nodes: u64,
+    hours: u64,
+) -> anyhow::Result<Vec<(String, f64)>> {
+    let days = [
+        ("heartbeats", hours as f64 / 24.0),
+        ("heartbeats_1m", hours as f64 / 24.0),
+        (
+            "heartbeats_1h",
+            crate::history::DAYS as f64 + hours as f64 / 24.0,
+        ),
+        ("inventory_log", crate::history::DAYS as f64),
+    ];
+    let mut out = Vec::new();
+    for (table, days) in days {
+        // A roll-up's rows are summed by merges: measure them merged. The others are written
+        // in large parts already.
+        if table.starts_with("heartbeats_") {
+            ch.query(&format!("OPTIMIZE TABLE {table} FINAL"))
+                .execute()
+                .await?;
+        }
+        let bytes: u64 = ch
+            .query(
+                "SELECT sum(bytes_on_disk) FROM system.parts \
+                 WHERE database = currentDatabase() AND table = ? AND active",
+            )
+            .bind(table)
+            .fetch_one()
+            .await?;
+        out.push((table.to_owned(), bytes as f64 / nodes as f64 / days));
+    }
+    Ok(out)
 }
 
 /// GETs `url` and reads the whole body; a non-2xx answer is an error.

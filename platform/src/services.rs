@@ -363,12 +363,15 @@ fn read_ports_file(dir: &Path) -> Option<u16> {
     None
 }
 
-/// A running ClickHouse server (HTTP interface only).
+/// A running ClickHouse server: HTTP (what Nerve uses) and the native protocol (what
+/// `clickhouse-client` uses), both on loopback.
 #[derive(Debug)]
 pub struct ClickHouseServer {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
     pub http_port: u16,
+    /// For `clickhouse-client --port`.
+    pub tcp_port: u16,
     process: ChildProcess,
 }
 
@@ -407,7 +410,12 @@ impl ClickHouseServer {
                     source,
                 })?,
             };
-            match Self::start_on(&bin, &dir, port, users) {
+            // clickhouse-client speaks the native protocol: a TCP port as well.
+            let tcp_port = free_port().map_err(|source| ServiceError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            match Self::start_on(&bin, &dir, (port, tcp_port), users) {
                 Ok(server) => return Ok(server),
                 // Another process may have taken the free port first: try another.
                 Err(e @ ServiceError::ExitedEarly { .. }) => last_err = Some(e),
@@ -424,7 +432,7 @@ impl ClickHouseServer {
     fn start_on(
         bin: &Path,
         dir: &Path,
-        port: u16,
+        (port, tcp_port): (u16, u16),
         users: Option<&ClickHouseUsers>,
     ) -> Result<Self, ServiceError> {
         for sub in ["data", "tmp", "user_files", "format_schemas", "log"] {
@@ -437,7 +445,7 @@ impl ClickHouseServer {
                 source,
             })
         };
-        write(&config, clickhouse_config_xml(dir, port))?;
+        write(&config, clickhouse_config_xml(dir, port, tcp_port))?;
         write(&dir.join("users.xml"), clickhouse_users::users_xml(users))?;
         let mut cmd = Command::new(bin);
         cmd.arg(format!("--config-file={}", config.display()))
@@ -469,6 +477,7 @@ impl ClickHouseServer {
         Ok(Self {
             url: format!("http://127.0.0.1:{port}"),
             http_port: port,
+            tcp_port,
             process,
         })
     }
@@ -495,9 +504,9 @@ fn ping(addr: SocketAddr) -> bool {
     response.starts_with("HTTP/1.") && response.contains(" 200 ") && response.ends_with("Ok.\n")
 }
 
-/// A minimal server config valid for ClickHouse 18.16 and current releases: HTTP only, on
-/// loopback, everything under `dir`.
-fn clickhouse_config_xml(dir: &Path, http_port: u16) -> String {
+/// A minimal server config valid for ClickHouse 18.16 and current releases: HTTP, and the
+/// native protocol for `clickhouse-client`, on loopback, everything under `dir`.
+fn clickhouse_config_xml(dir: &Path, http_port: u16, tcp_port: u16) -> String {
     let d = dir.display();
     format!(
         r#"<?xml version="1.0"?>
@@ -511,6 +520,7 @@ fn clickhouse_config_xml(dir: &Path, http_port: u16) -> String {
     </logger>
     <listen_host>127.0.0.1</listen_host>
     <http_port>{http_port}</http_port>
+    <tcp_port>{tcp_port}</tcp_port>
     <max_connections>4096</max_connections>
     <keep_alive_timeout>3</keep_alive_timeout>
     <max_concurrent_queries>100</max_concurrent_queries>

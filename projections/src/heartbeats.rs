@@ -53,7 +53,12 @@ pub fn ddl(db: &str) -> Vec<String> {
                 gpu_power_w Array(Float32),
                 stream_seq UInt64,
                 ingested_at DateTime('UTC'),
-                gpu_health Array(String)
+                gpu_health Array(String),
+                gpu_ecc_corrected Array(Int64),
+                gpu_ecc_uncorrected Array(Int64),
+                gpu_remapped_rows_correctable Array(Int64),
+                gpu_remapped_rows_uncorrectable Array(Int64),
+                gpu_xid_total Array(Int64)
             ) ENGINE = MergeTree()
             PARTITION BY toDate(ts)
             ORDER BY (node_id, ts)"
@@ -236,6 +241,13 @@ pub struct HeartbeatRow {
     /// When JetStream stored the event (not when it was written here: a fold is pure).
     pub ingested_at: u32,
     pub gpu_health: Vec<String>,
+    /// Per GPU, -1 where the driver does not say: ECC errors since the driver loaded, remapped
+    /// rows (A100 and later), XIDs since the agent started.
+    pub gpu_ecc_corrected: Vec<i64>,
+    pub gpu_ecc_uncorrected: Vec<i64>,
+    pub gpu_remapped_rows_correctable: Vec<i64>,
+    pub gpu_remapped_rows_uncorrectable: Vec<i64>,
+    pub gpu_xid_total: Vec<i64>,
 }
 
 fn u(v: i64) -> u64 {
@@ -276,6 +288,27 @@ impl HeartbeatRow {
             stream_seq: p.stream_seq,
             ingested_at: (p.published_ms.max(0) / 1000) as u32,
             gpu_health: e.gpus.iter().map(|g| g.health.clone()).collect(),
+            gpu_ecc_corrected: e
+                .gpus
+                .iter()
+                .map(|g| g.ecc_corrected.unwrap_or(-1))
+                .collect(),
+            gpu_ecc_uncorrected: e
+                .gpus
+                .iter()
+                .map(|g| g.ecc_uncorrected.unwrap_or(-1))
+                .collect(),
+            gpu_remapped_rows_correctable: e
+                .gpus
+                .iter()
+                .map(|g| g.remapped_rows_correctable.map_or(-1, i64::from))
+                .collect(),
+            gpu_remapped_rows_uncorrectable: e
+                .gpus
+                .iter()
+                .map(|g| g.remapped_rows_uncorrectable.map_or(-1, i64::from))
+                .collect(),
+            gpu_xid_total: e.gpus.iter().map(|g| g.xid_total).collect(),
         }
     }
 }

@@ -110,6 +110,23 @@ pub const WIDE_ROW_GRANULARITY: u32 = 32;
 /// has no `ADD COLUMN IF NOT EXISTS`, so the columns are looked up first).
 pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     (heartbeats::HEARTBEATS, "gpu_health", "Array(String)"),
+    (heartbeats::HEARTBEATS, "gpu_ecc_corrected", "Array(Int64)"),
+    (
+        heartbeats::HEARTBEATS,
+        "gpu_ecc_uncorrected",
+        "Array(Int64)",
+    ),
+    (
+        heartbeats::HEARTBEATS,
+        "gpu_remapped_rows_correctable",
+        "Array(Int64)",
+    ),
+    (
+        heartbeats::HEARTBEATS,
+        "gpu_remapped_rows_uncorrectable",
+        "Array(Int64)",
+    ),
+    (heartbeats::HEARTBEATS, "gpu_xid_total", "Array(Int64)"),
     (heartbeats::NODE_STATE, "gpu_health", "String"),
     (heartbeats::NODE_STATE, "heartbeat_avro", "String"),
     (inventory::INVENTORY, "detail_json", "String"),

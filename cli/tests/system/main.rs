@@ -5,6 +5,7 @@ mod agent_buffer;
 mod agent_e2e;
 mod agent_inventory;
 mod alerts;
+mod analytics;
 mod applied;
 mod archive;
 mod auth;

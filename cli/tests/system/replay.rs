@@ -160,8 +160,9 @@ async fn every_table_is_the_fold_of_its_log() {
     for statement in nerve_projections::all_ddl(&env.config.clickhouse.database) {
         let table = statement
             .split_whitespace()
-            .nth(5)
-            .expect("CREATE TABLE IF NOT EXISTS db.table");
+            .skip_while(|w| *w != "EXISTS")
+            .nth(1)
+            .expect("CREATE … IF NOT EXISTS db.table");
         env.ch
             .query(&format!("DROP TABLE {table}"))
             .execute()
