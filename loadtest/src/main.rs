@@ -14,6 +14,7 @@ mod connections;
 mod cpu;
 mod enroll;
 mod history;
+mod live_lag;
 mod nodes_page;
 mod plot;
 mod probe;
@@ -60,7 +61,8 @@ enum Command {
     /// The raw limits: JetStream pipelined publish and ClickHouse bulk insert, same payloads.
     Raw(raw::RawArgs),
     /// N 8-GPU heartbeats archived, then replayed into shadow tables from the stream and from
-    /// the archive: archive throughput and bytes per event, replay events per second.
+    /// the archive: archive throughput and bytes per event, replay events per second; then a
+    /// rebuild while live heartbeats arrive: the lag they see.
     Rebuild(rebuild::RebuildArgs),
     /// What checking an operator token costs (a keyring of N tokens, no services).
     Auth(auth_check::AuthArgs),

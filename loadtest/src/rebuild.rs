@@ -1,8 +1,10 @@
 //! `nerve-loadtest rebuild`: what keeping and replaying the log costs. N simulated 8-GPU
 //! heartbeats are published to the telemetry stream; then the archiver seals them (catching
 //! up, as after a restart: throughput, bytes per event); then `heartbeats` and `node_state` are
-//! rebuilt into shadow tables from the stream and again from the archive (events per second).
-//! No live projector runs, so each rebuild is the fold alone.
+//! rebuilt into shadow tables from the stream and again from the archive (events per second;
+//! no live projector runs, so each is the fold alone). Last, with the live projectors running
+//! and heartbeats still arriving, the telemetry projection is rebuilt and cut over, and a probe
+//! times publish → queryable throughout ([`crate::live_lag`]).
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,10 @@ pub struct RebuildArgs {
     /// Events per shadow insert.
     #[arg(long, default_value_t = 20_000)]
     pub batch: usize,
+    /// Heartbeats a second arriving while the last rebuild runs with the live projectors
+    /// (0: no live run).
+    #[arg(long, default_value_t = 2000)]
+    pub live_rate: u32,
     /// Write the report as JSON here too.
     #[arg(long)]
     pub json_out: Option<std::path::PathBuf>,
@@ -43,10 +49,25 @@ pub struct RebuildReport {
     pub payload_bytes: usize,
     /// (source, events folded, seconds, events per second)
     pub replays: Vec<(String, u64, f64, f64)>,
+    /// The rebuild with live projectors and heartbeats arriving: how long the live projector
+    /// was held for the cutover, and publish → queryable of a probe heartbeat (ms).
+    pub live: Option<LiveReport>,
+}
+
+/// A rebuild while the system runs.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct LiveReport {
+    pub rate: u32,
+    pub rebuild_secs: f64,
+    pub held_secs: f64,
+    pub probes: usize,
+    pub lag_p50_ms: f64,
+    pub lag_p99_ms: f64,
+    pub lag_max_ms: f64,
 }
 
 pub async fn run(args: RebuildArgs) -> anyhow::Result<()> {
-    let services = Services::start(Target::private(args.batch, 200)).await?;
+    let mut services = Services::start(Target::private(args.batch, 200)).await?;
     let conns = args.connections.max(1);
     let started = Instant::now();
     let (events, errors) = crate::raw::publish_spread(
@@ -141,8 +162,74 @@ pub async fn run(args: RebuildArgs) -> anyhow::Result<()> {
             folded as f64 / secs
         );
     }
+    if args.live_rate > 0 {
+        report.live = Some(live(&mut services, &args, events).await?);
+    }
     if let Some(path) = &args.json_out {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     services.stop().await
+}
+
+/// The live projectors catch up on the `events` published, then heartbeats keep arriving at
+/// `--live-rate` while the telemetry projection is rebuilt from the stream and cut over.
+async fn live(
+    services: &mut Services,
+    args: &RebuildArgs,
+    events: u64,
+) -> anyhow::Result<LiveReport> {
+    services.start_projectors(&Registry::new());
+    loop {
+        let rows: u64 = services
+            .ch
+            .query("SELECT count() FROM heartbeats")
+            .fetch_one()
+            .await?;
+        if rows >= events {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stop = CancellationToken::new();
+    let feeder = tokio::spawn(crate::live_lag::feed(
+        services.js.clone(),
+        args.nodes,
+        args.live_rate,
+        stop.clone(),
+    ));
+    let options = Options {
+        only: vec!["heartbeats".into()],
+        batch_events: args.batch,
+        ..Options::default()
+    };
+    let started = Instant::now();
+    let (reports, waits) = tokio::join!(
+        async {
+            let r =
+                replay::rebuild(&services.js, &services.config.clickhouse, &options, &|_| {}).await;
+            stop.cancel();
+            r
+        },
+        crate::live_lag::probe(services, stop.clone())
+    );
+    let reports = reports?;
+    let rebuild_secs = started.elapsed().as_secs_f64();
+    let fed = feeder.await??;
+    let waits = waits?;
+    let (p50, p99, max) = crate::live_lag::percentiles(waits.clone());
+    let held = reports.iter().map(|r| r.held.as_secs_f64()).sum();
+    println!(
+        "rebuild while live ({fed} heartbeats at {}/s arrived meanwhile): {rebuild_secs:.1} s, live projector held {held:.2} s for the cutover; probe publish → queryable over {} probes: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms",
+        args.live_rate,
+        waits.len()
+    );
+    Ok(LiveReport {
+        rate: args.live_rate,
+        rebuild_secs,
+        held_secs: held,
+        probes: waits.len(),
+        lag_p50_ms: p50,
+        lag_p99_ms: p99,
+        lag_max_ms: max,
+    })
 }

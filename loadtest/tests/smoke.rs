@@ -160,7 +160,16 @@ fn token_checks_are_timed_and_every_answer_is_right() {
 
 #[test]
 fn the_log_is_archived_and_replayed_from_stream_and_archive_alike() {
-    let r = run(&["rebuild", "--events", "3000", "--nodes", "100"]);
+    let r = run(&[
+        "rebuild",
+        "--events",
+        "3000",
+        "--nodes",
+        "100",
+        "--live-rate",
+        "200",
+    ]);
+    assert!(r["live"]["probes"].as_u64() >= Some(1), "{r}");
     assert_eq!(r["events"], 3000, "{r}");
     assert!(r["archive_files"].as_u64() >= Some(1), "{r}");
     for replay in r["replays"].as_array().expect("replays") {
