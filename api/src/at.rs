@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use clickhouse::{Client, Row};
 use nerve_projections::alerts::{ALERT_LOG, ALERTS};
-use nerve_projections::heartbeats::{HEARTBEATS, worst_health};
+use nerve_projections::heartbeats::{HEARTBEATS, HeartbeatRow, worst_health};
 use nerve_projections::inventory::{INVENTORY, INVENTORY_LOG, InventoryRow};
 use nerve_projections::node_events::{NODE_EVENTS, NodeEventRow};
 use serde::Deserialize;
@@ -231,57 +231,31 @@ pub async fn fill_last_samples(
     Ok(())
 }
 
-/// A heartbeat as node detail shows it.
-#[derive(Debug, Row, Deserialize)]
-pub struct HeartbeatAt {
-    pub ts_ms: u64,
-    pub interval_secs: u32,
-    pub uptime_secs: u64,
-    pub cpu_pct: f32,
-    pub cpu_count: u16,
-    pub load1: f32,
-    pub mem_used_bytes: u64,
-    pub mem_total_bytes: u64,
-    pub disk_used_bytes: u64,
-    pub disk_total_bytes: u64,
-    pub net_rx_bytes_per_sec: f64,
-    pub net_tx_bytes_per_sec: f64,
-    pub gpu_index: Vec<u16>,
-    pub gpu_uuid: Vec<String>,
-    pub gpu_util_pct: Vec<f32>,
-    pub gpu_mem_used_bytes: Vec<u64>,
-    pub gpu_mem_total_bytes: Vec<u64>,
-    pub gpu_temperature_c: Vec<f32>,
-    pub gpu_power_w: Vec<f32>,
-    pub gpu_health: Vec<String>,
-}
-
-impl HeartbeatAt {
-    /// The GPU samples the heartbeats table keeps, named as the agent's samples are.
-    pub fn gpus(&self) -> serde_json::Value {
-        let at = |v: &[f32], i: usize| v.get(i).copied().unwrap_or_default();
-        let at64 = |v: &[u64], i: usize| v.get(i).copied().unwrap_or_default();
-        (0..self.gpu_index.len())
-            .map(|i| {
-                serde_json::json!({
-                    "index": self.gpu_index[i],
-                    "uuid": self.gpu_uuid.get(i).cloned().unwrap_or_default(),
-                    "util_pct": at(&self.gpu_util_pct, i),
-                    "mem_used_bytes": at64(&self.gpu_mem_used_bytes, i),
-                    "mem_total_bytes": at64(&self.gpu_mem_total_bytes, i),
-                    "temperature_c": at(&self.gpu_temperature_c, i),
-                    "power_w": at(&self.gpu_power_w, i),
-                    "health": self.gpu_health.get(i).cloned().unwrap_or_default(),
-                })
+/// A heartbeat's GPU samples as the heartbeats table keeps them, named as the agent's samples
+/// are.
+pub fn gpus(h: &HeartbeatRow) -> serde_json::Value {
+    let at = |v: &[f32], i: usize| v.get(i).copied().unwrap_or_default();
+    let at64 = |v: &[u64], i: usize| v.get(i).copied().unwrap_or_default();
+    (0..h.gpu_index.len())
+        .map(|i| {
+            serde_json::json!({
+                "index": h.gpu_index[i],
+                "uuid": h.gpu_uuid.get(i).cloned().unwrap_or_default(),
+                "util_pct": at(&h.gpu_util_pct, i),
+                "mem_used_bytes": at64(&h.gpu_mem_used_bytes, i),
+                "mem_total_bytes": at64(&h.gpu_mem_total_bytes, i),
+                "temperature_c": at(&h.gpu_temperature_c, i),
+                "power_w": at(&h.gpu_power_w, i),
+                "health": h.gpu_health.get(i).cloned().unwrap_or_default(),
             })
-            .collect()
-    }
+        })
+        .collect()
 }
 
 /// One node as it was at T (see [`node`]).
 pub struct NodeAt {
     pub inventory: Option<InventoryRow>,
-    pub heartbeat: Option<HeartbeatAt>,
+    pub heartbeat: Option<HeartbeatRow>,
     pub judged: Option<Judged>,
     /// Newest first.
     pub events: Vec<NodeEventRow>,
@@ -313,7 +287,7 @@ pub async fn node(ch: &Client, id: &str, at_ms: u64, events: u32) -> Result<Node
             .bind(id)
             .bind(at_ms / 1000)
             .bind(at_ms)
-            .fetch_optional::<HeartbeatAt>()
+            .fetch_optional::<HeartbeatRow>()
             .await
             .map_err(ch_err)
         },

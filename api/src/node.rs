@@ -171,7 +171,7 @@ async fn past(state: &AppState, id: &str, at_ms: u64) -> Result<NodeDetail, ApiE
         gpu_health: hb.map_or(String::new(), |h| {
             worst_health(h.gpu_health.iter().map(String::as_str)).to_owned()
         }),
-        gpus: hb.map_or(serde_json::json!([]), at::HeartbeatAt::gpus),
+        gpus: hb.map_or(serde_json::json!([]), at::gpus),
         events: n.events.into_iter().map(event_item).collect(),
         clusters: n.tags.clusters,
         labels: n.tags.labels,

@@ -35,6 +35,10 @@ pub const ALERT_RULES: &str = "alert_rules";
 /// Table: Silences created and ended.
 pub const SILENCE_LOG: &str = "silence_log";
 
+/// The columns of `node_labels` and `label_log`.
+const LABEL_COLUMNS: &str = "(node_id String, source String, keys Array(String), \
+    labels Array(String), changed_at_ms UInt64, requested_by String, stream_seq UInt64)";
+
 pub fn ddl(db: &str) -> Vec<String> {
     vec![
         format!(
@@ -64,28 +68,14 @@ pub fn ddl(db: &str) -> Vec<String> {
             ORDER BY (cluster_id, node_id)"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.{NODE_LABELS} (
-                node_id String,
-                source String,
-                keys Array(String),
-                labels Array(String),
-                changed_at_ms UInt64,
-                requested_by String,
-                stream_seq UInt64
-            ) ENGINE = ReplacingMergeTree(stream_seq)
+            "CREATE TABLE IF NOT EXISTS {db}.{NODE_LABELS} {LABEL_COLUMNS}
+            ENGINE = ReplacingMergeTree(stream_seq)
             ORDER BY (node_id, source)"
         ),
         // Keyed by the event, so a set written twice (a redelivered batch) is one row.
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.{LABEL_LOG} (
-                node_id String,
-                source String,
-                keys Array(String),
-                labels Array(String),
-                changed_at_ms UInt64,
-                requested_by String,
-                stream_seq UInt64
-            ) ENGINE = ReplacingMergeTree()
+            "CREATE TABLE IF NOT EXISTS {db}.{LABEL_LOG} {LABEL_COLUMNS}
+            ENGINE = ReplacingMergeTree()
             ORDER BY (node_id, source, stream_seq)"
         ),
         format!(

@@ -7,7 +7,7 @@
 
 use clickhouse::{Client, Row};
 use nerve_schemas::{HeartbeatRecorded, decode};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::WIDE_ROW_GRANULARITY;
 use crate::runner::{EventKey, Positioned, Projection, validate_envelope};
@@ -206,8 +206,8 @@ impl Projection for HeartbeatProjection {
     }
 }
 
-/// A row of `heartbeats`.
-#[derive(Debug, Row, Serialize)]
+/// A row of `heartbeats`; the API reads past samples back as this too.
+#[derive(Debug, Row, Serialize, Deserialize)]
 pub struct HeartbeatRow {
     pub node_id: String,
     pub ts: u32,
