@@ -64,6 +64,7 @@ pub struct LiveReport {
     pub lag_p50_ms: f64,
     pub lag_p99_ms: f64,
     pub lag_max_ms: f64,
+    pub heartbeat_bytes_per_row: f64,
 }
 
 pub async fn run(args: RebuildArgs) -> anyhow::Result<()> {
@@ -203,19 +204,51 @@ async fn live(
         ..Options::default()
     };
     let started = Instant::now();
-    let (reports, waits) = tokio::join!(
-        async {
-            let r =
-                replay::rebuild(&services.js, &services.config.clickhouse, &options, &|_| {}).await;
+    // `nerve replay` is a process of its own: the rebuild runs on a runtime and a NATS
+    // connection of its own, so the live projectors' tasks are not queued behind its decoding.
+    let rebuild = {
+        let (nats, ch, stop) = (
+            services.config.nats.clone(),
+            services.config.clickhouse.clone(),
+            stop.clone(),
+        );
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let r = rt.block_on(async {
+                let client =
+                    nerve_ingest::connect(&nats, nerve_ingest::Who::Role("replay"), false).await?;
+                let js = async_nats::jetstream::new(client);
+                anyhow::Ok(replay::rebuild(&js, &ch, &options, &|_| {}).await?)
+            });
             stop.cancel();
             r
-        },
-        crate::live_lag::probe(services, stop.clone())
-    );
-    let reports = reports?;
+        })
+    };
+    let waits = crate::live_lag::probe(services, stop.clone()).await;
+    let reports = tokio::task::spawn_blocking(move || rebuild.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the rebuild thread panicked"))??;
     let rebuild_secs = started.elapsed().as_secs_f64();
     let fed = feeder.await??;
     let waits = waits?;
+    // What the heartbeats the projector wrote take on disk, per row (sim values move from beat
+    // to beat, unlike the generated history of `nodes-page`).
+    let (bytes, rows): (u64, u64) = services
+        .ch
+        .query(
+            "SELECT sum(bytes_on_disk), sum(rows) FROM system.parts \
+             WHERE database = currentDatabase() AND table = 'heartbeats' AND active",
+        )
+        .fetch_one()
+        .await?;
+    let bytes_per_row = bytes as f64 / rows.max(1) as f64;
+    println!(
+        "heartbeats on disk: {bytes_per_row:.1} bytes/row ({rows} rows): {:.0} bytes per node per day at one heartbeat every 10 s",
+        bytes_per_row * 8640.0
+    );
     let (p50, p99, max) = crate::live_lag::percentiles(waits.clone());
     let held = reports.iter().map(|r| r.held.as_secs_f64()).sum();
     println!(
@@ -231,5 +264,6 @@ async fn live(
         lag_p50_ms: p50,
         lag_p99_ms: p99,
         lag_max_ms: max,
+        heartbeat_bytes_per_row: bytes_per_row,
     })
 }

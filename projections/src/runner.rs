@@ -365,8 +365,11 @@ impl<P: Projection> Runner<P> {
                 .consumer
                 .stream()
                 .max_messages_per_batch(pull)
-                .expires(Duration::from_secs(30))
-                .heartbeat(Duration::from_secs(10))
+                // Short pulls with frequent idle heartbeats: after a hold (a rebuild pauses the
+                // consumer for its cutover) a pull made while paused is renewed within a second
+                // or two, not after the 10 s a missed-heartbeat check would take.
+                .expires(Duration::from_secs(5))
+                .heartbeat(Duration::from_secs(1))
                 .messages()
                 .await
             {
