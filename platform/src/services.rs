@@ -77,6 +77,14 @@ pub fn tools_dir() -> PathBuf {
     PathBuf::from(home).join(".cache/nerve/tools")
 }
 
+/// The Python the tests run their helpers with (fastavro, chdb, aiosmtpd): `$NERVE_PYTHON`,
+/// else the tools venv `infra/dev/install.sh --test` fills.
+pub fn tools_python() -> PathBuf {
+    std::env::var_os("NERVE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tools_dir().join("venv/bin/python"))
+}
+
 /// A child process stopped with SIGTERM (then SIGKILL after a timeout) when dropped.
 #[derive(Debug)]
 pub struct ChildProcess {

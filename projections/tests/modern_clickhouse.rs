@@ -17,9 +17,7 @@ print(s.query("SELECT name FROM system.tables WHERE database = 'nerve' ORDER BY 
 
 #[test]
 fn every_table_is_created_by_current_clickhouse() {
-    let python = std::env::var_os("NERVE_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| nerve_platform::services::tools_dir().join("venv/bin/python"));
+    let python = nerve_platform::services::tools_python();
     assert!(
         python.exists(),
         "{} missing: run infra/dev/install.sh --test",

@@ -341,9 +341,7 @@ async fn every_query_in_the_analytics_guide_answers_on_old_and_new_clickhouse() 
     projectors.await.expect("join").expect("projectors");
 
     // Current ClickHouse runs them too (over the same schema, empty).
-    let python = std::env::var_os("NERVE_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| nerve_platform::services::tools_dir().join("venv/bin/python"));
+    let python = nerve_platform::services::tools_python();
     let mut child = Command::new(&python)
         .args(["-c", CHDB])
         .arg(dir.path().join("chdb"))

@@ -3,7 +3,7 @@
 //! whose checksum is wrong is refused by a replay; after the stream has expired every event,
 //! a replay from the archive still gives identical tables — and without it, a clear error.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nerve_ingest::archive::{Archive, Sealed};
 use nerve_ingest::{CONTROL_STREAM, TELEMETRY_STREAM};
@@ -51,12 +51,6 @@ async fn replay(env: &Env, args: &[&str]) -> (bool, String) {
     env.run_nerve(&[&["replay"], args].concat()).await
 }
 
-fn python() -> PathBuf {
-    std::env::var_os("NERVE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| nerve_platform::services::tools_dir().join("venv/bin/python"))
-}
-
 /// (count, sequences in order, subjects) of every file, read by fastavro.
 fn read_with_fastavro(root: &Path, files: &[Sealed]) -> serde_json::Value {
     let script = r#"
@@ -73,7 +67,7 @@ for path in sys.argv[1:]:
             out["seqs"].append(record["stream_seq"])
 print(json.dumps(out))
 "#;
-    let out = std::process::Command::new(python())
+    let out = std::process::Command::new(nerve_platform::services::tools_python())
         .arg("-c")
         .arg(script)
         .args(files.iter().map(|f| root.join(&f.file)))

@@ -235,9 +235,7 @@ async fn an_email_channel_delivers_through_the_smtp_relay() {
     let mut project = env.spawn_nerve(&["project"]);
     let port = nerve_platform::services::free_port().expect("port");
     let maildir = tempfile::tempdir().expect("maildir");
-    let python = std::env::var_os("NERVE_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| nerve_platform::services::tools_dir().join("venv/bin/python"));
+    let python = nerve_platform::services::tools_python();
     let mut smtp = tokio::process::Command::new(&python);
     nerve_platform::services::die_with_parent(&mut smtp);
     let mut smtp = smtp
