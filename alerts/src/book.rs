@@ -95,6 +95,10 @@ pub fn summary(rule: &Rule, value: f64) -> String {
             rule.op,
             rule.threshold
         ),
+        Kind::Archive => format!(
+            "the oldest event not archived is {value:.1}% of the stream's max_age old ({} {})",
+            rule.op, rule.threshold
+        ),
         Kind::Threshold => format!(
             "{} {} over {} = {value:.1} ({} {})",
             rule.metric,

@@ -44,7 +44,8 @@ fn metric_sql(metric: Metric) -> Option<(&'static str, &'static str)> {
         | Metric::Offline
         | Metric::GpuXidCritical
         | Metric::GpuXid
-        | Metric::TaskFailurePct => return None,
+        | Metric::TaskFailurePct
+        | Metric::ArchiveLagPct => return None,
     })
 }
 
@@ -112,6 +113,11 @@ pub async fn holding(
                  GROUP BY node_id HAVING value {op} ?",
                 clauses.join(" AND ")
             )
+        }
+        (Kind::Archive, _) => {
+            return Err(AlertsError::BadRequest(
+                "archive rules are judged from the archive (crate::archive)".into(),
+            ));
         }
         (Kind::Event, metric) => {
             let critical = if metric == Metric::GpuXidCritical {

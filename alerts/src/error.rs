@@ -19,6 +19,9 @@ pub enum AlertsError {
     Storage(#[from] clickhouse::error::Error),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// The archive could not be read (archive rules).
+    #[error("archive: {0}")]
+    Archive(String),
     /// The notifier itself could not start (e.g. its HTTP client).
     #[error("{0}")]
     Notifier(String),

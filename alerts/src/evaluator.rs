@@ -5,7 +5,8 @@
 //! and change per evaluation, listing its alerts, unless a silence mutes them.
 //!
 //! At start the book is restored from the last event of every `nerve.v1.alerts.<rule>.<node>`
-//! subject. Event ids are derived, so an event re-published after a failure is dropped by
+//! subject. Archive rules, and the built-in `archive-lag` rule where the archive is configured,
+//! are judged from the archive and the streams ([`crate::archive`]). Event ids are derived, so an event re-published after a failure is dropped by
 //! JetStream's duplicate window. Run one evaluator per deployment.
 
 use std::collections::{HashMap, VecDeque};
@@ -19,7 +20,9 @@ use nerve_platform::metrics::{Counter, Gauge, Registry};
 use nerve_schemas::{AlertFired, AlertResolved, Envelope, subjects};
 use tokio_util::sync::CancellationToken;
 
+use crate::archive::Watch;
 use crate::book::{Book, Change, Open, event_id};
+use crate::rule::Kind;
 use crate::rules::Rule;
 use crate::silences::Mutes;
 use crate::{AlertsError, Context, condition, notify};
@@ -190,6 +193,7 @@ async fn restore(js: &jetstream::Context, book: &mut Book) -> Result<usize, Eval
 pub async fn run(
     ctx: Context,
     config: AlertsConfig,
+    archive: Option<Watch>,
     metrics: &Registry,
     cancel: CancellationToken,
 ) -> Result<(), EvaluatorError> {
@@ -215,7 +219,12 @@ pub async fn run(
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let round = evaluate(&ctx, &js, &config, &m, &mut book, &mut outbox, &tx);
+        let sources = Sources {
+            ctx: &ctx,
+            js: &js,
+            archive: archive.as_ref(),
+        };
+        let round = evaluate(sources, &config, &m, &mut book, &mut outbox, &tx);
         tokio::select! {
             _ = cancel.cancelled() => break,
             r = round => if let Err(e) = r {
@@ -229,10 +238,16 @@ pub async fn run(
     Ok(())
 }
 
+/// Where rules are judged from: ClickHouse, and for archive rules the archive and the streams.
+struct Sources<'a> {
+    ctx: &'a Context,
+    js: &'a jetstream::Context,
+    archive: Option<&'a Watch>,
+}
+
 /// One round: every rule, then the events, then the messages.
 async fn evaluate(
-    ctx: &Context,
-    js: &jetstream::Context,
+    Sources { ctx, js, archive }: Sources<'_>,
     config: &AlertsConfig,
     m: &Metrics,
     book: &mut Book,
@@ -240,16 +255,19 @@ async fn evaluate(
     tx: &tokio::sync::mpsc::Sender<Notification>,
 ) -> Result<(), AlertsError> {
     let now = nerve_platform::now_ms();
-    let rules = crate::rules::stored(ctx, None).await?;
+    let mut rules = crate::rules::stored(ctx, None).await?;
+    rules.extend(archive.and_then(crate::archive::builtin));
     let mutes = Mutes::at(ctx, now.max(0) as u64).await?;
     let silenced = |rule_id: &str, node_id: &str| mutes.muted_by(rule_id, node_id);
     m.evaluations.inc();
     let mut changes = Vec::new();
     for row in rules.iter().filter(|r| r.enabled != 0) {
         let held = match Rule::try_from(row) {
-            Ok(rule) => condition::holding(ctx, &rule, now)
-                .await
-                .map(|h| book.step(&rule, &h, now, &silenced)),
+            Ok(rule) => match rule.kind {
+                Kind::Archive => crate::archive::holding(js, archive, &rule, now).await,
+                _ => condition::holding(ctx, &rule, now).await,
+            }
+            .map(|h| book.step(&rule, &h, now, &silenced)),
             Err(e) => Err(AlertsError::BadRequest(e)),
         };
         match held {

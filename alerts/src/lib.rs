@@ -12,6 +12,8 @@ pub mod contract;
 pub mod rule;
 
 #[cfg(feature = "engine")]
+pub mod archive;
+#[cfg(feature = "engine")]
 pub mod book;
 #[cfg(feature = "engine")]
 pub mod condition;

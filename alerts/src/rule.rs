@@ -67,6 +67,9 @@ named!(
         Absence = "absence",
         /// Events (GPU XIDs, failed task runs) counted over a window, against a threshold.
         Event = "event",
+        /// The archive's lag behind each stream, against a threshold; the alert's node is the
+        /// stream. Needs the archive configured where the evaluator runs.
+        Archive = "archive",
     }
 );
 
@@ -86,6 +89,7 @@ named!(
         GpuXidCritical = "gpu_xid_critical",
         GpuXid = "gpu_xid",
         TaskFailurePct = "task_failure_pct",
+        ArchiveLagPct = "archive_lag_pct",
     }
 );
 
@@ -148,6 +152,7 @@ impl Metric {
             | GpuMemUsedPct | GpuPowerW => Kind::Threshold,
             Suspect | Offline => Kind::Absence,
             GpuXidCritical | GpuXid | TaskFailurePct => Kind::Event,
+            ArchiveLagPct => Kind::Archive,
         }
     }
 
@@ -169,6 +174,7 @@ impl Metric {
             GpuXidCritical => "critical GPU XID events",
             GpuXid => "GPU XID events of any class",
             TaskFailurePct => "failed task runs, % of finished runs",
+            ArchiveLagPct => "oldest event not archived, % of its stream's max_age",
         }
     }
 
@@ -183,10 +189,32 @@ impl Metric {
     }
 }
 
+impl Op {
+    /// Whether `value` compares so to `threshold`.
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Op::Gt => value > threshold,
+            Op::Ge => value >= threshold,
+            Op::Lt => value < threshold,
+            Op::Le => value <= threshold,
+        }
+    }
+}
+
 impl Kind {
     /// Whether its condition compares a value to a threshold over a window (absence does not).
     pub fn has_threshold(self) -> bool {
         self != Kind::Absence
+    }
+
+    /// Whether its condition folds a window of data (absence and archive rules look at now).
+    pub fn has_window(self) -> bool {
+        matches!(self, Kind::Threshold | Kind::Event)
+    }
+
+    /// Whether it watches nodes (an archive rule watches the streams: it takes no scope).
+    pub fn has_scope(self) -> bool {
+        self != Kind::Archive
     }
 }
 
@@ -207,8 +235,14 @@ mod tests {
     #[test]
     fn every_kind_has_metrics_and_every_metric_one_kind() {
         let counts: Vec<usize> = Kind::ALL.iter().map(|k| Metric::of(*k).count()).collect();
-        assert_eq!(counts, [8, 2, 3]);
+        assert_eq!(counts, [8, 2, 3, 1]);
         assert_eq!(counts.iter().sum::<usize>(), Metric::ALL.len());
+    }
+
+    #[test]
+    fn comparisons_hold_as_written() {
+        assert!(Op::Ge.holds(50.0, 50.0) && !Op::Gt.holds(50.0, 50.0));
+        assert!(Op::Lt.holds(1.0, 2.0) && Op::Le.holds(2.0, 2.0) && !Op::Le.holds(2.1, 2.0));
     }
 
     #[test]

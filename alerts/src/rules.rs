@@ -93,6 +93,15 @@ pub fn validate(req: &SaveRule, problems: &mut Problems) -> AlertRuleSaved {
     }
     let c = condition(req, problems);
     let labels = scope(req, problems);
+    let s = &req.scope;
+    if Kind::parse(&req.kind).is_some_and(|k| !k.has_scope())
+        && !(s.clusters.is_empty() && s.labels.is_empty() && s.node_ids.is_empty())
+    {
+        problems.add(
+            "scope",
+            "an archive rule watches the streams, not nodes: no scope",
+        );
+    }
     AlertRuleSaved {
         envelope: Envelope::new::<AlertRuleSaved>(String::new(), 0),
         rule_id: String::new(),
@@ -132,7 +141,7 @@ fn condition(req: &SaveRule, problems: &mut Problems) -> Condition {
     match kind {
         None => problems.add(
             "kind",
-            format!("{:?} is not threshold, absence or event", req.kind),
+            format!("{:?} is not one of {}", req.kind, Kind::names()),
         ),
         Some(kind) if Metric::parse(&req.metric).is_none_or(|m| m.kind() != kind) => {
             let names: Vec<&str> = Metric::of(kind).map(Metric::as_str).collect();
@@ -149,6 +158,7 @@ fn condition(req: &SaveRule, problems: &mut Problems) -> Condition {
         Some(_) => {}
     }
     let has_threshold = kind.is_some_and(Kind::has_threshold);
+    let has_window = kind.is_some_and(Kind::has_window);
     let aggregate = req.aggregate.clone().unwrap_or_else(|| "avg".into());
     if kind == Some(Kind::Threshold) && Aggregate::parse(&aggregate).is_none() {
         problems.add(
@@ -163,7 +173,7 @@ fn condition(req: &SaveRule, problems: &mut Problems) -> Condition {
     }
     let threshold = threshold(req, has_threshold, problems);
     let window = req.window_secs.unwrap_or(300);
-    if has_threshold && !(MIN_WINDOW_SECS..=MAX_WINDOW_SECS).contains(&window) {
+    if has_window && !(MIN_WINDOW_SECS..=MAX_WINDOW_SECS).contains(&window) {
         problems.add(
             "window_secs",
             format!("{MIN_WINDOW_SECS} to {MAX_WINDOW_SECS} seconds"),
@@ -194,7 +204,7 @@ fn condition(req: &SaveRule, problems: &mut Problems) -> Condition {
         },
         op,
         threshold,
-        window_secs: if has_threshold { window } else { 0 },
+        window_secs: if has_window { window } else { 0 },
         resolve_after_secs: resolve_after.min(MAX_RESOLVE_AFTER_SECS),
         severity,
     }
@@ -214,7 +224,7 @@ fn threshold(req: &SaveRule, has_threshold: bool, problems: &mut Problems) -> f6
             t
         }
         None if has_threshold => {
-            problems.add("threshold", "required for threshold and event rules");
+            problems.add("threshold", "required for every kind but absence");
             0.0
         }
         None => 0.0,
@@ -347,6 +357,27 @@ mod tests {
         );
         assert_eq!((e.severity.as_str(), e.resolve_after_secs), ("warning", 60));
         assert!(e.enabled);
+    }
+
+    #[test]
+    fn an_archive_rule_takes_a_threshold_but_no_window_and_no_scope() {
+        let mut req = SaveRule {
+            name: "archive-behind".into(),
+            kind: "archive".into(),
+            metric: "archive_lag_pct".into(),
+            threshold: Some(25.0),
+            window_secs: Some(1),
+            ..SaveRule::default()
+        };
+        let mut p = Problems::default();
+        let e = validate(&req, &mut p);
+        assert!(p.0.is_empty(), "{:?}", p.0);
+        assert_eq!(e.window_secs, 0);
+        req.scope.node_ids = vec!["n-1".into()];
+        req.threshold = Some(250.0);
+        assert_eq!(fields(&req), ["threshold", "scope"]);
+        req.metric = "cpu_pct".into();
+        assert_eq!(fields(&req)[0], "metric");
     }
 
     #[test]

@@ -65,6 +65,7 @@ impl From<nerve_alerts::AlertsError> for ApiError {
             E::Storage(e) => ApiError::Storage(e),
             E::Publish(e) => e.into(),
             E::Notifier(m) => ApiError::Unavailable(m),
+            E::Archive(m) => ApiError::Unavailable(format!("archive: {m}")),
             E::Secrets(e) => {
                 tracing::error!(error = %e, "channel secrets");
                 ApiError::Unavailable(format!("channel secrets: {e}"))

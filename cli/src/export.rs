@@ -62,7 +62,7 @@ pub async fn run(config: &Config, args: ExportArgs) -> anyhow::Result<()> {
         streams = all;
     }
     prepare(&args.dir)?;
-    let archive = crate::replay::archive(args.archive.clone(), config);
+    let archive = crate::replay::archive(args.archive.clone(), config)?;
     let client =
         nerve_ingest::connect(&config.nats, nerve_ingest::Who::Role("export"), false).await?;
     let js = async_nats::jetstream::new(client);

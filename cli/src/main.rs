@@ -270,6 +270,18 @@ pub(crate) async fn project(
         );
         tokio::spawn(async move { nerve_liveness::run(client, &config, &metrics, cancel).await })
     });
+    let streams: Vec<String> = nerve_ingest::stream_configs(&config.streams)
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    // The archive's lag is watched where it is written.
+    let watch = match config.archive.enabled {
+        true => Some(nerve_alerts::archive::Watch::configured(
+            &config.archive,
+            streams.clone(),
+        )?),
+        false => None,
+    };
     let evaluator = config.alerts.enabled.then(|| {
         let ctx = nerve_alerts::Context::new(
             nerve_platform::clickhouse::client(&config.clickhouse),
@@ -277,18 +289,18 @@ pub(crate) async fn project(
             &config.alerts,
         );
         let (config, metrics, cancel) = (config.alerts.clone(), metrics.clone(), cancel.clone());
-        tokio::spawn(async move { nerve_alerts::run(ctx, config, &metrics, cancel).await })
+        tokio::spawn(async move { nerve_alerts::run(ctx, config, watch, &metrics, cancel).await })
     });
-    let archiver = config.archive.enabled.then(|| {
-        let archive = nerve_ingest::archive::Archive::open(&config.archive.dir);
-        tracing::info!(dir = %config.archive.dir.display(), "archiving every stream");
+    let archive = match config.archive.enabled {
+        true => Some(nerve_ingest::archive::Archive::configured(&config.archive)?),
+        false => None,
+    };
+    let archiver = archive.map(|archive| {
+        tracing::info!(archive = %archive.location().display(), "archiving every stream");
         tokio::spawn(nerve_ingest::archive::run(
             js.clone(),
             archive,
-            nerve_ingest::stream_configs(&config.streams)
-                .into_iter()
-                .map(|s| s.name)
-                .collect(),
+            streams,
             nerve_ingest::archive::Sealing {
                 span: std::time::Duration::from_secs(config.archive.file_secs),
                 grace: std::time::Duration::from_secs(config.archive.seal_grace_secs),

@@ -43,7 +43,7 @@ pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
         from_ms,
         check_only: args.check,
         hold_lease: Duration::from_secs(args.hold_secs.max(1)),
-        archive: archive(args.archive, config),
+        archive: archive(args.archive, config)?,
         retention: config.retention.clone(),
         ..Options::default()
     };
@@ -88,11 +88,17 @@ pub(crate) fn millis(t: &str, what: &str) -> anyhow::Result<i64> {
         .as_millis() as i64)
 }
 
-/// The archive to read: the one given, else the configured one when archiving is on.
-pub(crate) fn archive(given: Option<std::path::PathBuf>, config: &Config) -> Option<Archive> {
-    given
-        .or_else(|| config.archive.enabled.then(|| config.archive.dir.clone()))
-        .map(Archive::open)
+/// The archive to read: the directory given, else the configured one (its bucket or
+/// directory) when archiving is on.
+pub(crate) fn archive(
+    given: Option<std::path::PathBuf>,
+    config: &Config,
+) -> anyhow::Result<Option<Archive>> {
+    Ok(match given {
+        Some(dir) => Some(Archive::open(dir)),
+        None if config.archive.enabled => Some(Archive::configured(&config.archive)?),
+        None => None,
+    })
 }
 
 /// Prints one projection's outcome; returns how many partitions differed.

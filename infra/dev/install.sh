@@ -68,6 +68,10 @@ if [ "$want_test" = 1 ] && ! "$venv/bin/python" -c 'import fastavro' >/dev/null 
   log "pip install fastavro (a non-Rust reader the archive tests read the archive with)"
   "$venv/bin/pip" install -q --disable-pip-version-check fastavro >&2
 fi
+if [ "$want_test" = 1 ] && [ ! -x "$venv/bin/moto_server" ]; then
+  log "pip install moto[server] (the S3-compatible server the archive tests write to)"
+  "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]" >&2
+fi
 if [ "$want_test" = 1 ] && ! "$venv/bin/python" -c 'import chdb' >/dev/null 2>&1; then
   log "pip install chdb-core (modern ClickHouse SQL checker for tests)"
   "$venv/bin/pip" install -q --disable-pip-version-check chdb-core >&2

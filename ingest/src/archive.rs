@@ -6,10 +6,15 @@
 //! same rows as the live projectors: the event bytes, subject, stream sequence, the time
 //! JetStream stored it and its `Nats-Msg-Id`.
 //!
+//! The archive lives in a directory or an S3-compatible bucket ([`Archive::configured`]). Its
+//! lag behind each stream ([`behind`]) is what the built-in `archive-lag` alert watches.
+//!
 //! The manifest is the archiver's checkpoint: it resumes after the last sealed sequence, so a
 //! crash loses only an unsealed file that the stream still holds.
 
+mod bucket;
 mod file;
+mod lag;
 mod store;
 mod writer;
 
@@ -18,6 +23,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use file::{FileWriter, digest};
+pub use lag::{Behind, behind};
 pub use store::Archive;
 pub use writer::{Sealing, run};
 

@@ -190,7 +190,7 @@ pub async fn run(args: AlertsArgs) -> anyhow::Result<()> {
         let mut config = services.config.alerts.clone();
         config.eval_interval_ms = 1000;
         let (ctx, metrics, cancel) = (ctx.clone(), metrics.clone(), cancel.clone());
-        tokio::spawn(async move { nerve_alerts::run(ctx, config, &metrics, cancel).await })
+        tokio::spawn(async move { nerve_alerts::run(ctx, config, None, &metrics, cancel).await })
     };
     let stored = Instant::now();
     let save = nerve_alerts::contract::SaveRule {

@@ -22,7 +22,8 @@ pub enum ConfigError {
 mod roles;
 
 pub use roles::{
-    AlertsConfig, ApiConfig, ArchiveConfig, DevConfig, DispatchConfig, RetentionConfig, SmtpConfig,
+    AlertsConfig, ApiConfig, ArchiveConfig, DevConfig, DispatchConfig, RetentionConfig, S3Config,
+    S3Credentials, SmtpConfig,
 };
 
 /// The whole configuration of every Nerve process.
@@ -347,6 +348,19 @@ impl Config {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if self.archive.file_secs == 0 || 86_400 % self.archive.file_secs != 0 {
             return bad("archive.file_secs must divide a day (3600: one file per stream and hour)");
+        }
+        if !(0.0..=100.0).contains(&self.archive.alert_lag_pct) {
+            return bad("archive.alert_lag_pct is a percentage of max_age: 0 (off) to 100");
+        }
+        let s3 = &self.archive.s3;
+        if s3.bucket.contains('/') {
+            return bad("archive.s3.bucket is a bucket's name: put a path in archive.s3.prefix");
+        }
+        if !(s3.endpoint.is_empty()
+            || s3.endpoint.starts_with("http://")
+            || s3.endpoint.starts_with("https://"))
+        {
+            return bad("archive.s3.endpoint must be an http:// or https:// URL");
         }
         if self.retention.interval_secs == 0 {
             return bad("retention.interval_secs must be at least 1");

@@ -4,11 +4,15 @@
 //! alert per rule × node; an absence rule fires when a real agent stops and resolves when it
 //! returns; every threshold metric (GPU ones over the hottest GPU) is computed by ClickHouse;
 //! event rules fire on critical GPU XIDs and on a node's task failure rate; invalid
-//! rules and silences are 400s naming every bad field, and a rule can be replaced.
+//! rules and silences are 400s naming every bad field, and a rule can be replaced; the built-in
+//! `archive-lag` alert fires while the archive is behind a stream and resolves once it seals.
 
 use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, Method, StatusCode};
+use nerve_alerts::archive::Watch;
+use nerve_ingest::TELEMETRY_STREAM;
+use nerve_ingest::archive::{Archive, Sealing};
 use nerve_platform::metrics::Registry;
 use nerve_platform::testkit::eventually;
 use serde_json::{Value, json};
@@ -56,13 +60,23 @@ async fn receiver() -> (String, Seen) {
 
 /// Runs an alert evaluator in this process (every 100 ms) until `cancel`.
 async fn spawn_evaluator(env: &Env, metrics: &Registry, cancel: &CancellationToken) {
+    spawn_evaluator_watching(env, None, metrics, cancel).await;
+}
+
+/// [`spawn_evaluator`] watching an archive.
+async fn spawn_evaluator_watching(
+    env: &Env,
+    archive: Option<Watch>,
+    metrics: &Registry,
+    cancel: &CancellationToken,
+) {
     let nats = async_nats::connect(env.nats.url()).await.expect("nats");
     let ctx = nerve_alerts::Context::new(env.ch.clone(), Some(nats), &env.config.alerts);
     let mut config = env.config.alerts.clone();
     config.eval_interval_ms = 100;
     let (metrics, cancel) = (metrics.clone(), cancel.clone());
     tokio::spawn(async move {
-        nerve_alerts::run(ctx, config, &metrics, cancel)
+        nerve_alerts::run(ctx, config, archive, &metrics, cancel)
             .await
             .expect("evaluator")
     });
@@ -691,5 +705,95 @@ async fn every_threshold_metric_is_computed_per_node() {
         assert!((got - value).abs() < 0.01, "{metric}: {got} != {value}");
         assert_eq!(alert["node_id"], "gpu-node");
     }
+    cancel.cancel();
+}
+
+/// The built-in `archive-lag` alert: fires on the stream while its oldest event not archived is
+/// 10 % of its `max_age` old (2 s of 20 s here), tells its channel, and resolves once the
+/// archiver has sealed the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_falling_behind_fires_archive_lag_and_catching_up_resolves_it() {
+    let env = Env::start().await;
+    let mut streams = env.config.streams.clone();
+    (
+        streams.telemetry_max_age_secs,
+        streams.duplicate_window_secs,
+    ) = (20, 1);
+    nerve_ingest::ensure_streams(&env.js, &streams)
+        .await
+        .expect("a 20 s max_age");
+    let metrics = Registry::new();
+    let cancel = CancellationToken::new();
+    let _projectors = env.spawn_projectors(&metrics, &cancel);
+    let app = env.app().await;
+    let (base, seen) = receiver().await;
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/api/v1/channels",
+        json!({"name": "archive-oncall", "kind": "webhook", "url": format!("{base}/hook")}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let dir = tempfile::tempdir().expect("tmp");
+    let archive = Archive::open(dir.path());
+    let watch = Watch {
+        archive: archive.clone(),
+        streams: vec![TELEMETRY_STREAM.to_owned()],
+        alert_lag_pct: 10.0,
+        alert_channels: vec!["archive-oncall".to_owned()],
+    };
+    spawn_evaluator_watching(&env, Some(watch), &metrics, &cancel).await;
+    publish_cpu(&env, "n-1", 10.0, 1).await;
+
+    let firing = eventually(DEADLINE, "archive-lag firing", || async {
+        let a = alerts(&app, "").await;
+        a.into_iter().find(|a| a["rule_name"] == "archive-lag")
+    })
+    .await;
+    assert_eq!(firing["node_id"], TELEMETRY_STREAM, "{firing}");
+    assert_eq!(firing["severity"], "critical", "{firing}");
+    assert!(firing["value"].as_f64().unwrap_or(0.0) >= 10.0, "{firing}");
+    let told = |status: &'static str| {
+        let seen = seen.clone();
+        move || {
+            let seen = seen.clone();
+            async move {
+                let seen = seen.lock().expect("lock");
+                seen.iter()
+                    .any(|(_, m)| {
+                        m["details"]["status"] == status
+                            && m["details"]["rule"]["name"] == "archive-lag"
+                            && listed_nodes(m) == [TELEMETRY_STREAM]
+                    })
+                    .then_some(())
+            }
+        }
+    };
+    eventually(DEADLINE, "the channel told of the firing", told("firing")).await;
+
+    tokio::spawn(nerve_ingest::archive::run(
+        env.js.clone(),
+        archive,
+        vec![TELEMETRY_STREAM.to_owned()],
+        Sealing {
+            span: std::time::Duration::from_secs(1),
+            grace: std::time::Duration::ZERO,
+        },
+        metrics.clone(),
+        cancel.clone(),
+    ));
+    eventually(DEADLINE, "archive-lag resolved", || async {
+        let a = alerts(&app, "?state=resolved").await;
+        a.into_iter().find(|a| a["rule_name"] == "archive-lag")
+    })
+    .await;
+    eventually(
+        DEADLINE,
+        "the channel told of the resolution",
+        told("resolved"),
+    )
+    .await;
+    assert!(alerts(&app, "").await.is_empty());
     cancel.cancel();
 }

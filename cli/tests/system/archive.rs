@@ -12,7 +12,7 @@ use nerve_platform::testkit::eventually;
 use crate::support::{DEADLINE, Env, heartbeat, publish_heartbeat, signal};
 
 /// Every event of `stream` sealed: the manifest once it covers the stream's last sequence.
-async fn sealed_through(archive: &Archive, env: &Env, stream: &str) -> Vec<Sealed> {
+pub(crate) async fn sealed_through(archive: &Archive, env: &Env, stream: &str) -> Vec<Sealed> {
     let last = env
         .js
         .get_stream(stream)
@@ -31,7 +31,7 @@ async fn sealed_through(archive: &Archive, env: &Env, stream: &str) -> Vec<Seale
 }
 
 /// Gives the telemetry stream a 1 s `max_age` and waits until it holds nothing.
-async fn expire_telemetry(env: &Env) {
+pub(crate) async fn expire_telemetry(env: &Env) {
     let mut streams = env.config.streams.clone();
     (
         streams.telemetry_max_age_secs,
@@ -52,7 +52,7 @@ async fn replay(env: &Env, args: &[&str]) -> (bool, String) {
 }
 
 /// (count, sequences in order, subjects) of every file, read by fastavro.
-fn read_with_fastavro(root: &Path, files: &[Sealed]) -> serde_json::Value {
+pub(crate) fn read_with_fastavro(root: &Path, files: &[Sealed]) -> serde_json::Value {
     let script = r#"
 import json, sys, fastavro
 out = {"seqs": [], "schemas": 0, "codec": None}

@@ -319,7 +319,9 @@ async fn console_in_a_real_browser() {
         let mut config = env.config.alerts.clone();
         config.eval_interval_ms = 200;
         let (ctx, cancel) = (state.alerts().clone(), cancel.clone());
-        tokio::spawn(async move { nerve_alerts::run(ctx, config, &Registry::new(), cancel).await })
+        tokio::spawn(
+            async move { nerve_alerts::run(ctx, config, None, &Registry::new(), cancel).await },
+        )
     };
     state.set_trust(
         nerve_api::auth::enroll::NodeTrust::connect(

@@ -8,6 +8,7 @@ mod alerts;
 mod analytics;
 mod applied;
 mod archive;
+mod archive_s3;
 mod auth;
 mod browser;
 mod channels;

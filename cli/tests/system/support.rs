@@ -203,12 +203,39 @@ impl Env {
             .expect("spawn nerve")
     }
 
+    /// Like [`Env::spawn_nerve_with`], its stderr (the log) written to `log`.
+    pub fn spawn_nerve_logged(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> tokio::process::Child {
+        let log = std::fs::File::create(log).expect("log file");
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_nerve"));
+        nerve_platform::services::die_with_parent(&mut cmd);
+        cmd.args(args)
+            .envs(self.child_env())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn nerve")
+    }
+
     /// Runs `nerve <args>` with this config to its end: whether it succeeded, and its stdout
     /// and stderr.
     pub async fn run_nerve(&self, args: &[&str]) -> (bool, String) {
+        self.run_nerve_with(args, &[]).await
+    }
+
+    /// Like [`Env::run_nerve`] with extra environment.
+    pub async fn run_nerve_with(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_nerve"))
             .args(args)
             .envs(self.child_env())
+            .envs(env.iter().copied())
             .output()
             .await
             .expect("run nerve");

@@ -124,12 +124,7 @@ pub fn digest(path: &Path) -> Result<(u64, String), ArchiveError> {
         hasher.update(&buf[..n]);
         bytes += n as u64;
     }
-    let hex = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((bytes, hex))
+    Ok((bytes, super::store::hex(&hasher.finalize())))
 }
 
 #[cfg(test)]

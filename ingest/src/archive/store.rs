@@ -1,50 +1,95 @@
-//! Where sealed files live: a directory with one folder per stream, its manifest and its files
-//! by day (`NERVE_TELEMETRY/2026-12-03/14-1001-5000.avro`). Files are written under `.tmp/`
-//! and renamed into place once complete, then listed in the manifest.
+//! Where sealed files live: a directory, or an S3-compatible bucket below a prefix, with one
+//! folder per stream, its manifest and its files by day
+//! (`NERVE_TELEMETRY/2026-12-03/14-1001-5000.avro`). Files are written under the directory's
+//! `.tmp/`, then renamed or uploaded into place once complete, then listed in the manifest.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::file::digest;
+use nerve_platform::config::ArchiveConfig;
+use sha2::{Digest, Sha256};
+
+use super::bucket::Bucket;
 use super::{ArchiveError, Record, Sealed};
 
-/// An archive in a local directory.
+/// An archive: in a local directory, or in a bucket (the directory then holds only the files
+/// being written).
 #[derive(Debug, Clone)]
 pub struct Archive {
     root: PathBuf,
+    bucket: Option<Bucket>,
 }
 
 impl Archive {
-    /// The archive under `root` (created when first written).
+    /// The archive in the directory `root` (created when first written).
     pub fn open(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            bucket: None,
+        }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The archive `config` names: its bucket when `archive.s3.bucket` is set, else `dir`.
+    pub fn configured(config: &ArchiveConfig) -> Result<Self, ArchiveError> {
+        let bucket = match config.s3.enabled() {
+            true => Some(Bucket::open(&config.s3)?),
+            false => None,
+        };
+        Ok(Self {
+            root: config.dir.clone(),
+            bucket,
+        })
     }
 
-    fn manifest_path(&self, stream: &str) -> PathBuf {
-        self.root.join(stream).join("manifest.jsonl")
+    /// Where it is, for messages: the directory, or `s3://bucket/prefix`.
+    pub fn location(&self) -> PathBuf {
+        match &self.bucket {
+            Some(b) => b.url(Path::new("")),
+            None => self.root.clone(),
+        }
+    }
+
+    /// Where `rel` (a path below the archive's root) is, for messages.
+    fn at(&self, rel: &Path) -> PathBuf {
+        match &self.bucket {
+            Some(b) => b.url(rel),
+            None => self.root.join(rel),
+        }
+    }
+
+    /// The object or file at `rel`; None when there is none.
+    fn get(&self, rel: &Path) -> Result<Option<Vec<u8>>, ArchiveError> {
+        if let Some(bucket) = &self.bucket {
+            return bucket.get(rel);
+        }
+        let path = self.root.join(rel);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ArchiveError::io(&path)(e)),
+        }
+    }
+
+    fn manifest_rel(stream: &str) -> PathBuf {
+        Path::new(stream).join("manifest.jsonl")
     }
 
     /// Every sealed file of `stream`, in stream order.
     pub fn manifest(&self, stream: &str) -> Result<Vec<Sealed>, ArchiveError> {
-        let path = self.manifest_path(stream);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(ArchiveError::io(&path)(e)),
+        let rel = Self::manifest_rel(stream);
+        let Some(bytes) = self.get(&rel)? else {
+            return Ok(Vec::new());
         };
+        let text = String::from_utf8_lossy(&bytes);
         let mut sealed = Vec::new();
-        for (n, line) in BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(ArchiveError::io(&path))?;
+        for (n, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let entry: Sealed = serde_json::from_str(&line)
-                .map_err(|e| ArchiveError::format(&path, format!("line {}: {e}", n + 1)))?;
+            let entry: Sealed = serde_json::from_str(line).map_err(|e| {
+                ArchiveError::format(&self.at(&rel), format!("line {}: {e}", n + 1))
+            })?;
             sealed.push(entry);
         }
         sealed.sort_by_key(|s| s.first_seq);
@@ -68,18 +113,27 @@ impl Archive {
         Ok(dir.join(format!("{stream}-{}.avro", uuid::Uuid::now_v7())))
     }
 
-    /// Moves the finished `scratch` file into place as `sealed.file` and lists it in the
-    /// manifest.
+    /// Moves (or uploads) the finished `scratch` file into place as `sealed.file` and lists it
+    /// in the manifest.
     pub(super) fn seal(&self, scratch: &Path, sealed: Sealed) -> Result<Sealed, ArchiveError> {
+        let mut line =
+            serde_json::to_string(&sealed).map_err(|e| ArchiveError::format(scratch, e))?;
+        line.push('\n');
+        let manifest = Self::manifest_rel(&sealed.stream);
+        if let Some(bucket) = &self.bucket {
+            bucket.upload(scratch, &sealed.file)?;
+            let mut lines = bucket.get(&manifest)?.unwrap_or_default();
+            lines.extend_from_slice(line.as_bytes());
+            bucket.put(&manifest, lines)?;
+            fs::remove_file(scratch).map_err(ArchiveError::io(scratch))?;
+            return Ok(sealed);
+        }
         let target = self.root.join(&sealed.file);
         if let Some(dir) = target.parent() {
             fs::create_dir_all(dir).map_err(ArchiveError::io(dir))?;
         }
         fs::rename(scratch, &target).map_err(ArchiveError::io(&target))?;
-        let manifest = self.manifest_path(&sealed.stream);
-        let mut line =
-            serde_json::to_string(&sealed).map_err(|e| ArchiveError::format(&manifest, e))?;
-        line.push('\n');
+        let manifest = self.root.join(manifest);
         let mut out = OpenOptions::new()
             .create(true)
             .append(true)
@@ -93,8 +147,11 @@ impl Archive {
 
     /// Reads a sealed file's records, after checking its SHA-256 against the manifest's.
     pub fn read(&self, sealed: &Sealed) -> Result<Vec<Record>, ArchiveError> {
-        let path = self.root.join(&sealed.file);
-        let (_, actual) = digest(&path)?;
+        let path = self.at(&sealed.file);
+        let bytes = self
+            .get(&sealed.file)?
+            .ok_or_else(|| ArchiveError::format(&path, "listed in the manifest but missing"))?;
+        let actual = hex(&Sha256::digest(&bytes));
         if actual != sealed.sha256 {
             return Err(ArchiveError::Corrupt {
                 file: path,
@@ -102,8 +159,7 @@ impl Archive {
                 actual,
             });
         }
-        let file = File::open(&path).map_err(ArchiveError::io(&path))?;
-        let reader = apache_avro::Reader::new(BufReader::new(file))
+        let reader = apache_avro::Reader::new(bytes.as_slice())
             .map_err(|e| ArchiveError::format(&path, e))?;
         let mut records = Vec::with_capacity(sealed.count as usize);
         for value in reader {
@@ -125,4 +181,9 @@ impl Archive {
         }
         Ok(records)
     }
+}
+
+/// Bytes as lower-case hex.
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -140,7 +140,15 @@ async fn read_stream(
     meters: &Meters,
     cancel: &CancellationToken,
 ) -> Result<(), String> {
-    let next = archive.last_seq(stream_name).map_err(|e| e.to_string())? + 1;
+    let last = {
+        let (archive, stream) = (archive.clone(), stream_name.to_owned());
+        tokio::task::spawn_blocking(move || archive.last_seq(&stream))
+    };
+    let next = last
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?
+        + 1;
     let mut stream = js
         .get_stream(stream_name)
         .await

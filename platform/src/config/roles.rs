@@ -220,6 +220,80 @@ pub struct ArchiveConfig {
     /// A file is sealed this long after its span ends once the archiver has read all there is
     /// (an event of a later span seals it at once).
     pub seal_grace_secs: u64,
+    /// The built-in `archive-lag` alert (critical) fires when the oldest event not yet sealed
+    /// is this old, in percent of its stream's `max_age`; 0: no such alert.
+    pub alert_lag_pct: f64,
+    /// Channels (names or ids) the `archive-lag` alert is sent to; empty: it is recorded and
+    /// shown, not sent.
+    pub alert_channels: Vec<String>,
+    /// Seal into S3-compatible object storage instead of `dir` (which then holds only the
+    /// files being written).
+    pub s3: S3Config,
+}
+
+/// An S3-compatible bucket (AWS S3, MinIO, Ceph RGW, …) for the archive.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// The bucket; empty: no object storage (the archive is `archive.dir`).
+    pub bucket: String,
+    /// Key prefix the archive lives under (`nerve/archive`); empty: the bucket's root.
+    pub prefix: String,
+    /// An S3-compatible server's URL (`https://minio.example:9000`); empty: AWS.
+    pub endpoint: String,
+    /// The bucket's region; empty: `AWS_REGION`, else `us-east-1`.
+    pub region: String,
+    /// A TOML file with `access_key_id` and `secret_access_key` (readable by nerve only);
+    /// empty: the `AWS_*` environment variables, else the instance's role.
+    pub credentials_file: PathBuf,
+}
+
+/// An S3 access key, as `archive.s3.credentials_file` holds it. Never printed.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// For temporary credentials.
+    #[serde(default)]
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Config {
+    /// Whether the archive goes to object storage.
+    pub fn enabled(&self) -> bool {
+        !self.bucket.is_empty()
+    }
+
+    /// The access key from `credentials_file` (None: none is configured).
+    pub fn credentials(&self) -> Result<Option<S3Credentials>, super::ConfigError> {
+        use figment::providers::{Format, Toml};
+        let path = &self.credentials_file;
+        if path.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        if !path.is_file() {
+            return Err(super::ConfigError::Missing(path.clone()));
+        }
+        figment::Figment::from(Toml::file(path))
+            .extract()
+            .map(Some)
+            .map_err(|e| {
+                super::ConfigError::Invalid(format!(
+                    "archive.s3.credentials_file {}: {}",
+                    path.display(),
+                    e.kind
+                ))
+            })
+    }
 }
 
 impl Default for ArchiveConfig {
@@ -229,6 +303,9 @@ impl Default for ArchiveConfig {
             dir: PathBuf::from("archive"),
             file_secs: 3600,
             seal_grace_secs: 10,
+            alert_lag_pct: 50.0,
+            alert_channels: Vec::new(),
+            s3: S3Config::default(),
         }
     }
 }

@@ -372,10 +372,13 @@ pub fn RulesPage() -> impl IntoView {
                             let condition = match r.kind.as_str() {
                                 "absence" => format!("node {} for {}", r.metric, format::duration(r.for_secs)),
                                 "event" => format!("{} over {} {} {}", r.metric, format::duration(r.window_secs), r.op, r.threshold),
+                                "archive" => format!("{} {} {}", r.metric, r.op, r.threshold),
                                 _ => format!("{}({}) over {} {} {}", r.aggregate, r.metric, format::duration(r.window_secs), r.op, r.threshold),
                             };
                             let scope = [r.scope.clusters.len(), r.scope.labels.len(), r.scope.node_ids.len()];
-                            let scope = if scope == [0, 0, 0] {
+                            let scope = if r.kind == "archive" {
+                                "every stream".to_owned()
+                            } else if scope == [0, 0, 0] {
                                 "every node".to_owned()
                             } else {
                                 [r.scope.labels.join(", "), format!("{} cluster(s)", scope[0]), format!("{} node(s)", scope[2])].join("; ")
@@ -428,7 +431,7 @@ pub fn RulesPage() -> impl IntoView {
                 <div hidden=move || kind.get() == "absence"><label for="rule-threshold">"Threshold"</label>
                     <input id="rule-threshold" type="text" inputmode="decimal" prop:value=threshold on:input=move |ev| set_threshold.set(event_target_value(&ev))/>
                     <FieldProblems answer field="threshold"/></div>
-                <div hidden=move || kind.get() == "absence"><label for="rule-window">"Window (s)"</label>
+                <div hidden=move || RuleKind::parse(&kind.get()).is_some_and(|k| !k.has_window())><label for="rule-window">"Window (s)"</label>
                     <input id="rule-window" type="text" inputmode="numeric" prop:value=window on:input=move |ev| set_window.set(event_target_value(&ev))/>
                     <FieldProblems answer field="window_secs"/></div>
                 <div><label for="rule-for">"Holds for (s) before firing"</label>
