@@ -159,15 +159,14 @@ impl Archive {
                 actual,
             });
         }
-        let reader = apache_avro::Reader::new(bytes.as_slice())
-            .map_err(|e| ArchiveError::format(&path, e))?;
+        // Straight into `Record` (serde_avro_fast), not through apache-avro's `Value`s: a
+        // replay decodes every archived event here.
+        let mut reader =
+            serde_avro_fast::object_container_file_encoding::Reader::from_slice(&bytes)
+                .map_err(|e| ArchiveError::format(&path, e))?;
         let mut records = Vec::with_capacity(sealed.count as usize);
-        for value in reader {
-            let value = value.map_err(|e| ArchiveError::format(&path, e))?;
-            records.push(
-                apache_avro::from_value::<Record>(&value)
-                    .map_err(|e| ArchiveError::format(&path, e))?,
-            );
+        for record in reader.deserialize::<Record>() {
+            records.push(record.map_err(|e| ArchiveError::format(&path, e))?);
         }
         if records.len() as u64 != sealed.count {
             return Err(ArchiveError::format(
