@@ -714,14 +714,7 @@ async fn every_threshold_metric_is_computed_per_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_archive_falling_behind_fires_archive_lag_and_catching_up_resolves_it() {
     let env = Env::start().await;
-    let mut streams = env.config.streams.clone();
-    (
-        streams.telemetry_max_age_secs,
-        streams.duplicate_window_secs,
-    ) = (20, 1);
-    nerve_ingest::ensure_streams(&env.js, &streams)
-        .await
-        .expect("a 20 s max_age");
+    crate::archive::telemetry_max_age(&env, 20).await;
     let metrics = Registry::new();
     let cancel = CancellationToken::new();
     let _projectors = env.spawn_projectors(&metrics, &cancel);

@@ -30,16 +30,21 @@ pub(crate) async fn sealed_through(archive: &Archive, env: &Env, stream: &str) -
     .await
 }
 
-/// Gives the telemetry stream a 1 s `max_age` and waits until it holds nothing.
-pub(crate) async fn expire_telemetry(env: &Env) {
+/// Gives the telemetry stream a `max_age` of `secs` (and a 1 s duplicate window).
+pub(crate) async fn telemetry_max_age(env: &Env, secs: u64) {
     let mut streams = env.config.streams.clone();
     (
         streams.telemetry_max_age_secs,
         streams.duplicate_window_secs,
-    ) = (1, 1);
+    ) = (secs, 1);
     nerve_ingest::ensure_streams(&env.js, &streams)
         .await
         .expect("a short max_age");
+}
+
+/// Gives the telemetry stream a 1 s `max_age` and waits until it holds nothing.
+pub(crate) async fn expire_telemetry(env: &Env) {
+    telemetry_max_age(env, 1).await;
     eventually(DEADLINE, "the stream expired", || async {
         let mut s = env.js.get_stream(TELEMETRY_STREAM).await.ok()?;
         (s.info().await.ok()?.state.messages == 0).then_some(())

@@ -190,17 +190,7 @@ impl Env {
 
     /// Like [`Env::spawn_nerve`] with extra environment.
     pub fn spawn_nerve_with(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Child {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_nerve"));
-        nerve_platform::services::die_with_parent(&mut cmd);
-        cmd.args(args)
-            .envs(self.child_env())
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn nerve")
+        self.spawn_nerve_to(args, env, Stdio::inherit())
     }
 
     /// Like [`Env::spawn_nerve_with`], its stderr (the log) written to `log`.
@@ -211,6 +201,15 @@ impl Env {
         log: &std::path::Path,
     ) -> tokio::process::Child {
         let log = std::fs::File::create(log).expect("log file");
+        self.spawn_nerve_to(args, env, log.into())
+    }
+
+    fn spawn_nerve_to(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> tokio::process::Child {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_nerve"));
         nerve_platform::services::die_with_parent(&mut cmd);
         cmd.args(args)
@@ -218,7 +217,7 @@ impl Env {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .expect("spawn nerve")
