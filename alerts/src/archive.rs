@@ -4,6 +4,8 @@
 //! archive is configured, so an archive falling behind is told before events expire unsealed.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use nerve_ingest::archive::Archive;
@@ -23,18 +25,53 @@ pub struct Watch {
     /// The built-in rule's threshold (0: none) and channels.
     pub alert_lag_pct: f64,
     pub alert_channels: Vec<String>,
+    /// How long a manifest's last sequence is trusted before it is read again (a manifest
+    /// grows by a line per file: reading it every round would cost more than it tells).
+    pub refresh: Duration,
+    sealed: Arc<Mutex<HashMap<String, (Instant, u64)>>>,
 }
 
 impl Watch {
-    /// The watch for `config`'s archive over `streams`.
-    pub fn configured(config: &ArchiveConfig, streams: Vec<String>) -> Result<Self, AlertsError> {
-        Ok(Self {
-            archive: Archive::configured(config)
-                .map_err(|e| AlertsError::Archive(e.to_string()))?,
+    /// A watch over `streams` of `archive`, re-reading manifests after `refresh`.
+    pub fn new(archive: Archive, streams: Vec<String>, refresh: Duration) -> Self {
+        Self {
+            archive,
             streams,
+            alert_lag_pct: 0.0,
+            alert_channels: Vec::new(),
+            refresh,
+            sealed: Arc::default(),
+        }
+    }
+
+    /// The watch for `config`'s archive over `streams`, with its built-in rule.
+    pub fn configured(config: &ArchiveConfig, streams: Vec<String>) -> Result<Self, AlertsError> {
+        let archive =
+            Archive::configured(config).map_err(|e| AlertsError::Archive(e.to_string()))?;
+        Ok(Self {
             alert_lag_pct: config.alert_lag_pct,
             alert_channels: config.alert_channels.clone(),
+            ..Self::new(archive, streams, Duration::from_secs(60))
         })
+    }
+
+    /// The last sequence of `stream` sealed, as the manifest said at most `refresh` ago.
+    async fn sealed(&self, stream: &str) -> Result<u64, AlertsError> {
+        let cached = self.sealed.lock().ok().and_then(|m| m.get(stream).copied());
+        if let Some((at, seq)) = cached
+            && at.elapsed() < self.refresh
+        {
+            return Ok(seq);
+        }
+        let (archive, name) = (self.archive.clone(), stream.to_owned());
+        let seq = tokio::task::spawn_blocking(move || archive.last_seq(&name))
+            .await
+            .map_err(|e| AlertsError::Archive(e.to_string()))?
+            .map_err(|e| AlertsError::Archive(e.to_string()))?;
+        if let Ok(mut m) = self.sealed.lock() {
+            m.insert(stream.to_owned(), (Instant::now(), seq));
+        }
+        Ok(seq)
     }
 }
 
@@ -82,7 +119,8 @@ pub async fn holding(
     })?;
     let mut held = HashMap::new();
     for stream in &watch.streams {
-        let behind = nerve_ingest::archive::behind(js, &watch.archive, stream, now_ms)
+        let sealed = watch.sealed(stream).await?;
+        let behind = nerve_ingest::archive::behind(js, stream, sealed, now_ms)
             .await
             .map_err(|e| AlertsError::Archive(format!("its lag behind {stream}: {e}")))?;
         let value = behind.pct();

@@ -730,12 +730,13 @@ async fn an_archive_falling_behind_fires_archive_lag_and_catching_up_resolves_it
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let dir = tempfile::tempdir().expect("tmp");
     let archive = Archive::open(dir.path());
-    let watch = Watch {
-        archive: archive.clone(),
-        streams: vec![TELEMETRY_STREAM.to_owned()],
-        alert_lag_pct: 10.0,
-        alert_channels: vec!["archive-oncall".to_owned()],
-    };
+    let mut watch = Watch::new(
+        archive.clone(),
+        vec![TELEMETRY_STREAM.to_owned()],
+        std::time::Duration::ZERO,
+    );
+    watch.alert_lag_pct = 10.0;
+    watch.alert_channels = vec!["archive-oncall".to_owned()];
     spawn_evaluator_watching(&env, Some(watch), &metrics, &cancel).await;
     publish_cpu(&env, "n-1", 10.0, 1).await;
 

@@ -1,10 +1,10 @@
 //! How far the archive is behind a stream, judged from outside the archiver (so a stopped
 //! archiver shows too): the age of the oldest event the stream holds that no sealed file
 //! has, against the stream's `max_age` — past it, JetStream drops the event unarchived.
+//!
+//! [`Archive::last_seq`]: super::Archive::last_seq
 
 use async_nats::jetstream;
-
-use super::Archive;
 
 /// The archive against one stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,20 +32,14 @@ impl Behind {
     }
 }
 
-/// The archive's lag behind `stream` at `now_ms`.
+/// The archive's lag behind `stream` at `now_ms`, given the last sequence sealed
+/// ([`Archive::last_seq`]).
 pub async fn behind(
     js: &jetstream::Context,
-    archive: &Archive,
     stream: &str,
+    sealed: u64,
     now_ms: i64,
 ) -> Result<Behind, String> {
-    let sealed = {
-        let (archive, stream) = (archive.clone(), stream.to_owned());
-        tokio::task::spawn_blocking(move || archive.last_seq(&stream))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?
-    };
     let mut handle = js.get_stream(stream).await.map_err(|e| e.to_string())?;
     let info = handle.info().await.map_err(|e| e.to_string())?;
     let (state, max_age) = (info.state.clone(), info.config.max_age);
