@@ -105,8 +105,16 @@ pub async fn connect(
             .await
             .map_err(|e| err(format!("credentials {}: {e}", creds.display())))?;
     }
+    // Every server of a cluster may be named: the client fails over between them (and learns
+    // the others from the one it reaches).
+    let servers: Vec<&str> = config
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
     options
-        .connect(config.url.as_str())
+        .connect(servers)
         .await
         .map_err(|e| err(e.to_string()))
 }

@@ -259,7 +259,7 @@ mod clickhouse_users;
 mod nats_options;
 
 pub use clickhouse_users::ClickHouseUsers;
-pub use nats_options::{MAX_PAYLOAD_BYTES, NatsOptions};
+pub use nats_options::{ClusterMember, MAX_PAYLOAD_BYTES, NatsOptions};
 
 /// A running nats-server with JetStream.
 #[derive(Debug)]
@@ -268,6 +268,7 @@ pub struct NatsServer {
     pub url: String,
     pub port: u16,
     dir: PathBuf,
+    options: NatsOptions,
     process: ChildProcess,
 }
 
@@ -336,6 +337,7 @@ impl NatsServer {
             url: format!("nats://127.0.0.1:{port}"),
             port,
             dir: dir.to_owned(),
+            options: options.clone(),
             process,
         })
     }
@@ -345,10 +347,16 @@ impl NatsServer {
         self.process.stop(timeout);
     }
 
-    /// Stops it and starts it again on the same port with the same store.
+    /// Kills it (SIGKILL): a crash, as a fault drill needs one.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Stops it (if still running) and starts it again on the same port with the same store
+    /// and options.
     pub fn restart(&mut self) -> Result<(), ServiceError> {
         self.process.stop(Duration::from_secs(10));
-        let again = Self::start(&self.dir, Some(self.port))?;
+        let again = Self::start_with(&self.dir, Some(self.port), &self.options)?;
         *self = again;
         Ok(())
     }

@@ -14,6 +14,8 @@ use crate::services::{ClickHouseServer, NatsServer};
 #[derive(Debug)]
 pub struct TestNats {
     pub server: NatsServer,
+    /// The other servers of a cluster ([`TestNats::cluster`]); empty for one server.
+    pub peers: Vec<NatsServer>,
     dir: tempfile::TempDir,
 }
 
@@ -34,11 +36,66 @@ impl TestNats {
         let options = options(dir.path());
         let server =
             NatsServer::start_with(dir.path(), None, &options).unwrap_or_else(|e| panic!("{e}"));
-        Self { server, dir }
+        Self {
+            server,
+            peers: Vec::new(),
+            dir,
+        }
     }
 
+    /// A JetStream cluster of `n` servers named `n1`… on 127.0.0.1 (as `infra/nats/cluster/`
+    /// sets one up), each in its own directory; returns once every server listens (the
+    /// cluster forms on its own: streams wait for their quorum).
+    pub fn cluster(n: usize) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("nerve-test-nats-cluster-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let route_ports: Vec<u16> = (0..n)
+            .map(|_| crate::services::free_port().unwrap_or_else(|e| panic!("port: {e}")))
+            .collect();
+        let mut servers: Vec<NatsServer> = route_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let options = crate::services::NatsOptions {
+                    cluster: Some(crate::services::ClusterMember {
+                        server_name: format!("n{}", i + 1),
+                        cluster_name: "nerve".into(),
+                        route_port: *port,
+                        route_ports: route_ports.clone(),
+                    }),
+                    ..Default::default()
+                };
+                let server_dir = dir.path().join(format!("n{}", i + 1));
+                NatsServer::start_with(&server_dir, None, &options)
+                    .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        let server = servers.remove(0);
+        Self {
+            server,
+            peers: servers,
+            dir,
+        }
+    }
+
+    /// Every server's URL, comma-separated (as `nats.url` takes them).
     pub fn url(&self) -> String {
-        self.server.url.clone()
+        std::iter::once(&self.server)
+            .chain(&self.peers)
+            .map(|s| s.url.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The server named `name` (`n1`…) of a cluster.
+    pub fn named(&mut self, name: &str) -> Option<&mut NatsServer> {
+        let i: usize = name.strip_prefix('n')?.parse().ok()?;
+        match i {
+            1 => Some(&mut self.server),
+            i => self.peers.get_mut(i.checked_sub(2)?),
+        }
     }
 
     pub fn dir(&self) -> PathBuf {

@@ -295,13 +295,22 @@ impl<P: Projection> Runner<P> {
         options: RunnerOptions,
         registry: &Registry,
     ) -> Result<Self, ProjectorError> {
-        let consumer = nerve_ingest::ensure_projector_consumer(
-            js,
-            projection.stream(),
-            projection.name(),
-            ack_wait,
-        )
-        .await?;
+        // On a JetStream cluster that has just started (or lost a server) a stream's group may
+        // not take a consumer yet: tried again for a minute, with a growing pause.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut pause = Duration::from_millis(250);
+        let consumer = loop {
+            let (stream, name) = (projection.stream(), projection.name());
+            match nerve_ingest::ensure_projector_consumer(js, stream, name, ack_wait).await {
+                Ok(c) => break c,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(projection = name, error = %e, "consumer not ready; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let metrics = RunnerMetrics::new(registry, projection.name());
         Ok(Self {
             projection,

@@ -16,6 +16,7 @@ mod clickhouse_users;
 mod clusters;
 mod config_cli;
 mod dev;
+mod drill;
 mod enrollment;
 mod fleet_list;
 mod gpu_node;

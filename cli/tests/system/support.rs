@@ -56,6 +56,12 @@ impl Env {
         Self::start_on(nats, Some(creds), Some(keys)).await
     }
 
+    /// [`Env::start`] on a JetStream cluster of 3 servers (`TestNats::cluster`), every stream
+    /// replicated on all 3.
+    pub async fn start_cluster() -> Self {
+        Self::start_on(TestNats::cluster(3), None, None).await
+    }
+
     async fn start_on(
         nats: TestNats,
         creds: Option<std::path::PathBuf>,
@@ -92,9 +98,14 @@ impl Env {
             .await
             .expect("connect");
         let js = jetstream::new(client);
-        nerve_ingest::ensure_streams(&js, &config.streams)
-            .await
-            .expect("streams");
+        config.streams.replicas = (1 + nats.peers.len()).min(3);
+        // A cluster that has just started elects its JetStream leader first.
+        nerve_platform::testkit::eventually(DEADLINE, "the streams created", || async {
+            nerve_ingest::ensure_streams(&js, &config.streams)
+                .await
+                .ok()
+        })
+        .await;
         nerve_projections::ensure_tables(&config.clickhouse)
             .await
             .expect("tables");

@@ -1,5 +1,5 @@
-//! How a nats-server started by this crate is set up: JetStream, leaf nodes, TLS, who may
-//! connect, and the message size every Nerve deployment needs.
+//! How a nats-server started by this crate is set up: JetStream, leaf nodes, cluster routes,
+//! TLS, who may connect, and the message size every Nerve deployment needs.
 
 use std::path::PathBuf;
 
@@ -22,6 +22,20 @@ pub struct NatsOptions {
     /// Config lines that set how clients authenticate (the operator, system account and
     /// resolver of decentralized JWT auth: `nerve_ingest::authority`); `None`: anyone connects.
     pub auth: Option<String>,
+    /// A member of a JetStream cluster (routes on 127.0.0.1).
+    pub cluster: Option<ClusterMember>,
+}
+
+/// One server of a JetStream cluster, as `infra/nats/cluster/` sets one up.
+#[derive(Debug, Clone)]
+pub struct ClusterMember {
+    /// Its name: unique in the cluster (JetStream names stream leaders by it).
+    pub server_name: String,
+    pub cluster_name: String,
+    /// Where it listens for its peers.
+    pub route_port: u16,
+    /// Every member's route port (its own included: nats-server skips itself).
+    pub route_ports: Vec<u16>,
 }
 
 impl Default for NatsOptions {
@@ -32,6 +46,7 @@ impl Default for NatsOptions {
             hub_leafnode_port: None,
             tls: None,
             auth: None,
+            cluster: None,
         }
     }
 }
@@ -55,6 +70,20 @@ impl NatsOptions {
                 "tls {{ cert_file: {:?}\n key_file: {:?} }}\n",
                 cert.display().to_string(),
                 key.display().to_string()
+            );
+        }
+        if let Some(c) = &self.cluster {
+            let routes: Vec<String> = c
+                .route_ports
+                .iter()
+                .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+                .collect();
+            conf += &format!(
+                "server_name: {:?}\ncluster {{ name: {:?}\n listen: \"127.0.0.1:{}\"\n routes: [{}] }}\n",
+                c.server_name,
+                c.cluster_name,
+                c.route_port,
+                routes.join(", ")
             );
         }
         if let Some(auth) = &self.auth {
