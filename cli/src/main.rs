@@ -10,6 +10,8 @@ mod dev;
 mod export;
 #[cfg(feature = "server")]
 mod replay;
+#[cfg(feature = "server")]
+mod singletons;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -244,8 +246,8 @@ fn effective_config(config: &Config) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(&value)?)
 }
 
-/// Streams, tables, then the projectors, the task dispatcher and (unless configured off) the
-/// liveness tracker, the alert evaluator, the archiver and retention until `cancel`.
+/// Streams, tables, then the projectors, the task dispatcher, retention and (unless configured
+/// off) the singleton roles under their leases until `cancel`.
 #[cfg(feature = "server")]
 pub(crate) async fn project(
     config: &Config,
@@ -261,54 +263,7 @@ pub(crate) async fn project(
     nerve_projections::ensure_tables(&config.clickhouse)
         .await
         .context("preparing ClickHouse tables")?;
-    let liveness = config.liveness.enabled.then(|| {
-        let (client, config, metrics, cancel) = (
-            client.clone(),
-            config.liveness.clone(),
-            metrics.clone(),
-            cancel.clone(),
-        );
-        tokio::spawn(async move { nerve_liveness::run(client, &config, &metrics, cancel).await })
-    });
-    let streams: Vec<String> = nerve_ingest::stream_configs(&config.streams)
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
-    // The archive's lag is watched where it is written.
-    let watch = match config.archive.enabled {
-        true => Some(nerve_alerts::archive::Watch::configured(
-            &config.archive,
-            streams.clone(),
-        )?),
-        false => None,
-    };
-    let evaluator = config.alerts.enabled.then(|| {
-        let ctx = nerve_alerts::Context::new(
-            nerve_platform::clickhouse::client(&config.clickhouse),
-            Some(client.clone()),
-            &config.alerts,
-        );
-        let (config, metrics, cancel) = (config.alerts.clone(), metrics.clone(), cancel.clone());
-        tokio::spawn(async move { nerve_alerts::run(ctx, config, watch, &metrics, cancel).await })
-    });
-    let archive = match config.archive.enabled {
-        true => Some(nerve_ingest::archive::Archive::configured(&config.archive)?),
-        false => None,
-    };
-    let archiver = archive.map(|archive| {
-        tracing::info!(archive = %archive.location().display(), "archiving every stream");
-        tokio::spawn(nerve_ingest::archive::run(
-            js.clone(),
-            archive,
-            streams,
-            nerve_ingest::archive::Sealing {
-                span: std::time::Duration::from_secs(config.archive.file_secs),
-                grace: std::time::Duration::from_secs(config.archive.seal_grace_secs),
-            },
-            metrics.clone(),
-            cancel.clone(),
-        ))
-    });
+    let singletons = singletons::spawn(config, &client, metrics, &cancel).await?;
     let retention = config.retention.enabled.then(|| {
         let (clickhouse, retention, metrics, cancel) = (
             config.clickhouse.clone(),
@@ -341,20 +296,14 @@ pub(crate) async fn project(
         cancel.clone(),
     )
     .await;
-    // The tracker stops with the projectors, whichever way they ended.
+    // The singletons stop with the projectors, whichever way they ended.
     cancel.cancel();
-    if let Some(handle) = liveness {
-        handle.await.context("liveness tracker")??;
+    for handle in singletons {
+        handle.await.context("a singleton role")?;
     }
     dispatcher.await.context("task dispatcher")??;
-    if let Some(handle) = archiver {
-        handle.await.context("archiver")?;
-    }
     if let Some(handle) = retention {
         handle.await.context("retention")?;
-    }
-    if let Some(handle) = evaluator {
-        handle.await.context("alert evaluator")??;
     }
     projected?;
     // Acks are buffered by the client: try to get them to the server before exiting (bounded:

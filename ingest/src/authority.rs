@@ -100,13 +100,16 @@ impl Grant {
         }
     }
 
-    /// `nerve project`: streams, consumers and acks; liveness and alert events, notification
-    /// attempts; the dispatcher's offers, cancellations and per-node task records.
+    /// `nerve project`: streams, consumers and acks; the singleton roles' leases; liveness and
+    /// alert events, notification attempts; the dispatcher's offers, cancellations and per-node
+    /// task records.
     pub fn project() -> Self {
         Self {
             publish: vec![
                 "$JS.API.>".into(),
                 "$JS.ACK.>".into(),
+                // The singleton roles' leases (`lease::LEASES_BUCKET`).
+                "$KV.nerve_leases.>".into(),
                 subjects::LIVENESS_ALL.into(),
                 subjects::ALERTS_ALL.into(),
                 subjects::CONTROL_ALL.into(),

@@ -13,6 +13,8 @@ pub mod archive;
 pub mod authority;
 pub mod gate;
 pub mod keys;
+#[cfg(feature = "lease")]
+pub mod lease;
 pub mod node_key;
 pub mod offer;
 pub mod publish;

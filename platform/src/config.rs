@@ -23,7 +23,7 @@ mod roles;
 
 pub use roles::{
     AlertsConfig, ApiConfig, ArchiveConfig, DevConfig, DispatchConfig, RetentionConfig, S3Config,
-    S3Credentials, SmtpConfig,
+    S3Credentials, SingletonsConfig, SmtpConfig,
 };
 
 /// The whole configuration of every Nerve process.
@@ -42,6 +42,7 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     pub archive: ArchiveConfig,
     pub retention: RetentionConfig,
+    pub singletons: SingletonsConfig,
 }
 
 /// Where NATS is.
@@ -361,6 +362,9 @@ impl Config {
             || s3.endpoint.starts_with("https://"))
         {
             return bad("archive.s3.endpoint must be an http:// or https:// URL");
+        }
+        if self.singletons.lease_secs < 3 {
+            return bad("singletons.lease_secs must be at least 3 (renewed every third of it)");
         }
         if self.retention.interval_secs == 0 {
             return bad("retention.interval_secs must be at least 1");

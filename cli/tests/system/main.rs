@@ -20,6 +20,7 @@ mod drill;
 mod enrollment;
 mod fleet_list;
 mod gpu_node;
+mod lease;
 mod liveness;
 mod offers;
 mod point_in_time;

@@ -343,3 +343,18 @@ impl Default for RetentionConfig {
         }
     }
 }
+
+/// The singleton roles of `nerve project` (liveness tracker, alert evaluator, archiver): any
+/// number of instances may run; each role runs in the one holding its lease in NATS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SingletonsConfig {
+    /// The lease: renewed every third of it; a holder that dies is replaced within two.
+    pub lease_secs: u64,
+}
+
+impl Default for SingletonsConfig {
+    fn default() -> Self {
+        Self { lease_secs: 6 }
+    }
+}
