@@ -62,10 +62,11 @@ fn contend(
     })
 }
 
-async fn holder(running: &Running) -> String {
+/// The one contender running, once it is not `not`.
+async fn holder(running: &Running, not: &str) -> String {
     eventually(DEADLINE, "one contender running", || async {
         let who = running.who.lock().ok()?.clone();
-        (who.len() == 1).then(|| who[0].clone())
+        (who.len() == 1 && who[0] != not).then(|| who[0].clone())
     })
     .await
 }
@@ -94,24 +95,16 @@ async fn one_contender_runs_and_another_takes_over_when_it_dies_or_stops() {
         .collect();
 
     // The holder dies without a word: another takes over once the lease runs out.
-    let first = holder(&running).await;
+    let first = holder(&running, "").await;
     let died = std::time::Instant::now();
     tasks.remove(&first).expect("task").0.abort();
-    let second = eventually(DEADLINE, "another contender running", || async {
-        let who = running.who.lock().ok()?.clone();
-        (who.len() == 1 && who[0] != first).then(|| who[0].clone())
-    })
-    .await;
+    let second = holder(&running, &first).await;
     let failover = died.elapsed();
 
     // The next stops cleanly: the last takes over, well before a lease could run out.
     let stopped = std::time::Instant::now();
     tasks.get(&second).expect("task").1.cancel();
-    let third = eventually(DEADLINE, "the last contender running", || async {
-        let who = running.who.lock().ok()?.clone();
-        (who.len() == 1 && who[0] != second).then(|| who[0].clone())
-    })
-    .await;
+    let third = holder(&running, &second).await;
     let handover = stopped.elapsed();
     assert_ne!(third, first);
     assert_eq!(running.most.load(Ordering::SeqCst), 1, "never two at once");
