@@ -1,8 +1,9 @@
 //! Fault drills on real processes, with exact counts from ClickHouse: on a 3-server JetStream
 //! cluster (streams replicated 3 times), the telemetry stream's leader is killed (SIGKILL)
 //! while heartbeats are published and projected, then restarted; every heartbeat a publisher
-//! got an ack for is in `heartbeats` exactly once. The cluster configs shipped in
-//! `infra/nats/cluster/` are valid for that nats-server.
+//! got an ack for is in `heartbeats` exactly once. Of two `nerve project`s, the one running
+//! the singletons is killed: the other takes them over, and an open alert fires no second
+//! time. The cluster configs shipped in `infra/nats/cluster/` are valid for that nats-server.
 
 use std::time::Duration;
 
@@ -132,4 +133,92 @@ fn the_shipped_cluster_configs_are_valid() {
     }
     names.sort();
     assert_eq!(names, ["n1", "n2", "n3"]);
+}
+
+/// The pid in a lease holder's name (`host-pid-started_ms`).
+fn holder_pid(holder: &str) -> Option<u32> {
+    holder.rsplit('-').nth(1)?.parse().ok()
+}
+
+/// Two `nerve project`s; the one running the alert evaluator is killed (SIGKILL): the other
+/// takes the lease over, evaluates (a second hot node fires), and the alert that was open
+/// fires no second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_project_killed_hands_its_singletons_over_without_a_second_firing() {
+    let env = Env::start().await;
+    let fast = [
+        ("NERVE_SINGLETONS__LEASE_SECS", "3"),
+        ("NERVE_ALERTS__EVAL_INTERVAL_MS", "200"),
+    ];
+    let mut projects = vec![
+        env.spawn_nerve_with(&["project"], &fast),
+        env.spawn_nerve_with(&["project"], &fast),
+    ];
+    let app = env.app().await;
+    let (status, body) = crate::support::call(
+        &app,
+        axum::http::Method::POST,
+        "/api/v1/alerts/rules",
+        serde_json::json!({
+            "name": "cpu-hot", "kind": "threshold", "metric": "cpu_pct", "aggregate": "max",
+            "op": ">", "threshold": 95.0, "window_secs": 600, "for_secs": 0,
+            "resolve_after_secs": 600, "severity": "critical"
+        }),
+    )
+    .await;
+    assert_eq!(status, axum::http::StatusCode::ACCEPTED, "{body}");
+    let hot = |node: &'static str| {
+        let js = env.js.clone();
+        async move {
+            let mut hb = heartbeat(node, nerve_platform::now_ms(), 1);
+            hb.cpu_pct = 99.0;
+            crate::support::publish_heartbeat(&js, &hb).await;
+        }
+    };
+    hot("hot-a").await;
+    let fired = |node: &'static str| {
+        format!("SELECT count() FROM alert_log WHERE kind = 'AlertFired' AND node_id = '{node}'")
+    };
+    eventually(DEADLINE, "hot-a firing", || async {
+        (env.count(&fired("hot-a")).await == 1).then_some(())
+    })
+    .await;
+
+    let leases = env
+        .js
+        .get_key_value(nerve_ingest::lease::LEASES_BUCKET)
+        .await
+        .expect("leases");
+    let holder = |leases: async_nats::jetstream::kv::Store| async move {
+        let value = leases.get("alerts").await.ok()??;
+        holder_pid(&String::from_utf8_lossy(&value))
+    };
+    let leader = holder(leases.clone())
+        .await
+        .expect("an evaluator holds the lease");
+    let i = projects
+        .iter()
+        .position(|p| p.id() == Some(leader))
+        .expect("one of the two");
+    projects[i].start_kill().expect("kill");
+    projects[i].wait().await.expect("reaped");
+
+    eventually(
+        DRILL_DEADLINE,
+        "the other project running the evaluator",
+        || async {
+            let now = holder(leases.clone()).await?;
+            (now != leader).then_some(())
+        },
+    )
+    .await;
+    hot("hot-b").await;
+    eventually(DEADLINE, "hot-b firing under the new evaluator", || async {
+        (env.count(&fired("hot-b")).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(env.count(&fired("hot-a")).await, 1, "hot-a fired once");
+    for p in &mut projects {
+        let _ = p.start_kill();
+    }
 }
