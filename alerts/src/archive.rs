@@ -44,15 +44,13 @@ impl Watch {
         }
     }
 
-    /// The watch for `config`'s archive over `streams`, with its built-in rule.
-    pub fn configured(config: &ArchiveConfig, streams: Vec<String>) -> Result<Self, AlertsError> {
-        let archive =
-            Archive::configured(config).map_err(|e| AlertsError::Archive(e.to_string()))?;
-        Ok(Self {
+    /// The watch over `streams` of `archive` (the one `config` names), with its built-in rule.
+    pub fn configured(archive: Archive, config: &ArchiveConfig, streams: Vec<String>) -> Self {
+        Self {
             alert_lag_pct: config.alert_lag_pct,
             alert_channels: config.alert_channels.clone(),
             ..Self::new(archive, streams, Duration::from_secs(60))
-        })
+        }
     }
 
     /// The last sequence of `stream` sealed, as the manifest said at most `refresh` ago.

@@ -61,15 +61,18 @@ pub(crate) async fn spawn(
         .into_iter()
         .map(|s| s.name)
         .collect();
+    // One handle on the archive (a bucket's client, or a directory) for the archiver and for
+    // the evaluator that watches its lag.
+    let archive = match config.archive.enabled {
+        true => Some(
+            nerve_ingest::archive::Archive::configured(&config.archive).context("the archive")?,
+        ),
+        false => None,
+    };
     if config.alerts.enabled {
-        // The archive's lag is watched where it is written.
-        let watch = match config.archive.enabled {
-            true => Some(nerve_alerts::archive::Watch::configured(
-                &config.archive,
-                streams.clone(),
-            )?),
-            false => None,
-        };
+        let watch = archive.clone().map(|archive| {
+            nerve_alerts::archive::Watch::configured(archive, &config.archive, streams.clone())
+        });
         let ctx = nerve_alerts::Context::new(
             nerve_platform::clickhouse::client(&config.clickhouse),
             Some(client.clone()),
@@ -89,9 +92,7 @@ pub(crate) async fn spawn(
             }),
         ));
     }
-    if config.archive.enabled {
-        let archive =
-            nerve_ingest::archive::Archive::configured(&config.archive).context("the archive")?;
+    if let Some(archive) = archive {
         tracing::info!(archive = %archive.location().display(), "archiving every stream");
         let sealing = nerve_ingest::archive::Sealing {
             span: Duration::from_secs(config.archive.file_secs),
