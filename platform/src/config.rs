@@ -71,7 +71,8 @@ impl Default for NatsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClickHouseConfig {
-    /// ClickHouse HTTP endpoint.
+    /// ClickHouse HTTP endpoint; several, comma-separated, are tried in order when connecting
+    /// (the servers of a cluster: any one of them takes reads and writes).
     pub url: String,
     /// Database holding every Nerve table; created at start.
     pub database: String,
@@ -79,6 +80,10 @@ pub struct ClickHouseConfig {
     pub user: String,
     /// ClickHouse password (prefer the environment: `NERVE_CLICKHOUSE__PASSWORD`).
     pub password: String,
+    /// A cluster of the servers' `remote_servers`; set, every table is a
+    /// `Replicated*MergeTree` per shard (`<table>_local`) under a `Distributed` table of the
+    /// table's name, created `ON CLUSTER`. Empty: one server, plain tables.
+    pub cluster: String,
 }
 
 impl Default for ClickHouseConfig {
@@ -88,6 +93,7 @@ impl Default for ClickHouseConfig {
             database: "nerve".into(),
             user: "default".into(),
             password: String::new(),
+            cluster: String::new(),
         }
     }
 }
@@ -408,6 +414,17 @@ impl Config {
             || self.clickhouse.database.is_empty()
         {
             return bad("clickhouse.database must be a plain identifier ([A-Za-z0-9_]+)");
+        }
+        if !self
+            .clickhouse
+            .cluster
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return bad("clickhouse.cluster must be a plain identifier ([A-Za-z0-9_]+) or empty");
+        }
+        if self.clickhouse.url.split(',').any(|u| u.trim().is_empty()) {
+            return bad("clickhouse.url must be one or more comma-separated URLs, none empty");
         }
         Ok(())
     }

@@ -255,9 +255,11 @@ fn check_bin(name: &'static str, path: &Path, env: &'static str) -> Result<(), S
     }
 }
 
+pub mod clickhouse_cluster;
 mod clickhouse_users;
 mod nats_options;
 
+pub use clickhouse_cluster::{ClickHouseCluster, ZooKeeper};
 pub use clickhouse_users::ClickHouseUsers;
 pub use nats_options::{ClusterMember, MAX_PAYLOAD_BYTES, NatsOptions};
 
@@ -388,6 +390,7 @@ pub struct ClickHouseServer {
     pub http_port: u16,
     /// For `clickhouse-client --port`.
     pub tcp_port: u16,
+    dir: PathBuf,
     process: ChildProcess,
 }
 
@@ -431,7 +434,7 @@ impl ClickHouseServer {
                 path: dir.clone(),
                 source,
             })?;
-            match Self::start_on(&bin, &dir, (port, tcp_port), users) {
+            match Self::start_on(&bin, &dir, (port, tcp_port), users, &[]) {
                 Ok(server) => return Ok(server),
                 // Another process may have taken the free port first: try another.
                 Err(e @ ServiceError::ExitedEarly { .. }) => last_err = Some(e),
@@ -445,27 +448,54 @@ impl ClickHouseServer {
         }))
     }
 
-    fn start_on(
+    /// Writes the config (with `config_d`: extra files for `config.d/`, name and XML) and
+    /// starts the server on `port` and `tcp_port`.
+    pub(crate) fn start_on(
         bin: &Path,
         dir: &Path,
         (port, tcp_port): (u16, u16),
         users: Option<&ClickHouseUsers>,
+        config_d: &[(String, String)],
     ) -> Result<Self, ServiceError> {
-        for sub in ["data", "tmp", "user_files", "format_schemas", "log"] {
+        for sub in [
+            "data",
+            "tmp",
+            "user_files",
+            "format_schemas",
+            "log",
+            "config.d",
+        ] {
             ensure_dir(&dir.join(sub))?;
         }
-        let config = dir.join("config.xml");
-        let write = |path: &Path, text: String| {
+        let write = |path: &Path, text: &str| {
             std::fs::write(path, text).map_err(|source| ServiceError::Io {
                 path: path.to_owned(),
                 source,
             })
         };
-        write(&config, clickhouse_config_xml(dir, port, tcp_port))?;
-        write(&dir.join("users.xml"), clickhouse_users::users_xml(users))?;
+        write(
+            &dir.join("config.xml"),
+            &clickhouse_config_xml(dir, port, tcp_port),
+        )?;
+        write(&dir.join("users.xml"), &clickhouse_users::users_xml(users))?;
+        for (name, xml) in config_d {
+            write(&dir.join("config.d").join(name), xml)?;
+        }
+        Self::spawn_in(bin, dir, (port, tcp_port))
+    }
+
+    /// Starts the server configured in `dir` and waits until it answers.
+    fn spawn_in(
+        bin: &Path,
+        dir: &Path,
+        (port, tcp_port): (u16, u16),
+    ) -> Result<Self, ServiceError> {
         let mut cmd = Command::new(bin);
-        cmd.arg(format!("--config-file={}", config.display()))
-            .current_dir(dir);
+        cmd.arg(format!(
+            "--config-file={}",
+            dir.join("config.xml").display()
+        ))
+        .current_dir(dir);
         let log = dir.join("log/stdout.log");
         let mut process = ChildProcess::spawn("clickhouse-server", cmd, &log)?;
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -494,8 +524,26 @@ impl ClickHouseServer {
             url: format!("http://127.0.0.1:{port}"),
             http_port: port,
             tcp_port,
+            dir: dir.to_owned(),
             process,
         })
+    }
+
+    /// SIGKILL now, as a crash (fault drills).
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Stops it if running and starts it again on the same ports with the same files.
+    /// Blocking.
+    pub fn restart(&mut self) -> Result<(), ServiceError> {
+        self.process.stop(Duration::from_secs(10));
+        *self = Self::spawn_in(
+            &clickhouse_server_bin(),
+            &self.dir,
+            (self.http_port, self.tcp_port),
+        )?;
+        Ok(())
     }
 
     pub fn stop(&mut self, timeout: Duration) {

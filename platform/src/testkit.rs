@@ -103,6 +103,41 @@ impl TestNats {
     }
 }
 
+/// The 2 × 2 ClickHouse cluster of `infra/clickhouse/cluster/` with its ZooKeeper, private to
+/// one test (a fault drill kills and restarts its servers).
+#[derive(Debug)]
+pub struct TestClickHouseCluster {
+    pub cluster: crate::services::ClickHouseCluster,
+    _dir: tempfile::TempDir,
+}
+
+impl TestClickHouseCluster {
+    /// Starts it (seconds: ZooKeeper, then four servers); panics with the reason.
+    pub async fn start() -> Self {
+        tokio::task::spawn_blocking(|| {
+            let dir = tempfile::Builder::new()
+                .prefix("nerve-test-clickhouse-cluster-")
+                .tempdir()
+                .unwrap_or_else(|e| panic!("temp dir: {e}"));
+            let cluster = crate::services::ClickHouseCluster::start(dir.path())
+                .unwrap_or_else(|e| panic!("{e}"));
+            Self { cluster, _dir: dir }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A config for a fresh database on the cluster: every server's URL, `cluster` set.
+    pub fn config(&self) -> ClickHouseConfig {
+        ClickHouseConfig {
+            url: self.cluster.url(),
+            database: format!("t_{}", uuid::Uuid::now_v7().simple()),
+            cluster: crate::services::clickhouse_cluster::CLUSTER.into(),
+            ..ClickHouseConfig::default()
+        }
+    }
+}
+
 struct SharedClickHouse {
     url: String,
     _server: Option<ClickHouseServer>,

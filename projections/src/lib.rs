@@ -9,6 +9,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod cluster;
 pub mod control;
 pub mod heartbeats;
 pub mod history;
@@ -133,14 +134,35 @@ pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
 ];
 
 /// Creates the database and every table if missing, and adds columns released later. Safe at
-/// every start.
+/// every start. On a cluster (`clickhouse.cluster`) the tables are the [`cluster`] forms,
+/// created `ON CLUSTER`; those this server already has are not asked for again, so a start
+/// with a server of the cluster down does not wait on its DDL queue.
 pub async fn ensure_tables(config: &ClickHouseConfig) -> Result<(), clickhouse::error::Error> {
     nerve_platform::clickhouse::ensure_database(config).await?;
     let client = nerve_platform::clickhouse::server_client(config);
-    for statement in all_ddl(&config.database) {
-        client.query(&statement).execute().await?;
-    }
     let db = &config.database;
+    if config.cluster.is_empty() {
+        for statement in all_ddl(db) {
+            client.query(&statement).execute().await?;
+        }
+    } else {
+        let present: Vec<String> = client
+            .query("SELECT name FROM system.tables WHERE database = ?")
+            .bind(db.as_str())
+            .fetch_all()
+            .await?;
+        for statement in all_ddl(db) {
+            for statement in cluster::clustered(&statement, db, &config.cluster) {
+                if cluster::created(&statement)
+                    .is_some_and(|name| present.iter().any(|p| p == name))
+                {
+                    continue;
+                }
+                client.query(&statement).execute().await?;
+            }
+        }
+    }
+    let on_cluster = nerve_platform::clickhouse::on_cluster(config);
     for (table, column, ty) in ADDED_COLUMNS {
         let present: u64 = client
             .query(
@@ -153,12 +175,20 @@ pub async fn ensure_tables(config: &ClickHouseConfig) -> Result<(), clickhouse::
             .await?;
         if present == 0 {
             tracing::info!(table, column, "adding column released after the table");
-            client
-                .query(&format!(
-                    "ALTER TABLE {db}.{table} ADD COLUMN {column} {ty}"
-                ))
-                .execute()
-                .await?;
+            // On a cluster the replicated tables first, then the distributed one over them.
+            let tables = if config.cluster.is_empty() {
+                vec![table.to_string()]
+            } else {
+                vec![format!("{table}_local"), table.to_string()]
+            };
+            for t in tables {
+                client
+                    .query(&format!(
+                        "ALTER TABLE {db}.{t}{on_cluster} ADD COLUMN {column} {ty}"
+                    ))
+                    .execute()
+                    .await?;
+            }
         }
     }
     Ok(())

@@ -38,6 +38,7 @@ async fn nerve_has_its_own_password_and_analysts_only_read() {
         database: "nerve_users_test".into(),
         user: "nerve".into(),
         password: users.nerve_password.clone(),
+        ..ClickHouseConfig::default()
     };
     nerve_projections::ensure_tables(&config)
         .await

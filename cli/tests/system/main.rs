@@ -11,6 +11,7 @@ mod archive;
 mod archive_s3;
 mod auth;
 mod browser;
+mod ch_cluster;
 mod channels;
 mod clickhouse_users;
 mod clusters;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, Context};
 use nerve_api::dto::auth::{CreateToken, Identity, Role};
 use nerve_ingest::Outgoing;
-use nerve_platform::config::Config;
+use nerve_platform::config::{ClickHouseConfig, Config};
 use nerve_platform::testkit::{TestNats, eventually, fresh_database};
 use nerve_schemas::{Envelope, HeartbeatRecorded, subjects};
 
@@ -27,6 +27,11 @@ pub struct Env {
 impl Env {
     pub async fn start() -> Self {
         Self::start_on(TestNats::start(), None, None).await
+    }
+
+    /// [`Env::start`] with its tables in `clickhouse` (a cluster's fresh database).
+    pub async fn start_with_clickhouse(clickhouse: ClickHouseConfig) -> Self {
+        Self::start_full(TestNats::start(), None, None, Some(clickhouse)).await
     }
 
     /// [`Env::start`] with NATS as production runs it: decentralized JWT auth (no anonymous
@@ -67,13 +72,25 @@ impl Env {
         creds: Option<std::path::PathBuf>,
         keys: Option<tempfile::TempDir>,
     ) -> Self {
+        Self::start_full(nats, creds, keys, None).await
+    }
+
+    async fn start_full(
+        nats: TestNats,
+        creds: Option<std::path::PathBuf>,
+        keys: Option<tempfile::TempDir>,
+        clickhouse: Option<ClickHouseConfig>,
+    ) -> Self {
         let mut config = Config::default();
         config.nats.url = nats.url();
         config.nats.credentials_file = creds;
         if let Some(keys) = &keys {
             config.api.nats_authority_dir = keys.path().join("authority");
         }
-        config.clickhouse = fresh_database().await;
+        config.clickhouse = match clickhouse {
+            Some(c) => c,
+            None => fresh_database().await,
+        };
         config.projector.ack_wait_secs = 2;
         config.projector.batch_max_wait_ms = 50;
         config.api.fleet_snapshot_max_age_ms = 0; // a request sees what is stored before it
@@ -185,6 +202,12 @@ impl Env {
             ("RUST_LOG".into(), "warn".into()),
         ]
         .into_iter()
+        .chain((!c.clickhouse.cluster.is_empty()).then(|| {
+            (
+                "NERVE_CLICKHOUSE__CLUSTER".to_owned(),
+                c.clickhouse.cluster.clone(),
+            )
+        }))
         .chain(c.nats.credentials_file.as_ref().map(|f| {
             (
                 "NERVE_NATS__CREDENTIALS_FILE".to_owned(),
