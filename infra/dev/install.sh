@@ -5,7 +5,8 @@
 #   - the console's wasm toolchain: a wasm32 Rust std, wasm-bindgen-cli matching Cargo.lock,
 #     wasm-opt (npm binaryen)
 #   - with --test: chdb-core (modern ClickHouse dialect checker), aiosmtpd (an SMTP server for
-#     the email tests) and Chromium + ChromeDriver
+#     the email tests), moto (an S3 server), ZooKeeper (the replicated ClickHouse drills) and
+#     Chromium + ChromeDriver
 # Prints the tool locations as `KEY=value` lines on stdout (for `eval`), everything else on stderr.
 set -euo pipefail
 
@@ -45,6 +46,12 @@ fi
 # The tools the agent's inventory uses when present: DIMMs (dmidecode) and SMART (smartctl).
 if ! command -v smartctl >/dev/null 2>&1 || ! command -v dmidecode >/dev/null 2>&1; then
   apt_install smartmontools dmidecode
+fi
+
+# ZooKeeper (with Java): what ClickHouse 18.16's replicated tables coordinate through, for the
+# clustered-ClickHouse tests and drills.
+if [ "$want_test" = 1 ] && [ ! -f /usr/share/java/zookeeper.jar ]; then
+  apt_install zookeeper
 fi
 
 # Python venv for nats-server (and chdb for tests).

@@ -1,6 +1,8 @@
 //! NATS plumbing as code: connecting, the JetStream streams (created or updated idempotently at
 //! start), the durable consumers the projectors use, and [`publish`], the one publish path.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
@@ -88,11 +90,28 @@ pub async fn connect(
             inbox::role(role),
         ),
     };
+    let spread = Duration::from_millis(match who {
+        Who::Node { .. } => config.reconnect_spread_ms,
+        Who::Role(_) => config.reconnect_spread_ms.min(250),
+    });
+    let connected_once = Arc::new(AtomicBool::new(false));
     options = options
         .name(name)
         .custom_inbox_prefix(inbox)
         .max_reconnects(None)
-        .connection_timeout(Duration::from_secs(5));
+        .connection_timeout(Duration::from_secs(5))
+        .event_callback({
+            let connected_once = connected_once.clone();
+            move |event| {
+                if let async_nats::Event::Connected = event {
+                    connected_once.store(true, Ordering::Relaxed);
+                }
+                async {}
+            }
+        })
+        .reconnect_delay_callback(move |attempt| {
+            reconnect_delay(attempt, spread, connected_once.load(Ordering::Relaxed))
+        });
     if wait_for_server {
         options = options.retry_on_initial_connect();
     }
@@ -119,6 +138,22 @@ pub async fn connect(
         .connect(servers)
         .await
         .map_err(|e| err(e.to_string()))
+}
+
+/// The wait before connection try `attempt` (1 for the first): nothing for a client's very first
+/// try; otherwise a random point of a window that starts at `spread` and doubles with each
+/// failed try, up to 30 s ("full jitter": clients that lost the same server at the same moment
+/// spread out instead of retrying in lockstep).
+pub fn reconnect_delay(attempt: usize, spread: Duration, connected_once: bool) -> Duration {
+    const MAX_WINDOW: Duration = Duration::from_secs(30);
+    if attempt <= 1 && !connected_once {
+        return Duration::ZERO;
+    }
+    // A floor, so a spread of 0 never retries a server that is down in a tight loop.
+    let base = spread.max(Duration::from_millis(100));
+    let doublings = attempt.saturating_sub(1).min(16) as u32;
+    let window = base.saturating_mul(1 << doublings).min(MAX_WINDOW);
+    window.mul_f64(fastrand::f64())
 }
 
 /// Inbox prefixes, as the authority grants them.
@@ -297,4 +332,50 @@ pub async fn read_stream(
         .map_err(|e| e.to_string())?;
     let messages = consumer.messages().await.map_err(|e| e.to_string())?;
     Ok((end, messages))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnects_spread_over_a_window_that_doubles_up_to_30_s() {
+        let spread = Duration::from_secs(5);
+        assert_eq!(
+            reconnect_delay(1, spread, false),
+            Duration::ZERO,
+            "first connect"
+        );
+        let firsts: Vec<Duration> = (0..2_000)
+            .map(|_| reconnect_delay(1, spread, true))
+            .collect();
+        let (min, max) = (
+            firsts.iter().min().copied().unwrap_or_default(),
+            firsts.iter().max().copied().unwrap_or_default(),
+        );
+        assert!(max <= spread, "{max:?}");
+        assert!(
+            min < spread / 20 && max > spread * 19 / 20,
+            "{min:?}..{max:?}"
+        );
+        // Each quarter of the window gets about a quarter of the clients.
+        for q in 0..4u32 {
+            let n = firsts
+                .iter()
+                .filter(|d| **d >= spread * q / 4 && **d < spread * (q + 1) / 4)
+                .count();
+            assert!((350..650).contains(&n), "quarter {q}: {n}");
+        }
+        for attempt in 2..100 {
+            let d = reconnect_delay(attempt, spread, true);
+            assert!(d <= Duration::from_secs(30), "attempt {attempt}: {d:?}");
+        }
+        assert!(
+            (0..200).any(|_| reconnect_delay(3, spread, true) > spread * 2),
+            "the window doubles"
+        );
+        // No spread still waits: never a tight loop against a server that is down.
+        let floor = reconnect_delay(5, Duration::ZERO, true);
+        assert!(floor <= Duration::from_millis(1_600));
+    }
 }

@@ -55,6 +55,11 @@ pub struct NatsConfig {
     pub credentials_file: Option<PathBuf>,
     /// The CA (PEM) the server's certificate must chain to; set: TLS is required.
     pub tls_ca_file: PathBuf,
+    /// After losing its server an agent waits a random time within this window before its
+    /// first reconnect (the window doubles with each failed try, up to 30 s), so a fleet that
+    /// lost a broker at once comes back spread out instead of all in the same second. The
+    /// control-plane roles use at most 250 ms.
+    pub reconnect_spread_ms: u64,
 }
 
 impl Default for NatsConfig {
@@ -63,6 +68,7 @@ impl Default for NatsConfig {
             url: "nats://127.0.0.1:4222".into(),
             credentials_file: None,
             tls_ca_file: PathBuf::new(),
+            reconnect_spread_ms: 5_000,
         }
     }
 }
@@ -402,6 +408,9 @@ impl Config {
         }
         if self.liveness.check_interval_ms == 0 {
             return bad("liveness.check_interval_ms must be at least 1");
+        }
+        if self.nats.reconnect_spread_ms > 600_000 {
+            return bad("nats.reconnect_spread_ms must be at most 600000 (10 minutes)");
         }
         if self.api.max_page_size == 0 {
             return bad("api.max_page_size must be at least 1");

@@ -29,6 +29,7 @@ mod projector;
 mod replay;
 mod retention;
 mod secrets;
+mod storm;
 mod support;
 mod tasks;
 mod tls;
