@@ -7,7 +7,7 @@
 //! stream nor loses the good events around it. A failed ClickHouse write is retried with backoff
 //! while the batch's ack deadline is extended; nothing is acked before the write succeeded.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -283,6 +283,8 @@ pub struct Runner<P: Projection> {
     ch: Client,
     options: RunnerOptions,
     metrics: RunnerMetrics,
+    /// The consumer's: a message unacked this long is delivered again.
+    ack_wait: Duration,
 }
 
 impl<P: Projection> Runner<P> {
@@ -318,6 +320,7 @@ impl<P: Projection> Runner<P> {
             ch,
             options,
             metrics,
+            ack_wait,
         })
     }
 
@@ -409,12 +412,21 @@ impl<P: Projection> Runner<P> {
                 }
                 let deadline = Instant::now() + self.options.batch_max_wait;
                 let (mut due, mut ended) = (false, false);
+                // While the writer is busy (ClickHouse slow or down) the batch in hand is kept
+                // ours, as the one being written is: not delivered again meanwhile.
+                let hold = (self.ack_wait / 2).max(Duration::from_millis(100));
+                let mut keep = tokio::time::interval_at(Instant::now() + hold, hold);
                 loop {
                     let full = batch.len() >= self.options.batch_max_events;
                     if (due || full || ended) && *idle.borrow_and_update() {
                         break;
                     }
                     tokio::select! {
+                        _ = keep.tick() => {
+                            for m in &batch {
+                                let _ = m.ack_with(AckKind::Progress).await;
+                            }
+                        }
                         _ = tokio::time::sleep_until(deadline), if !due => due = true,
                         changed = idle.changed(), if due || full || ended => {
                             if changed.is_err() {
@@ -442,7 +454,21 @@ impl<P: Projection> Runner<P> {
     /// batch stays unacked and is redelivered to the next projector).
     async fn process(&self, batch: Vec<Message>, cancel: &CancellationToken) -> bool {
         let name = self.projection.name();
-        let (mut items, rejected_rows) = decode_all(&self.projection, batch.iter().map(Logged::of));
+        // A batch collected while writes failed may hold an event twice (delivered again after
+        // its ack deadline): one copy is folded — checked against the table, as redelivered —
+        // and every copy acked.
+        let mut logged: Vec<Logged> = Vec::with_capacity(batch.len());
+        let mut at: HashMap<u64, usize> = HashMap::with_capacity(batch.len());
+        for m in batch.iter().map(Logged::of) {
+            match at.get(&m.stream_seq) {
+                Some(&i) if m.stream_seq != 0 => logged[i].redelivered = true,
+                _ => {
+                    at.insert(m.stream_seq, logged.len());
+                    logged.push(m);
+                }
+            }
+        }
+        let (mut items, rejected_rows) = decode_all(&self.projection, logged);
 
         let mut backoff = Duration::from_millis(100);
         loop {

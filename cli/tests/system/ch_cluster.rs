@@ -206,3 +206,49 @@ async fn a_replica_killed_under_load_loses_nothing_and_catches_up_after_restart(
     );
     cancel.cancel();
 }
+
+/// How long ClickHouse stays down in [`clickhouse_down_for_a_minute_under_load_loses_nothing`].
+const OUTAGE: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_down_for_a_minute_under_load_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut server = tokio::task::block_in_place(|| {
+        nerve_platform::services::ClickHouseServer::start(dir.path(), None)
+    })
+    .expect("clickhouse");
+    let env = Env::start_with_clickhouse(nerve_platform::config::ClickHouseConfig {
+        url: server.url.clone(),
+        database: "drill".into(),
+        ..Default::default()
+    })
+    .await;
+    let metrics = Registry::new();
+    let cancel = CancellationToken::new();
+    let _projectors = env.spawn_projectors(&metrics, &cancel);
+    publish_range(&env, 1, 201).await;
+    all_projected(&env, 200, DEADLINE).await;
+
+    // Every server gone for a minute while heartbeats keep coming (20 a second).
+    server.kill();
+    let down = Instant::now();
+    let mut seq = 201;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    while down.elapsed() < OUTAGE {
+        tick.tick().await;
+        publish_range(&env, seq, seq + 1).await;
+        seq += 1;
+    }
+    let restarted = Instant::now();
+    tokio::task::block_in_place(|| server.restart()).expect("restart");
+    let acked = (seq - 1) as u64;
+    all_projected(&env, acked, CLUSTER_DEADLINE).await;
+    let catch_up = restarted.elapsed();
+    eprintln!(
+        "clickhouse down {:?} under load: {} heartbeats acked meanwhile, all stored {catch_up:?} \
+         after the restart",
+        OUTAGE,
+        acked - 200
+    );
+    cancel.cancel();
+}
