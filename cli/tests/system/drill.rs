@@ -140,9 +140,10 @@ fn holder_pid(holder: &str) -> Option<u32> {
     holder.rsplit('-').nth(1)?.parse().ok()
 }
 
-/// Two `nerve project`s; the one running the alert evaluator is killed (SIGKILL): the other
-/// takes the lease over, evaluates (a second hot node fires), and the alert that was open
-/// fires no second time.
+/// Two `nerve project`s; the one running the singletons is killed (SIGKILL) while a fleet
+/// heartbeats: the other takes the leases over and evaluates (a second hot node fires), the
+/// alert that was open fires no second time, and no node of the fleet is judged suspect or
+/// offline by the new liveness tracker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_project_killed_hands_its_singletons_over_without_a_second_firing() {
     let env = Env::start().await;
@@ -150,10 +151,47 @@ async fn the_leader_project_killed_hands_its_singletons_over_without_a_second_fi
         ("NERVE_SINGLETONS__LEASE_SECS", "3"),
         ("NERVE_ALERTS__EVAL_INTERVAL_MS", "200"),
     ];
-    let mut projects = vec![
-        env.spawn_nerve_with(&["project"], &fast),
-        env.spawn_nerve_with(&["project"], &fast),
-    ];
+    // A fleet heartbeating every second throughout.
+    let fleet = tokio::spawn({
+        let js = env.js.clone();
+        async move {
+            let mut beat = tokio::time::interval(Duration::from_secs(1));
+            for seq in 1.. {
+                beat.tick().await;
+                for n in 0..10 {
+                    let hb = heartbeat(&format!("steady-{n}"), nerve_platform::now_ms(), seq);
+                    let _ =
+                        nerve_ingest::publish(&js, subjects::heartbeat(&hb.envelope.node_id), &hb)
+                            .await;
+                }
+            }
+        }
+    });
+    // The first holds every singleton before the second starts.
+    let mut projects = vec![env.spawn_nerve_with(&["project"], &fast)];
+    let first = projects[0].id();
+    let leases = eventually(DEADLINE, "the leases bucket", || async {
+        env.js
+            .get_key_value(nerve_ingest::lease::LEASES_BUCKET)
+            .await
+            .ok()
+    })
+    .await;
+    let holder = |leases: async_nats::jetstream::kv::Store, key: &'static str| async move {
+        let value = leases.get(key).await.ok()??;
+        holder_pid(&String::from_utf8_lossy(&value))
+    };
+    eventually(
+        DEADLINE,
+        "the first project holding the singletons",
+        || async {
+            let l = holder(leases.clone(), "liveness").await?;
+            let a = holder(leases.clone(), "alerts").await?;
+            (Some(l) == first && Some(a) == first).then_some(())
+        },
+    )
+    .await;
+    projects.push(env.spawn_nerve_with(&["project"], &fast));
     let app = env.app().await;
     let (status, body) = crate::support::call(
         &app,
@@ -184,31 +222,18 @@ async fn the_leader_project_killed_hands_its_singletons_over_without_a_second_fi
     })
     .await;
 
-    let leases = env
-        .js
-        .get_key_value(nerve_ingest::lease::LEASES_BUCKET)
-        .await
-        .expect("leases");
-    let holder = |leases: async_nats::jetstream::kv::Store| async move {
-        let value = leases.get("alerts").await.ok()??;
-        holder_pid(&String::from_utf8_lossy(&value))
-    };
-    let leader = holder(leases.clone())
-        .await
-        .expect("an evaluator holds the lease");
-    let i = projects
-        .iter()
-        .position(|p| p.id() == Some(leader))
-        .expect("one of the two");
-    projects[i].start_kill().expect("kill");
-    projects[i].wait().await.expect("reaped");
+    let leader = first.expect("pid");
+    projects[0].start_kill().expect("kill");
+    projects[0].wait().await.expect("reaped");
+    let killed_ms = nerve_platform::now_ms();
 
     eventually(
         DRILL_DEADLINE,
-        "the other project running the evaluator",
+        "the other project running the evaluator and the tracker",
         || async {
-            let now = holder(leases.clone()).await?;
-            (now != leader).then_some(())
+            let a = holder(leases.clone(), "alerts").await?;
+            let l = holder(leases.clone(), "liveness").await?;
+            (a != leader && l != leader).then_some(())
         },
     )
     .await;
@@ -218,6 +243,20 @@ async fn the_leader_project_killed_hands_its_singletons_over_without_a_second_fi
     })
     .await;
     assert_eq!(env.count(&fired("hot-a")).await, 1, "hot-a fired once");
+    // The new tracker has judged for a while (its resume grace is 8 s) — no steady node
+    // judged anything.
+    eventually(DRILL_DEADLINE, "the new tracker judging", || async {
+        let newest = env
+            .count("SELECT toUInt64(max(ts_ms)) FROM heartbeats WHERE node_id = 'steady-0'")
+            .await;
+        (newest as i64 > killed_ms + 12_000).then_some(())
+    })
+    .await;
+    let judged = env
+        .count("SELECT count() FROM node_events WHERE node_id LIKE 'steady-%' AND liveness != ''")
+        .await;
+    assert_eq!(judged, 0, "no false suspect or offline");
+    fleet.abort();
     for p in &mut projects {
         let _ = p.start_kill();
     }
