@@ -33,6 +33,14 @@ pub struct ReplayArgs {
 }
 
 pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
+    if !config.clickhouse.cluster.is_empty() {
+        anyhow::bail!(
+            "nerve replay rebuilds through shadow tables on one ClickHouse server; with \
+             clickhouse.cluster = {:?} it does not run yet (docs/operations.md: rebuilding a \
+             cluster's tables)",
+            config.clickhouse.cluster
+        );
+    }
     let from_ms = args
         .from
         .as_deref()

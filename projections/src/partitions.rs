@@ -131,6 +131,26 @@ pub async fn take(
     Ok(true)
 }
 
+/// Drops partition `id` of `db.local` (a cluster's local table) on every shard of `cluster`.
+/// False for an id that is not one ClickHouse makes (nothing is run).
+pub async fn drop_on_cluster(
+    ch: &Client,
+    db: &str,
+    local: &str,
+    cluster: &str,
+    id: &str,
+) -> Result<bool, clickhouse::error::Error> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Ok(false);
+    }
+    ch.query(&format!(
+        "ALTER TABLE {db}.{local} ON CLUSTER {cluster} DROP PARTITION ID '{id}'"
+    ))
+    .execute()
+    .await?;
+    Ok(true)
+}
+
 /// The first partition id in scope for a start in the month beginning at `month_start`
 /// (`YYYYMM` for monthly partitions, `YYYYMM01` for daily).
 pub fn floor(month_start: time::OffsetDateTime, monthly: bool) -> String {

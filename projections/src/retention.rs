@@ -49,10 +49,13 @@ pub struct Dropped {
     pub partition_id: String,
 }
 
-/// Drops every partition of `db`'s trimmed tables that lies past its window at `now_ms`.
+/// Drops every partition of `db`'s trimmed tables that lies past its window at `now_ms`. On a
+/// cluster (`cluster` not empty) the partitions are those of any server's local tables, each
+/// dropped `ON CLUSTER` (replication drops it on the other replicas of a shard).
 pub async fn run_once(
     ch: &Client,
     db: &str,
+    cluster: &str,
     cfg: &RetentionConfig,
     now_ms: i64,
 ) -> Result<Vec<Dropped>, clickhouse::error::Error> {
@@ -61,19 +64,32 @@ pub async fn run_once(
         let Some(floor) = kept_from(table, cfg, now_ms) else {
             continue;
         };
-        let old: Vec<String> = ch
-            .query(
-                "SELECT DISTINCT partition_id FROM system.parts \
-                 WHERE database = ? AND table = ? AND active AND partition_id < ? \
-                 ORDER BY partition_id",
+        let (parts, local) = if cluster.is_empty() {
+            ("system.parts".to_owned(), table.to_owned())
+        } else {
+            (
+                format!("cluster('{cluster}', system, parts)"),
+                format!("{table}_local"),
             )
+        };
+        let old: Vec<String> = ch
+            .query(&format!(
+                "SELECT DISTINCT partition_id FROM {parts} \
+                 WHERE database = ? AND table = ? AND active AND partition_id < ? \
+                 ORDER BY partition_id"
+            ))
             .bind(db)
-            .bind(table)
+            .bind(&local)
             .bind(&floor)
             .fetch_all()
             .await?;
         for id in old {
-            if crate::partitions::take(ch, db, db, table, &id, false).await? {
+            let done = if cluster.is_empty() {
+                crate::partitions::take(ch, db, db, table, &id, false).await?
+            } else {
+                crate::partitions::drop_on_cluster(ch, db, &local, cluster, &id).await?
+            };
+            if done {
                 tracing::info!(table, partition_id = %id, "dropped past retention");
                 dropped.push(Dropped {
                     table,
@@ -111,7 +127,15 @@ pub async fn run(
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match run_once(&ch, &clickhouse.database, cfg, nerve_platform::now_ms()).await {
+        match run_once(
+            &ch,
+            &clickhouse.database,
+            &clickhouse.cluster,
+            cfg,
+            nerve_platform::now_ms(),
+        )
+        .await
+        {
             Ok(dropped) => {
                 runs.inc();
                 for d in dropped {

@@ -13,7 +13,7 @@ use nerve_platform::testkit::{TestClickHouseCluster, eventually};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{DEADLINE, Env, call, get_ok, heartbeat, publish_heartbeat};
+use crate::support::{DEADLINE, Env, call, get_ok, heartbeat, publish_heartbeat, signal};
 
 /// Replication and catch-up after a restart take longer than one server's writes.
 const CLUSTER_DEADLINE: Duration = Duration::from_secs(120);
@@ -110,9 +110,8 @@ async fn tables_are_replicated_and_sharded_and_reads_and_writes_go_through_the_c
         }
     }
 
-    let metrics = Registry::new();
-    let cancel = CancellationToken::new();
-    let _projectors = env.spawn_projectors(&metrics, &cancel);
+    // `nerve project` as deployed: every server's URL and the cluster from its environment.
+    let mut project = env.spawn_nerve(&["project"]);
     publish_range(&env, 1, 401).await;
     all_projected(&env, 400, DEADLINE).await;
     let [first, second] = replicas_agree(&cluster, &db, 400).await;
@@ -170,7 +169,50 @@ async fn tables_are_replicated_and_sharded_and_reads_and_writes_go_through_the_c
     assert_eq!(ids, ["n-01", "n-02", "n-33"]);
     let node = get_ok(&app, "/api/v1/nodes/n-07").await;
     assert_eq!(node["id"], "n-07", "{node}");
-    cancel.cancel();
+
+    // Retention finds a partition past its window on whichever shard holds it and drops it
+    // on every replica.
+    let old_ms = nerve_platform::now_ms() - 10 * 86_400_000;
+    for seq in 0..6 {
+        let hb = heartbeat(&format!("old-{seq}"), old_ms, seq);
+        publish_heartbeat(&env.js, &hb).await;
+    }
+    all_projected(&env, 406, DEADLINE).await;
+    let server = nerve_platform::clickhouse::server_client(&env.config.clickhouse);
+    let dropped = nerve_projections::retention::run_once(
+        &server,
+        &db,
+        &env.config.clickhouse.cluster,
+        &nerve_platform::config::RetentionConfig::default(),
+        nerve_platform::now_ms(),
+    )
+    .await
+    .expect("retention on the cluster");
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!(dropped[0].table, "heartbeats");
+    eventually(
+        CLUSTER_DEADLINE,
+        "the old partition gone everywhere",
+        || async {
+            let mut left = 0;
+            for s in &cluster.cluster.servers {
+                left += on_server(
+                    &s.url,
+                    &db,
+                    "SELECT count() FROM heartbeats_local WHERE node_id LIKE 'old-%'",
+                )
+                .await?;
+            }
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(env.count("SELECT count() FROM heartbeats").await, 400);
+
+    // A rebuild says plainly that it does not run on a cluster yet.
+    let (ok, said) = env.run_nerve(&["replay", "--check"]).await;
+    assert!(!ok && said.contains("clickhouse.cluster"), "{said}");
+    signal(&mut project, "-TERM").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

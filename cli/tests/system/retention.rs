@@ -129,7 +129,7 @@ async fn retention_drops_only_what_is_past_its_window_and_rollups_add_up() {
     let cfg = RetentionConfig::default();
     let server = nerve_platform::clickhouse::server_client(&env.config.clickhouse);
     let db = &env.config.clickhouse.database;
-    let dropped = retention::run_once(&server, db, &cfg, nerve_platform::now_ms())
+    let dropped = retention::run_once(&server, db, "", &cfg, nerve_platform::now_ms())
         .await
         .expect("retention");
     let dropped: Vec<(&str, String)> = dropped
@@ -152,7 +152,7 @@ async fn retention_drops_only_what_is_past_its_window_and_rollups_add_up() {
     );
     assert_eq!(partitions(&env, HEARTBEATS_1M).await.len(), 3);
     // A second run finds nothing more to drop.
-    let again = retention::run_once(&server, db, &cfg, nerve_platform::now_ms())
+    let again = retention::run_once(&server, db, "", &cfg, nerve_platform::now_ms())
         .await
         .expect("retention");
     assert!(again.is_empty(), "{again:?}");
