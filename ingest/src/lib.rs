@@ -251,19 +251,38 @@ pub fn stream_configs(config: &StreamsConfig) -> Vec<stream::Config> {
     ]
 }
 
-/// Creates the streams, or updates them to match the config. Safe to run at every start.
+/// Creates the streams, or updates them to match the config. Safe to run at every start. A
+/// JetStream that is not ready yet (a cluster electing its leader, a server still starting)
+/// is asked again for up to a minute; any other refusal is returned at once.
 pub async fn ensure_streams(
     js: &jetstream::Context,
     config: &StreamsConfig,
 ) -> Result<(), IngestError> {
     for stream in stream_configs(config) {
         let name = stream.name.clone();
-        js.create_or_update_stream(stream)
-            .await
-            .map_err(|e| IngestError::Stream {
-                stream: name.clone(),
-                message: e.to_string(),
-            })?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match js.create_or_update_stream(stream.clone()).await {
+                Ok(_) => break,
+                Err(e) => {
+                    let message = e.to_string();
+                    let lower = message.to_lowercase();
+                    let transient = ["timed out", "unavailable", "no responders", "leader"]
+                        .iter()
+                        .any(|w| lower.contains(w));
+                    if !transient || tokio::time::Instant::now() >= deadline {
+                        return Err(IngestError::Stream {
+                            stream: name.clone(),
+                            message,
+                        });
+                    }
+                    tracing::warn!(stream = %name, error = %message, "JetStream not ready; asking again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
         tracing::debug!(stream = %name, "stream ready");
     }
     Ok(())
