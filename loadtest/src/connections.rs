@@ -133,7 +133,7 @@ pub struct ConnectionsReport {
 /// Raises this process's soft open-files limit to at least `want` (inherited by the servers and
 /// workers it starts).
 #[allow(unsafe_code)] // two libc calls on a local struct
-fn raise_open_files(want: u64) -> anyhow::Result<u64> {
+pub(crate) fn raise_open_files(want: u64) -> anyhow::Result<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

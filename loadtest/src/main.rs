@@ -12,6 +12,7 @@ mod api_load;
 mod auth_check;
 mod connections;
 mod cpu;
+mod drill;
 mod enroll;
 mod history;
 mod live_lag;
@@ -58,6 +59,9 @@ enum Command {
     Api(api_load::ApiArgs),
     /// N simulated agents, one NATS connection each, heartbeating through to ClickHouse.
     Connections(connections::ConnectionsArgs),
+    /// Fault drills under load: a JetStream leader, a ClickHouse replica or all of ClickHouse
+    /// killed and restarted, R3 against R1 streams, a broker restart met by N agents.
+    Drill(drill::DrillArgs),
     /// The raw limits: JetStream pipelined publish and ClickHouse bulk insert, same payloads.
     Raw(raw::RawArgs),
     /// N 8-GPU heartbeats archived, then replayed into shadow tables from the stream and from
@@ -146,6 +150,7 @@ fn main() -> anyhow::Result<()> {
             Command::Tasks(args) => tasks_fanout::run(args).await,
             Command::Alerts(args) => alerts_eval::run(args).await,
             Command::Raw(args) => raw::run(args).await,
+            Command::Drill(args) => drill::run(args).await,
             Command::Rebuild(args) => rebuild::run(args).await,
             Command::Auth(args) => auth_check::run(args),
             Command::Enroll(args) => enroll::run(args).await,

@@ -98,7 +98,7 @@ impl Prober {
                             .min()
                             .unwrap_or_else(|| (s.published.len() as u64, nerve_platform::now_ms()))
                     };
-                    let ids: Vec<String> = ch
+                    let ids: Result<Vec<String>, _> = ch
                         .query(&format!(
                             "SELECT toString(event_id) FROM {HEARTBEATS} \
                              WHERE node_id = ? AND ts >= toDateTime(?) AND seq >= ?"
@@ -107,7 +107,12 @@ impl Prober {
                         .bind((from_ms / 1000 - 1).max(0) as u32)
                         .bind(from_seq)
                         .fetch_all()
-                        .await?;
+                        .await;
+                    // A drill takes ClickHouse down: asked again on the next poll.
+                    let Ok(ids) = ids else {
+                        tokio::time::sleep(POLL).await;
+                        continue;
+                    };
                     let now = Instant::now();
                     let finished = {
                         let mut s = lock(&state);
