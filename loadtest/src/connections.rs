@@ -28,6 +28,7 @@ use nerve_platform::services::{NatsOptions, NatsServer};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 mod secured;
+mod storm;
 
 use crate::probe::quantile;
 use crate::services::{Services, Target};
@@ -59,6 +60,13 @@ pub struct ConnectionsArgs {
     /// leaf nodes signing in to the hub.
     #[arg(long)]
     pub secured: bool,
+    /// After the rounds, kill every nats-server the agents connect to and restart it at once
+    /// (a broker restart met by the whole fleet): how long until every agent is back.
+    #[arg(long)]
+    pub restart_servers: bool,
+    /// The agents' `nats.reconnect_spread_ms`.
+    #[arg(long, default_value_t = 5_000)]
+    pub spread_ms: u64,
     /// Write the report as JSON here too.
     #[arg(long)]
     pub json_out: Option<std::path::PathBuf>,
@@ -82,6 +90,8 @@ pub struct WorkerArgs {
     pub rounds: u32,
     #[arg(long)]
     pub connect_concurrency: usize,
+    #[arg(long, default_value_t = 5_000)]
+    pub spread_ms: u64,
     /// The NATS authority (secured runs): each agent gets a JWT of its own from it.
     #[arg(long)]
     pub authority_dir: Option<std::path::PathBuf>,
@@ -128,6 +138,8 @@ pub struct ConnectionsReport {
     pub nats_servers_rss_mib: f64,
     /// Peak of this tool's processes' resident memory together (coordinator and workers).
     pub loadtest_rss_mib: f64,
+    /// `--restart-servers`: the fleet coming back.
+    pub storm: Option<storm::StormFigures>,
 }
 
 /// Raises this process's soft open-files limit to at least `want` (inherited by the servers and
@@ -315,6 +327,7 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
                 "--connect-concurrency={}",
                 args.connect_concurrency
             ))
+            .arg(format!("--spread-ms={}", args.spread_ms))
             .args(secured.iter().flat_map(|s| {
                 [
                     format!("--authority-dir={}", s.authority_dir.display()),
@@ -381,6 +394,40 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
         }
     };
     let server_fds: Vec<u64> = agent_pids.iter().map(|&p| open_fds(p)).collect();
+    let storm = if args.restart_servers {
+        tokio::task::block_in_place(|| {
+            if leaves.is_empty() {
+                services.restart_nats()
+            } else {
+                leaves.iter_mut().for_each(NatsServer::kill);
+                leaves
+                    .iter_mut()
+                    .try_for_each(NatsServer::restart)
+                    .map_err(anyhow::Error::from)
+            }
+        })?;
+        let restarted_ms = nerve_platform::now_ms();
+        eprintln!(
+            "connections: {} agent-facing server(s) killed and restarted",
+            urls.len()
+        );
+        let mut backs = Vec::new();
+        for (_, stdin, lines) in &mut workers {
+            stdin.write_all(b"report\n").await?;
+            stdin.flush().await?;
+            let line = lines
+                .next_line()
+                .await?
+                .context("a worker ended in the storm")?;
+            backs.push(serde_json::from_str::<storm::Back>(&line)?);
+        }
+        Some((
+            storm::figures(&backs, restarted_ms, args.spread_ms, urls.len()),
+            backs.iter().map(|b| b.acked_ms.len() as u64).sum::<u64>(),
+        ))
+    } else {
+        None
+    };
     for (mut child, stdin, _) in workers {
         drop(stdin);
         let status = child.wait().await?;
@@ -393,7 +440,8 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
         .flat_map(|r| r.acks_ms.iter().copied())
         .collect();
     acks.sort_by(f64::total_cmp);
-    let acked = acks.len() as u64;
+    let storm_acked = storm.as_ref().map_or(0, |s| s.1);
+    let acked = acks.len() as u64 + storm_acked;
     let ch = services.ch.clone();
     let deadline = Instant::now() + Duration::from_secs(120);
     let stored = loop {
@@ -429,6 +477,7 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
         nodes_stored: nodes,
         nats_servers_rss_mib: peak_nats_rss,
         loadtest_rss_mib: peak_own_rss,
+        storm: storm.map(|s| s.0),
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     if let Some(path) = &args.json_out {
@@ -443,8 +492,9 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
             && report.heartbeat_errors == 0
             && connected == u64::from(args.agents)
             && stored == acked
-            && acked == u64::from(args.agents) * u64::from(args.rounds)
-            && nodes == u64::from(args.agents),
+            && acked == u64::from(args.agents) * u64::from(args.rounds) + storm_acked
+            && nodes == u64::from(args.agents)
+            && report.storm.as_ref().is_none_or(|s| s.not_back == 0),
         "not every agent stayed connected and stored: see the report"
     );
     Ok(())
@@ -465,6 +515,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             .map(|i| {
                 let nats = nerve_platform::config::NatsConfig {
                     url: args.urls[i as usize % args.urls.len()].clone(),
+                    reconnect_spread_ms: args.spread_ms,
                     ..Default::default()
                 };
                 let (failures, ca) = (&failures, ca.clone());
@@ -561,6 +612,17 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             .count() as u64,
     };
     println!("{}", serde_json::to_string(&beaten)?);
+    // Watched from now on: the coordinator may restart the servers and ask how it went.
+    let watcher = storm::watch(clients.clone());
+    let line = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await??;
+    if line.trim() == "report" {
+        let back = watcher.await?;
+        println!("{}", serde_json::to_string(&back)?);
+    }
     // Connected until the coordinator has counted the servers' descriptors and closes stdin.
     tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
         .await??;

@@ -9,9 +9,10 @@
 //! - `clickhouse-down`: the only ClickHouse server is killed and restarted `--outage-secs` later;
 //! - `replicas`: no fault; the same load on one server with R1 streams, then on a 3-server
 //!   cluster with R3 streams (the cost of replication);
-//! - `storm`: `--agents` agents, each on its own connection opened as `nerve agent` opens its
-//!   own, heartbeating; the broker is killed and restarted: how long until every agent is
-//!   connected and acked again, and the most connections that arrived in one second.
+//! - `storm`: `connections --restart-servers`: `--agents` agents, each on its own connection
+//!   opened as `nerve agent` opens its own, heartbeat once; then every nats-server they connect
+//!   to is killed and restarted: how long until every agent is connected and acked again, and
+//!   the most connections that arrived in one second.
 //!
 //! Every drill but `storm` reports acked, stored, lost and duplicated heartbeats (exact counts
 //! from ClickHouse), publish → queryable p99 over the run, and the recovery time: from the
@@ -31,8 +32,6 @@ use nerve_platform::services::{
 };
 use nerve_projections::heartbeats::HEARTBEATS;
 use tokio_util::sync::CancellationToken;
-
-mod storm;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Kind {
@@ -71,6 +70,9 @@ pub struct DrillArgs {
     /// `storm`: each agent's heartbeat interval.
     #[arg(long, default_value_t = 10)]
     pub interval_secs: u64,
+    /// `storm`: agents per nats-server (past it, leaf node servers) and per process.
+    #[arg(long, default_value_t = 18_000)]
+    pub agents_per_server: u32,
     /// Write the report as JSON here too.
     #[arg(long)]
     pub json_out: Option<std::path::PathBuf>,
@@ -121,10 +123,19 @@ impl Outcome {
 pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
     let outcomes = match args.kind {
         Kind::Storm => {
-            let report = storm::run(&args).await?;
-            report.print();
-            write_json(&args, &report)?;
-            return Ok(());
+            return crate::connections::run(crate::connections::ConnectionsArgs {
+                agents: args.agents,
+                interval_secs: args.interval_secs,
+                rounds: 1,
+                connect_concurrency: 256,
+                agents_per_server: args.agents_per_server,
+                agents_per_process: args.agents_per_server,
+                secured: false,
+                restart_servers: true,
+                spread_ms: args.spread_ms,
+                json_out: args.json_out,
+            })
+            .await;
         }
         Kind::Replicas => {
             let mut r1 = Topology::start(1, false).await?;

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use nerve_platform::config::{ClickHouseConfig, Config};
 use nerve_platform::metrics::Registry;
 use nerve_platform::services::{ClickHouseServer, NatsOptions, NatsServer};
@@ -131,6 +133,18 @@ impl Services {
     /// The private ClickHouse's process id.
     pub fn clickhouse_pid(&self) -> Option<u32> {
         self.clickhouse.as_ref().map(ClickHouseServer::pid)
+    }
+
+    /// Kills the private nats-server and starts it again on its port with its store.
+    /// Blocking.
+    pub fn restart_nats(&mut self) -> anyhow::Result<()> {
+        let nats = self
+            .nats
+            .as_mut()
+            .context("no private nats-server to restart")?;
+        nats.kill();
+        nats.restart()?;
+        Ok(())
     }
 
     /// The CPU readers of this process and the private servers.

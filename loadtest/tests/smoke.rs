@@ -2,7 +2,8 @@
 //! README.md come from release builds, never from these tests): the simulator reports no loss,
 //! with the raw limits measured first in the same run; goose users browse a heartbeating fleet
 //! through the API on its own runtime without a failed request; agents spread over leaf node
-//! servers and worker processes get every heartbeat stored; the log is archived and replayed.
+//! servers and worker processes get every heartbeat stored, and come back when those servers
+//! restart; a stream leader killed under load loses nothing; the log is archived and replayed.
 
 use std::process::Command;
 
@@ -149,6 +150,53 @@ fn agents_on_leaf_node_servers_and_worker_processes_get_every_heartbeat_stored()
     for fds in r["nats_server_open_fds"].as_array().expect("fds") {
         assert!(fds.as_u64() >= Some(100), "{r}");
     }
+}
+
+#[test]
+fn a_broker_restart_brings_every_agent_back_spread_out() {
+    // 300 agents on three leaf node servers, all three killed and restarted at once.
+    let r = run(&[
+        "drill",
+        "storm",
+        "--agents",
+        "300",
+        "--agents-per-server",
+        "120",
+        "--spread-ms",
+        "2000",
+        "--interval-secs",
+        "1",
+    ]);
+    let storm = &r["storm"];
+    assert_eq!(storm["servers_restarted"], 3, "{r}");
+    assert_eq!(storm["not_back"], 0, "{r}");
+    assert!(storm["all_acked_secs"].as_f64() < Some(60.0), "{r}");
+    // Spread over the window: no second takes them all.
+    assert!(storm["busiest_second"].as_u64() < Some(300), "{r}");
+    assert_eq!(r["heartbeats_acked"], r["heartbeats_stored"], "{r}");
+}
+
+#[test]
+fn a_stream_leader_killed_under_load_loses_nothing() {
+    let r = run(&[
+        "drill",
+        "nats-leader",
+        "--rate",
+        "200",
+        "--nodes",
+        "50",
+        "--duration-secs",
+        "12",
+        "--fault-at-secs",
+        "3",
+        "--outage-secs",
+        "3",
+    ]);
+    let o = &r[0];
+    assert_eq!(o["lost"], 0, "{r}");
+    assert_eq!(o["duplicates"], 0, "{r}");
+    assert!(o["acked"].as_u64() > Some(1_000), "{r}");
+    assert!(o["recovery_secs"].as_f64().is_some(), "{r}");
 }
 
 #[test]

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, Message, consumer::PullConsumer};
@@ -285,6 +286,8 @@ pub struct Runner<P: Projection> {
     metrics: RunnerMetrics,
     /// The consumer's: a message unacked this long is delivered again.
     ack_wait: Duration,
+    /// The highest stream sequence this runner has written.
+    written_up_to: AtomicU64,
 }
 
 impl<P: Projection> Runner<P> {
@@ -321,6 +324,7 @@ impl<P: Projection> Runner<P> {
             options,
             metrics,
             ack_wait,
+            written_up_to: AtomicU64::new(0),
         })
     }
 
@@ -457,9 +461,17 @@ impl<P: Projection> Runner<P> {
         // A batch collected while writes failed may hold an event twice (delivered again after
         // its ack deadline): one copy is folded — checked against the table, as redelivered —
         // and every copy acked.
+        //
+        // A nats-server killed before it saved its consumer's state delivers again, as new,
+        // events this runner already wrote and acked: an event at or below the highest stream
+        // sequence written here is checked as a redelivery too.
+        let written = self.written_up_to.load(Ordering::Relaxed);
         let mut logged: Vec<Logged> = Vec::with_capacity(batch.len());
         let mut at: HashMap<u64, usize> = HashMap::with_capacity(batch.len());
-        for m in batch.iter().map(Logged::of) {
+        for mut m in batch.iter().map(Logged::of) {
+            if m.stream_seq != 0 && m.stream_seq <= written {
+                m.redelivered = true;
+            }
             match at.get(&m.stream_seq) {
                 Some(&i) if m.stream_seq != 0 => logged[i].redelivered = true,
                 _ => {
@@ -493,6 +505,14 @@ impl<P: Projection> Runner<P> {
                     backoff = (backoff * 2).min(self.options.retry_max_backoff);
                 }
             }
+        }
+        if let Some(top) = batch
+            .iter()
+            .filter_map(|m| m.info().ok())
+            .map(|i| i.stream_sequence)
+            .max()
+        {
+            self.written_up_to.fetch_max(top, Ordering::Relaxed);
         }
         self.metrics.batches.inc();
         self.metrics.events.add(items.len() as u64);
