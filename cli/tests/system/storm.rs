@@ -183,6 +183,13 @@ async fn after_a_broker_restart_the_fleet_comes_back_spread_out_and_the_control_
     )
     .await;
 
+    // Nothing stored twice: a broker killed before it saved its consumers' state delivers
+    // written events again, as new.
+    let twice = env
+        .count("SELECT count() - uniqExact(event_id) FROM heartbeats")
+        .await;
+    assert_eq!(twice, 0, "heartbeats stored twice");
+
     // No node was judged offline for the outage.
     let offline = env
         .count("SELECT count() FROM node_events WHERE kind = 'NodeWentOffline'")
