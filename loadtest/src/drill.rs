@@ -7,6 +7,8 @@
 //! - `clickhouse-replica`: the 2 × 2 ClickHouse cluster of `infra/clickhouse/cluster/`; one
 //!   replica (the first server Nerve connects to) is killed and restarted;
 //! - `clickhouse-down`: the only ClickHouse server is killed and restarted `--outage-secs` later;
+//! - `project-leader`: two `nerve project` processes; the one running the singletons is
+//!   killed ([`leader`]);
 //! - `replicas`: no fault; the same load on one server with R1 streams, then on a 3-server
 //!   cluster with R3 streams (the cost of replication);
 //! - `storm`: `connections --restart-servers`: `--agents` agents, each on its own connection
@@ -33,11 +35,14 @@ use nerve_platform::services::{
 use nerve_projections::heartbeats::HEARTBEATS;
 use tokio_util::sync::CancellationToken;
 
+mod leader;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Kind {
     NatsLeader,
     ClickhouseReplica,
     ClickhouseDown,
+    ProjectLeader,
     Replicas,
     Storm,
 }
@@ -73,6 +78,12 @@ pub struct DrillArgs {
     /// `storm`: agents per nats-server (past it, leaf node servers) and per process.
     #[arg(long, default_value_t = 18_000)]
     pub agents_per_server: u32,
+    /// `project-leader`: the `nerve` binary (default: beside this tool).
+    #[arg(long)]
+    pub nerve_bin: Option<std::path::PathBuf>,
+    /// `project-leader`: `singletons.lease_secs`.
+    #[arg(long, default_value_t = 6)]
+    pub lease_secs: u64,
     /// Write the report as JSON here too.
     #[arg(long)]
     pub json_out: Option<std::path::PathBuf>,
@@ -164,6 +175,35 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
             t.stop().await;
             vec![o]
         }
+        Kind::ProjectLeader => {
+            let mut t = Topology::start(1, false).await?;
+            let pid = leader::start(&mut t, &args).await?;
+            let o = loaded(
+                &args,
+                &mut t,
+                "project-leader",
+                Some(Fault::ProjectLeader(pid)),
+            )
+            .await?;
+            let checks = leader::checks(&t, &args).await?;
+            t.stop().await;
+            o.print();
+            println!(
+                "project-leader: lease {} s; the open alert fired {} time(s); {} liveness \
+                 judgement(s) of the fleet",
+                checks.lease_secs, checks.hot_alert_firings, checks.fleet_judgements
+            );
+            write_json(&args, &(&o, &checks))?;
+            anyhow::ensure!(
+                o.lost == 0 && o.duplicates == 0,
+                "project-leader: lost or duplicated"
+            );
+            anyhow::ensure!(
+                checks.hot_alert_firings == 1 && checks.fleet_judgements == 0,
+                "project-leader: an alert fired twice or a node was judged"
+            );
+            return Ok(());
+        }
         Kind::ClickhouseDown => {
             let mut t = Topology::start(1, false).await?;
             let o = loaded(
@@ -206,6 +246,8 @@ enum Fault {
     NatsLeader,
     /// This many ClickHouse servers, the first ones (all of them: `usize::MAX`).
     ClickHouse(usize),
+    /// The `nerve project` with this pid, holding the singletons (not restarted).
+    ProjectLeader(u32),
 }
 
 impl Fault {
@@ -214,6 +256,7 @@ impl Fault {
             Fault::NatsLeader => "the telemetry stream's leader".into(),
             Fault::ClickHouse(usize::MAX) => "every ClickHouse server".into(),
             Fault::ClickHouse(n) => format!("{n} ClickHouse replica(s)"),
+            Fault::ProjectLeader(_) => "the nerve project running the singletons".into(),
         }
     }
 }
@@ -226,6 +269,9 @@ pub struct Topology {
     _zookeeper: Option<nerve_platform::services::ZooKeeper>,
     /// The NATS server [`down`] killed.
     killed_nats: Option<usize>,
+    /// `nerve project` processes (`project-leader`), and the bucket of their leases.
+    projects: Vec<tokio::process::Child>,
+    leases: Option<async_nats::jetstream::kv::Store>,
     _dir: tempfile::TempDir,
 }
 
@@ -275,14 +321,27 @@ impl Topology {
             clickhouse,
             _zookeeper: zookeeper,
             killed_nats: None,
+            projects: Vec::new(),
+            leases: None,
             _dir: dir,
         })
     }
 
+    /// Its private directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub async fn stop(self) {
         let Self {
-            nats, clickhouse, ..
+            nats,
+            clickhouse,
+            mut projects,
+            ..
         } = self;
+        for p in &mut projects {
+            let _ = p.kill().await;
+        }
         let _ = tokio::task::spawn_blocking(move || drop((nats, clickhouse))).await;
     }
 }
@@ -333,14 +392,17 @@ async fn loaded(
     let js = async_nats::jetstream::new(client);
     let ch = nerve_platform::clickhouse::client(&config.clickhouse);
     let cancel = CancellationToken::new();
-    let projectors = tokio::spawn(nerve_projections::run_all(
-        js.clone(),
-        config.clickhouse.clone(),
-        config.projector.clone(),
-        Registry::new(),
-        None,
-        cancel.clone(),
-    ));
+    // In this process, unless `nerve project`s run them.
+    let projectors = t.projects.is_empty().then(|| {
+        tokio::spawn(nerve_projections::run_all(
+            js.clone(),
+            config.clickhouse.clone(),
+            config.projector.clone(),
+            Registry::new(),
+            None,
+            cancel.clone(),
+        ))
+    });
     let ingest = crate::Args {
         nodes: args.nodes,
         interval_secs: 30.0,
@@ -387,7 +449,10 @@ async fn loaded(
         tokio::time::sleep(Duration::from_secs(args.fault_at_secs)).await;
         let downed = down(t, &js, fault).await?;
         eprintln!("drill {name}: {downed} down");
-        tokio::time::sleep(Duration::from_secs(args.outage_secs)).await;
+        // A dead leader is not restarted: recovery counts from its death.
+        if !matches!(fault, Fault::ProjectLeader(_)) {
+            tokio::time::sleep(Duration::from_secs(args.outage_secs)).await;
+        }
         let acked_before = acked.load(Ordering::Relaxed);
         up(t, fault).await?;
         let restarted = Instant::now();
@@ -432,7 +497,9 @@ async fn loaded(
         .fetch_one()
         .await?;
     cancel.cancel();
-    let _ = projectors.await;
+    if let Some(p) = projectors {
+        let _ = p.await;
+    }
     let probes = latency.probes as u64;
     Ok(Outcome {
         drill: name.to_owned(),
@@ -478,6 +545,15 @@ async fn down(
             }
             Ok(format!("{n} ClickHouse server(s)"))
         }
+        Fault::ProjectLeader(pid) => {
+            let p = t
+                .projects
+                .iter_mut()
+                .find(|p| p.id() == Some(pid))
+                .context("the leading nerve project")?;
+            p.kill().await?;
+            Ok(format!("nerve project {pid} (holding the singletons)"))
+        }
     }
 }
 
@@ -498,6 +574,13 @@ async fn caught_up(t: &Topology, js: &async_nats::jetstream::Context, fault: Fau
                     .all(|p| p.current && !p.offline && p.lag.unwrap_or(0) == 0)
             })
         }
+        Fault::ProjectLeader(pid) => match &t.leases {
+            Some(leases) => leader::holders(leases)
+                .await
+                .iter()
+                .all(|h| h.is_some_and(|h| h != pid)),
+            None => false,
+        },
         Fault::ClickHouse(_) if t.config.clickhouse.cluster.is_empty() => true,
         Fault::ClickHouse(n) => {
             for server in t.clickhouse.iter().take(n) {
@@ -537,6 +620,8 @@ async fn up(t: &mut Topology, fault: Fault) -> anyhow::Result<()> {
                     s.restart()?;
                 }
             }
+            // A dead leader is not brought back: the other takes over.
+            Fault::ProjectLeader(_) => {}
         }
         anyhow::Ok(())
     })
