@@ -7,7 +7,7 @@
 //! stream nor loses the good events around it. A failed ClickHouse write is retried with backoff
 //! while the batch's ack deadline is extended; nothing is acked before the write succeeded.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -458,28 +458,10 @@ impl<P: Projection> Runner<P> {
     /// batch stays unacked and is redelivered to the next projector).
     async fn process(&self, batch: Vec<Message>, cancel: &CancellationToken) -> bool {
         let name = self.projection.name();
-        // A batch collected while writes failed may hold an event twice (delivered again after
-        // its ack deadline): one copy is folded — checked against the table, as redelivered —
-        // and every copy acked.
-        //
-        // A nats-server killed before it saved its consumer's state delivers again, as new,
-        // events this runner already wrote and acked: an event at or below the highest stream
-        // sequence written here is checked as a redelivery too.
-        let written = self.written_up_to.load(Ordering::Relaxed);
-        let mut logged: Vec<Logged> = Vec::with_capacity(batch.len());
-        let mut at: HashMap<u64, usize> = HashMap::with_capacity(batch.len());
-        for mut m in batch.iter().map(Logged::of) {
-            if m.stream_seq != 0 && m.stream_seq <= written {
-                m.redelivered = true;
-            }
-            match at.get(&m.stream_seq) {
-                Some(&i) if m.stream_seq != 0 => logged[i].redelivered = true,
-                _ => {
-                    at.insert(m.stream_seq, logged.len());
-                    logged.push(m);
-                }
-            }
-        }
+        let logged = crate::logged::distinct(
+            batch.iter().map(Logged::of),
+            self.written_up_to.load(Ordering::Relaxed),
+        );
         let (mut items, rejected_rows) = decode_all(&self.projection, logged);
 
         let mut backoff = Duration::from_millis(100);

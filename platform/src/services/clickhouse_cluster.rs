@@ -88,6 +88,67 @@ impl ZooKeeper {
     }
 }
 
+/// The four servers of the layout in `dir`, on fresh free ports, with ZooKeeper on `zk_port`.
+fn start_servers(
+    bin: &Path,
+    dir: &Path,
+    zk_port: u16,
+) -> Result<Vec<ClickHouseServer>, ServiceError> {
+    let port = || {
+        free_port().map_err(|source| ServiceError::Io {
+            path: dir.to_owned(),
+            source,
+        })
+    };
+    // (http, tcp, interserver) per server, known before any starts: each names the others.
+    let ports = MACROS_XML
+        .iter()
+        .map(|_| Ok((port()?, port()?, port()?)))
+        .collect::<Result<Vec<_>, ServiceError>>()?;
+    let mut layout = CLUSTER_XML.replace(
+        "<node><host>zk1</host><port>2181</port></node>",
+        &format!(
+            "<node><host>127.0.0.1</host><port>{}</port></node>",
+            zk_port
+        ),
+    );
+    layout = layout
+        .lines()
+        .filter(|l| !l.contains("<host>zk2</host>") && !l.contains("<host>zk3</host>"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for (i, (_, tcp, _)) in ports.iter().enumerate() {
+        layout = layout.replace(
+            &format!("<host>ch{}</host><port>9000</port>", i + 1),
+            &format!("<host>127.0.0.1</host><port>{tcp}</port>"),
+        );
+    }
+    let mut servers = Vec::new();
+    for (i, (http, tcp, interserver)) in ports.iter().enumerate() {
+        let name = format!("ch{}", i + 1);
+        let own_layout = layout.replace(
+            "<interserver_http_port>9009</interserver_http_port>",
+            &format!("<interserver_http_port>{interserver}</interserver_http_port>"),
+        );
+        let macros = MACROS_XML[i].replace(
+            &format!("<interserver_http_host>{name}</interserver_http_host>"),
+            "<interserver_http_host>127.0.0.1</interserver_http_host>",
+        );
+        let config_d = [
+            ("cluster.xml".to_owned(), own_layout),
+            ("macros.xml".to_owned(), macros),
+        ];
+        servers.push(ClickHouseServer::start_on(
+            bin,
+            &dir.join(&name),
+            (*http, *tcp),
+            None,
+            &config_d,
+        )?);
+    }
+    Ok(servers)
+}
+
 /// ZooKeeper's answer to a four-letter command.
 fn four_letter(port: u16, command: &[u8]) -> Option<String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -118,61 +179,29 @@ impl ClickHouseCluster {
             path: dir.to_owned(),
             source,
         })?;
-        let zk_dir = dir.join("zookeeper");
-        ensure_dir(&zk_dir)?;
-        let zookeeper = ZooKeeper::start(&zk_dir)?;
-        let port = || {
-            free_port().map_err(|source| ServiceError::Io {
-                path: dir.clone(),
-                source,
-            })
+        let mut attempt = 0;
+        let zookeeper = loop {
+            attempt += 1;
+            let zk_dir = dir.join(format!("zookeeper-{attempt}"));
+            ensure_dir(&zk_dir)?;
+            match ZooKeeper::start(&zk_dir) {
+                Ok(zk) => break zk,
+                // Its free port taken meanwhile: another.
+                Err(ServiceError::ExitedEarly { .. }) if attempt < 4 => continue,
+                Err(e) => return Err(e),
+            }
         };
-        // (http, tcp, interserver) per server, known before any starts: each names the others.
-        let ports = MACROS_XML
-            .iter()
-            .map(|_| Ok((port()?, port()?, port()?)))
-            .collect::<Result<Vec<_>, ServiceError>>()?;
-        let mut layout = CLUSTER_XML.replace(
-            "<node><host>zk1</host><port>2181</port></node>",
-            &format!(
-                "<node><host>127.0.0.1</host><port>{}</port></node>",
-                zookeeper.port
-            ),
-        );
-        layout = layout
-            .lines()
-            .filter(|l| !l.contains("<host>zk2</host>") && !l.contains("<host>zk3</host>"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        for (i, (_, tcp, _)) in ports.iter().enumerate() {
-            layout = layout.replace(
-                &format!("<host>ch{}</host><port>9000</port>", i + 1),
-                &format!("<host>127.0.0.1</host><port>{tcp}</port>"),
-            );
-        }
-        let mut servers = Vec::new();
-        for (i, (http, tcp, interserver)) in ports.iter().enumerate() {
-            let name = format!("ch{}", i + 1);
-            let own_layout = layout.replace(
-                "<interserver_http_port>9009</interserver_http_port>",
-                &format!("<interserver_http_port>{interserver}</interserver_http_port>"),
-            );
-            let macros = MACROS_XML[i].replace(
-                &format!("<interserver_http_host>{name}</interserver_http_host>"),
-                "<interserver_http_host>127.0.0.1</interserver_http_host>",
-            );
-            let config_d = [
-                ("cluster.xml".to_owned(), own_layout),
-                ("macros.xml".to_owned(), macros),
-            ];
-            servers.push(ClickHouseServer::start_on(
-                &bin,
-                &dir.join(&name),
-                (*http, *tcp),
-                None,
-                &config_d,
-            )?);
-        }
+        // Each server names the others' ports before any starts: a port taken meanwhile by
+        // another process fails one server, and the whole set starts again on new ports.
+        let mut attempt = 0;
+        let servers = loop {
+            attempt += 1;
+            match start_servers(&bin, &dir.join(format!("try-{attempt}")), zookeeper.port) {
+                Ok(servers) => break servers,
+                Err(ServiceError::ExitedEarly { .. }) if attempt < 4 => continue,
+                Err(e) => return Err(e),
+            }
+        };
         Ok(Self { servers, zookeeper })
     }
 
