@@ -15,8 +15,10 @@ for st in statements:
 print(s.query("SELECT name FROM system.tables WHERE database = 'nerve' ORDER BY name", "CSV"))
 "#;
 
-#[test]
-fn every_table_is_created_by_current_clickhouse() {
+/// Runs `script` in the tools' Python with a fresh chdb directory as its argument and
+/// `statements` as JSON on stdin; its output, after checking it succeeded (`what` names the
+/// statements in the message).
+fn run_chdb(script: &str, statements: &[String], what: &str) -> std::process::Output {
     let python = nerve_platform::services::tools_python();
     assert!(
         python.exists(),
@@ -24,9 +26,8 @@ fn every_table_is_created_by_current_clickhouse() {
         python.display()
     );
     let dir = tempfile::tempdir().expect("tmp");
-    let statements = nerve_projections::all_ddl("nerve");
     let mut child = Command::new(&python)
-        .args(["-c", CHECK])
+        .args(["-c", script])
         .arg(dir.path().join("chdb"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -37,14 +38,21 @@ fn every_table_is_created_by_current_clickhouse() {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(serde_json::to_string(&statements).expect("json").as_bytes())
+        .write_all(serde_json::to_string(statements).expect("json").as_bytes())
         .expect("write");
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "current ClickHouse rejected the DDL (is chdb installed? infra/dev/install.sh --test):\n{stderr}"
+        "current ClickHouse rejected {what} (is chdb installed? infra/dev/install.sh --test):\n{stderr}"
     );
+    out
+}
+
+#[test]
+fn every_table_is_created_by_current_clickhouse() {
+    let statements = nerve_projections::all_ddl("nerve");
+    let out = run_chdb(CHECK, &statements, "the DDL");
     let tables = String::from_utf8_lossy(&out.stdout);
     for table in [
         "heartbeats",
@@ -104,33 +112,12 @@ os._exit(0)
 
 #[test]
 fn the_clustered_tables_are_created_by_current_clickhouse_with_keeper() {
-    let python = nerve_platform::services::tools_python();
-    let dir = tempfile::tempdir().expect("tmp");
     let statements: Vec<String> = nerve_projections::all_ddl("nerve")
         .iter()
         .flat_map(|s| nerve_projections::cluster::clustered(s, "nerve", "nerve"))
         .map(|s| s.replace(" ON CLUSTER nerve", ""))
         .collect();
-    let mut child = Command::new(&python)
-        .args(["-c", CHECK_CLUSTERED])
-        .arg(dir.path().join("chdb"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(serde_json::to_string(&statements).expect("json").as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "current ClickHouse rejected the clustered DDL:\n{stderr}"
-    );
+    let out = run_chdb(CHECK_CLUSTERED, &statements, "the clustered DDL");
     let tables: Vec<(String, String)> =
         serde_json::from_slice(&out.stdout).expect("tables as JSON");
     let engine = |name: &str| {
