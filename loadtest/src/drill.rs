@@ -125,8 +125,10 @@ impl Outcome {
             self.latency_p50_ms,
             self.latency_p99_ms,
             self.latency_max_ms,
-            self.recovery_secs
-                .map_or("-".to_owned(), |s| format!("{s:.1} s after the restart")),
+            self.recovery_secs.map_or("-".to_owned(), |s| format!(
+                "{s:.1} s after the restart (for a \
+                    killed leader: after its death)"
+            )),
         );
     }
 }
@@ -339,7 +341,10 @@ async fn loaded(
         let acked_before = acked.load(Ordering::Relaxed);
         up(t, fault).await?;
         let restarted = Instant::now();
-        eprintln!("drill {name}: {downed} restarted");
+        match fault {
+            Fault::ProjectLeader(_) => eprintln!("drill {name}: waiting for the takeover"),
+            _ => eprintln!("drill {name}: {downed} restarted"),
+        }
         // Recovered once every heartbeat acked before the restart is stored and the restarted
         // server has caught up with its peers.
         loop {
