@@ -192,6 +192,33 @@ impl ChildProcess {
         let _ = self.child.wait();
     }
 
+    /// Polls `ready` until it holds, for up to a minute; an exit meanwhile is an error with
+    /// the tail of the child's output, a minute without `ready` one naming `log`.
+    fn wait_ready(
+        &mut self,
+        log: &Path,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<(), ServiceError> {
+        const LIMIT: Duration = Duration::from_secs(60);
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Err(self.early_exit(status));
+            }
+            if ready() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(ServiceError::NotReady {
+                    name: self.name,
+                    secs: LIMIT.as_secs(),
+                    log: log.to_owned(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     fn early_exit(&mut self, status: ExitStatus) -> ServiceError {
         ServiceError::ExitedEarly {
             name: self.name,
@@ -499,28 +526,15 @@ impl ClickHouseServer {
         .current_dir(dir);
         let log = dir.join("log/stdout.log");
         let mut process = ChildProcess::spawn("clickhouse-server", cmd, &log)?;
-        let deadline = Instant::now() + Duration::from_secs(60);
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        loop {
-            if let Some(status) = process.try_wait() {
-                let mut err = process.early_exit(status);
+        process
+            .wait_ready(&dir.join("log/clickhouse-server.log"), || ping(addr))
+            .map_err(|mut err| {
                 if let ServiceError::ExitedEarly { tail, .. } = &mut err {
                     *tail = log_tail(&dir.join("log/clickhouse-server.err.log"));
                 }
-                return Err(err);
-            }
-            if ping(addr) {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(ServiceError::NotReady {
-                    name: "clickhouse-server",
-                    secs: 60,
-                    log: dir.join("log/clickhouse-server.log"),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+                err
+            })?;
         Ok(Self {
             url: format!("http://127.0.0.1:{port}"),
             http_port: port,

@@ -462,6 +462,7 @@ impl<P: Projection> Runner<P> {
             batch.iter().map(Logged::of),
             self.written_up_to.load(Ordering::Relaxed),
         );
+        let top = logged.iter().map(|m| m.stream_seq).max();
         let (mut items, rejected_rows) = decode_all(&self.projection, logged);
 
         let mut backoff = Duration::from_millis(100);
@@ -488,12 +489,7 @@ impl<P: Projection> Runner<P> {
                 }
             }
         }
-        if let Some(top) = batch
-            .iter()
-            .filter_map(|m| m.info().ok())
-            .map(|i| i.stream_sequence)
-            .max()
-        {
+        if let Some(top) = top {
             self.written_up_to.fetch_max(top, Ordering::Relaxed);
         }
         self.metrics.batches.inc();

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{ChildProcess, ClickHouseServer, ServiceError, check_bin, ensure_dir, free_port};
 
@@ -67,20 +67,9 @@ impl ZooKeeper {
             .arg(&cfg)
             .current_dir(dir);
         let mut process = ChildProcess::spawn("zookeeper", cmd, &dir.join("zookeeper.log"))?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !four_letter(port, b"srvr").is_some_and(|a| a.contains("Mode: standalone")) {
-            if let Some(status) = process.try_wait() {
-                return Err(process.early_exit(status));
-            }
-            if Instant::now() > deadline {
-                return Err(ServiceError::NotReady {
-                    name: "zookeeper",
-                    secs: 60,
-                    log: dir.join("zookeeper.log"),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        process.wait_ready(&dir.join("zookeeper.log"), || {
+            four_letter(port, b"srvr").is_some_and(|a| a.contains("Mode: standalone"))
+        })?;
         Ok(Self {
             port,
             _process: process,
