@@ -143,6 +143,12 @@ async fn tables_are_replicated_and_sharded_and_reads_and_writes_go_through_the_c
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    // The cluster exists once its event is projected (the POST answers 202 before).
+    eventually(DEADLINE, "the cluster listed", || async {
+        let (status, list) = call(&app, Method::GET, "/api/v1/clusters", Value::Null).await;
+        (status == StatusCode::OK && list.to_string().contains("pod-a")).then_some(())
+    })
+    .await;
     for node in ["n-01", "n-02", "n-33"] {
         let uri = format!("/api/v1/clusters/pod-a/nodes/{node}");
         let (status, body) = call(&app, Method::PUT, &uri, Value::Null).await;
