@@ -119,12 +119,22 @@ async fn tables_are_replicated_and_sharded_and_reads_and_writes_go_through_the_c
         first > 0 && second > 0,
         "both shards hold rows: {first} + {second}"
     );
-    // The roll-up views fire where the rows land and replicate with them.
-    assert_eq!(
-        env.count("SELECT sum(samples) FROM heartbeats_1m").await,
-        400,
-        "every heartbeat in the minute roll-up"
-    );
+    // The roll-up views fire where the rows land and replicate with them (a read may meet
+    // the other replica of a shard before it fetched them).
+    eventually(
+        CLUSTER_DEADLINE,
+        "every heartbeat in the minute roll-up",
+        || async {
+            let n = env
+                .ch
+                .query("SELECT sum(samples) FROM heartbeats_1m")
+                .fetch_one::<u64>()
+                .await
+                .ok()?;
+            (n == 400).then_some(())
+        },
+    )
+    .await;
 
     // The API reads through the cluster: current state with FINAL, and a filter whose
     // subquery reads another distributed table.
@@ -173,8 +183,11 @@ async fn tables_are_replicated_and_sharded_and_reads_and_writes_go_through_the_c
         .collect();
     ids.sort_unstable();
     assert_eq!(ids, ["n-01", "n-02", "n-33"]);
-    let node = get_ok(&app, "/api/v1/nodes/n-07").await;
-    assert_eq!(node["id"], "n-07", "{node}");
+    eventually(DEADLINE, "a node's detail", || async {
+        let (status, node) = call(&app, Method::GET, "/api/v1/nodes/n-07", Value::Null).await;
+        (status == StatusCode::OK && node["id"] == "n-07").then_some(())
+    })
+    .await;
 
     // Retention finds a partition past its window on whichever shard holds it and drops it
     // on every replica.
