@@ -13,9 +13,10 @@ use nerve_platform::testkit::{TestClickHouseCluster, eventually};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{DEADLINE, Env, call, get_ok, heartbeat, publish_heartbeat, signal};
+use crate::support::{Env, call, get_ok, heartbeat, publish_heartbeat, signal};
 
-/// Replication and catch-up after a restart take longer than one server's writes.
+/// Replication and catch-up after a restart take longer than one server's writes (and four
+/// servers with ZooKeeper share the test machine with every other test).
 const CLUSTER_DEADLINE: Duration = Duration::from_secs(120);
 
 /// `sql`'s single number on one server (not through the cluster).
@@ -113,7 +114,7 @@ async fn tables_are_replicated_and_sharded_and_reads_and_writes_go_through_the_c
     // `nerve project` as deployed: every server's URL and the cluster from its environment.
     let mut project = env.spawn_nerve(&["project"]);
     publish_range(&env, 1, 401).await;
-    all_projected(&env, 400, DEADLINE).await;
+    all_projected(&env, 400, CLUSTER_DEADLINE).await;
     let [first, second] = replicas_agree(&cluster, &db, 400).await;
     assert!(
         first > 0 && second > 0,
@@ -139,7 +140,7 @@ async fn tables_are_replicated_and_sharded_and_reads_and_writes_go_through_the_c
     // The API reads through the cluster: current state with FINAL, and a filter whose
     // subquery reads another distributed table.
     let app = env.app().await;
-    let page = eventually(DEADLINE, "every node listed", || async {
+    let page = eventually(CLUSTER_DEADLINE, "every node listed", || async {
         let (status, page) = call(&app, Method::GET, "/api/v1/nodes?limit=100", Value::Null).await;
         (status == StatusCode::OK && page["total"] == 40).then_some(page)
     })
@@ -154,7 +155,7 @@ async fn tables_are_replicated_and_sharded_and_reads_and_writes_go_through_the_c
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{created}");
     // The cluster exists once its event is projected (the POST answers 202 before).
-    eventually(DEADLINE, "the cluster listed", || async {
+    eventually(CLUSTER_DEADLINE, "the cluster listed", || async {
         let (status, list) = call(&app, Method::GET, "/api/v1/clusters", Value::Null).await;
         (status == StatusCode::OK && list.to_string().contains("pod-a")).then_some(())
     })
@@ -164,7 +165,7 @@ async fn tables_are_replicated_and_sharded_and_reads_and_writes_go_through_the_c
         let (status, body) = call(&app, Method::PUT, &uri, Value::Null).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     }
-    let page = eventually(DEADLINE, "the cluster filter", || async {
+    let page = eventually(CLUSTER_DEADLINE, "the cluster filter", || async {
         let (status, page) = call(
             &app,
             Method::GET,
@@ -183,7 +184,7 @@ async fn tables_are_replicated_and_sharded_and_reads_and_writes_go_through_the_c
         .collect();
     ids.sort_unstable();
     assert_eq!(ids, ["n-01", "n-02", "n-33"]);
-    eventually(DEADLINE, "a node's detail", || async {
+    eventually(CLUSTER_DEADLINE, "a node's detail", || async {
         let (status, node) = call(&app, Method::GET, "/api/v1/nodes/n-07", Value::Null).await;
         (status == StatusCode::OK && node["id"] == "n-07").then_some(())
     })
@@ -196,7 +197,7 @@ async fn tables_are_replicated_and_sharded_and_reads_and_writes_go_through_the_c
         let hb = heartbeat(&format!("old-{seq}"), old_ms, seq);
         publish_heartbeat(&env.js, &hb).await;
     }
-    all_projected(&env, 406, DEADLINE).await;
+    all_projected(&env, 406, CLUSTER_DEADLINE).await;
     let server = nerve_platform::clickhouse::server_client(&env.config.clickhouse);
     let dropped = nerve_projections::retention::run_once(
         &server,
@@ -243,7 +244,7 @@ async fn a_replica_killed_under_load_loses_nothing_and_catches_up_after_restart(
     let cancel = CancellationToken::new();
     let _projectors = env.spawn_projectors(&metrics, &cancel);
     publish_range(&env, 1, 301).await;
-    all_projected(&env, 300, DEADLINE).await;
+    all_projected(&env, 300, CLUSTER_DEADLINE).await;
 
     // ch1 is the first server Nerve connects to, and a replica of shard 1.
     cluster.cluster.servers[0].kill();
@@ -288,7 +289,7 @@ async fn clickhouse_down_for_a_minute_under_load_loses_nothing() {
     let cancel = CancellationToken::new();
     let _projectors = env.spawn_projectors(&metrics, &cancel);
     publish_range(&env, 1, 201).await;
-    all_projected(&env, 200, DEADLINE).await;
+    all_projected(&env, 200, CLUSTER_DEADLINE).await;
 
     // Every server gone for a minute while heartbeats keep coming (20 a second).
     server.kill();
