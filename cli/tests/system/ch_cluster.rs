@@ -44,16 +44,11 @@ async fn publish_range(env: &Env, from: i64, to: i64) {
 /// Waits until `heartbeats` holds exactly `n` distinct events, `n` rows.
 async fn all_projected(env: &Env, n: u64, deadline: Duration) {
     let (count, unique) = eventually(deadline, "every acked heartbeat projected", || async {
-        let count = env
+        // One query, so no row lands between the two counts.
+        let (count, unique): (u64, u64) = env
             .ch
-            .query("SELECT count() FROM heartbeats")
-            .fetch_one::<u64>()
-            .await
-            .ok()?;
-        let unique = env
-            .ch
-            .query("SELECT uniqExact(event_id) FROM heartbeats")
-            .fetch_one::<u64>()
+            .query("SELECT count(), uniqExact(event_id) FROM heartbeats")
+            .fetch_one()
             .await
             .ok()?;
         (unique == n && count >= n).then_some((count, unique))
