@@ -3,7 +3,8 @@
 //! from `inventory_log` (and `inventory`, the latest report, which outlives the log's
 //! retention), status from the liveness tracker's judgements in `node_events` (a node it never
 //! judged is online, as now), clusters and labels from `cluster_log` and `label_log`
-//! ([`crate::tags::rows_at`]), firing alerts from `alert_log`, metrics from `heartbeats`.
+//! ([`crate::tags::rows_at`]), maintenance states from `maintenance_log`
+//! ([`crate::maintenance::states`]), firing alerts from `alert_log`, metrics from `heartbeats`.
 //!
 //! A node online at T heartbeated within the tracker's threshold before T, so the fleet's
 //! latest samples are read from the [`RECENT_MS`] before T (one scan, bounded however long the
@@ -162,6 +163,7 @@ fn blank(id: String) -> NodeSummary {
         mem_total_bytes: 0,
         gpu_count: 0,
         gpu_util_pct_avg: 0.0,
+        maintenance: Default::default(),
     }
 }
 
@@ -170,11 +172,12 @@ fn blank(id: String) -> NodeSummary {
 /// the latest sample of every node that heartbeated in the [`RECENT_MS`] before.
 pub async fn fleet(ch: &Client, at_ms: u64) -> Result<Snapshot, ApiError> {
     let taken = Instant::now();
-    let (samples, judged, reports, tag_rows) = tokio::try_join!(
+    let (samples, judged, reports, tag_rows, held) = tokio::try_join!(
         samples(ch, &[], at_ms.saturating_sub(RECENT_MS), at_ms),
         judgements(ch, None, at_ms),
         reports(ch, at_ms),
         tags::rows_at(ch, at_ms),
+        crate::maintenance::states(ch, Some(at_ms)),
     )?;
     tokio::task::spawn_blocking(move || {
         let mut nodes: HashMap<String, (NodeSummary, u64)> = HashMap::new();
@@ -196,6 +199,11 @@ pub async fn fleet(ch: &Client, at_ms: u64) -> Result<Snapshot, ApiError> {
                 .entry(s.node_id.clone())
                 .or_insert_with(|| (blank(s.node_id.clone()), 0));
             s.apply(n);
+        }
+        for (id, state) in held {
+            if let Some((n, _)) = nodes.get_mut(&id) {
+                n.maintenance = state;
+            }
         }
         Snapshot::new(
             taken,

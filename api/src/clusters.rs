@@ -196,7 +196,7 @@ pub async fn delete(state: &AppState, key: &str, by: &str) -> Result<Accepted, A
     })
 }
 
-async fn check_node(state: &AppState, node: &str) -> Result<(), ApiError> {
+pub(crate) async fn check_node(state: &AppState, node: &str) -> Result<(), ApiError> {
     if !subjects::is_valid_node_id(node) {
         return Err(bad(format!("invalid node id {node:?}")));
     }

@@ -48,7 +48,8 @@ fn search_text(q: &Option<String>) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// One page of nodes: filtered by status, search text, cluster and label, sorted and paginated
+/// One page of nodes: filtered by status, search text, cluster, label and maintenance
+/// state, sorted and paginated
 /// over the fleet snapshot.
 pub async fn list_nodes(state: &AppState, query: NodeListQuery) -> Result<NodePage, ApiError> {
     let cfg = state.config();
@@ -88,6 +89,7 @@ pub async fn list_nodes(state: &AppState, query: NodeListQuery) -> Result<NodePa
         search,
         cluster,
         label,
+        maintenance: query.maintenance,
         sort: query.sort,
         order: query.order,
     };
@@ -139,12 +141,23 @@ fn summarize(fleet: &Snapshot) -> FleetSummary {
         recently_changed: Vec::new(),
         attention: Vec::new(),
         alerts_firing: 0,
+        cordoned: 0,
+        remediating: 0,
+        verifying: 0,
+        service_required: 0,
         as_of: None,
     };
     // Tenths, 90 % and over in the last: as `least(floor(x / 10), 9)` did in SQL.
     let bucket = |pct: f64| (pct / 10.0).floor().clamp(0.0, 9.0) as usize;
     for n in fleet.nodes() {
         out.gpus += u64::from(n.gpu_count);
+        match n.maintenance {
+            Maintenance::InService => {}
+            Maintenance::Cordoned => out.cordoned += 1,
+            Maintenance::Remediating => out.remediating += 1,
+            Maintenance::Verifying => out.verifying += 1,
+            Maintenance::ServiceRequired => out.service_required += 1,
+        }
         match n.status {
             NodeStatus::Online => {
                 out.online += 1;

@@ -33,6 +33,8 @@ pub mod fleet;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
+pub mod maintenance;
+#[cfg(feature = "server")]
 pub mod node;
 #[cfg(feature = "server")]
 pub mod snapshot;

@@ -1,5 +1,5 @@
 //! Node detail: a node's inventory, latest sample with its GPUs, status, recent events,
-//! clusters, labels and firing alerts — now (the current-state tables, clusters and labels from
+//! clusters, labels, firing alerts and maintenance state — now (the current-state tables, clusters and labels from
 //! the fleet snapshot) or as it was at a past time ([`crate::at::node`]).
 
 use clickhouse::Row;
@@ -118,12 +118,13 @@ async fn now(state: &AppState, id: &str) -> Result<NodeDetail, ApiError> {
         let fleet = state.snapshots().fleet().await?;
         Ok::<_, ApiError>(fleet.tags(id).cloned().unwrap_or_default())
     };
-    let (inventory, latest, events, tags, alerts) = tokio::try_join!(
+    let (inventory, latest, events, tags, alerts, maintenance) = tokio::try_join!(
         async { inventory.await.map_err(ApiError::from) },
         async { latest.await.map_err(ApiError::from) },
         async { events.await.map_err(ApiError::from) },
         tags,
         at::firing(state.ch(), Some(id), None),
+        crate::maintenance::info(state.ch(), id, None),
     )?;
     let crate::tags::Tags { clusters, labels } = tags;
     if inventory.is_none() && latest.is_none() {
@@ -149,13 +150,17 @@ async fn now(state: &AppState, id: &str) -> Result<NodeDetail, ApiError> {
         inventory: inventory.map(inventory_of),
         latest: latest.map(StateRow::latest),
         alerts,
+        maintenance,
         as_of: None,
     })
 }
 
 /// [`node_detail`] as it was at `at_ms`.
 async fn past(state: &AppState, id: &str, at_ms: u64) -> Result<NodeDetail, ApiError> {
-    let n = at::node(state.ch(), id, at_ms, NODE_EVENTS_SHOWN).await?;
+    let (n, maintenance) = tokio::try_join!(
+        at::node(state.ch(), id, at_ms, NODE_EVENTS_SHOWN),
+        crate::maintenance::info(state.ch(), id, Some(at_ms)),
+    )?;
     if n.inventory.is_none() && n.heartbeat.is_none() && n.judged.is_none() {
         return Err(ApiError::NotFound(format!(
             "node {id} had not reported at {}",
@@ -200,6 +205,7 @@ async fn past(state: &AppState, id: &str, at_ms: u64) -> Result<NodeDetail, ApiE
             }
         }),
         alerts: n.alerts,
+        maintenance,
         as_of: Some(rfc3339_exact(at_ms)),
     })
 }

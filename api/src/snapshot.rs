@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::dto::fleet::{NodeChange, NodeSort, NodeStatus, NodeSummary, SortOrder};
+use crate::dto::fleet::{Maintenance, NodeChange, NodeSort, NodeStatus, NodeSummary, SortOrder};
 use crate::tags::{TagSet, Tags};
 use crate::time::rfc3339_ms;
 
@@ -67,6 +67,8 @@ pub struct Selection {
     pub cluster: Option<String>,
     /// Only nodes with this effective label (`key=value`).
     pub label: Option<String>,
+    /// Only nodes in this maintenance state.
+    pub maintenance: Option<Maintenance>,
     pub sort: Option<NodeSort>,
     pub order: Option<SortOrder>,
 }
@@ -211,9 +213,11 @@ impl Snapshot {
         };
         let check_status = sel.status.is_some() || sel.not_online;
         let check_needle = needle.as_deref().filter(|_| !needle_checked);
-        if check_status || check_needle.is_some() {
+        if check_status || check_needle.is_some() || sel.maintenance.is_some() {
             picked.retain(|&i| {
-                status_ok(self.nodes[i as usize].node.status)
+                let node = &self.nodes[i as usize].node;
+                status_ok(node.status)
+                    && sel.maintenance.is_none_or(|m| node.maintenance == m)
                     && check_needle.is_none_or(|n| self.index.text(i).contains(n))
             });
         }
@@ -363,6 +367,7 @@ mod tests {
             gpu_count: 8,
             gpu_util_pct_avg: 100.0 - cpu,
             gpu_health: String::new(),
+            maintenance: Maintenance::InService,
         }
     }
 

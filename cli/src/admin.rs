@@ -35,6 +35,37 @@ pub enum TokenCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Take a node out of service: tasks skip it unless a request names it.
+    Cordon {
+        node: String,
+        /// Why (kept with the change).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Return a node to service.
+    Uncordon {
+        node: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Mark a node as needing a person or an RMA.
+    ServiceRequired {
+        node: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// A node's detail, with its maintenance state and history.
+    Show { node: String },
+    /// The nodes in one maintenance state.
+    List {
+        /// in_service, cordoned, remediating, verifying or service_required.
+        #[arg(long, default_value = "cordoned")]
+        state: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum EnrollmentCommand {
     /// An enrollment token for `--uses` nodes (`nerve agent --enroll <token>` on each); its
     /// secret is printed once and stored nowhere.
@@ -140,7 +171,7 @@ pub struct ApiTarget {
     /// The API's base URL (default: http://<api.listen_addr>).
     #[arg(long, env = "NERVE_API_URL")]
     api: Option<String>,
-    /// File holding an admin token (default: the bootstrap file, api.admin_token_file).
+    /// File holding a token (default: the bootstrap admin token, api.admin_token_file).
     #[arg(long, env = "NERVE_TOKEN_FILE")]
     token_file: Option<PathBuf>,
     /// CA (PEM) the API's certificate chains to (default: `nerve dev`'s local CA, when there).
@@ -213,7 +244,29 @@ pub async fn enrollment(
     call_api(config, target, method, &path, body).await
 }
 
-/// Calls `/api/v1<path>` with the admin token and prints the answer.
+pub async fn node(config: &Config, target: &ApiTarget, command: NodeCommand) -> anyhow::Result<()> {
+    let set = |node: &str, state: &str, reason: &str| {
+        (
+            reqwest::Method::PUT,
+            format!("/nodes/{node}/maintenance"),
+            Some(serde_json::json!({"state": state, "reason": reason})),
+        )
+    };
+    let (method, path, body) = match &command {
+        NodeCommand::Cordon { node, reason } => set(node, "cordoned", reason),
+        NodeCommand::Uncordon { node, reason } => set(node, "in_service", reason),
+        NodeCommand::ServiceRequired { node, reason } => set(node, "service_required", reason),
+        NodeCommand::Show { node } => (reqwest::Method::GET, format!("/nodes/{node}"), None),
+        NodeCommand::List { state } => (
+            reqwest::Method::GET,
+            format!("/nodes?maintenance={state}&limit=1000"),
+            None,
+        ),
+    };
+    call_api(config, target, method, &path, body).await
+}
+
+/// Calls `/api/v1<path>` with the token and prints the answer.
 async fn call_api(
     config: &Config,
     target: &ApiTarget,

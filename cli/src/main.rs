@@ -90,6 +90,15 @@ enum Command {
         #[command(subcommand)]
         command: admin::EnrollmentCommand,
     },
+    /// Nodes' maintenance states: cordon, uncordon, mark for service, show, list (through the
+    /// API, with an operator's or admin's token).
+    #[cfg(feature = "server")]
+    Node {
+        #[command(flatten)]
+        target: admin::ApiTarget,
+        #[command(subcommand)]
+        command: admin::NodeCommand,
+    },
     /// The NATS authority of a deployment: `init` makes its keys, the server's config lines
     /// and each role's credentials.
     #[cfg(feature = "server")]
@@ -205,6 +214,8 @@ fn main() -> anyhow::Result<()> {
             Command::Enrollment { target, command } => {
                 admin::enrollment(&config, &target, command).await?
             }
+            #[cfg(feature = "server")]
+            Command::Node { target, command } => admin::node(&config, &target, command).await?,
             #[cfg(feature = "server")]
             Command::Audit { command } => admin::audit(&config, command).await?,
             #[cfg(feature = "server")]

@@ -5,14 +5,15 @@
 //! `label_log` (every label set, the history a past time's labels are read from),
 //! `channels` (notification channels, last save wins, deletion kept as a flag) and
 //! `notification_attempts` (every delivery attempt with its result), `alert_rules` (each rule,
-//! last save wins, deletion kept as a flag) and `silence_log` (silences created and ended;
-//! folded at query time).
+//! last save wins, deletion kept as a flag), `silence_log` (silences created and ended;
+//! folded at query time) and `maintenance_log` (nodes' maintenance states, [`crate::maintenance`]).
 
 use clickhouse::{Client, Row};
 use nerve_schemas::AlertRuleSaved;
 pub use nerve_schemas::ControlEvent;
 use serde::{Deserialize, Serialize};
 
+use crate::maintenance::{MAINTENANCE_LOG, MaintenanceRow};
 use crate::runner::{EventKey, Positioned, Projection, insert_rows, validate_envelope};
 
 /// Durable consumer name.
@@ -147,6 +148,7 @@ pub fn ddl(db: &str) -> Vec<String> {
             ) ENGINE = MergeTree()
             ORDER BY (silence_id, stream_seq)"
         ),
+        crate::maintenance::ddl(db),
     ]
 }
 
@@ -201,6 +203,11 @@ impl Projection for ControlProjection {
             let event_id = validate_envelope(event.envelope(), subject, published_ms)?;
             return Ok(Decoded { event, event_id });
         }
+        if let ControlEvent::NodeMaintenanceChanged(e) = &event {
+            crate::maintenance::validate(e, subject)?;
+        } else if subject.starts_with("nerve.v1.control.maintenance.") {
+            return Err(format!("event does not belong on subject {subject}"));
+        }
         let cluster_subject = subject.starts_with("nerve.v1.control.cluster.");
         let about_cluster = matches!(
             event,
@@ -246,6 +253,7 @@ impl Projection for ControlProjection {
             NOTIFICATION_ATTEMPTS,
             ALERT_RULES,
             SILENCE_LOG,
+            MAINTENANCE_LOG,
             CLUSTER_LOG,
         ]
     }
@@ -265,6 +273,7 @@ impl Projection for ControlProjection {
         let mut attempts = Vec::new();
         let mut rules = Vec::new();
         let mut silences = Vec::new();
+        let mut maintenance = Vec::new();
         let mut log = Vec::new();
         for p in items {
             let env = p.item.event.envelope();
@@ -327,6 +336,10 @@ impl Projection for ControlProjection {
                         stream_seq: p.stream_seq,
                     });
                     log.push(entry("", "", "", &e.requested_by));
+                }
+                ControlEvent::NodeMaintenanceChanged(e) => {
+                    maintenance.push(MaintenanceRow::of(e, p.stream_seq));
+                    log.push(entry("", &e.state, &e.reason, &e.requested_by));
                 }
                 ControlEvent::NotificationChannelSaved(e) => {
                     channels.push(ChannelRow {
@@ -424,6 +437,7 @@ impl Projection for ControlProjection {
         insert_rows(ch, NOTIFICATION_ATTEMPTS, &attempts).await?;
         insert_rows(ch, ALERT_RULES, &rules).await?;
         insert_rows(ch, SILENCE_LOG, &silences).await?;
+        insert_rows(ch, MAINTENANCE_LOG, &maintenance).await?;
         // Last: an event found here had everything above written.
         insert_rows(ch, CLUSTER_LOG, &log).await
     }

@@ -15,6 +15,7 @@ pub mod heartbeats;
 pub mod history;
 pub mod inventory;
 pub mod logged;
+pub mod maintenance;
 pub mod node_events;
 pub mod partitions;
 pub mod rejected;

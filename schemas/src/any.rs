@@ -11,11 +11,11 @@ use crate::tasks::TaskEnd;
 use crate::{
     AlertFired, AlertResolved, AlertRuleDeleted, AlertRuleSaved, ClusterCreated, ClusterDeleted,
     ClusterRenamed, GpuXidOccurred, HeartbeatRecorded, InventoryReported, NodeAssignedToCluster,
-    NodeBecameSuspect, NodeCameBack, NodeLabelsSet, NodeUnassignedFromCluster, NodeWentOffline,
-    NotificationAttempted, NotificationChannelDeleted, NotificationChannelSaved, SilenceCreated,
-    SilenceDeleted, TaskAccepted, TaskCancelRequested, TaskCancelled, TaskDispatched, TaskFinished,
-    TaskOfferRefused, TaskOutputProduced, TaskRequested, TaskStarted, TaskTimedOut,
-    TaskUnreachable,
+    NodeBecameSuspect, NodeCameBack, NodeLabelsSet, NodeMaintenanceChanged,
+    NodeUnassignedFromCluster, NodeWentOffline, NotificationAttempted, NotificationChannelDeleted,
+    NotificationChannelSaved, SilenceCreated, SilenceDeleted, TaskAccepted, TaskCancelRequested,
+    TaskCancelled, TaskDispatched, TaskFinished, TaskOfferRefused, TaskOutputProduced,
+    TaskRequested, TaskStarted, TaskTimedOut, TaskUnreachable,
 };
 use crate::{
     AuditRecorded, EnrollmentIssued, EnrollmentRevoked, EnrollmentUsed, NodeCredentialsIssued,
@@ -97,7 +97,7 @@ event_set!(
     TaskOutputProduced, TaskFinished, TaskTimedOut, TaskCancelled, TaskUnreachable,
     TaskOfferRefused,
     ClusterCreated, ClusterRenamed, ClusterDeleted, NodeAssignedToCluster,
-    NodeUnassignedFromCluster, NodeLabelsSet, NotificationChannelSaved,
+    NodeUnassignedFromCluster, NodeLabelsSet, NodeMaintenanceChanged, NotificationChannelSaved,
     NotificationChannelDeleted, NotificationAttempted, AlertRuleSaved, AlertRuleDeleted,
     SilenceCreated, SilenceDeleted, AlertFired, AlertResolved, TokenIssued, TokenRevoked,
     TokenUsed, EnrollmentIssued, EnrollmentUsed, EnrollmentRevoked, NodeCredentialsIssued,
@@ -122,7 +122,7 @@ event_set!(
     /// The control stream: clusters, membership, labels, channels, rules and silences.
     ControlEvent, "the control stream":
     ClusterCreated, ClusterRenamed, ClusterDeleted, NodeAssignedToCluster,
-    NodeUnassignedFromCluster, NodeLabelsSet, NotificationChannelSaved,
+    NodeUnassignedFromCluster, NodeLabelsSet, NodeMaintenanceChanged, NotificationChannelSaved,
     NotificationChannelDeleted, NotificationAttempted, AlertRuleSaved, AlertRuleDeleted,
     SilenceCreated, SilenceDeleted,
 );

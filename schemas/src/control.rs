@@ -71,6 +71,69 @@ pub struct NodeLabelsSet {
 }
 event!(NodeLabelsSet, 1);
 
+/// Where a node stands for scheduling and repair: in service; cordoned (no new work unless a
+/// request names it); remediating (a policy's ladder is running on it); verifying (a health
+/// check decides whether it returns); service required (a person or an RMA is needed).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum MaintenanceState {
+    #[default]
+    InService,
+    Cordoned,
+    Remediating,
+    Verifying,
+    ServiceRequired,
+}
+
+impl MaintenanceState {
+    pub const ALL: [MaintenanceState; 5] = [
+        MaintenanceState::InService,
+        MaintenanceState::Cordoned,
+        MaintenanceState::Remediating,
+        MaintenanceState::Verifying,
+        MaintenanceState::ServiceRequired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaintenanceState::InService => "in_service",
+            MaintenanceState::Cordoned => "cordoned",
+            MaintenanceState::Remediating => "remediating",
+            MaintenanceState::Verifying => "verifying",
+            MaintenanceState::ServiceRequired => "service_required",
+        }
+    }
+
+    /// The state named `text`; an empty text (a node never changed) is in service.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.is_empty() {
+            return Some(MaintenanceState::InService);
+        }
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Whether untargeted work skips the node: every state but in service.
+    pub fn held(self) -> bool {
+        self != MaintenanceState::InService
+    }
+}
+
+/// `NodeMaintenanceChanged` v1: a node's maintenance state changed. The envelope's `node_id` is
+/// the node; an operator's change has no policy or run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeMaintenanceChanged {
+    pub envelope: Envelope,
+    /// A [`MaintenanceState`] name.
+    pub state: String,
+    pub reason: String,
+    pub policy_id: String,
+    pub run_id: String,
+    pub requested_by: String,
+}
+event!(NodeMaintenanceChanged, 1);
+
 /// Whether `key` can be a label key: 1..=63 of `[a-z0-9_.-]`, or with a `domain/` prefix.
 pub fn is_valid_label_key(key: &str) -> bool {
     let name = key.rsplit_once('/').map_or(key, |(_, n)| n);
@@ -186,6 +249,30 @@ mod tests {
             }],
             requested_by: "agent".into(),
         });
+        check(&NodeMaintenanceChanged {
+            envelope: env(NodeMaintenanceChanged::NAME),
+            state: MaintenanceState::Cordoned.as_str().into(),
+            reason: "fan replacement".into(),
+            policy_id: String::new(),
+            run_id: String::new(),
+            requested_by: "ops".into(),
+        });
+    }
+
+    #[test]
+    fn maintenance_states_parse_by_name() {
+        for s in MaintenanceState::ALL {
+            assert_eq!(MaintenanceState::parse(s.as_str()), Some(s));
+            let json = serde_json::to_string(&s).expect("json");
+            assert_eq!(json, format!("\"{}\"", s.as_str()));
+        }
+        assert_eq!(
+            MaintenanceState::parse(""),
+            Some(MaintenanceState::InService)
+        );
+        assert_eq!(MaintenanceState::parse("drained"), None);
+        assert!(!MaintenanceState::InService.held());
+        assert!(MaintenanceState::Verifying.held());
     }
 
     #[test]

@@ -38,9 +38,9 @@ pub use any::{
 };
 pub use codec::{DecodeError, EncodeError, decode, encode, written_as};
 pub use control::{
-    ClusterCreated, ClusterDeleted, ClusterRenamed, Label, NodeAssignedToCluster, NodeLabelsSet,
-    NodeUnassignedFromCluster, NotificationAttempted, NotificationChannelDeleted,
-    NotificationChannelSaved,
+    ClusterCreated, ClusterDeleted, ClusterRenamed, Label, MaintenanceState, NodeAssignedToCluster,
+    NodeLabelsSet, NodeMaintenanceChanged, NodeUnassignedFromCluster, NotificationAttempted,
+    NotificationChannelDeleted, NotificationChannelSaved,
 };
 pub use events::{
     BlockDevice, CollectorError, CpuCache, CpuInfo, Dimm, Disk, Envelope, Event, GpuDevice,

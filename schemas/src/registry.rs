@@ -69,6 +69,11 @@ pub const RELEASED: &[SchemaFile] = &[
     ),
     schema_file!("NodeLabelsSet", 1, "node_labels_set.v1.avsc"),
     schema_file!(
+        "NodeMaintenanceChanged",
+        1,
+        "node_maintenance_changed.v1.avsc"
+    ),
+    schema_file!(
         "NotificationChannelSaved",
         1,
         "notification_channel_saved.v1.avsc"

@@ -72,6 +72,15 @@ pub fn control_node(node_id: &str) -> String {
     format!("{PREFIX}.control.node.{node_id}")
 }
 
+/// Every node's maintenance changes.
+pub const MAINTENANCE_ALL: &str = "nerve.v1.control.maintenance.*";
+
+/// Subject of a node's maintenance changes (operators' and remediation's; never a node's own,
+/// so an agent cannot take itself out of or back into service); last token the node id.
+pub fn control_maintenance(node_id: &str) -> String {
+    format!("{PREFIX}.control.maintenance.{node_id}")
+}
+
 /// Subject of a notification channel's events (saved, deleted, every delivery attempt).
 pub fn control_channel(channel_id: &str) -> String {
     format!("{PREFIX}.control.channel.{channel_id}")

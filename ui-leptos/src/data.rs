@@ -56,6 +56,15 @@ pub async fn get_node_detail(id: String, at: Option<String>) -> Result<NodeDetai
         .map_err(fail)
 }
 
+/// Moves a node to another maintenance state (cordon, return to service, mark for service).
+#[server(prefix = "/ui-api", endpoint = "node-maintenance", input = Json)]
+pub async fn set_maintenance(
+    id: String,
+    change: nerve_api::dto::fleet::SetMaintenance,
+) -> Result<FormResult, ServerFnError> {
+    form_answer(nerve_api::maintenance::set(&state()?, &id, change, &who().await?).await)
+}
+
 /// A node's metrics over the `range_secs` up to now (or `at`), about 120 points.
 #[server(prefix = "/ui-api", endpoint = "node-metrics", input = Json)]
 pub async fn get_node_metrics(
@@ -117,7 +126,7 @@ pub async fn preview_targets(
     targets: nerve_api::dto::tasks::TaskTargets,
 ) -> Result<Result<Vec<String>, String>, ServerFnError> {
     match nerve_api::tasks::resolve(&state()?, &targets).await {
-        Ok(nodes) => Ok(Ok(nodes)),
+        Ok((nodes, _skipped)) => Ok(Ok(nodes)),
         Err(nerve_api::error::ApiError::BadRequest(reason)) => Ok(Err(reason)),
         Err(e) => Err(fail(e)),
     }

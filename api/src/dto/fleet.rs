@@ -28,6 +28,98 @@ impl NodeStatus {
     }
 }
 
+/// Where a node stands for scheduling and repair (the event contract's `MaintenanceState`,
+/// mirrored here so the console needs no Avro): tasks skip every state but `in_service`
+/// unless a request names the node or sets `include_cordoned`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Maintenance {
+    #[default]
+    InService,
+    Cordoned,
+    Remediating,
+    Verifying,
+    ServiceRequired,
+}
+
+impl Maintenance {
+    pub const ALL: [Maintenance; 5] = [
+        Maintenance::InService,
+        Maintenance::Cordoned,
+        Maintenance::Remediating,
+        Maintenance::Verifying,
+        Maintenance::ServiceRequired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Maintenance::InService => "in_service",
+            Maintenance::Cordoned => "cordoned",
+            Maintenance::Remediating => "remediating",
+            Maintenance::Verifying => "verifying",
+            Maintenance::ServiceRequired => "service_required",
+        }
+    }
+
+    /// The state named `text`; empty (never changed) is in service.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.is_empty() {
+            return Some(Maintenance::InService);
+        }
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Whether untargeted work skips the node: every state but in service.
+    pub fn held(self) -> bool {
+        self != Maintenance::InService
+    }
+
+    /// How the console writes it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Maintenance::InService => "in service",
+            Maintenance::Cordoned => "cordoned",
+            Maintenance::Remediating => "remediating",
+            Maintenance::Verifying => "verifying",
+            Maintenance::ServiceRequired => "service required",
+        }
+    }
+}
+
+/// `PUT /api/v1/nodes/{id}/maintenance`: an operator moves a node to `cordoned`,
+/// `service_required` or back to `in_service` (remediating and verifying belong to policies).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetMaintenance {
+    pub state: Maintenance,
+    /// Why, for the history (required, at most 500 characters).
+    pub reason: String,
+}
+
+/// A node's maintenance state and how it got there.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceInfo {
+    pub state: Maintenance,
+    /// When the state was entered (RFC 3339); `None`: never changed.
+    pub since: Option<String>,
+    /// Its changes, newest first (at most 50).
+    pub history: Vec<MaintenanceChange>,
+}
+
+/// One change of a node's maintenance state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceChange {
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub at_ms: u64,
+    pub state: Maintenance,
+    pub reason: String,
+    /// The remediation policy and run that made it; empty for an operator's.
+    pub policy_id: String,
+    pub run_id: String,
+    pub requested_by: String,
+}
+
 /// `GET /api/v1/nodes` query.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +140,8 @@ pub struct NodeListQuery {
     pub cluster: Option<String>,
     /// Only nodes with this label (`key=value`).
     pub label: Option<String>,
+    /// Only nodes in this maintenance state.
+    pub maintenance: Option<Maintenance>,
 }
 
 /// What the node list can be sorted by.
@@ -126,6 +220,9 @@ pub struct NodeSummary {
     pub mem_total_bytes: u64,
     pub gpu_count: u16,
     pub gpu_util_pct_avg: f32,
+    /// Where it stands for scheduling and repair.
+    #[serde(default)]
+    pub maintenance: Maintenance,
 }
 
 /// A page of nodes.
@@ -162,6 +259,9 @@ pub struct NodeDetail {
     /// Its alerts firing, newest first.
     #[serde(default)]
     pub alerts: Vec<OpenAlert>,
+    /// Its maintenance state with its history.
+    #[serde(default)]
+    pub maintenance: MaintenanceInfo,
     /// The past time this answers for (`?at=`, RFC 3339 to the millisecond); `None`: now.
     #[serde(default)]
     pub as_of: Option<String>,
@@ -324,6 +424,15 @@ pub struct FleetSummary {
     /// Alerts firing, fleet-wide.
     #[serde(default)]
     pub alerts_firing: u64,
+    /// Nodes out of service: cordoned, remediating, verifying, service required.
+    #[serde(default)]
+    pub cordoned: u64,
+    #[serde(default)]
+    pub remediating: u64,
+    #[serde(default)]
+    pub verifying: u64,
+    #[serde(default)]
+    pub service_required: u64,
     /// The past time this answers for (`?at=`, RFC 3339 to the millisecond); `None`: now.
     #[serde(default)]
     pub as_of: Option<String>,

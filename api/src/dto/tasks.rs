@@ -43,12 +43,15 @@ pub struct CreateTask {
 pub struct TaskTargets {
     /// Explicit node ids; empty: every node (that passes the other filters).
     pub node_ids: Vec<String>,
-    /// `key=value`; reserved for the clusters-and-labels issue (rejected until then).
+    /// Labels (`key=value`) a node must all have.
     pub labels: Vec<String>,
-    /// Cluster names; reserved for the clusters-and-labels issue (rejected until then).
+    /// Clusters (ids or names) a node must be in one of.
     pub clusters: Vec<String>,
     /// Liveness states allowed; default `["online"]`.
     pub status: Vec<NodeStatus>,
+    /// Also nodes out of service (cordoned, remediating, verifying, service required), which
+    /// an untargeted request skips; nodes named in `node_ids` are never skipped.
+    pub include_cordoned: bool,
 }
 
 /// The answer to a task request.
@@ -56,6 +59,9 @@ pub struct TaskTargets {
 pub struct TaskCreated {
     pub task_id: String,
     pub expected_nodes: Vec<String>,
+    /// Nodes that matched but were skipped as out of service.
+    #[serde(default)]
+    pub skipped_maintenance: u64,
 }
 
 /// Nodes of a task per ledger state.

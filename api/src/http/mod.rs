@@ -22,7 +22,7 @@ use crate::AppState;
 use crate::dto::alerts::{AlertListQuery, CreateSilence, SaveChannel, SaveRule};
 use crate::dto::auth::{AuditQuery, CreateEnrollment, CreateToken, Right, RotateToken};
 use crate::dto::clusters::{CreateCluster, RenameCluster, SetLabels};
-use crate::dto::fleet::{AsOfQuery, MetricsQuery, NodeListQuery};
+use crate::dto::fleet::{AsOfQuery, MetricsQuery, NodeListQuery, SetMaintenance};
 use crate::dto::tasks::{CreateTask, TaskListQuery};
 use crate::error::ApiError;
 use crate::{alerts, audit, clusters, fleet, tasks};
@@ -66,6 +66,7 @@ routes! {
     GET "/api/v1/nodes/{id}" => node_detail, Read, 200;
     GET "/api/v1/nodes/{id}/metrics" => node_metrics, Read, 200;
     PUT "/api/v1/nodes/{id}/labels" => set_labels, Operate, 202;
+    PUT "/api/v1/nodes/{id}/maintenance" => set_maintenance, Operate, 202;
     GET "/api/v1/clusters" => list_clusters, Read, 200;
     POST "/api/v1/clusters" => create_cluster, Operate, 202;
     GET "/api/v1/clusters/{id}" => cluster_detail, Read, 200;
@@ -311,6 +312,16 @@ async fn set_labels(
     Ok(Json(
         clusters::set_labels(&state, &id, req, &who.who()).await?,
     ))
+}
+
+async fn set_maintenance(
+    State(state): State<AppState>,
+    who: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<SetMaintenance>,
+) -> Result<impl IntoResponse, ApiError> {
+    let done = crate::maintenance::set(&state, &id, req, &who.who()).await?;
+    Ok(Json(done))
 }
 
 async fn list_channels(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {

@@ -13,7 +13,7 @@ use nerve_projections::node_events::NODE_LIVENESS;
 use serde::Deserialize;
 
 use super::{Snapshot, status_from};
-use crate::dto::fleet::NodeSummary;
+use crate::dto::fleet::{Maintenance, NodeSummary};
 use crate::error::ApiError;
 use crate::tags;
 use crate::time::rfc3339_ms;
@@ -148,13 +148,17 @@ struct ListRow {
     gpu_util_pct_avg: f32,
     gpu_health: String,
     status: String,
+    maintenance: String,
 }
 
-/// Every node with its hostname and `status` (ClickHouse 18.16 joins one table per SELECT,
-/// hence the nesting).
+/// Every node with its hostname, `status` and `maintenance` (empty: in service; ClickHouse
+/// 18.16 joins one table per SELECT, hence the nesting).
 pub fn nodes_sql() -> String {
     format!(
         "(SELECT node_id, hostname, reported_at_ms, last_seen_ms, \
+        interval_secs, cpu_pct, mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, \
+        gpu_health, status, maintenance \
+    FROM (SELECT node_id, hostname, reported_at_ms, last_seen_ms, \
         interval_secs, cpu_pct, mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, \
         gpu_health, if(live = '', 'online', live) AS status \
     FROM (SELECT node_id, hostname, reported_at_ms, last_seen_ms, interval_secs, cpu_pct, \
@@ -162,7 +166,9 @@ pub fn nodes_sql() -> String {
           FROM {NODE_STATE} FINAL \
           ANY LEFT JOIN (SELECT node_id, hostname, reported_at_ms FROM {INVENTORY} FINAL) \
           USING node_id) \
-    ANY LEFT JOIN (SELECT node_id, state AS live FROM {NODE_LIVENESS} FINAL) USING node_id)"
+    ANY LEFT JOIN (SELECT node_id, state AS live FROM {NODE_LIVENESS} FINAL) USING node_id) \
+    ANY LEFT JOIN (SELECT node_id, maintenance FROM {MAINTENANCE}) USING node_id)",
+        MAINTENANCE = nerve_projections::maintenance::CURRENT
     )
 }
 
@@ -181,6 +187,7 @@ impl ListRow {
             mem_total_bytes: self.mem_total_bytes,
             gpu_count: self.gpu_count,
             gpu_util_pct_avg: self.gpu_util_pct_avg,
+            maintenance: Maintenance::parse(&self.maintenance).unwrap_or_default(),
         }
     }
 }
@@ -192,7 +199,7 @@ async fn all_nodes(ch: &Client) -> Result<Vec<(NodeSummary, u64)>, ApiError> {
         .query(&format!(
             "SELECT node_id, hostname, reported_at_ms, last_seen_ms, interval_secs, cpu_pct, \
                     mem_used_bytes, mem_total_bytes, gpu_count, gpu_util_pct_avg, gpu_health, \
-                    status FROM {}",
+                    status, maintenance FROM {}",
             nodes_sql()
         ))
         // A reload runs behind the requests: one ClickHouse thread, so that it does not take

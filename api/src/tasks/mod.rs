@@ -9,7 +9,7 @@ use nerve_schemas::{Envelope, TaskCancelRequested, TaskRequested, TaskSelector, 
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::dto::fleet::NodeStatus;
+use crate::dto::fleet::{Maintenance, NodeStatus};
 use crate::dto::tasks::*;
 use crate::error::ApiError;
 use crate::time::rfc3339_ms;
@@ -25,8 +25,13 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into())
 }
 
-/// The nodes a request targets, as of now.
-pub async fn resolve(state: &AppState, targets: &TaskTargets) -> Result<Vec<String>, ApiError> {
+/// The nodes a request targets, as of now, and how many matched but were skipped as out of
+/// service (every maintenance state but in service, unless the request names its nodes or
+/// sets `include_cordoned`).
+pub async fn resolve(
+    state: &AppState,
+    targets: &TaskTargets,
+) -> Result<(Vec<String>, u64), ApiError> {
     let labels = targets
         .labels
         .iter()
@@ -56,6 +61,7 @@ pub async fn resolve(state: &AppState, targets: &TaskTargets) -> Result<Vec<Stri
     struct Found {
         node_id: String,
         status: String,
+        maintenance: String,
     }
     let filter = nerve_projections::scope::NodeFilter {
         node_ids: &targets.node_ids,
@@ -63,7 +69,7 @@ pub async fn resolve(state: &AppState, targets: &TaskTargets) -> Result<Vec<Stri
         labels: &labels,
     };
     let mut sql = format!(
-        "SELECT node_id, status FROM {}",
+        "SELECT node_id, status, maintenance FROM {}",
         crate::snapshot::nodes_sql()
     );
     let clauses = filter.clauses();
@@ -84,17 +90,29 @@ pub async fn resolve(state: &AppState, targets: &TaskTargets) -> Result<Vec<Stri
             return Err(bad(format!("unknown nodes: {}", unknown.join(", "))));
         }
     }
+    let skip_held = targets.node_ids.is_empty() && !targets.include_cordoned;
+    let mut skipped = 0;
     let mut nodes: Vec<String> = found
         .into_iter()
         .filter(|f| statuses.contains(&f.status.as_str()))
+        .filter(|f| {
+            let held =
+                skip_held && Maintenance::parse(&f.maintenance).is_none_or(Maintenance::held);
+            skipped += u64::from(held);
+            !held
+        })
         .map(|f| f.node_id)
         .collect();
     nodes.sort();
     nodes.dedup();
     if nodes.is_empty() {
         return Err(bad(format!(
-            "no node matches the targets (status {})",
-            statuses.join(", ")
+            "no node matches the targets (status {}{})",
+            statuses.join(", "),
+            match skipped {
+                0 => String::new(),
+                n => format!("; {n} out of service skipped: name them or set include_cordoned"),
+            }
         )));
     }
     if nodes.len() > MAX_NODES {
@@ -103,7 +121,7 @@ pub async fn resolve(state: &AppState, targets: &TaskTargets) -> Result<Vec<Stri
             nodes.len()
         )));
     }
-    Ok(nodes)
+    Ok((nodes, skipped))
 }
 
 /// Validates, resolves and records a task request on behalf of `by`.
@@ -123,7 +141,7 @@ pub async fn create(state: &AppState, req: CreateTask, by: &str) -> Result<TaskC
     if accept_deadline == 0 || accept_deadline > 3600 {
         return Err(bad("accept_deadline_secs must be between 1 and 3600"));
     }
-    let expected = resolve(state, &req.targets).await?;
+    let (expected, skipped_maintenance) = resolve(state, &req.targets).await?;
     let batch_size = match (req.batch_size, req.batch_percent) {
         (Some(n), _) => n,
         (None, Some(p)) => ((expected.len() as u64 * u64::from(p)).div_ceil(100)).max(1) as u32,
@@ -159,6 +177,7 @@ pub async fn create(state: &AppState, req: CreateTask, by: &str) -> Result<TaskC
     Ok(TaskCreated {
         task_id,
         expected_nodes: expected,
+        skipped_maintenance,
     })
 }
 

@@ -457,6 +457,12 @@ async fn console_in_a_real_browser() {
             .await
             .is_err()
     );
+    visit(c, &base, "/nodes/sim-002", "node-viewer").await;
+    text(c, "[data-testid=maintenance-state]").await;
+    assert!(
+        c.find(Locator::Css("[data-testid=cordon]")).await.is_err(),
+        "a viewer is offered Cordon"
+    );
     // Server functions answer only JSON from the console's own origin.
     let cookie = format!("nerve_session={admin}");
     let http = reqwest::Client::new();
@@ -703,6 +709,30 @@ async fn console_in_a_real_browser() {
     );
     wait_text(c, "[data-testid=events]", "the XID event", |t| {
         t.contains("XID 79")
+    })
+    .await;
+
+    // Cordoned through the console: the state and the reason shown, the list filters it, the
+    // dashboard counts it.
+    type_into(c, &[("#maint-reason", "XID 79: reseat the GPU")]).await;
+    click(c, "[data-testid=cordon]").await;
+    wait_text(c, "[data-testid=maintenance-state]", "cordoned", |t| {
+        t.contains("cordoned")
+    })
+    .await;
+    wait_text(c, "[data-testid=maintenance-history]", "the reason", |t| {
+        t.contains("reseat the GPU") && t.contains("ada/")
+    })
+    .await;
+    screenshot(c, "node-cordoned").await;
+    visit(c, &base, "/nodes?maintenance=cordoned", "nodes-cordoned").await;
+    eventually(Duration::from_secs(60), "the cordoned list", || async {
+        (row_ids(c).await == ["sim-001"]).then_some(())
+    })
+    .await;
+    visit(c, &base, "/", "dashboard-cordoned").await;
+    wait_text(c, "[data-testid=count-cordoned]", "one cordoned", |t| {
+        t == "1"
     })
     .await;
 

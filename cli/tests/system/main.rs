@@ -23,6 +23,7 @@ mod fleet_list;
 mod gpu_node;
 mod lease;
 mod liveness;
+mod maintenance;
 mod offers;
 mod point_in_time;
 mod projector;

@@ -1,4 +1,4 @@
-//! Dashboard: status counts, alerts firing, utilisation distributions, recently changed nodes
+//! Dashboard: status counts, alerts firing, maintenance counts, utilisation distributions, recently changed nodes
 //! and the nodes needing attention; now, or as of a past time (`?at=`).
 
 use leptos::prelude::*;
@@ -39,6 +39,11 @@ pub fn Dashboard() -> impl IntoView {
                             <A href="/nodes?status=offline" attr:class="card offline"><span class="num" data-testid="count-offline">{s.offline}</span><span>"offline"</span></A>
                             <div class="card"><span class="num">{s.gpus}</span><span>"GPUs"</span></div>
                             <A href="/alerts" attr:class="card"><span class="num" data-testid="count-alerts">{s.alerts_firing}</span><span>"alerts firing"</span></A>
+                        </section>
+                        <section class="cards" aria-label="Maintenance">
+                            <A href="/nodes?maintenance=cordoned" attr:class="card"><span class="num" data-testid="count-cordoned">{s.cordoned}</span><span>"cordoned"</span></A>
+                            <A href="/nodes?maintenance=remediating" attr:class="card"><span class="num" data-testid="count-remediating">{s.remediating + s.verifying}</span><span>"remediating or verifying"</span></A>
+                            <A href="/nodes?maintenance=service_required" attr:class="card"><span class="num" data-testid="count-service-required">{s.service_required}</span><span>"need service"</span></A>
                         </section>
                         <section class="grid3" aria-label="Utilisation of online nodes">
                             <Histogram label="CPU busy".to_string() counts=s.cpu_histogram/>

@@ -6,6 +6,7 @@ pub mod clusters;
 pub mod dashboard;
 pub mod enrollment;
 pub mod login;
+pub mod maintenance;
 pub mod node;
 pub mod nodes;
 pub mod tasks;

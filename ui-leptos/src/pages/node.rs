@@ -1,4 +1,5 @@
-//! Node detail: status (with when the liveness tracker last changed it), GPU health per GPU with
+//! Node detail: status (with when the liveness tracker last changed it), the maintenance state
+//! ([`super::maintenance`]), GPU health per GPU with
 //! its reasons, recent events (XIDs, liveness), the full inventory (system, CPU, memory and DIMMs,
 //! GPUs, disks with SMART, filesystems, network) and charts of CPU, memory, network and GPU over
 //! 15 min / 1 h / 24 h / 7 d / 30 d / 1 y (from 24 h on, read from the roll-ups); now, or as of a past time (`?at=`, the charts then end there).
@@ -7,11 +8,12 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_params_map, use_query_map};
-use nerve_api::dto::{fleet::MetricsSeries, fleet::NodeDetail};
+use nerve_api::dto::fleet::{MetricsSeries, NodeDetail, SetMaintenance};
 
+use super::maintenance::{MaintenancePanel, SetAction};
 use super::{AsOf, LoadError, PastBanner, StatusBadge, as_of};
 use crate::chart::LineChart;
-use crate::data::{get_node_detail, get_node_metrics};
+use crate::data::{get_node_detail, get_node_metrics, set_maintenance};
 use crate::format;
 use crate::live::use_tick;
 
@@ -41,9 +43,12 @@ pub fn NodePage() -> impl IntoView {
     });
     let at = Memo::new(move |_| as_of(query.get().get("at")));
     let tick = use_tick();
+    let set: SetAction = Action::new(|(id, change): &(String, SetMaintenance)| {
+        set_maintenance(id.clone(), change.clone())
+    });
     let detail = Resource::new(
-        move || (id.get(), at.get(), tick.get()),
-        |(id, at, _)| get_node_detail(id, at),
+        move || (id.get(), at.get(), tick.get(), set.version().get()),
+        |(id, at, _, _)| get_node_detail(id, at),
     );
     let metrics = Resource::new(
         move || (id.get(), range.get().1, at.get(), tick.get()),
@@ -60,7 +65,7 @@ pub fn NodePage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match detail.await {
                     Err(e) => view! { <LoadError message=e.to_string()/> }.into_any(),
-                    Ok(d) => view! { <Detail d/> }.into_any(),
+                    Ok(d) => view! { <Detail d set/> }.into_any(),
                 }
             })}
         </Transition>
@@ -90,7 +95,7 @@ pub fn NodePage() -> impl IntoView {
 }
 
 #[component]
-fn Detail(d: NodeDetail) -> impl IntoView {
+fn Detail(d: NodeDetail, set: SetAction) -> impl IntoView {
     let inv = d.inventory.clone();
     let title = inv
         .as_ref()
@@ -103,6 +108,9 @@ fn Detail(d: NodeDetail) -> impl IntoView {
     let gpus = d.gpus.clone();
     let events = d.events.clone();
     let alerts = d.alerts.clone();
+    let maintenance = d.maintenance.clone();
+    let past = d.as_of.is_some();
+    let node_id = d.id.clone();
     view! {
         <PastBanner as_of=d.as_of.clone()/>
         <div class="section-head">
@@ -141,6 +149,7 @@ fn Detail(d: NodeDetail) -> impl IntoView {
                 </ul>
             </section>
         })}
+        <MaintenancePanel node_id info=maintenance past set/>
         <GpuHealth gpus/>
         <Events events/>
         {match inv {

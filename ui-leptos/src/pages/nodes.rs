@@ -1,12 +1,12 @@
-//! Nodes: the fleet table. Search, status filter, sort and page live in the URL
-//! (`/nodes?q=&status=&sort=&order=&page=`), so every view is linkable and the server does the
+//! Nodes: the fleet table. Search, status and maintenance filters, sort and page live in the
+//! URL (`/nodes?q=&status=&maintenance=&sort=&order=&page=`), so every view is linkable and the server does the
 //! filtering, sorting and paging.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::{A, Form};
 use leptos_router::hooks::use_query_map;
-use nerve_api::dto::{fleet::NodeListQuery, fleet::NodeSort, fleet::NodeStatus, fleet::SortOrder};
+use nerve_api::dto::fleet::{Maintenance, NodeListQuery, NodeSort, NodeStatus, SortOrder};
 
 use super::{LoadError, Meter, StatusBadge};
 use crate::data::get_nodes;
@@ -24,6 +24,7 @@ struct View {
     /// Cluster (id or name) and label (`key=value`) filters, from links elsewhere.
     cluster: String,
     label: String,
+    maintenance: Option<Maintenance>,
     sort: NodeSort,
     order: SortOrder,
     page: u64,
@@ -43,6 +44,9 @@ impl View {
         }
         if !self.label.is_empty() {
             parts.push(format!("label={}", encode(&self.label)));
+        }
+        if let Some(m) = self.maintenance {
+            parts.push(format!("maintenance={}", m.as_str()));
         }
         if self.sort != NodeSort::Id {
             parts.push(format!("sort={}", self.sort.as_str()));
@@ -70,6 +74,7 @@ impl View {
             order: Some(self.order),
             cluster: (!self.cluster.is_empty()).then(|| self.cluster.clone()),
             label: (!self.label.is_empty()).then(|| self.label.clone()),
+            maintenance: self.maintenance,
         }
     }
 }
@@ -96,6 +101,10 @@ pub fn NodesPage() -> impl IntoView {
             status: q.get("status").and_then(|s| NodeStatus::parse(&s)),
             cluster: q.get("cluster").unwrap_or_default(),
             label: q.get("label").unwrap_or_default(),
+            maintenance: q
+                .get("maintenance")
+                .filter(|m| !m.is_empty())
+                .and_then(|m| Maintenance::parse(&m)),
             sort: q
                 .get("sort")
                 .and_then(|s| NodeSort::parse(&s))
@@ -127,6 +136,19 @@ pub fn NodesPage() -> impl IntoView {
             ..v.clone()
         };
         let current = v.status == status;
+        view! {
+            <A href=target.href() attr:class=if current { "chip on" } else { "chip" }
+                attr:aria-current=if current { Some("true") } else { None }>{label}</A>
+        }
+    };
+    let maintenance_link = move |maintenance: Option<Maintenance>, label: &'static str| {
+        let v = view_state.get();
+        let target = View {
+            maintenance,
+            page: 0,
+            ..v.clone()
+        };
+        let current = v.maintenance == maintenance;
         view! {
             <A href=target.href() attr:class=if current { "chip on" } else { "chip" }
                 attr:aria-current=if current { Some("true") } else { None }>{label}</A>
@@ -194,6 +216,9 @@ pub fn NodesPage() -> impl IntoView {
                 {move || { let l = view_state.get().label; (!l.is_empty()).then(|| view! {
                     <input type="hidden" name="label" value=l/>
                 })}}
+                {move || view_state.get().maintenance.map(|m| view! {
+                    <input type="hidden" name="maintenance" value=m.as_str()/>
+                })}
                 <button type="submit">"Search"</button>
             </Form>
             <div class="chips" role="group" aria-label="Filter by status">
@@ -201,6 +226,12 @@ pub fn NodesPage() -> impl IntoView {
                 {move || status_link(Some(NodeStatus::Online), "Online")}
                 {move || status_link(Some(NodeStatus::Suspect), "Suspect")}
                 {move || status_link(Some(NodeStatus::Offline), "Offline")}
+            </div>
+            <div class="chips" role="group" aria-label="Filter by maintenance state">
+                {move || maintenance_link(None, "Any state")}
+                {move || maintenance_link(Some(Maintenance::Cordoned), "Cordoned")}
+                {move || maintenance_link(Some(Maintenance::Remediating), "Remediating")}
+                {move || maintenance_link(Some(Maintenance::ServiceRequired), "Service required")}
             </div>
         </div>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
@@ -221,6 +252,9 @@ pub fn NodesPage() -> impl IntoView {
                                 <tr data-node-id=n.id.clone()>
                                     <td><StatusBadge status=n.status/></td>
                                     <td><A href=format!("/nodes/{}", n.id)>{name}</A>
+                                        {n.maintenance.held().then(|| view! {
+                                            <span class="badge maint" data-testid="maintenance">{n.maintenance.label()}</span>
+                                        })}
                                         <div class="muted mono small">{n.id.clone()}</div></td>
                                     <td><Meter value_pct=f64::from(n.cpu_pct) label="CPU".to_string()/></td>
                                     <td><Meter value_pct=mem label="Memory".to_string()/></td>
