@@ -47,12 +47,28 @@ pub enum AgentError {
     Enroll(#[from] enroll::EnrollError),
 }
 
-/// This node's labels from the config, as the event that publishes them (always sent at start,
-/// so removing a label from the config removes it from the node).
+/// This node's labels from the config (`agent.labels`, with `region` and `datacenter` when
+/// set), as the event that publishes them (always sent at start, so removing a label from the
+/// config removes it from the node).
 pub fn labels_event(
     node_id: &str,
-    labels: &std::collections::BTreeMap<String, String>,
+    config: &AgentConfig,
 ) -> Result<nerve_schemas::NodeLabelsSet, AgentError> {
+    let mut labels = config.labels.clone();
+    for (key, value) in [
+        ("region", &config.region),
+        ("datacenter", &config.datacenter),
+    ] {
+        if value.is_empty() {
+            continue;
+        }
+        if labels.contains_key(key) {
+            return Err(AgentError::Labels(format!(
+                "{key} is set as agent.{key}; not in agent.labels too"
+            )));
+        }
+        labels.insert(key.to_owned(), value.clone());
+    }
     let labels = labels
         .iter()
         .map(|(k, v)| nerve_schemas::control::parse_label(&format!("{k}={v}")))
@@ -74,7 +90,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), AgentError> {
     let node_id = node_id::load_or_create(&config.state_dir)?;
-    let labels = labels_event(&node_id, &config.labels)?;
+    let labels = labels_event(&node_id, config)?;
     // The node's own NATS identity: enrolled before (key and JWT in the state dir), or now.
     let mut identity = nerve_ingest::node_key::NodeKey::load(&config.state_dir)
         .map_err(enroll::EnrollError::Io)?;
@@ -145,8 +161,7 @@ pub async fn run(
             tokio::spawn(tasks::serve(
                 client.clone(),
                 node_id.clone(),
-                config.hooks_dir.clone(),
-                config.state_dir.clone(),
+                tasks::Rules::of(config),
                 tx.clone(),
                 verifier,
                 cancel.clone(),
@@ -308,5 +323,36 @@ struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_and_datacenter_are_published_as_labels() {
+        let mut config = AgentConfig {
+            region: "eu-west".into(),
+            datacenter: "ams1".into(),
+            ..AgentConfig::default()
+        };
+        config.labels.insert("rack".into(), "r12".into());
+        let set = labels_event("n1", &config).expect("labels");
+        let text: Vec<String> = set
+            .labels
+            .iter()
+            .map(|l| format!("{}={}", l.key, l.value))
+            .collect();
+        assert_eq!(text, ["datacenter=ams1", "rack=r12", "region=eu-west"]);
+        config.labels.insert("region".into(), "us-east".into());
+        let err = labels_event("n1", &config).unwrap_err().to_string();
+        assert!(err.contains("agent.region"), "{err}");
+        config.region = "bad region".into();
+        config.labels.remove("region");
+        assert!(
+            labels_event("n1", &config).is_err(),
+            "a space is no label value"
+        );
     }
 }

@@ -5,7 +5,9 @@
 //! events through the outbox, so they survive NATS outages like heartbeats do.
 //!
 //! A dispatch that repeats (the dispatcher retries when a reply is lost) is answered again
-//! without running the task twice.
+//! without running the task twice. The node holds its tasks to its own rules ([`Rules`]): at
+//! most so many at once (the rest queued, [`slots`]), a default and a longest timeout, and each
+//! task's own directory, cleaned up after it ends ([`dirs`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -15,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use nerve_ingest::offer::{Claimed, OfferVerifier, Refusal};
+use nerve_platform::config::AgentConfig;
 use nerve_schemas::{
     Envelope, Event, TaskAccepted, TaskCancelled, TaskDispatched, TaskFinished, TaskOfferRefused,
-    TaskOutputProduced, TaskSpec, TaskStarted, TaskTimedOut, subjects,
+    TaskOutputProduced, TaskQueued, TaskSpec, TaskStarted, TaskTimedOut, subjects,
 };
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
@@ -25,9 +28,46 @@ use tokio_util::sync::CancellationToken;
 
 use crate::publisher::Outgoing;
 
+pub mod dirs;
 pub mod process;
+pub mod slots;
 
 use process::Limits;
+use slots::Slots;
+
+/// What this node holds every task to (`agent.*`).
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub hooks_dir: PathBuf,
+    /// Where each task's own directory is made ([`dirs::root`]).
+    pub tasks_root: PathBuf,
+    pub max_concurrent: usize,
+    pub default_timeout_secs: u64,
+    pub max_timeout_secs: u64,
+    pub dir_keep: Duration,
+}
+
+impl Rules {
+    pub fn of(config: &AgentConfig) -> Self {
+        Self {
+            hooks_dir: config.hooks_dir.clone(),
+            tasks_root: dirs::root(&config.state_dir),
+            max_concurrent: config.max_concurrent_tasks,
+            default_timeout_secs: config.task_default_timeout_secs.max(1),
+            max_timeout_secs: config.task_max_timeout_secs.max(1),
+            dir_keep: Duration::from_secs(config.task_dir_keep_secs),
+        }
+    }
+
+    /// The timeout a task runs under: its own, or the default when it names none, never
+    /// longer than the node allows.
+    pub fn timeout_secs(&self, spec: &TaskSpec) -> u64 {
+        match u64::try_from(spec.timeout_secs) {
+            Ok(t) if t > 0 => t.min(self.max_timeout_secs),
+            _ => self.default_timeout_secs.min(self.max_timeout_secs),
+        }
+    }
+}
 
 /// Bytes per output event at most.
 pub const CHUNK_BYTES: usize = 16 * 1024;
@@ -36,13 +76,25 @@ const REMEMBERED: usize = 4096;
 /// After SIGTERM on cancel, how long before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
 
-/// Why a task could not be prepared; reported as `TaskFinished { error }`.
+/// The command to run, in the task's own directory under `tasks_root` (made here); why a task
+/// could not be prepared is reported as `TaskFinished { error }`.
 fn prepare(
     spec: &TaskSpec,
     hooks_dir: &Path,
-    work_dir: &Path,
+    tasks_root: &Path,
     task_id: &str,
 ) -> Result<tokio::process::Command, String> {
+    let user = match spec.run_as.as_str() {
+        "" => None,
+        name if !process::is_root() => {
+            return Err(format!("run_as {name:?}: the agent does not run as root"));
+        }
+        name => Some(
+            process::lookup_user(name)
+                .ok_or_else(|| format!("run_as: no user {name:?} on this node"))?,
+        ),
+    };
+    let task_dir = dirs::create(tasks_root, task_id, user)?;
     let mut cmd = match spec.kind.as_str() {
         "command" => {
             let (program, args) = spec.argv.split_first().ok_or("command: argv is empty")?;
@@ -54,9 +106,7 @@ fn prepare(
             if spec.interpreter.is_empty() {
                 return Err("script: no interpreter".into());
             }
-            let dir = work_dir.join("tasks");
-            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let path = dir.join(format!("{task_id}.script"));
+            let path = task_dir.join("script");
             std::fs::write(&path, &spec.script).map_err(|e| format!("{}: {e}", path.display()))?;
             let mut c = tokio::process::Command::new(&spec.interpreter);
             c.arg(path);
@@ -82,19 +132,11 @@ fn prepare(
         }
         other => return Err(format!("unknown task kind {other:?}")),
     };
-    if !spec.run_as.is_empty() {
-        if !process::is_root() {
-            return Err(format!(
-                "run_as {:?}: the agent does not run as root",
-                spec.run_as
-            ));
-        }
-        let (uid, gid) = process::lookup_user(&spec.run_as)
-            .ok_or_else(|| format!("run_as: no user {:?} on this node", spec.run_as))?;
+    if let Some((uid, gid)) = user {
         cmd.uid(uid).gid(gid);
     }
     let dir = if spec.working_dir.is_empty() {
-        work_dir.to_path_buf()
+        task_dir
     } else {
         PathBuf::from(&spec.working_dir)
     };
@@ -188,8 +230,7 @@ async fn refuse(reporter: &Reporter, payload: &[u8], reason: Refusal, claimed: C
 pub async fn serve(
     client: async_nats::Client,
     node_id: String,
-    hooks_dir: PathBuf,
-    work_dir: PathBuf,
+    rules: Rules,
     tx: mpsc::Sender<Outgoing>,
     verifier: Arc<OfferVerifier>,
     cancel: CancellationToken,
@@ -198,6 +239,9 @@ pub async fn serve(
     let mut cancels = client.subscribe(subjects::cancel(&node_id)).await?;
     let reporter = Reporter { node_id, tx };
     let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let rules = Arc::new(rules);
+    let slots = Arc::new(Slots::new(rules.max_concurrent));
+    tokio::spawn(sweep_loop(rules.clone(), ledger.clone(), cancel.clone()));
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -251,10 +295,13 @@ pub async fn serve(
                         .unwrap_or_else(|p| p.into_inner())
                         .running
                         .insert(task.task_id.clone(), token.clone());
-                    let (reporter, ledger, hooks, work) =
-                        (reporter.clone(), ledger.clone(), hooks_dir.clone(), work_dir.clone());
+                    let (reporter, ledger, rules, slots) =
+                        (reporter.clone(), ledger.clone(), rules.clone(), slots.clone());
                     tokio::spawn(async move {
-                        run(&reporter, &task, &hooks, &work, token).await;
+                        if let Some(_slot) = slot(&reporter, &task, &slots, &token).await {
+                            run(&reporter, &task, &rules, token).await;
+                        }
+                        dirs::ended(&rules.tasks_root, &task.task_id, rules.dir_keep);
                         ledger
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
@@ -288,17 +335,75 @@ enum End {
     Cancelled,
 }
 
-/// Runs one task to its end and reports it.
-async fn run(
+/// One of the node's task slots for `task`: at once, or after waiting its turn (reported as
+/// `TaskQueued`); `None` when it was cancelled while waiting (reported as `TaskCancelled`).
+async fn slot(
     reporter: &Reporter,
     task: &TaskDispatched,
-    hooks_dir: &Path,
-    work_dir: &Path,
-    cancel: CancellationToken,
-) {
+    slots: &Slots,
+    cancel: &CancellationToken,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let waiting = match slots.take() {
+        Ok(permit) => return Some(permit),
+        Err(waiting) => waiting,
+    };
+    let as_int = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    reporter
+        .send(&TaskQueued {
+            envelope: reporter.envelope::<TaskQueued>(),
+            task_id: task.task_id.clone(),
+            position: as_int(waiting.position),
+            max_concurrent: as_int(slots.max()),
+        })
+        .await;
+    tokio::select! {
+        permit = waiting.turn() => Some(permit),
+        _ = cancel.cancelled() => {
+            reporter
+                .send(&TaskCancelled {
+                    envelope: reporter.envelope::<TaskCancelled>(),
+                    task_id: task.task_id.clone(),
+                    was_running: false,
+                    duration_ms: 0,
+                })
+                .await;
+            None
+        }
+    }
+}
+
+/// Sweeps the task directories ([`dirs::sweep`]) at start and then periodically.
+async fn sweep_loop(rules: Arc<Rules>, ledger: Arc<Mutex<Ledger>>, cancel: CancellationToken) {
+    loop {
+        let running: std::collections::HashSet<String> = ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .running
+            .keys()
+            .cloned()
+            .collect();
+        let (root, keep) = (rules.tasks_root.clone(), rules.dir_keep);
+        let swept = tokio::task::spawn_blocking(move || {
+            dirs::sweep(&root, keep, |id| running.contains(id))
+        })
+        .await
+        .unwrap_or_default();
+        if swept > 0 {
+            tracing::info!(swept, "task directories removed");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(dirs::sweep_every(rules.dir_keep)) => {}
+        }
+    }
+}
+
+/// Runs one task to its end and reports it.
+async fn run(reporter: &Reporter, task: &TaskDispatched, rules: &Rules, cancel: CancellationToken) {
     let started = Instant::now();
     let spec = &task.spec;
-    let mut child = match prepare(spec, hooks_dir, work_dir, &task.task_id)
+    let timeout_secs = rules.timeout_secs(spec);
+    let mut child = match prepare(spec, &rules.hooks_dir, &rules.tasks_root, &task.task_id)
         .and_then(|mut cmd| cmd.spawn().map_err(|e| format!("cannot start: {e}")))
     {
         Ok(c) => c,
@@ -318,9 +423,7 @@ async fn run(
 
     let mut chunks = pipe_output(&mut child);
     let mut output = Output::new(u64::try_from(spec.max_output_bytes).unwrap_or(0));
-    let timeout = tokio::time::sleep(Duration::from_secs(
-        u64::try_from(spec.timeout_secs.max(1)).unwrap_or(1),
-    ));
+    let timeout = tokio::time::sleep(Duration::from_secs(timeout_secs));
     tokio::pin!(timeout);
     let mut end: Option<End> = None;
     let mut pipes_open = true;
@@ -371,14 +474,7 @@ async fn run(
             }
         }
     }
-    report_end(reporter, task, end, started, &output).await;
-    if spec.kind == "script" {
-        let _ = std::fs::remove_file(
-            work_dir
-                .join("tasks")
-                .join(format!("{}.script", task.task_id)),
-        );
-    }
+    report_end(reporter, task, end, started, &output, timeout_secs).await;
 }
 
 /// `TaskFinished` for a task that did not get to run, with the reason.
@@ -474,6 +570,7 @@ async fn report_end(
     end: Option<End>,
     started: Instant,
     output: &Output,
+    timeout_secs: u64,
 ) {
     let duration_ms = started.elapsed().as_millis().min(i64::MAX as u128) as i64;
     let output_bytes = output.total.min(i64::MAX as u64) as i64;
@@ -497,7 +594,7 @@ async fn report_end(
                 .send(&TaskTimedOut {
                     envelope: reporter.envelope::<TaskTimedOut>(),
                     task_id: task.task_id.clone(),
-                    timeout_secs: task.spec.timeout_secs,
+                    timeout_secs: i32::try_from(timeout_secs).unwrap_or(i32::MAX),
                     duration_ms,
                     output_bytes,
                     truncated,

@@ -186,6 +186,19 @@ pub struct AgentConfig {
     pub tasks: bool,
     /// Directory of the executables a `hook` task may name.
     pub hooks_dir: PathBuf,
+    /// Tasks run at once; more wait their turn (`TaskQueued` in the ledger). 0: no limit.
+    pub max_concurrent_tasks: usize,
+    /// Timeout of a task that names none, and the longest any task may run on this node (a
+    /// longer one is stopped at it, as timed out).
+    pub task_default_timeout_secs: u64,
+    pub task_max_timeout_secs: u64,
+    /// A task without a `working_dir` runs in its own directory under `state_dir/tasks`,
+    /// removed this long after it ends (0: at once); leftovers of a crash are swept too.
+    pub task_dir_keep_secs: u64,
+    /// Where the node is, reported with its inventory and published as its `region` and
+    /// `datacenter` labels (filterable like any label; an operator's label of the same key wins).
+    pub region: String,
+    pub datacenter: String,
     /// This node's labels (`key = "value"`), published at start; operators can add more.
     pub labels: std::collections::BTreeMap<String, String>,
     /// The control plane's public key (an nkey, `N…`) task offers must be signed with; offers
@@ -234,6 +247,12 @@ impl Default for AgentConfig {
             rootfs_path: PathBuf::from("/"),
             tasks: true,
             hooks_dir: PathBuf::from("/etc/nerve/hooks"),
+            max_concurrent_tasks: 8,
+            task_default_timeout_secs: 300,
+            task_max_timeout_secs: 86_400,
+            task_dir_keep_secs: 3600,
+            region: String::new(),
+            datacenter: String::new(),
             labels: std::collections::BTreeMap::new(),
             dispatch_public_key: String::new(),
             enroll_token: String::new(),

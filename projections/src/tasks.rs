@@ -192,6 +192,9 @@ impl Projection for TaskProjection {
                     ..node("dispatched", 1)
                 }),
                 TaskEvent::TaskAccepted(_) => nodes.push(node("accepted", 2)),
+                // The agent sends it after `TaskAccepted`, so at the same rank it wins by
+                // sequence; `TaskStarted` outranks it.
+                TaskEvent::TaskQueued(_) => nodes.push(node("queued", 2)),
                 TaskEvent::TaskStarted(_) => nodes.push(node("running", 3)),
                 TaskEvent::TaskOutputProduced(o) => output.push(OutputRow {
                     task_id: o.task_id.clone(),

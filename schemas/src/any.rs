@@ -14,7 +14,7 @@ use crate::{
     NodeBecameSuspect, NodeCameBack, NodeLabelsSet, NodeMaintenanceChanged,
     NodeUnassignedFromCluster, NodeWentOffline, NotificationAttempted, NotificationChannelDeleted,
     NotificationChannelSaved, SilenceCreated, SilenceDeleted, TaskAccepted, TaskCancelRequested,
-    TaskCancelled, TaskDispatched, TaskFinished, TaskOfferRefused, TaskOutputProduced,
+    TaskCancelled, TaskDispatched, TaskFinished, TaskOfferRefused, TaskOutputProduced, TaskQueued,
     TaskRequested, TaskStarted, TaskTimedOut, TaskUnreachable,
 };
 use crate::{
@@ -93,7 +93,8 @@ event_set!(
     /// Any released event.
     AnyEvent, "any stream":
     HeartbeatRecorded, InventoryReported, GpuXidOccurred, NodeBecameSuspect, NodeWentOffline,
-    NodeCameBack, TaskRequested, TaskCancelRequested, TaskDispatched, TaskAccepted, TaskStarted,
+    NodeCameBack, TaskRequested, TaskCancelRequested, TaskDispatched, TaskAccepted, TaskQueued,
+    TaskStarted,
     TaskOutputProduced, TaskFinished, TaskTimedOut, TaskCancelled, TaskUnreachable,
     TaskOfferRefused,
     ClusterCreated, ClusterRenamed, ClusterDeleted, NodeAssignedToCluster,
@@ -113,7 +114,7 @@ event_set!(
 event_set!(
     /// The tasks stream: requests, cancellations and every node's progress.
     TaskEvent, "the tasks stream":
-    TaskRequested, TaskCancelRequested, TaskDispatched, TaskAccepted, TaskStarted,
+    TaskRequested, TaskCancelRequested, TaskDispatched, TaskAccepted, TaskQueued, TaskStarted,
     TaskOutputProduced, TaskFinished, TaskTimedOut, TaskCancelled, TaskUnreachable,
     TaskOfferRefused,
 );
@@ -194,6 +195,7 @@ impl TaskEvent {
             T::TaskCancelRequested(e) => &e.task_id,
             T::TaskDispatched(e) => &e.task_id,
             T::TaskAccepted(e) => &e.task_id,
+            T::TaskQueued(e) => &e.task_id,
             T::TaskStarted(e) => &e.task_id,
             T::TaskOutputProduced(e) => &e.task_id,
             T::TaskFinished(e) => &e.task_id,

@@ -50,8 +50,8 @@ pub use events::{
 };
 pub use tasks::{
     EnvVar, TaskAccepted, TaskCancelRequested, TaskCancelled, TaskDispatched, TaskEnd,
-    TaskFinished, TaskOfferRefused, TaskOutputProduced, TaskRequested, TaskSelector, TaskSpec,
-    TaskStarted, TaskTimedOut, TaskUnreachable,
+    TaskFinished, TaskOfferRefused, TaskOutputProduced, TaskQueued, TaskRequested, TaskSelector,
+    TaskSpec, TaskStarted, TaskTimedOut, TaskUnreachable,
 };
 pub use trust::{
     AuditRecorded, EnrollmentIssued, EnrollmentRevoked, EnrollmentUsed, NodeCredentialsIssued,

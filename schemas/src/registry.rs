@@ -47,6 +47,7 @@ pub const RELEASED: &[SchemaFile] = &[
     schema_file!("TaskCancelRequested", 1, "task_cancel_requested.v1.avsc"),
     schema_file!("TaskDispatched", 1, "task_dispatched.v1.avsc"),
     schema_file!("TaskAccepted", 1, "task_accepted.v1.avsc"),
+    schema_file!("TaskQueued", 1, "task_queued.v1.avsc"),
     schema_file!("TaskStarted", 1, "task_started.v1.avsc"),
     schema_file!("TaskOutputProduced", 1, "task_output_produced.v1.avsc"),
     schema_file!("TaskFinished", 1, "task_finished.v1.avsc"),

@@ -83,6 +83,17 @@ pub struct TaskAccepted {
 }
 event!(TaskAccepted, 1);
 
+/// `TaskQueued` v1: accepted, waiting for one of the node's task slots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskQueued {
+    pub envelope: Envelope,
+    pub task_id: String,
+    /// 1 runs next.
+    pub position: i32,
+    pub max_concurrent: i32,
+}
+event!(TaskQueued, 1);
+
 /// `TaskStarted` v1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskStarted {
@@ -224,6 +235,12 @@ mod tests {
         check(&TaskAccepted {
             envelope: env::<TaskAccepted>(),
             task_id: task_id.clone(),
+        });
+        check(&TaskQueued {
+            envelope: env::<TaskQueued>(),
+            task_id: task_id.clone(),
+            position: 1,
+            max_concurrent: 2,
         });
         check(&TaskStarted {
             envelope: env::<TaskStarted>(),

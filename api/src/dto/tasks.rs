@@ -70,6 +70,9 @@ pub struct TaskCounts {
     pub expected: u64,
     pub dispatched: u64,
     pub accepted: u64,
+    /// Accepted, waiting for one of the node's task slots (`agent.max_concurrent_tasks`).
+    #[serde(default)]
+    pub queued: u64,
     pub running: u64,
     pub succeeded: u64,
     pub failed: u64,
@@ -119,7 +122,7 @@ pub struct TaskListQuery {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskNode {
     pub node_id: String,
-    /// expected, dispatched, accepted, running, succeeded, failed, timed_out, cancelled,
+    /// expected, dispatched, accepted, queued, running, succeeded, failed, timed_out, cancelled,
     /// unreachable.
     pub state: String,
     pub attempts: u32,

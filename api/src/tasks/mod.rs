@@ -202,6 +202,7 @@ fn counts_of<'a>(rows: impl Iterator<Item = &'a CountRow>) -> TaskCounts {
             "expected" => &mut c.expected,
             "dispatched" => &mut c.dispatched,
             "accepted" => &mut c.accepted,
+            "queued" => &mut c.queued,
             "running" => &mut c.running,
             "succeeded" => &mut c.succeeded,
             "failed" => &mut c.failed,
@@ -358,7 +359,7 @@ pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<TaskDetail, 
     if let Some(client) = state.nats()
         && nerve_ingest::gate::pass().await.is_ok()
     {
-        let working = ["expected", "dispatched", "accepted", "running"];
+        let working = ["expected", "dispatched", "accepted", "queued", "running"];
         for n in detail
             .nodes
             .iter()

@@ -21,6 +21,7 @@ mod drill;
 mod enrollment;
 mod fleet_list;
 mod gpu_node;
+mod guard_rails;
 mod lease;
 mod liveness;
 mod maintenance;

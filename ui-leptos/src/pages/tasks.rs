@@ -38,6 +38,7 @@ fn counts_text(c: &TaskCounts) -> String {
         (c.cancelled, "cancelled"),
         (c.unreachable, "unreachable"),
         (c.running, "running"),
+        (c.queued, "queued"),
         (c.accepted, "accepted"),
         (c.dispatched, "dispatched"),
         (c.expected, "waiting"),
