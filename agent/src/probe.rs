@@ -23,7 +23,7 @@ pub struct Probe {
 /// NVML's readings before they become records; `error` when the driver is present but failing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NvmlProbe {
-    pub snapshots: Vec<collectors::gpu::NvmlSnapshot>,
+    pub snapshots: Vec<collectors::gpu::GpuSnapshot>,
     pub error: Option<String>,
 }
 

@@ -1,6 +1,6 @@
 //! Health verdicts derived from recorded NVML-shaped readings (`tests/fixtures/gpu/*.json`).
 
-use nerve_agent::collectors::gpu::{NvmlSnapshot, XidLedger, device_of, sample_of};
+use nerve_agent::collectors::gpu::{GpuSnapshot, XidLedger, device_of, sample_of};
 use nerve_agent::collectors::gpu_health::{GpuReading, Verdict, assess};
 use serde::Deserialize;
 
@@ -49,7 +49,7 @@ fn every_fixture_gets_its_expected_verdict_and_reasons() {
 #[derive(Deserialize)]
 struct SnapshotFixture {
     xids: std::collections::HashMap<String, Vec<u64>>,
-    snapshots: Vec<NvmlSnapshot>,
+    snapshots: Vec<GpuSnapshot>,
 }
 
 /// The whole NVML path after the driver: recorded snapshots → inventory and heartbeat records
@@ -202,4 +202,108 @@ fn a_real_h100s_readings_become_its_records() {
         "{busy:?}"
     );
     assert!(busy.sm_clock_mhz.is_some_and(|mhz| mhz > 345), "{busy:?}");
+}
+
+/// AMD GPUs: amd-smi's `static`, `metric` and `list` JSON of an MI300X pair (one healthy under
+/// load, one with uncorrectable ECC errors, hot and HBM-thermal throttled), and rocm-smi's JSON
+/// of an MI250X, become the same inventory records, samples and verdicts as NVIDIA GPUs.
+#[test]
+fn amd_tool_output_becomes_inventory_and_samples_with_verdicts() {
+    use nerve_agent::collectors::gpu::amd;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpu/amd");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("fixture");
+    let snapshots = amd::from_amd_smi(
+        &read("mi300x_amd_smi_static.json"),
+        &read("mi300x_amd_smi_metric.json"),
+        Some(&read("mi300x_amd_smi_list.json")),
+    )
+    .expect("amd-smi JSON");
+    assert_eq!(snapshots.len(), 2);
+    let ledger = XidLedger::default();
+    let now = std::time::Instant::now();
+    let devices: Vec<_> = snapshots.iter().map(device_of).collect();
+    let samples: Vec<_> = snapshots
+        .iter()
+        .map(|s| sample_of(s, &ledger.of(&s.uuid, now)))
+        .collect();
+
+    let d = &devices[0];
+    assert_eq!(d.name, "AMD Instinct MI300X");
+    assert_eq!(d.uuid, "6cff74a1-0000-1000-80e9-3b2f1c0d4a12");
+    assert_eq!(d.pci_bus_id, "0000:05:00.0");
+    assert_eq!(d.memory_total_bytes, 196_592 << 20);
+    assert_eq!(d.compute_capability, "gfx942");
+    assert_eq!(d.driver_version, "6.8.5");
+    assert_eq!(d.power_limit_w, Some(750.0));
+    assert_eq!(d.ecc_enabled, Some(true));
+
+    let healthy = &samples[0];
+    assert_eq!(healthy.health, "ok", "{:?}", healthy.health_reasons);
+    assert_eq!(healthy.util_pct, 97.0);
+    assert_eq!(healthy.mem_util_pct, 63.0);
+    assert_eq!(healthy.mem_used_bytes, 152_380 << 20);
+    assert_eq!(healthy.temperature_c, 84.0);
+    assert_eq!(healthy.power_w, 688.0);
+    assert_eq!(healthy.sm_clock_mhz, Some(2089));
+    assert_eq!(healthy.mem_clock_mhz, Some(1300));
+    assert_eq!(healthy.temp_slowdown_c, Some(100));
+    assert_eq!(healthy.ecc_uncorrected, Some(0));
+
+    let sick = &samples[1];
+    assert_eq!(sick.health, "critical");
+    let codes: Vec<&str> = sick
+        .health_reasons
+        .iter()
+        .map(|r| r.code.as_str())
+        .collect();
+    assert_eq!(
+        codes,
+        ["ecc_uncorrected", "temperature", "throttle_hw_thermal"]
+    );
+    assert_eq!(sick.throttle_reason_names, ["hw_thermal_slowdown"]);
+
+    let older = amd::from_rocm_smi(&read("mi250x_rocm_smi.json")).expect("rocm-smi JSON");
+    assert_eq!(older.len(), 1);
+    let device = device_of(&older[0]);
+    let sample = sample_of(&older[0], &ledger.of(&older[0].uuid, now));
+    assert_eq!(device.name, "AMD Instinct MI250X");
+    assert_eq!(device.uuid, "AMD-0x4a1c2e0f9b6d3e21");
+    assert_eq!(device.driver_version, "6.3.6");
+    assert_eq!(device.power_limit_w, Some(560.0));
+    assert_eq!(device.memory_total_bytes, 68_702_699_520);
+    assert_eq!(sample.health, "ok", "{:?}", sample.health_reasons);
+    assert_eq!(sample.util_pct, 64.0);
+    assert_eq!(sample.temperature_c, 44.0);
+    assert_eq!(sample.power_w, 187.0);
+    assert_eq!(sample.sm_clock_mhz, Some(1700));
+    assert_eq!(sample.mem_used_bytes, 28_168_724_480);
+}
+
+/// The tool is run as the agent runs it: `amd-smi static|metric|list --json` (here a script
+/// that prints the MI300X fixtures), its answers read whole; a tool that fails is an error.
+#[test]
+fn the_agent_runs_amd_smi_and_reads_its_answers() {
+    use nerve_agent::collectors::gpu::amd::AmdTool;
+    use std::os::unix::fs::PermissionsExt;
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpu/amd");
+    let bin = tempfile::tempdir().expect("tmp");
+    let tool = bin.path().join("amd-smi");
+    std::fs::write(
+        &tool,
+        format!(
+            "#!/bin/sh\n[ \"$2\" = --json ] || exit 2\nexec cat {}/mi300x_amd_smi_\"$1\".json\n",
+            fixtures.display()
+        ),
+    )
+    .expect("script");
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let read = AmdTool::AmdSmi(tool.clone())
+        .snapshots()
+        .expect("snapshots");
+    assert_eq!(read.len(), 2);
+    assert_eq!(read[1].ecc_uncorrected, Some(2));
+    assert_eq!(read[0].uuid, "6cff74a1-0000-1000-80e9-3b2f1c0d4a12");
+    std::fs::write(&tool, "#!/bin/sh\nexit 3\n").expect("script");
+    let err = AmdTool::AmdSmi(tool).snapshots().unwrap_err();
+    assert!(err.contains("static --json"), "{err}");
 }

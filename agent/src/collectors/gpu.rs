@@ -1,8 +1,8 @@
-//! GPUs via NVML (the `gpu` feature, on by default). A machine without the NVIDIA driver has
-//! "no GPUs", which is not an error; a driver that is present but fails is reported as a
-//! collector error.
+//! GPUs via NVML (the `gpu` feature, on by default), or AMD GPUs through ROCm's tools
+//! ([`amd`]) on a node without the NVIDIA driver. A machine with neither has "no GPUs", which is
+//! not an error; a driver that is present but fails is reported as a collector error.
 //!
-//! Layout: the NVML backend reads each GPU into an [`NvmlSnapshot`] (plain data, so recorded
+//! Layout: each backend reads each GPU into a [`GpuSnapshot`] (plain data, so recorded
 //! snapshots are test fixtures); [`device_of`] and [`sample_of`] turn a snapshot into the
 //! inventory and heartbeat records, with the health verdict from `gpu_health`. XIDs arrive on a
 //! dedicated thread waiting on an NVML event set ([`XidWatcher`]) and are counted per GPU in an
@@ -20,11 +20,11 @@ use super::gpu_health::{self, GpuReading};
 /// How long an XID keeps weighing on a GPU's verdict.
 pub const XID_MEMORY: Duration = Duration::from_secs(3600);
 
-/// Everything NVML says about one GPU at one moment; `None` where this model or driver cannot
-/// say. Recorded snapshots (`tests/fixtures/gpu/snapshots/`) drive the tests.
+/// Everything a backend (NVML, or ROCm's tools) says about one GPU at one moment; `None` where
+/// this model or driver cannot say. Recorded snapshots (`tests/fixtures/gpu/snapshots/`) drive the tests.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct NvmlSnapshot {
+pub struct GpuSnapshot {
     pub index: u32,
     pub uuid: String,
     pub name: String,
@@ -121,7 +121,7 @@ fn clamp_i64(v: u64) -> i64 {
 }
 
 /// The inventory record of a GPU.
-pub fn device_of(s: &NvmlSnapshot) -> GpuDevice {
+pub fn device_of(s: &GpuSnapshot) -> GpuDevice {
     GpuDevice {
         index: clamp_i32(s.index),
         uuid: s.uuid.clone(),
@@ -150,7 +150,7 @@ pub fn device_of(s: &NvmlSnapshot) -> GpuDevice {
 }
 
 /// The heartbeat record of a GPU, with its health verdict; `xids` is this GPU's XID history.
-pub fn sample_of(s: &NvmlSnapshot, xids: &GpuXids) -> GpuSample {
+pub fn sample_of(s: &GpuSnapshot, xids: &GpuXids) -> GpuSample {
     let health = gpu_health::assess(&GpuReading {
         index: s.index,
         uuid: s.uuid.clone(),
@@ -272,6 +272,7 @@ impl XidLedger {
     }
 }
 
+pub mod amd;
 #[cfg(feature = "gpu")]
 mod nvml;
 
@@ -279,13 +280,23 @@ mod nvml;
 pub struct GpuCollector {
     #[cfg(feature = "gpu")]
     backend: Option<nvml::Backend>,
+    /// ROCm's tool, on a node without NVML GPUs.
+    amd: Option<amd::AmdTool>,
     init_error: Option<String>,
     ledger: XidLedger,
 }
 
 impl GpuCollector {
-    /// Opens NVML if `enabled` and the feature is built; otherwise the machine has no GPUs.
+    /// Opens NVML if `enabled` and the feature is built, else (or without NVIDIA GPUs) looks
+    /// for ROCm's tools; with neither the machine has no GPUs.
     pub fn new(enabled: bool, ledger: XidLedger) -> Self {
+        let amd = |nvidia: bool| {
+            let tool = (enabled && !nvidia).then(amd::AmdTool::detect).flatten();
+            if let Some(t) = &tool {
+                tracing::info!(tool = ?t, "AMD GPUs read through ROCm's tools");
+            }
+            tool
+        };
         #[cfg(feature = "gpu")]
         {
             let (backend, init_error) = if !enabled {
@@ -294,7 +305,7 @@ impl GpuCollector {
                 match nvml::open() {
                     Ok(backend) => {
                         if backend.is_none() {
-                            tracing::info!("no NVIDIA driver found: reporting no GPUs");
+                            tracing::info!("no NVIDIA driver found");
                         }
                         (backend, None)
                     }
@@ -305,6 +316,7 @@ impl GpuCollector {
                 }
             };
             Self {
+                amd: amd(backend.is_some() || init_error.is_some()),
                 backend,
                 init_error,
                 ledger,
@@ -312,16 +324,17 @@ impl GpuCollector {
         }
         #[cfg(not(feature = "gpu"))]
         {
-            let _ = enabled;
             Self {
+                amd: amd(false),
                 init_error: None,
                 ledger,
             }
         }
     }
 
-    /// What NVML reads for every GPU, before it becomes records (`nerve probe` prints these).
-    pub fn snapshots(&self) -> Result<Vec<NvmlSnapshot>, String> {
+    /// What the backend reads for every GPU, before it becomes records (`nerve probe` prints
+    /// these).
+    pub fn snapshots(&self) -> Result<Vec<GpuSnapshot>, String> {
         if let Some(e) = &self.init_error {
             return Err(e.clone());
         }
@@ -329,7 +342,10 @@ impl GpuCollector {
         if let Some(b) = &self.backend {
             return b.snapshots();
         }
-        Ok(Vec::new())
+        match &self.amd {
+            Some(tool) => tool.snapshots(),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Whether NVML is open (there is something to watch for XIDs).

@@ -43,7 +43,7 @@ impl Collectors {
     }
 
     /// The raw NVML readings of every GPU.
-    pub fn nvml_snapshots(&self) -> Result<Vec<gpu::NvmlSnapshot>, String> {
+    pub fn nvml_snapshots(&self) -> Result<Vec<gpu::GpuSnapshot>, String> {
         self.gpu.snapshots()
     }
 

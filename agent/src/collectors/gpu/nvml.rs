@@ -1,4 +1,4 @@
-//! The NVML backend: opens the driver, reads each GPU into an `NvmlSnapshot`, and waits on an
+//! The NVML backend: opens the driver, reads each GPU into an `GpuSnapshot`, and waits on an
 //! NVML event set for XIDs. Every call blocks; callers run it off the async runtime.
 
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use nvml_wrapper::struct_wrappers::device::FieldValueSample;
 use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::{Device, Nvml};
 
-use super::{MigSnapshot, NvmlSnapshot, XidEvent, XidLedger};
+use super::{GpuSnapshot, MigSnapshot, XidEvent, XidLedger};
 
 // NVML field ids (nvml.h) for values nvml-wrapper has no method for.
 const FI_NVLINK_LINK_COUNT: u32 = 91;
@@ -53,7 +53,7 @@ fn field(values: &[Result<FieldValueSample, NvmlError>], id: u32) -> Option<u64>
 
 impl Backend {
     /// Every GPU's snapshot, in index order; a GPU NVML cannot open is an error.
-    pub fn snapshots(&self) -> Result<Vec<NvmlSnapshot>, String> {
+    pub fn snapshots(&self) -> Result<Vec<GpuSnapshot>, String> {
         let n = &self.nvml;
         let driver = n.sys_driver_version().unwrap_or_default();
         let cuda = n
@@ -72,7 +72,7 @@ impl Backend {
     }
 }
 
-fn snapshot(index: u32, d: &Device, driver: &str, cuda: &str) -> NvmlSnapshot {
+fn snapshot(index: u32, d: &Device, driver: &str, cuda: &str) -> GpuSnapshot {
     let util = d.utilization_rates().ok();
     let mem = d.memory_info().ok();
     let ecc_enabled = d.is_ecc_enabled().ok().map(|e| e.currently_enabled);
@@ -112,7 +112,7 @@ fn snapshot(index: u32, d: &Device, driver: &str, cuda: &str) -> NvmlSnapshot {
     } else {
         Vec::new()
     };
-    NvmlSnapshot {
+    GpuSnapshot {
         index,
         uuid: d.uuid().unwrap_or_default(),
         name: d.name().unwrap_or_default(),
