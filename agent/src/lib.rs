@@ -264,8 +264,14 @@ async fn collect_loop(
                 let refresh = last_inventory
                     .as_ref()
                     .is_none_or(|(_, at)| at.elapsed() >= refresh_every);
+                let state_dir = config.state_dir.clone();
                 let (c, inventory) = tokio::task::spawn_blocking(move || {
                     let inv = collectors.inventory(refresh);
+                    // What the `gpu` health check later expects to find on the bus.
+                    tasks::health::remember_gpus(
+                        &state_dir,
+                        inv.gpus.iter().map(|g| g.pci_bus_id.clone()),
+                    );
                     (collectors, inv)
                 })
                 .await

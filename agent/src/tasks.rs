@@ -20,7 +20,7 @@ use nerve_ingest::offer::{Claimed, OfferVerifier, Refusal};
 use nerve_platform::config::AgentConfig;
 use nerve_schemas::{
     Envelope, Event, TaskAccepted, TaskCancelled, TaskDispatched, TaskFinished, TaskOfferRefused,
-    TaskOutputProduced, TaskQueued, TaskSpec, TaskStarted, TaskTimedOut, subjects,
+    TaskOutputProduced, TaskSpec, TaskStarted, TaskTimedOut, subjects,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::publisher::Outgoing;
 
 pub mod dirs;
+pub mod health;
 mod output;
 pub mod process;
 pub mod slots;
@@ -40,6 +41,8 @@ use slots::Slots;
 #[derive(Debug, Clone)]
 pub struct Rules {
     pub hooks_dir: PathBuf,
+    /// The agent's state directory (health checks keep the GPUs seen there).
+    pub state_dir: PathBuf,
     /// Where each task's own directory is made ([`dirs::root`]).
     pub tasks_root: PathBuf,
     pub max_concurrent: usize,
@@ -52,6 +55,7 @@ impl Rules {
     pub fn of(config: &AgentConfig) -> Self {
         Self {
             hooks_dir: config.hooks_dir.clone(),
+            state_dir: config.state_dir.clone(),
             tasks_root: dirs::root(&config.state_dir),
             max_concurrent: config.max_concurrent_tasks,
             default_timeout_secs: config.task_default_timeout_secs.max(1),
@@ -115,12 +119,7 @@ fn prepare(
         }
         "hook" => {
             let name = &spec.hook;
-            let valid = !name.is_empty()
-                && !name.starts_with('.')
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-            if !valid {
+            if !valid_hook_name(name) {
                 return Err(format!("hook: invalid name {name:?}"));
             }
             let path = hooks_dir.join(name);
@@ -157,6 +156,16 @@ fn prepare(
     Ok(cmd)
 }
 
+/// Whether `name` can name an executable in the hooks directory: `[A-Za-z0-9._-]`, not starting
+/// with `.` (so never a path).
+fn valid_hook_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// Turns events into outbox entries on the node's task subject.
 #[derive(Clone)]
 struct Reporter {
@@ -170,7 +179,13 @@ impl Reporter {
     }
 
     async fn send<E: Event>(&self, event: &E) -> bytes::Bytes {
-        let out = match Outgoing::event(subjects::task_node(&self.node_id), event) {
+        self.send_on(subjects::task_node(&self.node_id), event)
+            .await
+    }
+
+    /// [`Reporter::send`] on another of the node's subjects.
+    async fn send_on<E: Event>(&self, subject: String, event: &E) -> bytes::Bytes {
+        let out = match Outgoing::event(subject, event) {
             Ok(out) => out,
             Err(e) => {
                 tracing::error!(error = %e, "task event does not encode");
@@ -242,7 +257,11 @@ pub async fn serve(
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let rules = Arc::new(rules);
     let slots = Arc::new(Slots::new(rules.max_concurrent));
-    tokio::spawn(sweep_loop(rules.clone(), ledger.clone(), cancel.clone()));
+    tokio::spawn(dirs::sweep_loop(
+        rules.clone(),
+        ledger.clone(),
+        cancel.clone(),
+    ));
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -299,8 +318,14 @@ pub async fn serve(
                     let (reporter, ledger, rules, slots) =
                         (reporter.clone(), ledger.clone(), rules.clone(), slots.clone());
                     tokio::spawn(async move {
-                        if let Some(_slot) = slot(&reporter, &task, &slots, &token).await {
-                            run(&reporter, &task, &rules, token).await;
+                        if let Some(_slot) = slots::turn(&reporter, &task, &slots, &token).await {
+                            match task.spec.kind.as_str() {
+                                "health" => {
+                                    health::run(&reporter, &task, &rules, &rules.state_dir, token)
+                                        .await
+                                }
+                                _ => run(&reporter, &task, &rules, token).await,
+                            }
                         }
                         dirs::ended(&rules.tasks_root, &task.task_id, rules.dir_keep);
                         ledger
@@ -334,69 +359,6 @@ enum End {
     Exited(std::process::ExitStatus),
     TimedOut,
     Cancelled,
-}
-
-/// One of the node's task slots for `task`: at once, or after waiting its turn (reported as
-/// `TaskQueued`); `None` when it was cancelled while waiting (reported as `TaskCancelled`).
-async fn slot(
-    reporter: &Reporter,
-    task: &TaskDispatched,
-    slots: &Slots,
-    cancel: &CancellationToken,
-) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    let waiting = match slots.take() {
-        Ok(permit) => return Some(permit),
-        Err(waiting) => waiting,
-    };
-    let as_int = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-    reporter
-        .send(&TaskQueued {
-            envelope: reporter.envelope::<TaskQueued>(),
-            task_id: task.task_id.clone(),
-            position: as_int(waiting.position),
-            max_concurrent: as_int(slots.max()),
-        })
-        .await;
-    tokio::select! {
-        permit = waiting.turn() => Some(permit),
-        _ = cancel.cancelled() => {
-            reporter
-                .send(&TaskCancelled {
-                    envelope: reporter.envelope::<TaskCancelled>(),
-                    task_id: task.task_id.clone(),
-                    was_running: false,
-                    duration_ms: 0,
-                })
-                .await;
-            None
-        }
-    }
-}
-
-/// Sweeps the task directories ([`dirs::sweep`]) at start and then periodically.
-async fn sweep_loop(rules: Arc<Rules>, ledger: Arc<Mutex<Ledger>>, cancel: CancellationToken) {
-    loop {
-        let running: std::collections::HashSet<String> = ledger
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .running
-            .keys()
-            .cloned()
-            .collect();
-        let (root, keep) = (rules.tasks_root.clone(), rules.dir_keep);
-        let swept = tokio::task::spawn_blocking(move || {
-            dirs::sweep(&root, keep, |id| running.contains(id))
-        })
-        .await
-        .unwrap_or_default();
-        if swept > 0 {
-            tracing::info!(swept, "task directories removed");
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(dirs::sweep_every(rules.dir_keep)) => {}
-        }
-    }
 }
 
 /// Runs one task to its end and reports it.

@@ -58,7 +58,7 @@ const LOG_DESTROYING: [&str; 3] = [
 ];
 
 impl Grant {
-    /// A node: publish its own telemetry, inventory, XIDs, task progress and labels; hear its own dispatch and cancel subjects and its own inbox; answer an
+    /// A node: publish its own telemetry, inventory, XIDs, health checks, task progress and labels; hear its own dispatch and cancel subjects and its own inbox; answer an
     /// offer. Publishing with an ack needs nothing more (the ack comes to its inbox).
     pub fn node(node_id: &str) -> Self {
         Self {
@@ -66,6 +66,7 @@ impl Grant {
                 subjects::heartbeat(node_id),
                 subjects::inventory(node_id),
                 subjects::gpu_xid(node_id),
+                subjects::health_check(node_id),
                 subjects::task_node(node_id),
                 subjects::control_node(node_id),
             ],
@@ -101,8 +102,8 @@ impl Grant {
     }
 
     /// `nerve project`: streams, consumers and acks; the singleton roles' leases; liveness and
-    /// alert events, notification attempts; the dispatcher's offers, cancellations and per-node
-    /// task records.
+    /// alert events, notification attempts, remediation's journal, maintenance changes and task
+    /// requests; the dispatcher's offers, cancellations and per-node task records.
     pub fn project() -> Self {
         Self {
             publish: vec![
@@ -113,6 +114,7 @@ impl Grant {
                 subjects::LIVENESS_ALL.into(),
                 subjects::ALERTS_ALL.into(),
                 subjects::CONTROL_ALL.into(),
+                subjects::TASK_REQUESTS_ALL.into(),
                 subjects::TASK_NODES_ALL.into(),
                 subjects::dispatch("*"),
                 subjects::cancel("*"),

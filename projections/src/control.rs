@@ -6,15 +6,19 @@
 //! `channels` (notification channels, last save wins, deletion kept as a flag) and
 //! `notification_attempts` (every delivery attempt with its result), `alert_rules` (each rule,
 //! last save wins, deletion kept as a flag), `silence_log` (silences created and ended;
-//! folded at query time) and `maintenance_log` (nodes' maintenance states, [`crate::maintenance`]).
+//! folded at query time), `maintenance_log` (nodes' maintenance states, [`crate::maintenance`])
+//! and the remediation policies and journal ([`crate::remediation`]).
 
-use clickhouse::{Client, Row};
-use nerve_schemas::AlertRuleSaved;
+use clickhouse::Client;
 pub use nerve_schemas::ControlEvent;
-use serde::{Deserialize, Serialize};
 
 use crate::maintenance::{MAINTENANCE_LOG, MaintenanceRow};
+use crate::remediation::{JournalRow, PolicyRow, REMEDIATION_LOG, REMEDIATION_POLICIES};
 use crate::runner::{EventKey, Positioned, Projection, insert_rows, validate_envelope};
+
+mod rows;
+
+pub use rows::*;
 
 /// Durable consumer name.
 pub const NAME: &str = "proj_control";
@@ -150,6 +154,9 @@ pub fn ddl(db: &str) -> Vec<String> {
         ),
         crate::maintenance::ddl(db),
     ]
+    .into_iter()
+    .chain(crate::remediation::ddl(db))
+    .collect()
 }
 
 /// The subject prefix and id of an event about a channel, rule or silence (named by a UUID
@@ -163,6 +170,8 @@ fn entity(event: &ControlEvent) -> Option<(&'static str, &str)> {
         ControlEvent::AlertRuleDeleted(e) => Some(("rule", &e.rule_id)),
         ControlEvent::SilenceCreated(e) => Some(("silence", &e.silence_id)),
         ControlEvent::SilenceDeleted(e) => Some(("silence", &e.silence_id)),
+        ControlEvent::RemediationPolicySaved(e) => Some(("policy", &e.policy_id)),
+        ControlEvent::RemediationPolicyDeleted(e) => Some(("policy", &e.policy_id)),
         _ => None,
     }
 }
@@ -203,10 +212,15 @@ impl Projection for ControlProjection {
             let event_id = validate_envelope(event.envelope(), subject, published_ms)?;
             return Ok(Decoded { event, event_id });
         }
-        if let ControlEvent::NodeMaintenanceChanged(e) = &event {
-            crate::maintenance::validate(e, subject)?;
-        } else if subject.starts_with("nerve.v1.control.maintenance.") {
-            return Err(format!("event does not belong on subject {subject}"));
+        match &event {
+            ControlEvent::NodeMaintenanceChanged(e) => crate::maintenance::validate(e, subject)?,
+            ControlEvent::RemediationRecorded(e) => crate::remediation::validate(e, subject)?,
+            _ if subject.starts_with("nerve.v1.control.maintenance.")
+                || subject.starts_with("nerve.v1.control.remediation.") =>
+            {
+                return Err(format!("event does not belong on subject {subject}"));
+            }
+            _ => {}
         }
         let cluster_subject = subject.starts_with("nerve.v1.control.cluster.");
         let about_cluster = matches!(
@@ -254,6 +268,8 @@ impl Projection for ControlProjection {
             ALERT_RULES,
             SILENCE_LOG,
             MAINTENANCE_LOG,
+            REMEDIATION_POLICIES,
+            REMEDIATION_LOG,
             CLUSTER_LOG,
         ]
     }
@@ -274,6 +290,8 @@ impl Projection for ControlProjection {
         let mut rules = Vec::new();
         let mut silences = Vec::new();
         let mut maintenance = Vec::new();
+        let mut policies = Vec::new();
+        let mut journal = Vec::new();
         let mut log = Vec::new();
         for p in items {
             let env = p.item.event.envelope();
@@ -340,6 +358,23 @@ impl Projection for ControlProjection {
                 ControlEvent::NodeMaintenanceChanged(e) => {
                     maintenance.push(MaintenanceRow::of(e, p.stream_seq));
                     log.push(entry("", &e.state, &e.reason, &e.requested_by));
+                }
+                ControlEvent::RemediationPolicySaved(e) => {
+                    policies.push(PolicyRow::saved(e, at, p.stream_seq));
+                    log.push(entry("", &e.name, "", &e.requested_by));
+                }
+                ControlEvent::RemediationPolicyDeleted(e) => {
+                    policies.push(PolicyRow::deleted(
+                        &e.policy_id,
+                        &e.requested_by,
+                        at,
+                        p.stream_seq,
+                    ));
+                    log.push(entry("", "", "", &e.requested_by));
+                }
+                ControlEvent::RemediationRecorded(e) => {
+                    journal.push(JournalRow::of(e, p.stream_seq));
+                    log.push(entry("", &e.kind, &e.detail, &e.requested_by));
                 }
                 ControlEvent::NotificationChannelSaved(e) => {
                     channels.push(ChannelRow {
@@ -438,144 +473,9 @@ impl Projection for ControlProjection {
         insert_rows(ch, ALERT_RULES, &rules).await?;
         insert_rows(ch, SILENCE_LOG, &silences).await?;
         insert_rows(ch, MAINTENANCE_LOG, &maintenance).await?;
+        insert_rows(ch, REMEDIATION_POLICIES, &policies).await?;
+        insert_rows(ch, REMEDIATION_LOG, &journal).await?;
         // Last: an event found here had everything above written.
         insert_rows(ch, CLUSTER_LOG, &log).await
     }
-}
-
-/// A row of `cluster_log` (every control event; the redelivery check).
-#[derive(Debug, Row, Serialize)]
-pub struct ClusterLogRow {
-    pub node_id: String,
-    pub ts: u32,
-    pub ts_ms: u64,
-    #[serde(with = "clickhouse::serde::uuid")]
-    pub event_id: uuid::Uuid,
-    pub kind: String,
-    pub cluster_id: String,
-    pub name: String,
-    pub description: String,
-    pub requested_by: String,
-    pub stream_seq: u64,
-}
-
-/// A row of `cluster_members`.
-#[derive(Debug, Row, Serialize)]
-pub struct MemberRow {
-    pub cluster_id: String,
-    pub node_id: String,
-    pub assigned: u8,
-    pub changed_at_ms: u64,
-    pub requested_by: String,
-    pub stream_seq: u64,
-}
-
-/// A row of `node_labels`.
-#[derive(Debug, Row, Serialize, Deserialize)]
-pub struct LabelsRow {
-    pub node_id: String,
-    pub source: String,
-    pub keys: Vec<String>,
-    pub labels: Vec<String>,
-    pub changed_at_ms: u64,
-    pub requested_by: String,
-    pub stream_seq: u64,
-}
-
-/// A row of `channels`; the notifier reads channels back as this too.
-#[derive(Debug, Clone, Row, Serialize, Deserialize)]
-pub struct ChannelRow {
-    pub channel_id: String,
-    pub name: String,
-    pub kind: String,
-    pub url: String,
-    pub secret: String,
-    pub deleted: u8,
-    pub updated_at_ms: u64,
-    pub stream_seq: u64,
-}
-
-/// A row of `notification_attempts`.
-#[derive(Debug, Row, Serialize)]
-pub struct AttemptRow {
-    pub channel_id: String,
-    pub alert_id: String,
-    pub attempt: u32,
-    pub ok: u8,
-    pub http_status: Option<i32>,
-    pub error: String,
-    pub latency_ms: u64,
-    pub ts_ms: u64,
-    pub stream_seq: u64,
-}
-
-/// A row of `alert_rules`; the API and the evaluator read rules back as this too.
-#[derive(Debug, Clone, Default, PartialEq, Row, Serialize, Deserialize)]
-pub struct RuleRow {
-    pub rule_id: String,
-    pub name: String,
-    pub description: String,
-    pub kind: String,
-    pub metric: String,
-    pub aggregate: String,
-    pub op: String,
-    pub threshold: f64,
-    pub window_secs: u64,
-    pub for_secs: u64,
-    pub resolve_after_secs: u64,
-    pub severity: String,
-    pub clusters: Vec<String>,
-    pub labels: Vec<String>,
-    pub node_ids: Vec<String>,
-    pub channels: Vec<String>,
-    pub enabled: u8,
-    pub deleted: u8,
-    pub updated_at_ms: u64,
-    pub updated_by: String,
-    pub stream_seq: u64,
-}
-
-impl RuleRow {
-    fn saved(e: &AlertRuleSaved, at: u64, stream_seq: u64) -> Self {
-        let secs = |v: i64| v.max(0) as u64;
-        Self {
-            rule_id: e.rule_id.clone(),
-            name: e.name.clone(),
-            description: e.description.clone(),
-            kind: e.kind.clone(),
-            metric: e.metric.clone(),
-            aggregate: e.aggregate.clone(),
-            op: e.op.clone(),
-            threshold: e.threshold,
-            window_secs: secs(e.window_secs),
-            for_secs: secs(e.for_secs),
-            resolve_after_secs: secs(e.resolve_after_secs),
-            severity: e.severity.clone(),
-            clusters: e.clusters.clone(),
-            labels: e.labels.clone(),
-            node_ids: e.node_ids.clone(),
-            channels: e.channels.clone(),
-            enabled: u8::from(e.enabled),
-            deleted: 0,
-            updated_at_ms: at,
-            updated_by: e.requested_by.clone(),
-            stream_seq,
-        }
-    }
-}
-
-/// A row of `silence_log`.
-#[derive(Debug, Row, Serialize)]
-pub struct SilenceRow {
-    pub silence_id: String,
-    pub kind: String,
-    pub match_rule_id: String,
-    pub match_node_id: String,
-    pub match_cluster_id: String,
-    pub starts_at_ms: u64,
-    pub ends_at_ms: u64,
-    pub reason: String,
-    pub requested_by: String,
-    pub ts_ms: u64,
-    pub stream_seq: u64,
 }

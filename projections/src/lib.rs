@@ -19,6 +19,7 @@ pub mod maintenance;
 pub mod node_events;
 pub mod partitions;
 pub mod rejected;
+pub mod remediation;
 pub mod replay;
 pub mod retention;
 pub mod rollups;

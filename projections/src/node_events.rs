@@ -1,5 +1,5 @@
-//! Node events projection: `GpuXidOccurred`, `NodeBecameSuspect`, `NodeWentOffline` and
-//! `NodeCameBack` (the events stream) → `node_events` (history, MergeTree by month, ORDER BY
+//! Node events projection: `GpuXidOccurred`, `HealthCheckCompleted`, `NodeBecameSuspect`,
+//! `NodeWentOffline` and `NodeCameBack` (the events stream) → `node_events` (history, MergeTree by month, ORDER BY
 //! (node_id, ts)) and `node_liveness` (each node's current liveness, ReplacingMergeTree keyed by
 //! node id, versioned by stream sequence so the last judgement wins).
 
@@ -62,6 +62,7 @@ pub struct NodeEventsProjection;
 #[derive(Debug)]
 pub enum NodeEvent {
     Xid(GpuXidOccurred),
+    Health(nerve_schemas::HealthCheckCompleted),
     Liveness {
         state: &'static str,
         change: nerve_schemas::LivenessChange,
@@ -79,6 +80,7 @@ impl NodeEvent {
     fn envelope(&self) -> &nerve_schemas::Envelope {
         match self {
             NodeEvent::Xid(x) => &x.envelope,
+            NodeEvent::Health(h) => &h.envelope,
             NodeEvent::Liveness { change, .. } => &change.envelope,
         }
     }
@@ -92,6 +94,7 @@ fn decode_any(payload: &[u8]) -> Result<NodeEvent, String> {
     }
     match event {
         nerve_schemas::NodeEvent::GpuXidOccurred(x) => Ok(NodeEvent::Xid(x)),
+        nerve_schemas::NodeEvent::HealthCheckCompleted(h) => Ok(NodeEvent::Health(h)),
         other => Err(format!(
             "{} is neither an XID nor a liveness change",
             other.name()
@@ -114,6 +117,7 @@ impl Projection for NodeEventsProjection {
         let event = decode_any(payload)?;
         let kind_ok = match &event {
             NodeEvent::Xid(_) => subject.starts_with("nerve.v1.events.gpu_xid."),
+            NodeEvent::Health(_) => subject.starts_with("nerve.v1.events.health."),
             NodeEvent::Liveness { .. } => subject.starts_with("nerve.v1.events.liveness."),
         };
         if !kind_ok {
@@ -218,6 +222,28 @@ impl NodeEventRow {
                 gpu_index: x.gpu_index,
                 gpu_uuid: x.gpu_uuid.clone(),
                 xid: x.xid,
+                ..base
+            },
+            NodeEvent::Health(h) => Self {
+                severity: match h.verdict.as_str() {
+                    "fail" => "critical",
+                    "warn" | "unavailable" => "warning",
+                    _ => "info",
+                }
+                .to_owned(),
+                summary: {
+                    let reasons: Vec<&str> = h.reasons.iter().map(|r| r.message.as_str()).collect();
+                    match reasons.is_empty() {
+                        true => format!("health check {}: {}", h.check, h.verdict),
+                        false => format!(
+                            "health check {}: {}: {}",
+                            h.check,
+                            h.verdict,
+                            reasons.join("; ")
+                        ),
+                    }
+                },
+                detector: h.check.clone(),
                 ..base
             },
             NodeEvent::Liveness { state, change } => Self {

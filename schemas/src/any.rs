@@ -21,6 +21,9 @@ use crate::{
     AuditRecorded, EnrollmentIssued, EnrollmentRevoked, EnrollmentUsed, NodeCredentialsIssued,
     NodeRevoked, TokenIssued, TokenRevoked, TokenUsed,
 };
+use crate::{
+    HealthCheckCompleted, RemediationPolicyDeleted, RemediationPolicySaved, RemediationRecorded,
+};
 
 /// Declares a set of events: the enum, its decoder and its accessors.
 macro_rules! event_set {
@@ -102,13 +105,14 @@ event_set!(
     NotificationChannelDeleted, NotificationAttempted, AlertRuleSaved, AlertRuleDeleted,
     SilenceCreated, SilenceDeleted, AlertFired, AlertResolved, TokenIssued, TokenRevoked,
     TokenUsed, EnrollmentIssued, EnrollmentUsed, EnrollmentRevoked, NodeCredentialsIssued,
-    NodeRevoked, AuditRecorded,
+    NodeRevoked, AuditRecorded, RemediationPolicySaved, RemediationPolicyDeleted,
+    RemediationRecorded, HealthCheckCompleted,
 );
 
 event_set!(
     /// The events stream: GPU XIDs and liveness changes.
     NodeEvent, "the events stream":
-    GpuXidOccurred, NodeBecameSuspect, NodeWentOffline, NodeCameBack,
+    GpuXidOccurred, NodeBecameSuspect, NodeWentOffline, NodeCameBack, HealthCheckCompleted,
 );
 
 event_set!(
@@ -125,7 +129,8 @@ event_set!(
     ClusterCreated, ClusterRenamed, ClusterDeleted, NodeAssignedToCluster,
     NodeUnassignedFromCluster, NodeLabelsSet, NodeMaintenanceChanged, NotificationChannelSaved,
     NotificationChannelDeleted, NotificationAttempted, AlertRuleSaved, AlertRuleDeleted,
-    SilenceCreated, SilenceDeleted,
+    SilenceCreated, SilenceDeleted, RemediationPolicySaved, RemediationPolicyDeleted,
+    RemediationRecorded,
 );
 
 event_set!(
@@ -159,14 +164,14 @@ pub fn liveness_of(payload: &[u8]) -> Result<(&'static str, LivenessChange), Str
 
 impl NodeEvent {
     /// The state a liveness event sets (`suspect`, `offline`, `online`) and its body; `None`
-    /// for an XID.
+    /// for an XID or a health check.
     pub fn liveness(&self) -> Option<(&'static str, &LivenessChange)> {
         use NodeEvent as N;
         match self {
             N::NodeBecameSuspect(e) => Some(("suspect", &e.0)),
             N::NodeWentOffline(e) => Some(("offline", &e.0)),
             N::NodeCameBack(e) => Some(("online", &e.0)),
-            N::GpuXidOccurred(_) => None,
+            N::GpuXidOccurred(_) | N::HealthCheckCompleted(_) => None,
         }
     }
 }

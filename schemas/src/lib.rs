@@ -25,6 +25,7 @@ pub mod codec;
 pub mod control;
 pub mod events;
 pub mod registry;
+pub mod remediation;
 pub mod subjects;
 pub mod tasks;
 pub mod trust;
@@ -47,6 +48,10 @@ pub use events::{
     GpuHealthReason, GpuSample, GpuXidOccurred, HeartbeatRecorded, InventoryReported,
     LivenessChange, MemoryInfo, MigDevice, NetInterface, NodeBecameSuspect, NodeCameBack,
     NodeWentOffline, SystemInfo,
+};
+pub use remediation::{
+    HealthCheckCompleted, HealthCheckReason, RemediationPolicyDeleted, RemediationPolicySaved,
+    RemediationRecorded, RemediationStep,
 };
 pub use tasks::{
     EnvVar, TaskAccepted, TaskCancelRequested, TaskCancelled, TaskDispatched, TaskEnd,

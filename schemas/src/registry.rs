@@ -104,6 +104,18 @@ pub const RELEASED: &[SchemaFile] = &[
     ),
     schema_file!("NodeRevoked", 1, "node_revoked.v1.avsc"),
     schema_file!("AuditRecorded", 1, "audit_recorded.v1.avsc"),
+    schema_file!(
+        "RemediationPolicySaved",
+        1,
+        "remediation_policy_saved.v1.avsc"
+    ),
+    schema_file!(
+        "RemediationPolicyDeleted",
+        1,
+        "remediation_policy_deleted.v1.avsc"
+    ),
+    schema_file!("RemediationRecorded", 1, "remediation_recorded.v1.avsc"),
+    schema_file!("HealthCheckCompleted", 1, "health_check_completed.v1.avsc"),
 ];
 
 /// A parsed schema with its 8-byte CRC-64-AVRO (Rabin) fingerprint.

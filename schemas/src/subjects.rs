@@ -81,6 +81,25 @@ pub fn control_maintenance(node_id: &str) -> String {
     format!("{PREFIX}.control.maintenance.{node_id}")
 }
 
+/// Subject of a remediation policy's events (saved, deleted); last token the policy id.
+pub fn control_policy(policy_id: &str) -> String {
+    format!("{PREFIX}.control.policy.{policy_id}")
+}
+
+/// Subject of the remediation journal about a node (its runs, a hold, a breaker trip); last
+/// token the node id (`breaker` for a reset).
+pub fn control_remediation(node_id: &str) -> String {
+    format!("{PREFIX}.control.remediation.{node_id}")
+}
+
+/// Every node's health check verdicts.
+pub const HEALTH_CHECKS_ALL: &str = "nerve.v1.events.health.*";
+
+/// Subject a node's health check verdicts are published on (by its agent).
+pub fn health_check(node_id: &str) -> String {
+    format!("{PREFIX}.events.health.{node_id}")
+}
+
 /// Subject of a notification channel's events (saved, deleted, every delivery attempt).
 pub fn control_channel(channel_id: &str) -> String {
     format!("{PREFIX}.control.channel.{channel_id}")

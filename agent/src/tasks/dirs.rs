@@ -4,7 +4,12 @@
 //! last change is older than `agent.task_dir_keep_secs` — also those a crash left behind.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Ledger, Rules};
 
 /// The marker written when a task ends.
 const ENDED: &str = ".ended";
@@ -73,6 +78,35 @@ pub fn sweep(root: &Path, keep: Duration, running: impl Fn(&str) -> bool) -> usi
 /// How often to sweep: a quarter of the keep time, between 1 s and 5 min.
 pub fn sweep_every(keep: Duration) -> Duration {
     (keep / 4).clamp(Duration::from_secs(1), Duration::from_secs(300))
+}
+
+/// Sweeps the task directories ([`dirs::sweep`]) at start and then periodically.
+pub(super) async fn sweep_loop(
+    rules: Arc<Rules>,
+    ledger: Arc<Mutex<Ledger>>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let running: std::collections::HashSet<String> = ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .running
+            .keys()
+            .cloned()
+            .collect();
+        let (root, keep) = (rules.tasks_root.clone(), rules.dir_keep);
+        let swept =
+            tokio::task::spawn_blocking(move || sweep(&root, keep, |id| running.contains(id)))
+                .await
+                .unwrap_or_default();
+        if swept > 0 {
+            tracing::info!(swept, "task directories removed");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(sweep_every(rules.dir_keep)) => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use nerve_schemas::{TaskCancelled, TaskDispatched, TaskQueued};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::Reporter;
 
 /// The slots and how many tasks wait for one.
 #[derive(Debug)]
@@ -69,6 +73,43 @@ impl Waiting<'_> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.slots.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One of the node's task slots for `task`: at once, or after waiting its turn (reported as
+/// `TaskQueued`); `None` when it was cancelled while waiting (reported as `TaskCancelled`).
+pub(super) async fn turn(
+    reporter: &Reporter,
+    task: &TaskDispatched,
+    slots: &Slots,
+    cancel: &CancellationToken,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let waiting = match slots.take() {
+        Ok(permit) => return Some(permit),
+        Err(waiting) => waiting,
+    };
+    let as_int = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    reporter
+        .send(&TaskQueued {
+            envelope: reporter.envelope::<TaskQueued>(),
+            task_id: task.task_id.clone(),
+            position: as_int(waiting.position),
+            max_concurrent: as_int(slots.max()),
+        })
+        .await;
+    tokio::select! {
+        permit = waiting.turn() => Some(permit),
+        _ = cancel.cancelled() => {
+            reporter
+                .send(&TaskCancelled {
+                    envelope: reporter.envelope::<TaskCancelled>(),
+                    task_id: task.task_id.clone(),
+                    was_running: false,
+                    duration_ms: 0,
+                })
+                .await;
+            None
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::dto::fleet::NodeStatus;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CreateTask {
-    /// `command`, `script` or `hook`.
+    /// `command`, `script`, `hook` or `health`.
     pub kind: String,
     /// `command`: program and arguments.
     pub argv: Vec<String>,
@@ -18,6 +18,9 @@ pub struct CreateTask {
     /// `hook`: an executable's name in the agent's hooks directory, and its arguments.
     pub hook: String,
     pub args: Vec<String>,
+    /// `health`: the check — `gpu` (built in), `dcgm` (`dcgmi diag`, level in `args`) or
+    /// `hook:<name>` (an operator's script) — with its options in `args`.
+    pub check: String,
     pub env: std::collections::BTreeMap<String, String>,
     pub working_dir: String,
     /// Run as this user (the agent must be root).

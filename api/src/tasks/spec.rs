@@ -21,6 +21,15 @@ pub const MAX_NODES: usize = 200_000;
 /// Largest script body (it travels to every node with each offer).
 pub const MAX_SCRIPT_BYTES: usize = 256 << 10;
 
+/// Whether `name` can name an executable in the agents' hooks directory.
+fn hook_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// Checks a request and turns it into the spec the agents run.
 pub fn validate(req: &CreateTask) -> Result<TaskSpec, ApiError> {
     let mut spec = TaskSpec {
@@ -51,13 +60,7 @@ pub fn validate(req: &CreateTask) -> Result<TaskSpec, ApiError> {
             };
         }
         "hook" => {
-            let valid = !req.hook.is_empty()
-                && !req.hook.starts_with('.')
-                && req
-                    .hook
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-            if !valid {
+            if !hook_name_ok(&req.hook) {
                 return Err(bad(format!(
                     "hook: {:?} is not a hook name ([A-Za-z0-9._-], not starting with '.')",
                     req.hook
@@ -66,18 +69,35 @@ pub fn validate(req: &CreateTask) -> Result<TaskSpec, ApiError> {
             spec.hook = req.hook.clone();
             spec.args = req.args.clone();
         }
-        "" => return Err(bad("kind is required: command, script or hook")),
+        "health" => {
+            let known = match req.check.as_str() {
+                "gpu" | "dcgm" => true,
+                other => other.strip_prefix("hook:").is_some_and(hook_name_ok),
+            };
+            if !known {
+                return Err(bad(format!(
+                    "health: check {:?} is not gpu, dcgm or hook:<name>",
+                    req.check
+                )));
+            }
+            spec.hook = req.check.clone();
+            spec.args = req.args.clone();
+        }
+        "" => return Err(bad("kind is required: command, script, hook or health")),
         other => {
             return Err(bad(format!(
-                "unknown kind {other:?}: expected command, script or hook"
+                "unknown kind {other:?}: expected command, script, hook or health"
             )));
         }
     }
     if req.kind != "command" && !req.argv.is_empty() {
         return Err(bad("argv belongs to kind command"));
     }
-    if req.kind != "hook" && !req.args.is_empty() {
-        return Err(bad("args belong to kind hook"));
+    if req.kind != "hook" && req.kind != "health" && !req.args.is_empty() {
+        return Err(bad("args belong to kinds hook and health"));
+    }
+    if req.kind != "health" && !req.check.is_empty() {
+        return Err(bad("check belongs to kind health"));
     }
     for name in req.env.keys() {
         let valid = !name.is_empty()
