@@ -1,11 +1,14 @@
 //! A rule's condition as one ClickHouse query: which nodes in its scope meet it now, with the
 //! value (and, for absence, since when). Threshold rules read `heartbeats`, absence rules
-//! `node_liveness`, event rules `node_events` (XIDs) or `task_nodes` (failed runs).
+//! `node_liveness`, event rules `node_events` (XIDs), `task_nodes` (failed runs) or
+//! `remediation_log` (the remediation circuit breaker, [`breaker_builtin`]).
 
 use std::collections::HashMap;
 
+use nerve_projections::control::RuleRow;
 use nerve_projections::heartbeats::HEARTBEATS;
 use nerve_projections::node_events::{NODE_EVENTS, NODE_LIVENESS};
+use nerve_projections::remediation::BREAKER;
 use nerve_projections::scope::NodeFilter;
 use nerve_projections::tasks::TASK_NODES;
 
@@ -45,8 +48,34 @@ fn metric_sql(metric: Metric) -> Option<(&'static str, &'static str)> {
         | Metric::GpuXidCritical
         | Metric::GpuXid
         | Metric::TaskFailurePct
-        | Metric::ArchiveLagPct => return None,
+        | Metric::ArchiveLagPct
+        | Metric::RemediationBreaker => return None,
     })
+}
+
+/// The built-in rule's id (fixed, so its alert survives restarts).
+pub const BREAKER_RULE_ID: &str = "00000000-0000-7000-8000-00000000b7ea";
+
+/// The built-in `remediation-breaker` rule: fires while the remediation circuit breaker is
+/// open, told to `channels` (`alerts.remediation_breaker_channels`).
+pub fn breaker_builtin(channels: &[String]) -> RuleRow {
+    RuleRow {
+        rule_id: BREAKER_RULE_ID.to_owned(),
+        name: "remediation-breaker".to_owned(),
+        description: "Built in: the remediation circuit breaker tripped; policies act on \
+                      nothing until an admin resets it."
+            .to_owned(),
+        kind: Kind::Event.as_str().to_owned(),
+        metric: Metric::RemediationBreaker.as_str().to_owned(),
+        op: crate::rule::Op::Ge.as_str().to_owned(),
+        threshold: 1.0,
+        window_secs: 60,
+        severity: crate::rule::Severity::Critical.as_str().to_owned(),
+        channels: channels.to_vec(),
+        enabled: 1,
+        updated_by: "nerve".to_owned(),
+        ..RuleRow::default()
+    }
 }
 
 /// The nodes in `rule`'s scope whose condition holds at `now_ms`.
@@ -111,6 +140,15 @@ pub async fn holding(
                 "SELECT node_id, 100 * countIf(state != 'succeeded') / count() AS value, \
                  toInt64(0) AS since FROM {TASK_NODES} FINAL WHERE {} \
                  GROUP BY node_id HAVING value {op} ?",
+                clauses.join(" AND ")
+            )
+        }
+        (Kind::Event, Metric::RemediationBreaker) => {
+            clauses.insert(0, "value > 0".to_owned());
+            format!(
+                "SELECT node_id, value, since FROM (SELECT 'breaker' AS node_id, \
+                 toFloat64(open) AS value, toInt64(since_ms) AS since FROM {BREAKER}) \
+                 WHERE {} AND value {op} ?",
                 clauses.join(" AND ")
             )
         }

@@ -257,6 +257,9 @@ async fn evaluate(
     let now = nerve_platform::now_ms();
     let mut rules = crate::rules::stored(ctx, None).await?;
     rules.extend(archive.and_then(crate::archive::builtin));
+    rules.push(crate::condition::breaker_builtin(
+        &config.remediation_breaker_channels,
+    ));
     let mutes = Mutes::at(ctx, now.max(0) as u64).await?;
     let silenced = |rule_id: &str, node_id: &str| mutes.muted_by(rule_id, node_id);
     m.evaluations.inc();

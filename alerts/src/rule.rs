@@ -90,6 +90,7 @@ named!(
         GpuXid = "gpu_xid",
         TaskFailurePct = "task_failure_pct",
         ArchiveLagPct = "archive_lag_pct",
+        RemediationBreaker = "remediation_breaker",
     }
 );
 
@@ -151,7 +152,7 @@ impl Metric {
             CpuPct | MemUsedPct | DiskUsedPct | Load1 | GpuTemperatureC | GpuUtilPct
             | GpuMemUsedPct | GpuPowerW => Kind::Threshold,
             Suspect | Offline => Kind::Absence,
-            GpuXidCritical | GpuXid | TaskFailurePct => Kind::Event,
+            GpuXidCritical | GpuXid | TaskFailurePct | RemediationBreaker => Kind::Event,
             ArchiveLagPct => Kind::Archive,
         }
     }
@@ -175,6 +176,7 @@ impl Metric {
             GpuXid => "GPU XID events of any class",
             TaskFailurePct => "failed task runs, % of finished runs",
             ArchiveLagPct => "oldest event not archived, % of its stream's max_age",
+            RemediationBreaker => "remediation circuit breaker open (1; node breaker)",
         }
     }
 

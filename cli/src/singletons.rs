@@ -1,5 +1,5 @@
-//! The singleton roles of `nerve project` — the liveness tracker, the alert evaluator and the
-//! archiver — each run under its lease (`nerve_ingest::lease`): any number of `nerve project`s
+//! The singleton roles of `nerve project` — the liveness tracker, the alert evaluator, the
+//! archiver and the remediation engine — each run under its lease (`nerve_ingest::lease`): any number of `nerve project`s
 //! may run, with nothing set, and each role runs in exactly one of them. A role that fails is
 //! logged and started again by the lease loop.
 
@@ -86,6 +86,33 @@ pub(crate) async fn spawn(
                     (ctx.clone(), alerts.clone(), watch.clone(), metrics.clone());
                 Box::pin(async move {
                     nerve_alerts::run(ctx, alerts, watch, &metrics, held)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            }),
+        ));
+    }
+    if config.remediation.enabled {
+        let ctx = nerve_alerts::Context::new(
+            nerve_platform::clickhouse::client(&config.clickhouse),
+            Some(client.clone()),
+            &config.alerts,
+        );
+        let ch = nerve_platform::clickhouse::client(&config.clickhouse);
+        let (client, remediation, metrics) =
+            (client.clone(), config.remediation.clone(), metrics.clone());
+        handles.push(run(
+            "remediation",
+            Box::new(move |held| {
+                let (ch, client, ctx, remediation, metrics) = (
+                    ch.clone(),
+                    client.clone(),
+                    ctx.clone(),
+                    remediation.clone(),
+                    metrics.clone(),
+                );
+                Box::pin(async move {
+                    nerve_remediation::run(ch, client, ctx, remediation, &metrics, held)
                         .await
                         .map_err(|e| e.to_string())
                 })

@@ -22,8 +22,8 @@ pub enum ConfigError {
 mod roles;
 
 pub use roles::{
-    AlertsConfig, ApiConfig, ArchiveConfig, DevConfig, DispatchConfig, RetentionConfig, S3Config,
-    S3Credentials, SingletonsConfig, SmtpConfig,
+    AlertsConfig, ApiConfig, ArchiveConfig, DevConfig, DispatchConfig, RemediationConfig,
+    RetentionConfig, S3Config, S3Credentials, SingletonsConfig, SmtpConfig,
 };
 
 /// The whole configuration of every Nerve process.
@@ -43,6 +43,7 @@ pub struct Config {
     pub archive: ArchiveConfig,
     pub retention: RetentionConfig,
     pub singletons: SingletonsConfig,
+    pub remediation: RemediationConfig,
 }
 
 /// Where NATS is.

@@ -41,6 +41,9 @@ pub struct AlertsConfig {
     /// `nerve serve` and `nerve dev` create it (mode 0600) when missing; every process that
     /// delivers notifications needs the same file.
     pub secrets_key_file: PathBuf,
+    /// Channels (names or ids) told by the built-in `remediation-breaker` rule when the
+    /// remediation circuit breaker trips (it fires until an admin resets the breaker).
+    pub remediation_breaker_channels: Vec<String>,
 }
 
 impl Default for AlertsConfig {
@@ -51,6 +54,7 @@ impl Default for AlertsConfig {
             max_alerts_per_notification: 200,
             smtp: SmtpConfig::default(),
             secrets_key_file: PathBuf::from(".nerve/secrets.key"),
+            remediation_breaker_channels: Vec::new(),
         }
     }
 }
@@ -356,5 +360,40 @@ pub struct SingletonsConfig {
 impl Default for SingletonsConfig {
     fn default() -> Self {
         Self { lease_secs: 6 }
+    }
+}
+
+/// Remediation (runs with `nerve project`, in the one instance holding its lease): policies
+/// that act on what agents see, held by a circuit breaker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemediationConfig {
+    /// Run the remediation engine.
+    pub enabled: bool,
+    /// Save the default policies (from NVIDIA's XID catalogue) when none was ever saved.
+    pub install_defaults: bool,
+    /// The breaker: at most the lesser of `breaker_max_nodes` and `breaker_max_pct` % of a
+    /// cluster (the whole fleet for nodes in none; at least one node) enter remediation within
+    /// `breaker_window_secs`; past it, policies stop acting until an admin resets it.
+    pub breaker_max_nodes: usize,
+    pub breaker_max_pct: f64,
+    pub breaker_window_secs: u64,
+    /// How often policies are re-read and GPU verdicts polled, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// How long a node has to accept a ladder's task.
+    pub task_accept_deadline_secs: u32,
+}
+
+impl Default for RemediationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            install_defaults: true,
+            breaker_max_nodes: 10,
+            breaker_max_pct: 5.0,
+            breaker_window_secs: 600,
+            poll_interval_ms: 2_000,
+            task_accept_deadline_secs: 30,
+        }
     }
 }

@@ -1,0 +1,129 @@
+//! The circuit breaker, I/O-free: at most the lesser of `max_nodes` and `max_pct` % of a group
+//! (a node's cluster, or the fleet for nodes in none; never less than one node) may enter
+//! remediation within a sliding window. The start that would go past it trips the breaker; once
+//! open it holds every policy until an admin resets it.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// What the breaker says of a start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Admitted,
+    /// This start tripped it: `started` nodes of the group began within the window, `limit`.
+    Tripped {
+        started: usize,
+        limit: usize,
+    },
+    /// It was open already.
+    Held,
+}
+
+/// The window of starts per group, and whether the breaker is open.
+#[derive(Debug)]
+pub struct Breaker {
+    window: Duration,
+    max_nodes: usize,
+    max_pct: f64,
+    starts: HashMap<String, VecDeque<Instant>>,
+    open: bool,
+}
+
+impl Breaker {
+    pub fn new(window: Duration, max_nodes: usize, max_pct: f64) -> Self {
+        Self {
+            window,
+            max_nodes,
+            max_pct,
+            starts: HashMap::new(),
+            open: false,
+        }
+    }
+
+    /// How many nodes of a group of `size` may start per window.
+    pub fn limit(&self, size: usize) -> usize {
+        let by_pct = (size as f64 * self.max_pct / 100.0).floor() as usize;
+        self.max_nodes.min(by_pct).max(1)
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// Sets the state read back from the journal (open: tripped and not reset).
+    pub fn set_open(&mut self, open: bool) {
+        self.open = open;
+        if !open {
+            self.starts.clear();
+        }
+    }
+
+    /// A node of `group` (of `size` nodes) asks to enter remediation at `now`.
+    pub fn admit(&mut self, now: Instant, group: &str, size: usize) -> Decision {
+        if self.open {
+            return Decision::Held;
+        }
+        let limit = self.limit(size);
+        let starts = self.starts.entry(group.to_owned()).or_default();
+        while starts
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= self.window)
+        {
+            starts.pop_front();
+        }
+        if starts.len() >= limit {
+            self.open = true;
+            return Decision::Tripped {
+                started: starts.len() + 1,
+                limit,
+            };
+        }
+        starts.push_back(now);
+        Decision::Admitted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_limit_is_the_lesser_of_ten_nodes_and_five_percent() {
+        let b = Breaker::new(Duration::from_secs(600), 10, 5.0);
+        assert_eq!(b.limit(6000), 10);
+        assert_eq!(b.limit(100), 5);
+        assert_eq!(b.limit(8), 1, "never less than one node");
+    }
+
+    #[test]
+    fn past_the_limit_it_trips_holds_and_resets() {
+        let mut b = Breaker::new(Duration::from_secs(600), 2, 100.0);
+        let t0 = Instant::now();
+        assert_eq!(b.admit(t0, "", 100), Decision::Admitted);
+        assert_eq!(b.admit(t0, "", 100), Decision::Admitted);
+        assert_eq!(
+            b.admit(t0, "", 100),
+            Decision::Tripped {
+                started: 3,
+                limit: 2
+            }
+        );
+        assert_eq!(
+            b.admit(t0 + Duration::from_secs(3600), "", 100),
+            Decision::Held
+        );
+        b.set_open(false);
+        assert_eq!(b.admit(t0, "", 100), Decision::Admitted);
+    }
+
+    #[test]
+    fn the_window_slides_and_groups_count_apart() {
+        let mut b = Breaker::new(Duration::from_secs(600), 1, 100.0);
+        let t0 = Instant::now();
+        assert_eq!(b.admit(t0, "a", 10), Decision::Admitted);
+        assert_eq!(b.admit(t0, "b", 10), Decision::Admitted);
+        let later = t0 + Duration::from_secs(600);
+        assert_eq!(b.admit(later, "a", 10), Decision::Admitted);
+        assert!(!b.is_open());
+    }
+}

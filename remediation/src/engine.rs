@@ -1,0 +1,557 @@
+//! The engine (in the `nerve project` holding the `remediation` lease): it hears triggers —
+//! XIDs and failed health checks from the events stream, alerts firing from the alerts stream,
+//! critical or warning GPU verdicts polled from `node_state` — matches each against the enabled
+//! policies (trigger, codes or severity, scope), and starts at most one run per node: only on a
+//! node in service, only past the circuit breaker ([`crate::breaker`]), whose state it reads
+//! back from the journal (so an admin's reset reaches it, and a restart keeps it). Runs that a
+//! previous engine left unfinished are ended as `interrupted` and their nodes marked
+//! `service_required`: a person looks at a node no ladder finished.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer};
+use clickhouse::{Client, Row};
+use futures::StreamExt;
+use nerve_ingest::EventLog;
+use nerve_platform::config::RemediationConfig;
+use nerve_platform::metrics::{Counter, Registry};
+use nerve_projections::remediation::{BREAKER, PolicyRow, REMEDIATION_LOG, REMEDIATION_POLICIES};
+use nerve_projections::scope::{MEMBERS, NodeFilter};
+use nerve_schemas::{Event, RemediationRecorded, subjects};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::breaker::{Breaker, Decision};
+use crate::ladder::{ACTOR, Run};
+use crate::trigger::Trigger;
+
+/// Why the engine stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RemediationError {
+    #[error("ClickHouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    #[error("{stream}: {message}")]
+    Stream { stream: String, message: String },
+}
+
+/// How long a node whose GPU verdict started a run is not judged by its verdict again (its
+/// next heartbeats must catch up with the repair).
+const VERDICT_COOLDOWN: Duration = Duration::from_secs(300);
+/// How far back the triggers are read at start (what a previous engine may not have handled).
+const LOOKBACK: Duration = Duration::from_secs(60);
+
+/// What runs share.
+pub struct Shared {
+    pub ch: Client,
+    log: EventLog,
+    alerts: nerve_alerts::Context,
+    pub config: RemediationConfig,
+    pub ledger_poll: Duration,
+}
+
+impl Shared {
+    /// Publishes `event`, retrying a few times; whether it was stored.
+    pub async fn publish<E: Event>(&self, subject: String, event: &E) -> bool {
+        let mut wait = Duration::from_millis(100);
+        for attempt in 1..=5 {
+            match self.log.publish(subject.clone(), event).await {
+                Ok(_) => return true,
+                Err(e) if attempt == 5 => {
+                    tracing::error!(subject, error = %e, "remediation event not recorded");
+                }
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
+        }
+        false
+    }
+
+    /// Tells `channels` (names or ids); whether any delivered, and to whom.
+    pub async fn notify(&self, channels: &[String], message: &str, node: &str) -> (bool, String) {
+        let mut told = Vec::new();
+        let mut failed = Vec::new();
+        for key in channels {
+            let delivered = match nerve_alerts::notify::find(&self.alerts, key).await {
+                Ok(channel) => nerve_alerts::notify::deliver(
+                    &self.alerts,
+                    &channel,
+                    "",
+                    message,
+                    serde_json::json!({"node_id": node, "source": "remediation"}),
+                )
+                .await
+                .is_ok_and(|r| r.delivered),
+                Err(_) => false,
+            };
+            match delivered {
+                true => told.push(key.as_str()),
+                false => failed.push(key.as_str()),
+            }
+        }
+        let detail = match (told.is_empty(), failed.is_empty()) {
+            (_, true) => format!("told {}", told.join(", ")),
+            (true, false) => format!("not delivered to {}", failed.join(", ")),
+            (false, false) => format!("told {}; not {}", told.join(", "), failed.join(", ")),
+        };
+        (!told.is_empty(), detail)
+    }
+}
+
+struct Metrics {
+    triggers: Counter,
+    runs: Counter,
+    held: Counter,
+    trips: Counter,
+}
+
+/// The nodes, their groups for the breaker, refreshed now and then.
+#[derive(Default)]
+struct Fleet {
+    nodes: HashSet<String>,
+    cluster_of: HashMap<String, String>,
+    cluster_size: HashMap<String, usize>,
+}
+
+impl Fleet {
+    async fn load(ch: &Client) -> Result<Self, clickhouse::error::Error> {
+        let nodes: Vec<String> = ch
+            .query("SELECT DISTINCT node_id FROM node_state")
+            .fetch_all()
+            .await?;
+        let members: Vec<(String, String)> = ch
+            .query(&format!(
+                "SELECT node_id, min(cluster_id) FROM {MEMBERS} GROUP BY node_id"
+            ))
+            .fetch_all()
+            .await?;
+        let mut fleet = Fleet {
+            nodes: nodes.into_iter().collect(),
+            ..Fleet::default()
+        };
+        for (node, cluster) in members {
+            *fleet.cluster_size.entry(cluster.clone()).or_default() += 1;
+            fleet.cluster_of.insert(node, cluster);
+        }
+        Ok(fleet)
+    }
+
+    /// The breaker's group of `node` and its size.
+    fn group(&self, node: &str) -> (String, usize) {
+        match self.cluster_of.get(node) {
+            Some(c) => (c.clone(), self.cluster_size.get(c).copied().unwrap_or(1)),
+            None => (String::new(), self.nodes.len().max(1)),
+        }
+    }
+}
+
+/// Runs the engine until `cancel`.
+pub async fn run(
+    ch: Client,
+    nats: async_nats::Client,
+    alerts: nerve_alerts::Context,
+    config: RemediationConfig,
+    metrics: &Registry,
+    cancel: CancellationToken,
+) -> Result<(), RemediationError> {
+    let js = jetstream::new(nats.clone());
+    let poll = Duration::from_millis(config.poll_interval_ms.max(100));
+    let shared = Arc::new(Shared {
+        ch,
+        log: EventLog::new(Some(nats)),
+        alerts,
+        ledger_poll: Duration::from_millis(250),
+        config,
+    });
+    let m = Metrics {
+        triggers: metrics.counter("nerve_remediation_triggers_total", "Triggers heard", &[]),
+        runs: metrics.counter("nerve_remediation_runs_total", "Runs started", &[]),
+        held: metrics.counter(
+            "nerve_remediation_held_total",
+            "Runs the circuit breaker held",
+            &[],
+        ),
+        trips: metrics.counter(
+            "nerve_remediation_breaker_trips_total",
+            "Times the circuit breaker tripped",
+            &[],
+        ),
+    };
+    if shared.config.install_defaults {
+        install_defaults(&shared).await?;
+    }
+    close_interrupted(&shared).await?;
+    let cfg = &shared.config;
+    let mut breaker = Breaker::new(
+        Duration::from_secs(cfg.breaker_window_secs),
+        cfg.breaker_max_nodes,
+        cfg.breaker_max_pct,
+    );
+    breaker.set_open(breaker_open(&shared.ch).await?);
+    let started_ms = nerve_platform::now_ms();
+    let since = time::OffsetDateTime::now_utc() - LOOKBACK;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Trigger>(10_000);
+    let mut intakes = tokio::task::JoinSet::new();
+    for (stream, filters) in [
+        (
+            nerve_ingest::EVENTS_STREAM,
+            vec![
+                subjects::GPU_XID_ALL.to_owned(),
+                subjects::HEALTH_CHECKS_ALL.to_owned(),
+            ],
+        ),
+        (
+            nerve_ingest::ALERTS_STREAM,
+            vec![subjects::ALERTS_ALL.to_owned()],
+        ),
+    ] {
+        intakes.spawn(intake(js.clone(), stream, filters, since, tx.clone()));
+    }
+    let active: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut runs = tokio::task::JoinSet::new();
+    let mut cooldown: HashMap<String, Instant> = HashMap::new();
+    let mut policies = load_policies(&shared.ch).await?;
+    let mut fleet = Fleet::load(&shared.ch).await?;
+    let mut tick = tokio::time::interval(poll);
+    let mut ticks: u64 = 0;
+    tracing::info!(
+        policies = policies.len(),
+        breaker_open = breaker.is_open(),
+        "remediation engine running"
+    );
+    loop {
+        let trigger = tokio::select! {
+            _ = cancel.cancelled() => break,
+            Some(done) = intakes.join_next() => {
+                let message = match done {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => "the trigger stream ended".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                runs.abort_all();
+                return Err(RemediationError::Stream { stream: "triggers".into(), message });
+            }
+            Some(_) = runs.join_next() => continue,
+            _ = tick.tick() => {
+                ticks += 1;
+                policies = load_policies(&shared.ch).await?;
+                if ticks % 5 == 0 {
+                    fleet = Fleet::load(&shared.ch).await?;
+                }
+                if breaker.is_open() && !breaker_open(&shared.ch).await? {
+                    tracing::info!("the remediation circuit breaker was reset");
+                    breaker.set_open(false);
+                }
+                for t in verdict_triggers(&shared.ch, &policies).await? {
+                    if cooldown.get(&t.node).is_none_or(|at| at.elapsed() >= VERDICT_COOLDOWN) {
+                        let _ = tx.try_send(t);
+                    }
+                }
+                continue;
+            }
+            Some(t) = rx.recv() => t,
+        };
+        m.triggers.inc();
+        let Some(policy) = first_match(&shared.ch, &policies, &trigger).await? else {
+            continue;
+        };
+        if active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&trigger.node)
+            || !fleet.nodes.contains(&trigger.node) && !known(&shared.ch, &trigger.node).await?
+            || !in_service(&shared.ch, &trigger.node).await?
+            || (trigger.at_ms < started_ms && handled(&shared.ch, &trigger).await?)
+        {
+            continue;
+        }
+        let run = Run {
+            run_id: uuid::Uuid::now_v7().to_string(),
+            node: trigger.node.clone(),
+            steps: policy.steps(),
+            cause: trigger.cause.clone(),
+            policy,
+        };
+        if run.policy.dry_run == 0 {
+            let (group, size) = fleet.group(&run.node);
+            let decision = breaker.admit(Instant::now(), &group, size);
+            if decision != Decision::Admitted {
+                m.held.inc();
+                hold(&shared, &run, &decision).await;
+                if matches!(decision, Decision::Tripped { .. }) {
+                    m.trips.inc();
+                }
+                continue;
+            }
+        }
+        if trigger.kind == "gpu_health" {
+            cooldown.insert(run.node.clone(), Instant::now());
+        }
+        m.runs.inc();
+        active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(run.node.clone());
+        let (shared, active) = (shared.clone(), active.clone());
+        runs.spawn(async move {
+            let outcome = run.execute(&shared).await;
+            tracing::info!(node = %run.node, policy = %run.policy.name, outcome, "remediation run ended");
+            active
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&run.node);
+        });
+    }
+    // Runs stop with the engine; the next engine ends them as interrupted.
+    runs.abort_all();
+    Ok(())
+}
+
+/// Reads triggers from `stream` (from `since`) into `tx`.
+async fn intake(
+    js: jetstream::Context,
+    stream: &'static str,
+    filter_subjects: Vec<String>,
+    since: time::OffsetDateTime,
+    tx: tokio::sync::mpsc::Sender<Trigger>,
+) -> Result<(), String> {
+    let s = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| format!("{stream}: {e}"))?;
+    let c = s
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subjects,
+            deliver_policy: consumer::DeliverPolicy::ByStartTime { start_time: since },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("{stream}: {e}"))?;
+    let mut messages = c.messages().await.map_err(|e| format!("{stream}: {e}"))?;
+    while let Some(msg) = messages.next().await {
+        let msg = msg.map_err(|e| format!("{stream}: {e}"))?;
+        let published = msg
+            .info()
+            .map(|i| nerve_ingest::publish::published_ms(&i))
+            .unwrap_or_default();
+        if let Some(t) = Trigger::of(&msg.subject, &msg.payload, published)
+            && tx.send(t).await.is_err()
+        {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+async fn load_policies(ch: &Client) -> Result<Vec<PolicyRow>, clickhouse::error::Error> {
+    ch.query(&format!(
+        "SELECT ?fields FROM {REMEDIATION_POLICIES} FINAL \
+         WHERE deleted = 0 AND enabled = 1 ORDER BY name"
+    ))
+    .fetch_all()
+    .await
+}
+
+/// The first enabled policy (by name) whose trigger and scope take `t`.
+async fn first_match(
+    ch: &Client,
+    policies: &[PolicyRow],
+    t: &Trigger,
+) -> Result<Option<PolicyRow>, clickhouse::error::Error> {
+    for p in policies.iter().filter(|p| t.matches(p)) {
+        let filter = NodeFilter {
+            node_ids: &p.node_ids,
+            clusters: &p.clusters,
+            labels: &p.labels,
+        };
+        let clauses = filter.clauses();
+        if clauses.is_empty() {
+            return Ok(Some(p.clone()));
+        }
+        let q = ch
+            .query(&format!(
+                "SELECT count() FROM (SELECT toString(?) AS node_id) WHERE {}",
+                clauses.join(" AND ")
+            ))
+            .bind(&t.node);
+        if filter.bind(q).fetch_one::<u64>().await? > 0 {
+            return Ok(Some(p.clone()));
+        }
+    }
+    Ok(None)
+}
+
+async fn known(ch: &Client, node: &str) -> Result<bool, clickhouse::error::Error> {
+    let n: u64 = ch
+        .query("SELECT count() FROM node_state WHERE node_id = ?")
+        .bind(node)
+        .fetch_one()
+        .await?;
+    Ok(n > 0)
+}
+
+/// Whether the node is in service (a node under an operator's maintenance, or in another
+/// run's states, is left alone).
+async fn in_service(ch: &Client, node: &str) -> Result<bool, clickhouse::error::Error> {
+    let state: Option<String> = ch
+        .query(&format!(
+            "SELECT maintenance FROM {} WHERE node_id = ?",
+            nerve_projections::maintenance::CURRENT
+        ))
+        .bind(node)
+        .fetch_optional()
+        .await?;
+    Ok(state.is_none_or(|s| s.is_empty() || s == "in_service"))
+}
+
+/// Whether a run started on the trigger's node at or after it (a trigger read again after a
+/// restart).
+async fn handled(ch: &Client, t: &Trigger) -> Result<bool, clickhouse::error::Error> {
+    let n: u64 = ch
+        .query(&format!(
+            "SELECT count() FROM {REMEDIATION_LOG} WHERE node_id = ? \
+             AND kind IN ('run_started', 'held') AND ts_ms >= ?"
+        ))
+        .bind(&t.node)
+        .bind(t.at_ms.max(0) as u64)
+        .fetch_one()
+        .await?;
+    Ok(n > 0)
+}
+
+async fn breaker_open(ch: &Client) -> Result<bool, clickhouse::error::Error> {
+    let (open, _since): (u8, u64) = ch
+        .query(&format!("SELECT open, since_ms FROM {BREAKER}"))
+        .fetch_one()
+        .await?;
+    Ok(open != 0)
+}
+
+/// Records that the breaker held `run` (and tripped, when this start tripped it).
+async fn hold(shared: &Shared, run: &Run, decision: &Decision) {
+    let entry = |kind: &str, detail: String| RemediationRecorded {
+        envelope: nerve_schemas::Envelope::new::<RemediationRecorded>(
+            &*run.node,
+            nerve_platform::now_ms(),
+        ),
+        run_id: String::new(),
+        policy_id: run.policy.policy_id.clone(),
+        policy_name: run.policy.name.clone(),
+        kind: kind.to_owned(),
+        step: -1,
+        action: String::new(),
+        stage: String::new(),
+        outcome: String::new(),
+        task_id: String::new(),
+        cause: run.cause.clone(),
+        detail,
+        dry_run: false,
+        requested_by: ACTOR.to_owned(),
+    };
+    let subject = subjects::control_remediation(&run.node);
+    if let Decision::Tripped { started, limit } = decision {
+        let window = shared.config.breaker_window_secs;
+        tracing::warn!(node = %run.node, started, limit, "remediation circuit breaker tripped");
+        let detail = format!(
+            "{started} nodes would have entered remediation within {window} s; the limit is \
+             {limit}: policies act on nothing until an admin resets the breaker"
+        );
+        shared
+            .publish(subject.clone(), &entry("breaker_tripped", detail))
+            .await;
+    }
+    let detail = "held by the circuit breaker: nothing was done".to_owned();
+    shared.publish(subject, &entry("held", detail)).await;
+}
+
+/// Ends the runs a previous engine left unfinished, and marks their nodes for service.
+async fn close_interrupted(shared: &Shared) -> Result<(), clickhouse::error::Error> {
+    #[derive(Row, Deserialize)]
+    struct Open {
+        node_id: String,
+        run_id: String,
+        policy_id: String,
+        policy_name: String,
+        dry_run: u8,
+    }
+    let open: Vec<Open> = shared
+        .ch
+        .query(&format!(
+            "SELECT node_id, run_id, any(policy_id) AS policy_id, any(policy_name) AS policy_name, \
+                    max(dry_run) AS dry_run \
+             FROM {REMEDIATION_LOG} WHERE run_id != '' GROUP BY node_id, run_id \
+             HAVING countIf(kind = 'run_started') > 0 AND countIf(kind = 'run_ended') = 0"
+        ))
+        .fetch_all()
+        .await?;
+    for o in open {
+        let run = Run {
+            run_id: o.run_id,
+            node: o.node_id,
+            policy: PolicyRow {
+                policy_id: o.policy_id,
+                name: o.policy_name,
+                dry_run: o.dry_run,
+                ..PolicyRow::default()
+            },
+            steps: Vec::new(),
+            cause: String::new(),
+        };
+        tracing::warn!(node = %run.node, run = %run.run_id, "ending a remediation run left unfinished");
+        run.interrupted(shared).await;
+    }
+    Ok(())
+}
+
+/// Saves the default policies when no policy was ever saved.
+async fn install_defaults(shared: &Shared) -> Result<(), clickhouse::error::Error> {
+    let ever: u64 = shared
+        .ch
+        .query(&format!("SELECT count() FROM {REMEDIATION_POLICIES}"))
+        .fetch_one()
+        .await?;
+    if ever > 0 {
+        return Ok(());
+    }
+    for p in crate::defaults::policies("nerve (defaults)", nerve_platform::now_ms()) {
+        tracing::info!(policy = %p.name, "saving a default remediation policy");
+        shared
+            .publish(subjects::control_policy(&p.policy_id), &p)
+            .await;
+    }
+    Ok(())
+}
+
+/// Triggers from GPU verdicts, when an enabled policy listens for them.
+async fn verdict_triggers(
+    ch: &Client,
+    policies: &[PolicyRow],
+) -> Result<Vec<Trigger>, clickhouse::error::Error> {
+    let Some(least) = policies
+        .iter()
+        .filter(|p| p.trigger == "gpu_health")
+        .map(|p| p.severity.as_str())
+        .min_by_key(|s| crate::trigger::rank(s))
+    else {
+        return Ok(Vec::new());
+    };
+    let wanted: Vec<&str> = ["warning", "critical"]
+        .into_iter()
+        .filter(|s| crate::trigger::rank(s) >= crate::trigger::rank(least))
+        .collect();
+    let rows: Vec<(String, String, u64)> = ch
+        .query(
+            "SELECT node_id, gpu_health, last_seen_ms FROM node_state FINAL \
+             WHERE has(?, gpu_health)",
+        )
+        .bind(wanted)
+        .fetch_all()
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(node, health, at)| Trigger::verdict(node, health, at as i64))
+        .collect())
+}
