@@ -37,6 +37,8 @@ pub mod maintenance;
 #[cfg(feature = "server")]
 pub mod node;
 #[cfg(feature = "server")]
+pub mod remediation;
+#[cfg(feature = "server")]
 pub mod snapshot;
 #[cfg(feature = "server")]
 mod state;

@@ -19,12 +19,13 @@ use nerve_platform::config::RemediationConfig;
 use nerve_platform::metrics::{Counter, Registry};
 use nerve_projections::remediation::{BREAKER, PolicyRow, REMEDIATION_LOG, REMEDIATION_POLICIES};
 use nerve_projections::scope::{MEMBERS, NodeFilter};
-use nerve_schemas::{Event, RemediationRecorded, subjects};
+use nerve_schemas::{RemediationRecorded, subjects};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::breaker::{Breaker, Decision};
 use crate::ladder::{ACTOR, Run};
+use crate::shared::Shared;
 use crate::trigger::Trigger;
 
 /// Why the engine stopped.
@@ -41,65 +42,6 @@ pub enum RemediationError {
 const VERDICT_COOLDOWN: Duration = Duration::from_secs(300);
 /// How far back the triggers are read at start (what a previous engine may not have handled).
 const LOOKBACK: Duration = Duration::from_secs(60);
-
-/// What runs share.
-pub struct Shared {
-    pub ch: Client,
-    log: EventLog,
-    alerts: nerve_alerts::Context,
-    pub config: RemediationConfig,
-    pub ledger_poll: Duration,
-}
-
-impl Shared {
-    /// Publishes `event`, retrying a few times; whether it was stored.
-    pub async fn publish<E: Event>(&self, subject: String, event: &E) -> bool {
-        let mut wait = Duration::from_millis(100);
-        for attempt in 1..=5 {
-            match self.log.publish(subject.clone(), event).await {
-                Ok(_) => return true,
-                Err(e) if attempt == 5 => {
-                    tracing::error!(subject, error = %e, "remediation event not recorded");
-                }
-                Err(_) => {
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
-            }
-        }
-        false
-    }
-
-    /// Tells `channels` (names or ids); whether any delivered, and to whom.
-    pub async fn notify(&self, channels: &[String], message: &str, node: &str) -> (bool, String) {
-        let mut told = Vec::new();
-        let mut failed = Vec::new();
-        for key in channels {
-            let delivered = match nerve_alerts::notify::find(&self.alerts, key).await {
-                Ok(channel) => nerve_alerts::notify::deliver(
-                    &self.alerts,
-                    &channel,
-                    "",
-                    message,
-                    serde_json::json!({"node_id": node, "source": "remediation"}),
-                )
-                .await
-                .is_ok_and(|r| r.delivered),
-                Err(_) => false,
-            };
-            match delivered {
-                true => told.push(key.as_str()),
-                false => failed.push(key.as_str()),
-            }
-        }
-        let detail = match (told.is_empty(), failed.is_empty()) {
-            (_, true) => format!("told {}", told.join(", ")),
-            (true, false) => format!("not delivered to {}", failed.join(", ")),
-            (false, false) => format!("told {}; not {}", told.join(", "), failed.join(", ")),
-        };
-        (!told.is_empty(), detail)
-    }
-}
 
 struct Metrics {
     triggers: Counter,
@@ -213,6 +155,9 @@ pub async fn run(
     let active: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut runs = tokio::task::JoinSet::new();
     let mut cooldown: HashMap<String, Instant> = HashMap::new();
+    // When the policies were read: a trigger stored later reads them again, so a policy is in
+    // force from the moment its save was answered.
+    let mut loaded_ms = nerve_platform::now_ms();
     let mut policies = load_policies(&shared.ch).await?;
     let mut fleet = Fleet::load(&shared.ch).await?;
     let mut tick = tokio::time::interval(poll);
@@ -237,8 +182,9 @@ pub async fn run(
             Some(_) = runs.join_next() => continue,
             _ = tick.tick() => {
                 ticks += 1;
+                loaded_ms = nerve_platform::now_ms();
                 policies = load_policies(&shared.ch).await?;
-                if ticks % 5 == 0 {
+                if ticks.is_multiple_of(5) {
                     fleet = Fleet::load(&shared.ch).await?;
                 }
                 if breaker.is_open() && !breaker_open(&shared.ch).await? {
@@ -255,6 +201,15 @@ pub async fn run(
             Some(t) = rx.recv() => t,
         };
         m.triggers.inc();
+        if trigger.at_ms >= loaded_ms {
+            loaded_ms = nerve_platform::now_ms();
+            policies = load_policies(&shared.ch).await?;
+        }
+        // An admin's reset counts from the moment it was answered, too.
+        if breaker.is_open() && !breaker_open(&shared.ch).await? {
+            tracing::info!("the remediation circuit breaker was reset");
+            breaker.set_open(false);
+        }
         let Some(policy) = first_match(&shared.ch, &policies, &trigger).await? else {
             continue;
         };

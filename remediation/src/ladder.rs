@@ -16,7 +16,7 @@ use nerve_schemas::{
     TaskSelector, subjects,
 };
 
-use crate::engine::Shared;
+use crate::shared::Shared;
 
 /// Who the journal and the tasks name as having acted.
 pub const ACTOR: &str = "remediation";

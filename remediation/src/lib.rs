@@ -13,6 +13,8 @@ pub mod breaker;
 pub mod defaults;
 mod engine;
 pub mod ladder;
+mod shared;
 pub mod trigger;
 
-pub use engine::{RemediationError, Shared, run};
+pub use engine::{RemediationError, run};
+pub use shared::Shared;

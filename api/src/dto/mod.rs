@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod auth;
 pub mod clusters;
 pub mod fleet;
+pub mod remediation;
 pub mod tasks;
 
 /// A change the control plane accepted; it is visible once projected (typically well under a

@@ -8,6 +8,7 @@ pub mod applied;
 pub mod error;
 pub mod extract;
 pub mod guard;
+mod remediation;
 
 use axum::Json;
 use axum::Router;
@@ -39,11 +40,11 @@ pub struct Route {
 /// Declares the routes once: [`ROUTES`] (the policy, read by the guard and the tests) and the
 /// router built from the same lines, so no route exists without a right.
 macro_rules! routes {
-    (@on ANY $handler:ident) => { axum::routing::any($handler) };
-    (@on $method:ident $handler:ident) => {
+    (@on ANY $handler:path) => { axum::routing::any($handler) };
+    (@on $method:ident $handler:path) => {
         axum::routing::on(axum::routing::MethodFilter::$method, $handler)
     };
-    ($($method:ident $path:literal => $handler:ident, $right:ident, $success:literal;)+) => {
+    ($($method:ident $path:literal => $handler:path, $right:ident, $success:literal;)+) => {
         /// Every route with the right it needs and the status it answers on success (handlers
         /// answer 200; the guard gives a success this status). A route is added here or
         /// nowhere; the guard refuses anything not listed.
@@ -88,6 +89,14 @@ routes! {
     GET "/api/v1/silences" => list_silences, Read, 200;
     POST "/api/v1/silences" => create_silence, Operate, 202;
     DELETE "/api/v1/silences/{id}" => delete_silence, Operate, 202;
+    GET "/api/v1/remediation/policies" => remediation::list_policies, Read, 200;
+    POST "/api/v1/remediation/policies" => remediation::create_policy, Admin, 202;
+    GET "/api/v1/remediation/policies/{id}" => remediation::policy_detail, Read, 200;
+    PUT "/api/v1/remediation/policies/{id}" => remediation::update_policy, Admin, 202;
+    DELETE "/api/v1/remediation/policies/{id}" => remediation::delete_policy, Admin, 202;
+    GET "/api/v1/remediation/runs" => remediation::list_runs, Read, 200;
+    GET "/api/v1/remediation/breaker" => remediation::breaker, Read, 200;
+    POST "/api/v1/remediation/breaker/reset" => remediation::reset_breaker, Admin, 202;
     POST "/api/v1/tasks" => create_task, Operate, 202;
     GET "/api/v1/tasks" => list_tasks, Read, 200;
     GET "/api/v1/tasks/{id}" => task_detail, Read, 200;

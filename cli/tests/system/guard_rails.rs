@@ -69,12 +69,14 @@ async fn the_agent_caps_concurrency_cleans_up_and_holds_its_timeout() {
     }
     let third = create(&app, &node, held).await;
     line_when(&app, &third, "the third queued", |s| s == "queued").await;
-    let queued = env
-        .count(&format!(
+    // The history table is written after the ledger, in the same batch.
+    eventually(DEADLINE, "TaskQueued in the task's history", || async {
+        let sql = format!(
             "SELECT count() FROM task_events WHERE task_id = '{third}' AND kind = 'TaskQueued'"
-        ))
-        .await;
-    assert_eq!(queued, 1);
+        );
+        (env.count(&sql).await == 1).then_some(())
+    })
+    .await;
     std::fs::write(&gate, b"").expect("open the gate");
     for task in [&first, &second, &third] {
         let line = line_when(&app, task, "done", |s| s == "succeeded").await;
@@ -109,12 +111,13 @@ async fn the_agent_caps_concurrency_cleans_up_and_holds_its_timeout() {
         s == "timed_out"
     })
     .await;
-    let limit = env
-        .count(&format!(
+    eventually(DEADLINE, "TaskTimedOut in the task's history", || async {
+        let sql = format!(
             "SELECT count() FROM task_events WHERE task_id = '{long}' AND kind = 'TaskTimedOut'"
-        ))
-        .await;
-    assert_eq!(limit, 1);
+        );
+        (env.count(&sql).await == 1).then_some(())
+    })
+    .await;
 
     // Region and datacenter: labels the list filters by.
     let listed = eventually(DEADLINE, "the node listed by region", || async {

@@ -28,6 +28,7 @@ mod maintenance;
 mod offers;
 mod point_in_time;
 mod projector;
+mod remediation;
 mod replay;
 mod retention;
 mod secrets;

@@ -165,7 +165,7 @@ async fn operators_cordon_nodes_and_tasks_skip_them_unless_named() {
     assert_eq!(detail["maintenance"]["state"], "in_service");
 
     // The past: b was in service before the cordon.
-    let at = nerve_api::time::rfc3339_ms(before_ms);
+    let at = nerve_api::time::rfc3339_exact(before_ms);
     let past = get_ok(&admin, &format!("/api/v1/nodes/{b}?at={at}")).await;
     assert_eq!(past["maintenance"]["state"], "in_service", "{past}");
 
