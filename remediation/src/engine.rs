@@ -201,6 +201,7 @@ pub async fn run(
             Some(t) = rx.recv() => t,
         };
         m.triggers.inc();
+        tracing::debug!(node = %trigger.node, cause = %trigger.cause, "trigger");
         if trigger.at_ms >= loaded_ms {
             loaded_ms = nerve_platform::now_ms();
             policies = load_policies(&shared.ch).await?;
@@ -211,16 +212,26 @@ pub async fn run(
             breaker.set_open(false);
         }
         let Some(policy) = first_match(&shared.ch, &policies, &trigger).await? else {
+            tracing::debug!(node = %trigger.node, cause = %trigger.cause, "no policy takes it");
             continue;
         };
-        if active
+        let skip = if active
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&trigger.node)
-            || !fleet.nodes.contains(&trigger.node) && !known(&shared.ch, &trigger.node).await?
-            || !in_service(&shared.ch, &trigger.node).await?
-            || (trigger.at_ms < started_ms && handled(&shared.ch, &trigger).await?)
         {
+            Some("a run is under way on the node")
+        } else if !fleet.nodes.contains(&trigger.node) && !known(&shared.ch, &trigger.node).await? {
+            Some("no such node")
+        } else if !in_service(&shared.ch, &trigger.node).await? {
+            Some("the node is not in service")
+        } else if trigger.at_ms < started_ms && handled(&shared.ch, &trigger).await? {
+            Some("handled before a restart")
+        } else {
+            None
+        };
+        if let Some(why) = skip {
+            tracing::debug!(node = %trigger.node, cause = %trigger.cause, why, "trigger left alone");
             continue;
         }
         let run = Run {
@@ -339,9 +350,14 @@ async fn first_match(
     Ok(None)
 }
 
+/// Whether the node has reported (a heartbeat or an inventory).
 async fn known(ch: &Client, node: &str) -> Result<bool, clickhouse::error::Error> {
     let n: u64 = ch
-        .query("SELECT count() FROM node_state WHERE node_id = ?")
+        .query(
+            "SELECT (SELECT count() FROM node_state WHERE node_id = ?) \
+                  + (SELECT count() FROM inventory WHERE node_id = ?)",
+        )
+        .bind(node)
         .bind(node)
         .fetch_one()
         .await?;

@@ -1,7 +1,9 @@
 //! `nerve dev` as a user starts it: its own NATS and ClickHouse under a data dir, and everything
 //! secured by default — the API over HTTPS with tokens (the first admin token in a 0600 file),
 //! NATS with TLS and per-identity credentials (no anonymous client), the local agent enrolled
-//! like any node and heartbeating, its enrollment in the audit trail — and a clean stop.
+//! like any node and heartbeating, its enrollment in the audit trail; the default remediation
+//! policies act on an XID (the node, with no drain hook, ends marked for service) — and a clean
+//! stop.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -32,7 +34,10 @@ async fn nerve_dev_runs_secured_with_its_agent_enrolled() {
         )
         .env("NERVE_API__LISTEN_ADDR", &api)
         .env("NERVE_AGENT__HEARTBEAT_INTERVAL_SECS", "1")
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            "warn,nerve_remediation=debug,nerve_dispatch=debug",
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -125,8 +130,68 @@ async fn nerve_dev_runs_secured_with_its_agent_enrolled() {
         .connect(&nats_url)
         .await
         .expect("the admin's NATS credentials work");
-    drop(signed_in);
     assert!(!node.is_empty());
+
+    // The default policies: an XID 79 on the agent's node cordons it; this machine has no drain
+    // hook, so the ladder stops there and the node is marked for service.
+    eventually(START, "the default policies", || async {
+        let listed: serde_json::Value =
+            get("/remediation/policies").await.ok()?.json().await.ok()?;
+        let text = listed.to_string();
+        (text.contains("xid-gpu-lost") && text.contains("xid-gpu-reset")).then_some(())
+    })
+    .await;
+    let xid = nerve_schemas::GpuXidOccurred {
+        envelope: nerve_schemas::Envelope::new::<nerve_schemas::GpuXidOccurred>(
+            &*node,
+            nerve_platform::now_ms(),
+        ),
+        gpu_index: 0,
+        gpu_uuid: "GPU-dev-0".into(),
+        pci_bus_id: "00000000:3B:00.0".into(),
+        xid: 79,
+        meaning: "GPU has fallen off the bus".into(),
+        severity: "critical".into(),
+        likely_application: false,
+        gpu_xid_total: 1,
+    };
+    nerve_ingest::Outgoing::event(nerve_schemas::subjects::gpu_xid(&node), &xid)
+        .expect("encode")
+        .publish(&async_nats::jetstream::new(signed_in.clone()))
+        .await
+        .expect("XID stored");
+    let ended = eventually(START, "the default ladder ended", || async {
+        let runs: serde_json::Value = get(&format!("/remediation/runs?node={node}"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        runs["entries"]
+            .as_array()?
+            .iter()
+            .find(|e| e["kind"] == "run_ended")
+            .cloned()
+    })
+    .await;
+    assert_eq!(ended["policy_name"], "xid-gpu-lost", "{ended}");
+    assert_eq!(ended["outcome"], "service_required", "{ended}");
+    let detail: serde_json::Value = get(&format!("/nodes/{node}"))
+        .await
+        .expect("detail")
+        .json()
+        .await
+        .expect("json");
+    let m = &detail["maintenance"];
+    assert_eq!(m["state"], "service_required", "{m}");
+    assert!(
+        m["history"][0]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("drain"),
+        "{m}"
+    );
+    drop(signed_in);
 
     // The admin tools' config: a replay of every table against this running system matches,
     // reading the archive `nerve dev` keeps.
