@@ -12,9 +12,10 @@ use tokio_util::sync::CancellationToken;
 use crate::services::Services;
 
 /// Publishes `rate` heartbeats a second (every 100 ms a tenth) for `nodes` simulated nodes
-/// until `stop`; the heartbeats published.
+/// (`<prefix>000000`, …) until `stop`; the heartbeats published.
 pub async fn feed(
     js: async_nats::jetstream::Context,
+    prefix: &'static str,
     nodes: u32,
     rate: u32,
     stop: CancellationToken,
@@ -32,7 +33,7 @@ pub async fn feed(
         let mut acks = Vec::with_capacity(per_tick as usize);
         for i in 0..per_tick {
             let node = format!(
-                "live-{:06}",
+                "{prefix}{:06}",
                 (sent + u64::from(i)) % u64::from(nodes.max(1))
             );
             let hb = crate::sim::heartbeat(&node, seq, now);

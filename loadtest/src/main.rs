@@ -21,6 +21,7 @@ mod plot;
 mod probe;
 mod raw;
 mod rebuild;
+mod remediation;
 mod services;
 mod sim;
 mod tasks_fanout;
@@ -62,6 +63,9 @@ enum Command {
     /// Fault drills under load: a JetStream leader, a ClickHouse replica or all of ClickHouse
     /// killed and restarted, R3 against R1 streams, a broker restart met by N agents.
     Drill(drill::DrillArgs),
+    /// N simulated nodes, the remediation engine: XID → cordon latency, and a mass event held
+    /// by the circuit breaker.
+    Remediation(remediation::RemediationArgs),
     /// The raw limits: JetStream pipelined publish and ClickHouse bulk insert, same payloads.
     Raw(raw::RawArgs),
     /// N 8-GPU heartbeats archived, then replayed into shadow tables from the stream and from
@@ -150,6 +154,7 @@ fn main() -> anyhow::Result<()> {
             Command::Tasks(args) => tasks_fanout::run(args).await,
             Command::Alerts(args) => alerts_eval::run(args).await,
             Command::Raw(args) => raw::run(args).await,
+            Command::Remediation(args) => remediation::run(args).await,
             Command::Drill(args) => drill::run(args).await,
             Command::Rebuild(args) => rebuild::run(args).await,
             Command::Auth(args) => auth_check::run(args),

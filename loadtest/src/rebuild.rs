@@ -194,6 +194,7 @@ async fn live(
     let stop = CancellationToken::new();
     let feeder = tokio::spawn(crate::live_lag::feed(
         services.js.clone(),
+        "live-",
         args.nodes,
         args.live_rate,
         stop.clone(),

@@ -3,7 +3,8 @@
 //! with the raw limits measured first in the same run; goose users browse a heartbeating fleet
 //! through the API on its own runtime without a failed request; agents spread over leaf node
 //! servers and worker processes get every heartbeat stored, and come back when those servers
-//! restart; a stream leader killed under load loses nothing; the log is archived and replayed.
+//! restart; a stream leader killed under load loses nothing; the log is archived and replayed;
+//! XIDs cordon their nodes and the remediation breaker holds a mass event at its limit.
 
 use std::process::Command;
 
@@ -246,4 +247,32 @@ fn the_fleet_list_and_the_fleet_at_a_past_time_answer_over_generated_history() {
     for v in views {
         assert!(v["p50_ms"].as_f64().expect("p50") > 0.0, "{r}");
     }
+}
+
+#[test]
+fn xids_cordon_their_nodes_and_the_breaker_holds_a_mass_event_at_its_limit() {
+    let r = run(&[
+        "remediation",
+        "--nodes",
+        "400",
+        "--heartbeat-rate",
+        "100",
+        "--xids",
+        "20",
+        "--xid-rate",
+        "50",
+        "--mass",
+        "100",
+    ]);
+    assert_eq!(r["xids"], 20, "{r}");
+    assert!(
+        r["detect_to_cordon_p99_ms"].as_f64().expect("p99") > 0.0,
+        "{r}"
+    );
+    // 400 nodes in ten clusters of 40 (5 %: 2 each), the XIDs spread over them: the fleet-wide
+    // limit of 10 binds first.
+    assert_eq!(r["mass_limit"], 10, "{r}");
+    assert_eq!(r["mass_started"], 10, "{r}");
+    assert_eq!(r["mass_held"], 90, "{r}");
+    assert_eq!(r["mass_trips"], 1, "{r}");
 }

@@ -1,7 +1,7 @@
-//! The circuit breaker, I/O-free: at most the lesser of `max_nodes` and `max_pct` % of a group
-//! (a node's cluster, or the fleet for nodes in none; never less than one node) may enter
-//! remediation within a sliding window. The start that would go past it trips the breaker; once
-//! open it holds every policy until an admin resets it.
+//! The circuit breaker, I/O-free: within a sliding window at most `max_nodes` nodes in all, and
+//! at most `max_pct` % of any one group (a node's cluster, or the fleet for nodes in none; never
+//! less than one node), may enter remediation. The start that would go past either trips the
+//! breaker; once open it holds every policy until an admin resets it.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -25,8 +25,20 @@ pub struct Breaker {
     window: Duration,
     max_nodes: usize,
     max_pct: f64,
+    /// Starts per group, and in all.
     starts: HashMap<String, VecDeque<Instant>>,
+    all: VecDeque<Instant>,
     open: bool,
+}
+
+/// Drops the starts that left the window.
+fn prune(starts: &mut VecDeque<Instant>, now: Instant, window: Duration) {
+    while starts
+        .front()
+        .is_some_and(|t| now.saturating_duration_since(*t) >= window)
+    {
+        starts.pop_front();
+    }
 }
 
 impl Breaker {
@@ -36,11 +48,12 @@ impl Breaker {
             max_nodes,
             max_pct,
             starts: HashMap::new(),
+            all: VecDeque::new(),
             open: false,
         }
     }
 
-    /// How many nodes of a group of `size` may start per window.
+    /// How many nodes of a group of `size` may start per window (the fleet-wide limit too).
     pub fn limit(&self, size: usize) -> usize {
         let by_pct = (size as f64 * self.max_pct / 100.0).floor() as usize;
         self.max_nodes.min(by_pct).max(1)
@@ -55,6 +68,7 @@ impl Breaker {
         self.open = open;
         if !open {
             self.starts.clear();
+            self.all.clear();
         }
     }
 
@@ -63,22 +77,23 @@ impl Breaker {
         if self.open {
             return Decision::Held;
         }
-        let limit = self.limit(size);
+        prune(&mut self.all, now, self.window);
+        let by_pct = ((size as f64 * self.max_pct / 100.0).floor() as usize).max(1);
         let starts = self.starts.entry(group.to_owned()).or_default();
-        while starts
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= self.window)
-        {
-            starts.pop_front();
-        }
-        if starts.len() >= limit {
+        prune(starts, now, self.window);
+        let over = if self.all.len() >= self.max_nodes {
+            Some((self.all.len() + 1, self.max_nodes))
+        } else if starts.len() >= by_pct {
+            Some((starts.len() + 1, by_pct))
+        } else {
+            None
+        };
+        if let Some((started, limit)) = over {
             self.open = true;
-            return Decision::Tripped {
-                started: starts.len() + 1,
-                limit,
-            };
+            return Decision::Tripped { started, limit };
         }
         starts.push_back(now);
+        self.all.push_back(now);
         Decision::Admitted
     }
 }
@@ -117,13 +132,37 @@ mod tests {
     }
 
     #[test]
-    fn the_window_slides_and_groups_count_apart() {
-        let mut b = Breaker::new(Duration::from_secs(600), 1, 100.0);
+    fn the_window_slides_and_groups_count_apart_within_the_fleet_limit() {
+        // A group of 10 at 10 %: one node per group; ten nodes in all.
+        let mut b = Breaker::new(Duration::from_secs(600), 10, 10.0);
         let t0 = Instant::now();
         assert_eq!(b.admit(t0, "a", 10), Decision::Admitted);
         assert_eq!(b.admit(t0, "b", 10), Decision::Admitted);
         let later = t0 + Duration::from_secs(600);
-        assert_eq!(b.admit(later, "a", 10), Decision::Admitted);
+        assert_eq!(
+            b.admit(later, "a", 10),
+            Decision::Admitted,
+            "the window slid"
+        );
         assert!(!b.is_open());
+        assert_eq!(
+            b.admit(later, "a", 10),
+            Decision::Tripped {
+                started: 2,
+                limit: 1
+            }
+        );
+        let mut fleet = Breaker::new(Duration::from_secs(600), 3, 100.0);
+        for g in ["a", "b", "c"] {
+            assert_eq!(fleet.admit(t0, g, 100), Decision::Admitted);
+        }
+        assert_eq!(
+            fleet.admit(t0, "d", 100),
+            Decision::Tripped {
+                started: 4,
+                limit: 3
+            },
+            "ten nodes in all, whatever their groups"
+        );
     }
 }

@@ -132,7 +132,10 @@ pub async fn run(
         cfg.breaker_max_nodes,
         cfg.breaker_max_pct,
     );
-    breaker.set_open(breaker_open(&shared.ch).await?);
+    let (open, since) = breaker_state(&shared.ch).await?;
+    breaker.set_open(open);
+    // When it tripped (here or before a restart): only a later reset closes it.
+    let mut tripped_ms = since;
     let started_ms = nerve_platform::now_ms();
     let since = time::OffsetDateTime::now_utc() - LOOKBACK;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Trigger>(10_000);
@@ -187,7 +190,7 @@ pub async fn run(
                 if ticks.is_multiple_of(5) {
                     fleet = Fleet::load(&shared.ch).await?;
                 }
-                if breaker.is_open() && !breaker_open(&shared.ch).await? {
+                if breaker.is_open() && reset_since(&shared.ch, tripped_ms).await? {
                     tracing::info!("the remediation circuit breaker was reset");
                     breaker.set_open(false);
                 }
@@ -207,7 +210,7 @@ pub async fn run(
             policies = load_policies(&shared.ch).await?;
         }
         // An admin's reset counts from the moment it was answered, too.
-        if breaker.is_open() && !breaker_open(&shared.ch).await? {
+        if breaker.is_open() && reset_since(&shared.ch, tripped_ms).await? {
             tracing::info!("the remediation circuit breaker was reset");
             breaker.set_open(false);
         }
@@ -249,6 +252,7 @@ pub async fn run(
                 hold(&shared, &run, &decision).await;
                 if matches!(decision, Decision::Tripped { .. }) {
                     m.trips.inc();
+                    tripped_ms = nerve_platform::now_ms().max(0) as u64;
                 }
                 continue;
             }
@@ -393,12 +397,20 @@ async fn handled(ch: &Client, t: &Trigger) -> Result<bool, clickhouse::error::Er
     Ok(n > 0)
 }
 
-async fn breaker_open(ch: &Client) -> Result<bool, clickhouse::error::Error> {
-    let (open, _since): (u8, u64) = ch
+/// The breaker as the journal has it: open, and when it last tripped or was reset.
+async fn breaker_state(ch: &Client) -> Result<(bool, u64), clickhouse::error::Error> {
+    let (open, since): (u8, u64) = ch
         .query(&format!("SELECT open, since_ms FROM {BREAKER}"))
         .fetch_one()
         .await?;
-    Ok(open != 0)
+    Ok((open != 0, since))
+}
+
+/// Whether an admin reset the breaker after it tripped here at `tripped_ms` (the journal may
+/// not hold that trip yet: only a reset newer than it counts).
+async fn reset_since(ch: &Client, tripped_ms: u64) -> Result<bool, clickhouse::error::Error> {
+    let (open, since) = breaker_state(ch).await?;
+    Ok(!open && since >= tripped_ms)
 }
 
 /// Records that the breaker held `run` (and tripped, when this start tripped it).

@@ -372,9 +372,10 @@ pub struct RemediationConfig {
     pub enabled: bool,
     /// Save the default policies (from NVIDIA's XID catalogue) when none was ever saved.
     pub install_defaults: bool,
-    /// The breaker: at most the lesser of `breaker_max_nodes` and `breaker_max_pct` % of a
-    /// cluster (the whole fleet for nodes in none; at least one node) enter remediation within
-    /// `breaker_window_secs`; past it, policies stop acting until an admin resets it.
+    /// The breaker: within `breaker_window_secs` at most `breaker_max_nodes` nodes in all, and
+    /// at most `breaker_max_pct` % of any cluster (the whole fleet for nodes in none; at least
+    /// one node), enter remediation; past either, policies stop acting until an admin resets
+    /// it.
     pub breaker_max_nodes: usize,
     pub breaker_max_pct: f64,
     pub breaker_window_secs: u64,
