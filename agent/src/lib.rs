@@ -284,8 +284,13 @@ async fn collect_loop(
                 if unchanged && !refresh {
                     continue;
                 }
+                let located = !config.region.is_empty() || !config.datacenter.is_empty();
                 let event = InventoryReported {
                     envelope: Envelope::new::<InventoryReported>(node_id, nerve_platform::now_ms()),
+                    location: located.then(|| nerve_schemas::Location {
+                        region: config.region.clone(),
+                        datacenter: config.datacenter.clone(),
+                    }),
                     ..inventory
                 };
                 let out = Outgoing::event(subjects::inventory(node_id), &event)?;

@@ -134,6 +134,7 @@ pub fn inventory(node: &str, ts_ms: i64) -> nerve_schemas::InventoryReported {
         memory: None,
         block_devices: vec![],
         system: None,
+        location: None,
         collector_errors: vec![],
     }
 }

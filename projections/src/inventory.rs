@@ -2,8 +2,8 @@
 //! (ReplacingMergeTree keyed by node id, versioned by report time), and `inventory_log`, every
 //! report (partitioned by day, so retention drops whole days; what a node looked like at a past
 //! time is read from it). Lists (disks, interfaces, GPUs, collector errors) are stored as JSON
-//! documents, and so are the v2 sections (CPU caches and flags, DIMMs, whole disks with SMART,
-//! system identity) in `detail_json`.
+//! documents, and so are the v2 and v3 sections (CPU caches and flags, DIMMs, whole disks with
+//! SMART, system identity, location) in `detail_json`.
 
 use clickhouse::{Client, Row};
 use nerve_schemas::{InventoryReported, decode};
@@ -195,6 +195,7 @@ impl InventoryRow {
                 memory: e.memory.as_ref(),
                 block_devices: &e.block_devices,
                 system: e.system.as_ref(),
+                location: e.location.as_ref(),
             }),
         }
     }
@@ -212,4 +213,5 @@ struct Detail<'a> {
     memory: Option<&'a nerve_schemas::MemoryInfo>,
     block_devices: &'a [nerve_schemas::BlockDevice],
     system: Option<&'a nerve_schemas::SystemInfo>,
+    location: Option<&'a nerve_schemas::Location>,
 }

@@ -317,6 +317,10 @@ mod tests {
                 ..BlockDevice::default()
             }],
             system: None,
+            location: Some(crate::Location {
+                region: "eu-west".into(),
+                datacenter: "ams1".into(),
+            }),
             collector_errors: vec![CollectorError {
                 collector: "gpu".into(),
                 message: "NVML unavailable".into(),
@@ -415,11 +419,11 @@ mod tests {
     #[test]
     fn v1_events_decode_into_v2_types() {
         fn downgrade<E: Event>(event: &E) -> Vec<u8> {
-            let v2 = registry().get(E::NAME, 2).expect("v2");
+            let now = registry().get(E::NAME, E::VERSION).expect("current");
             let v1 = registry().get(E::NAME, 1).expect("v1");
             let body = encode(event).expect("encode");
             let mut cursor = Cursor::new(&body[HEADER_LEN..]);
-            let as_v1 = from_avro_datum(&v2.schema, &mut cursor, Some(&v1.schema)).expect("v1");
+            let as_v1 = from_avro_datum(&now.schema, &mut cursor, Some(&v1.schema)).expect("v1");
             let mut out = MAGIC.to_vec();
             out.extend_from_slice(&v1.fingerprint);
             out.extend(apache_avro::to_avro_datum(&v1.schema, as_v1).expect("datum"));

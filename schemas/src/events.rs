@@ -152,7 +152,7 @@ pub struct GpuHealthReason {
     pub message: String,
 }
 
-/// `InventoryReported` v2: a node's hardware and software inventory.
+/// `InventoryReported` v3: a node's hardware and software inventory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InventoryReported {
     pub envelope: Envelope,
@@ -175,12 +175,22 @@ pub struct InventoryReported {
     pub block_devices: Vec<BlockDevice>,
     /// Virtualisation, container, BIOS and board; `None` from v1 agents.
     pub system: Option<SystemInfo>,
+    /// Where the node is (`agent.region`, `agent.datacenter`); `None` when neither is set
+    /// (and from v1 and v2 agents).
+    pub location: Option<Location>,
     pub collector_errors: Vec<CollectorError>,
+}
+
+/// Where a node is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    pub region: String,
+    pub datacenter: String,
 }
 
 impl Event for InventoryReported {
     const NAME: &'static str = "InventoryReported";
-    const VERSION: i32 = 2;
+    const VERSION: i32 = 3;
     fn envelope(&self) -> &Envelope {
         &self.envelope
     }

@@ -45,7 +45,7 @@ pub use control::{
 };
 pub use events::{
     BlockDevice, CollectorError, CpuCache, CpuInfo, Dimm, Disk, Envelope, Event, GpuDevice,
-    GpuHealthReason, GpuSample, GpuXidOccurred, HeartbeatRecorded, InventoryReported,
+    GpuHealthReason, GpuSample, GpuXidOccurred, HeartbeatRecorded, InventoryReported, Location,
     LivenessChange, MemoryInfo, MigDevice, NetInterface, NodeBecameSuspect, NodeCameBack,
     NodeWentOffline, SystemInfo,
 };

@@ -39,6 +39,7 @@ pub const RELEASED: &[SchemaFile] = &[
     schema_file!("HeartbeatRecorded", 2, "heartbeat_recorded.v2.avsc"),
     schema_file!("InventoryReported", 1, "inventory_reported.v1.avsc"),
     schema_file!("InventoryReported", 2, "inventory_reported.v2.avsc"),
+    schema_file!("InventoryReported", 3, "inventory_reported.v3.avsc"),
     schema_file!("GpuXidOccurred", 1, "gpu_xid_occurred.v1.avsc"),
     schema_file!("NodeBecameSuspect", 1, "node_became_suspect.v1.avsc"),
     schema_file!("NodeWentOffline", 1, "node_went_offline.v1.avsc"),

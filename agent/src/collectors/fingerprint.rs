@@ -141,6 +141,7 @@ impl Fingerprinter {
             memory,
             block_devices,
             system: system_info,
+            location: None,
             collector_errors: errors,
         }
     }

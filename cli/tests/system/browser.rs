@@ -735,6 +735,37 @@ async fn console_in_a_real_browser() {
         t == "1"
     })
     .await;
+    // A remediation run's journal shows on the node's page.
+    let entry = |kind: &str, outcome: &str, detail: &str| nerve_schemas::RemediationRecorded {
+        envelope: Envelope::new::<nerve_schemas::RemediationRecorded>(
+            "sim-001",
+            nerve_platform::now_ms(),
+        ),
+        run_id: "0192f0c4-7d1a-7c3e-9d51-1f2e3a4b5c70".into(),
+        policy_id: "0192f0c4-7d1a-7c3e-9d51-1f2e3a4b5c71".into(),
+        policy_name: "xid-gpu-lost".into(),
+        kind: kind.into(),
+        step: -1,
+        action: String::new(),
+        stage: String::new(),
+        outcome: outcome.into(),
+        task_id: String::new(),
+        cause: "XID 79 on GPU 1".into(),
+        detail: detail.into(),
+        dry_run: false,
+        requested_by: "remediation".into(),
+    };
+    for e in [
+        entry("run_started", "", ""),
+        entry("run_ended", "service_required", "step 1 (task) failed: no drain hook"),
+    ] {
+        publish_event(&env.js, subjects::control_remediation("sim-001"), &e).await;
+    }
+    visit(c, &base, "/nodes/sim-001", "node-remediation").await;
+    wait_text(c, "[data-testid=remediation-journal]", "the journal", |t| {
+        t.contains("xid-gpu-lost") && t.contains("service_required") && t.contains("no drain hook")
+    })
+    .await;
 
     // A task through the console: the form previews the target, Run leads to the task's page,
     // whose grid turns the node green and shows its output.

@@ -1,8 +1,8 @@
 //! The agent's guard rails with a real agent, the real `nerve project` and the API: with at
 //! most two tasks at once a third waits (`queued` in the ledger, `TaskQueued` in the log) and
 //! runs once a slot frees; a task runs in its own directory, removed when it ends; the node's
-//! longest timeout stops a task that asked for more; the node's region and datacenter are its
-//! labels, which the node list filters by.
+//! longest timeout stops a task that asked for more; the node's region and datacenter are in its
+//! inventory and are its labels, which the node list filters by.
 
 use std::time::Duration;
 
@@ -126,7 +126,13 @@ async fn the_agent_caps_concurrency_cleans_up_and_holds_its_timeout() {
     })
     .await;
     assert_eq!(listed["nodes"][0]["id"], node.as_str());
-    let detail = get_ok(&app, &format!("/api/v1/nodes/{node}")).await;
+    // … and in its inventory.
+    let detail = eventually(DEADLINE, "the location in the inventory", || async {
+        let detail = get_ok(&app, &format!("/api/v1/nodes/{node}")).await;
+        let location = &detail["inventory"]["detail"]["location"];
+        (location["region"] == "eu-west" && location["datacenter"] == "ams1").then_some(detail)
+    })
+    .await;
     let labels = detail["labels"].to_string();
     assert!(
         labels.contains("region=eu-west") && labels.contains("datacenter=ams1"),

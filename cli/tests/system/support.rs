@@ -559,6 +559,7 @@ pub fn inventory(node_id: &str, hostname: &str, ts_ms: i64) -> nerve_schemas::In
         memory: None,
         block_devices: vec![],
         system: None,
+        location: None,
         collector_errors: vec![],
     }
 }

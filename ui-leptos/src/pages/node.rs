@@ -10,7 +10,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::{use_params_map, use_query_map};
 use nerve_api::dto::fleet::{MetricsSeries, NodeDetail, SetMaintenance};
 
-use super::maintenance::{MaintenancePanel, SetAction};
+use super::maintenance::{MaintenancePanel, RemediationPanel, SetAction};
 use super::{AsOf, LoadError, PastBanner, StatusBadge, as_of};
 use crate::chart::LineChart;
 use crate::data::{get_node_detail, get_node_metrics, set_maintenance};
@@ -149,7 +149,8 @@ fn Detail(d: NodeDetail, set: SetAction) -> impl IntoView {
                 </ul>
             </section>
         })}
-        <MaintenancePanel node_id info=maintenance past set/>
+        <MaintenancePanel node_id=node_id.clone() info=maintenance past set/>
+        <RemediationPanel node_id/>
         <GpuHealth gpus/>
         <Events events/>
         {match inv {
@@ -168,6 +169,7 @@ fn Detail(d: NodeDetail, set: SetAction) -> impl IntoView {
                             <dt>"Architecture"</dt><dd>{i.arch.clone()}</dd>
                             <dt>"Booted"</dt><dd>{format::time(&i.boot_time)}</dd>
                             <dt>"Agent"</dt><dd>{i.agent_version.clone()}</dd>
+                            <dt>"Location"</dt><dd data-testid="inv-location">{words(&[v("/location/region"), v("/location/datacenter")])}</dd>
                             <dt>"Inventory from"</dt><dd>{format::time(&i.reported_at)}</dd>
                             <dt>"Virtualisation"</dt><dd data-testid="inv-virt">{v("/system/virtualization")}</dd>
                             <dt>"Container"</dt><dd>{v("/system/container")}</dd>
