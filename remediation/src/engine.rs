@@ -19,12 +19,12 @@ use nerve_platform::config::RemediationConfig;
 use nerve_platform::metrics::{Counter, Registry};
 use nerve_projections::remediation::{BREAKER, PolicyRow, REMEDIATION_LOG, REMEDIATION_POLICIES};
 use nerve_projections::scope::{MEMBERS, NodeFilter};
-use nerve_schemas::{RemediationRecorded, subjects};
+use nerve_schemas::subjects;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::breaker::{Breaker, Decision};
-use crate::ladder::{ACTOR, Run};
+use crate::ladder::Run;
 use crate::shared::Shared;
 use crate::trigger::Trigger;
 
@@ -249,7 +249,11 @@ pub async fn run(
             let decision = breaker.admit(Instant::now(), &group, size);
             if decision != Decision::Admitted {
                 m.held.inc();
-                hold(&shared, &run, &decision).await;
+                let tripped = match decision {
+                    Decision::Tripped { started, limit } => Some((started, limit)),
+                    _ => None,
+                };
+                run.held(&shared, tripped).await;
                 if matches!(decision, Decision::Tripped { .. }) {
                     m.trips.inc();
                     tripped_ms = nerve_platform::now_ms().max(0) as u64;
@@ -411,43 +415,6 @@ async fn breaker_state(ch: &Client) -> Result<(bool, u64), clickhouse::error::Er
 async fn reset_since(ch: &Client, tripped_ms: u64) -> Result<bool, clickhouse::error::Error> {
     let (open, since) = breaker_state(ch).await?;
     Ok(!open && since >= tripped_ms)
-}
-
-/// Records that the breaker held `run` (and tripped, when this start tripped it).
-async fn hold(shared: &Shared, run: &Run, decision: &Decision) {
-    let entry = |kind: &str, detail: String| RemediationRecorded {
-        envelope: nerve_schemas::Envelope::new::<RemediationRecorded>(
-            &*run.node,
-            nerve_platform::now_ms(),
-        ),
-        run_id: String::new(),
-        policy_id: run.policy.policy_id.clone(),
-        policy_name: run.policy.name.clone(),
-        kind: kind.to_owned(),
-        step: -1,
-        action: String::new(),
-        stage: String::new(),
-        outcome: String::new(),
-        task_id: String::new(),
-        cause: run.cause.clone(),
-        detail,
-        dry_run: false,
-        requested_by: ACTOR.to_owned(),
-    };
-    let subject = subjects::control_remediation(&run.node);
-    if let Decision::Tripped { started, limit } = decision {
-        let window = shared.config.breaker_window_secs;
-        tracing::warn!(node = %run.node, started, limit, "remediation circuit breaker tripped");
-        let detail = format!(
-            "{started} nodes would have entered remediation within {window} s; the limit is \
-             {limit}: policies act on nothing until an admin resets the breaker"
-        );
-        shared
-            .publish(subject.clone(), &entry("breaker_tripped", detail))
-            .await;
-    }
-    let detail = "held by the circuit breaker: nothing was done".to_owned();
-    shared.publish(subject, &entry("held", detail)).await;
 }
 
 /// Ends the runs a previous engine left unfinished, and marks their nodes for service.

@@ -110,6 +110,28 @@ impl Run {
             .await;
     }
 
+    /// Records that the circuit breaker kept this run from starting, and that it tripped when
+    /// this start tripped it (`tripped`: the nodes that would have started, the limit).
+    pub async fn held(&self, shared: &Shared, tripped: Option<(usize, usize)>) {
+        let entry = |kind: &str, detail: String| RemediationRecorded {
+            run_id: String::new(),
+            dry_run: false,
+            detail,
+            ..self.entry(kind)
+        };
+        if let Some((started, limit)) = tripped {
+            let window = shared.config.breaker_window_secs;
+            tracing::warn!(node = %self.node, started, limit, "remediation circuit breaker tripped");
+            let detail = format!(
+                "{started} nodes would have entered remediation within {window} s; the limit is \
+                 {limit}: policies act on nothing until an admin resets the breaker"
+            );
+            self.journal(shared, entry("breaker_tripped", detail)).await;
+        }
+        let detail = "held by the circuit breaker: nothing was done".to_owned();
+        self.journal(shared, entry("held", detail)).await;
+    }
+
     /// Ends a run a stopped engine left unfinished: journal and (unless a dry run) the node
     /// marked for service, since no ladder vouches for it.
     pub async fn interrupted(&self, shared: &Shared) {

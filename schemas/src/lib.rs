@@ -45,8 +45,8 @@ pub use control::{
 };
 pub use events::{
     BlockDevice, CollectorError, CpuCache, CpuInfo, Dimm, Disk, Envelope, Event, GpuDevice,
-    GpuHealthReason, GpuSample, GpuXidOccurred, HeartbeatRecorded, InventoryReported, Location,
-    LivenessChange, MemoryInfo, MigDevice, NetInterface, NodeBecameSuspect, NodeCameBack,
+    GpuHealthReason, GpuSample, GpuXidOccurred, HeartbeatRecorded, InventoryReported,
+    LivenessChange, Location, MemoryInfo, MigDevice, NetInterface, NodeBecameSuspect, NodeCameBack,
     NodeWentOffline, SystemInfo,
 };
 pub use remediation::{

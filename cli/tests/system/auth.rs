@@ -107,11 +107,20 @@ async fn every_route_answers_each_role_by_the_policy_and_every_change_is_audited
     )
     .await;
     let rule = rule["id"].as_str().expect("rule id").to_owned();
+    let (_, policy) = crate::support::call(
+        &api,
+        Method::POST,
+        "/api/v1/remediation/policies",
+        json!({"name": "cordon-79", "trigger": "xid", "xid_codes": [79], "steps": [{"action": "cordon"}]}),
+    )
+    .await;
+    let policy = policy["id"].as_str().expect("policy id").to_owned();
     eventually(DEADLINE, "fixtures projected", || async {
         let c = env.count("SELECT count() FROM cluster_log").await;
         let t = env.count("SELECT count() FROM tasks").await;
         let r = env.count("SELECT count() FROM alert_rules").await;
-        (c > 0 && t > 0 && r > 0).then_some(())
+        let p = env.count("SELECT count() FROM remediation_policies").await;
+        (c > 0 && t > 0 && r > 0 && p > 0).then_some(())
     })
     .await;
     let path_of = |route: &str| {
@@ -121,6 +130,7 @@ async fn every_route_answers_each_role_by_the_policy_and_every_change_is_audited
             .replace("/nodes/{id}", "/nodes/n1")
             .replace("/tasks/{id}", &format!("/tasks/{task}"))
             .replace("/rules/{id}", &format!("/rules/{rule}"))
+            .replace("/policies/{id}", &format!("/policies/{policy}"))
             .replace("{node}", "n1")
             .replace("{id}", "0192f0c4-7d1a-7c3e-9d51-1f2e3a4b5c6d")
     };

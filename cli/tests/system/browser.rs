@@ -757,7 +757,11 @@ async fn console_in_a_real_browser() {
     };
     for e in [
         entry("run_started", "", ""),
-        entry("run_ended", "service_required", "step 1 (task) failed: no drain hook"),
+        entry(
+            "run_ended",
+            "service_required",
+            "step 1 (task) failed: no drain hook",
+        ),
     ] {
         publish_event(&env.js, subjects::control_remediation("sim-001"), &e).await;
     }

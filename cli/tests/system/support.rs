@@ -163,6 +163,9 @@ impl Env {
                 "NERVE_PROJECTOR__BATCH_MAX_WAIT_MS".into(),
                 c.projector.batch_max_wait_ms.to_string(),
             ),
+            // Tests start from no remediation policy (the defaults are tested on `nerve dev`):
+            // two saved policies would be control events every test would have to count.
+            ("NERVE_REMEDIATION__INSTALL_DEFAULTS".into(), "false".into()),
             (
                 "NERVE_AGENT__HEARTBEAT_INTERVAL_SECS".into(),
                 c.agent.heartbeat_interval_secs.to_string(),
