@@ -1,5 +1,5 @@
 //! Node detail: a node's inventory, latest sample with its GPUs, status, recent events,
-//! clusters, labels, firing alerts and maintenance state — now (the current-state tables, clusters and labels from
+//! clusters, labels, firing alerts, maintenance state and remediation journal — now (the current-state tables, clusters and labels from
 //! the fleet snapshot) or as it was at a past time ([`crate::at::node`]).
 
 use clickhouse::Row;
@@ -118,13 +118,14 @@ async fn now(state: &AppState, id: &str) -> Result<NodeDetail, ApiError> {
         let fleet = state.snapshots().fleet().await?;
         Ok::<_, ApiError>(fleet.tags(id).cloned().unwrap_or_default())
     };
-    let (inventory, latest, events, tags, alerts, maintenance) = tokio::try_join!(
+    let (inventory, latest, events, tags, alerts, maintenance, remediation) = tokio::try_join!(
         async { inventory.await.map_err(ApiError::from) },
         async { latest.await.map_err(ApiError::from) },
         async { events.await.map_err(ApiError::from) },
         tags,
         at::firing(state.ch(), Some(id), None),
         crate::maintenance::info(state.ch(), id, None),
+        crate::remediation::journal(state, id, None),
     )?;
     let crate::tags::Tags { clusters, labels } = tags;
     if inventory.is_none() && latest.is_none() {
@@ -151,15 +152,17 @@ async fn now(state: &AppState, id: &str) -> Result<NodeDetail, ApiError> {
         latest: latest.map(StateRow::latest),
         alerts,
         maintenance,
+        remediation,
         as_of: None,
     })
 }
 
 /// [`node_detail`] as it was at `at_ms`.
 async fn past(state: &AppState, id: &str, at_ms: u64) -> Result<NodeDetail, ApiError> {
-    let (n, maintenance) = tokio::try_join!(
+    let (n, maintenance, remediation) = tokio::try_join!(
         at::node(state.ch(), id, at_ms, NODE_EVENTS_SHOWN),
         crate::maintenance::info(state.ch(), id, Some(at_ms)),
+        crate::remediation::journal(state, id, Some(at_ms)),
     )?;
     if n.inventory.is_none() && n.heartbeat.is_none() && n.judged.is_none() {
         return Err(ApiError::NotFound(format!(
@@ -206,6 +209,7 @@ async fn past(state: &AppState, id: &str, at_ms: u64) -> Result<NodeDetail, ApiE
         }),
         alerts: n.alerts,
         maintenance,
+        remediation,
         as_of: Some(rfc3339_exact(at_ms)),
     })
 }

@@ -347,6 +347,25 @@ fn entry_dto(r: JournalRow) -> RunEntry {
     }
 }
 
+/// A node's journal, newest first, as it was at `at_ms` (now: `None`): what its page shows.
+pub async fn journal(
+    state: &AppState,
+    node: &str,
+    at_ms: Option<u64>,
+) -> Result<Vec<RunEntry>, ApiError> {
+    let rows: Vec<JournalRow> = state
+        .ch()
+        .query(&format!(
+            "SELECT ?fields FROM {REMEDIATION_LOG} FINAL WHERE node_id = ? AND ts_ms <= ? \
+             ORDER BY ts_ms DESC, stream_seq DESC LIMIT 30"
+        ))
+        .bind(node)
+        .bind(at_ms.unwrap_or(u64::MAX))
+        .fetch_all()
+        .await?;
+    Ok(rows.into_iter().map(entry_dto).collect())
+}
+
 /// The journal, newest first: of one node, one run, or all.
 pub async fn runs(state: &AppState, q: RunQuery) -> Result<RunList, ApiError> {
     let limit = q.limit.unwrap_or(100);

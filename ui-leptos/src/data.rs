@@ -56,21 +56,6 @@ pub async fn get_node_detail(id: String, at: Option<String>) -> Result<NodeDetai
         .map_err(fail)
 }
 
-/// The remediation journal of a node, newest first.
-#[server(prefix = "/ui-api", endpoint = "remediation-runs", input = Json)]
-pub async fn get_remediation_runs(
-    node: String,
-) -> Result<nerve_api::dto::remediation::RunList, ServerFnError> {
-    let query = nerve_api::dto::remediation::RunQuery {
-        node: Some(node),
-        run: None,
-        limit: Some(30),
-    };
-    nerve_api::remediation::runs(&state()?, query)
-        .await
-        .map_err(fail)
-}
-
 /// Moves a node to another maintenance state (cordon, return to service, mark for service).
 #[server(prefix = "/ui-api", endpoint = "node-maintenance", input = Json)]
 pub async fn set_maintenance(

@@ -42,7 +42,6 @@ pub const SERVER_FNS: &[ServerFn] = &[
     read("/ui-api/node-detail", Right::Read),
     read("/ui-api/node-metrics", Right::Read),
     change("/ui-api/node-maintenance", Right::Operate),
-    read("/ui-api/remediation-runs", Right::Read),
     read("/ui-api/tasks", Right::Read),
     read("/ui-api/task-detail", Right::Read),
     read("/ui-api/task-output", Right::Read),

@@ -262,6 +262,9 @@ pub struct NodeDetail {
     /// Its maintenance state with its history.
     #[serde(default)]
     pub maintenance: MaintenanceInfo,
+    /// Its remediation journal (runs' steps, holds), newest first, at most 30 entries.
+    #[serde(default)]
+    pub remediation: Vec<crate::dto::remediation::RunEntry>,
     /// The past time this answers for (`?at=`, RFC 3339 to the millisecond); `None`: now.
     #[serde(default)]
     pub as_of: Option<String>,

@@ -6,8 +6,9 @@
 use leptos::prelude::*;
 use nerve_api::dto::auth::Right;
 use nerve_api::dto::fleet::{Maintenance, MaintenanceInfo, SetMaintenance};
+use nerve_api::dto::remediation::RunEntry;
 
-use crate::data::{FormResult, get_remediation_runs};
+use crate::data::FormResult;
 use crate::format;
 use crate::session::can;
 
@@ -100,44 +101,39 @@ pub fn MaintenancePanel(
     }
 }
 
-/// The node's remediation journal, newest first; nothing when it has none (read again with
-/// the node's page, which renders it anew on every refresh).
+/// The node's remediation journal (from its detail), newest first; nothing when it has none.
 #[component]
-pub fn RemediationPanel(node_id: String) -> impl IntoView {
-    let runs = Resource::new(move || node_id.clone(), get_remediation_runs);
-    view! {
-        <Transition fallback=|| ()>
-            {move || Suspend::new(async move {
-                let entries = runs.await.map(|l| l.entries).unwrap_or_default();
-                (!entries.is_empty()).then(|| {
-                    let rows = entries.into_iter().map(|e| {
-                        let what = match e.kind.as_str() {
-                            "step_finished" => format!("step {} {} ({})", e.step, e.action, e.stage),
-                            other => other.replace('_', " "),
-                        };
-                        view! {
-                            <tr data-kind=e.kind.clone()>
-                                <td class="small">{format::time(&e.at)}</td>
-                                <td>{e.policy_name.clone()}{e.dry_run.then_some(" (dry run)")}</td>
-                                <td>{what}</td>
-                                <td>{e.outcome.clone()}</td>
-                                <td class="small">{if e.detail.is_empty() { e.cause.clone() } else { e.detail.clone() }}</td>
-                            </tr>
-                        }
-                    }).collect_view();
-                    view! {
-                        <section class="panel" aria-labelledby="remediation-h" data-testid="remediation-journal">
-                            <h2 id="remediation-h">"Remediation"</h2>
-                            <div class="table-wrap"><table>
-                                <caption class="sr-only">"Remediation journal"</caption>
-                                <thead><tr><th scope="col">"When"</th><th scope="col">"Policy"</th>
-                                    <th scope="col">"What"</th><th scope="col">"Outcome"</th><th scope="col">"Detail"</th></tr></thead>
-                                <tbody>{rows}</tbody>
-                            </table></div>
-                        </section>
-                    }
-                })
-            })}
-        </Transition>
-    }
+pub fn RemediationPanel(entries: Vec<RunEntry>) -> impl IntoView {
+    (!entries.is_empty()).then(|| {
+        let rows = entries
+            .into_iter()
+            .map(|e| {
+                let what = match e.kind.as_str() {
+                    "step_finished" => format!("step {} {} ({})", e.step, e.action, e.stage),
+                    other => other.replace('_', " "),
+                };
+                let detail = if e.detail.is_empty() { e.cause.clone() } else { e.detail.clone() };
+                view! {
+                    <tr data-kind=e.kind.clone()>
+                        <td class="small">{format::time(&e.at)}</td>
+                        <td>{e.policy_name.clone()}{e.dry_run.then_some(" (dry run)")}</td>
+                        <td>{what}</td>
+                        <td>{e.outcome.clone()}</td>
+                        <td class="small">{detail}</td>
+                    </tr>
+                }
+            })
+            .collect_view();
+        view! {
+            <section class="panel" aria-labelledby="remediation-h" data-testid="remediation-journal">
+                <h2 id="remediation-h">"Remediation"</h2>
+                <div class="table-wrap"><table>
+                    <caption class="sr-only">"Remediation journal"</caption>
+                    <thead><tr><th scope="col">"When"</th><th scope="col">"Policy"</th>
+                        <th scope="col">"What"</th><th scope="col">"Outcome"</th><th scope="col">"Detail"</th></tr></thead>
+                    <tbody>{rows}</tbody>
+                </table></div>
+            </section>
+        }
+    })
 }

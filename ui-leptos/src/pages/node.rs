@@ -111,6 +111,7 @@ fn Detail(d: NodeDetail, set: SetAction) -> impl IntoView {
     let maintenance = d.maintenance.clone();
     let past = d.as_of.is_some();
     let node_id = d.id.clone();
+    let remediation = d.remediation.clone();
     view! {
         <PastBanner as_of=d.as_of.clone()/>
         <div class="section-head">
@@ -149,8 +150,8 @@ fn Detail(d: NodeDetail, set: SetAction) -> impl IntoView {
                 </ul>
             </section>
         })}
-        <MaintenancePanel node_id=node_id.clone() info=maintenance past set/>
-        <RemediationPanel node_id/>
+        <MaintenancePanel node_id info=maintenance past set/>
+        <RemediationPanel entries=remediation/>
         <GpuHealth gpus/>
         <Events events/>
         {match inv {
