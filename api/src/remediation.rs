@@ -22,6 +22,14 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into())
 }
 
+/// A name that names nothing is the request's fault (`named`); any other failure is not.
+fn unknown(e: nerve_alerts::AlertsError, named: impl FnOnce() -> ApiError) -> ApiError {
+    match e {
+        nerve_alerts::AlertsError::NotFound(_) => named(),
+        other => other.into(),
+    }
+}
+
 const TRIGGERS: [&str; 4] = ["xid", "gpu_health", "alert", "health_check"];
 const ACTIONS: [&str; 5] = ["notify", "cordon", "task", "health_check", "wait"];
 const STAGES: [&str; 3] = ["prepare", "repair", "verify"];
@@ -92,27 +100,6 @@ pub async fn get(state: &AppState, key: &str) -> Result<Policy, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("no policy {key:?}")))
 }
 
-/// The ids of `keys` (ids or names) in `table`'s live rows, in order; an unknown one is a 400.
-async fn ids_of(
-    state: &AppState,
-    what: &str,
-    sql: &str,
-    keys: &[String],
-) -> Result<Vec<String>, ApiError> {
-    let mut ids = Vec::with_capacity(keys.len());
-    for key in keys {
-        let id: Option<String> = state
-            .ch()
-            .query(sql)
-            .bind(key)
-            .bind(key)
-            .fetch_optional()
-            .await?;
-        ids.push(id.ok_or_else(|| bad(format!("{what}: no {key:?}")))?);
-    }
-    Ok(ids)
-}
-
 /// One step checked and turned into what the engine runs.
 async fn step_of(state: &AppState, i: usize, s: &SaveStep) -> Result<RemediationStep, ApiError> {
     let at = |m: String| bad(format!("steps[{i}]: {m}"));
@@ -148,7 +135,7 @@ async fn step_of(state: &AppState, i: usize, s: &SaveStep) -> Result<Remediation
             for key in &s.channels {
                 let channel = nerve_alerts::notify::find(state.alerts(), key)
                     .await
-                    .map_err(|_| at(format!("notify: no channel {key:?}")))?;
+                    .map_err(|e| unknown(e, || at(format!("notify: no channel {key:?}"))))?;
                 step.channels.push(channel.channel_id);
             }
         }
@@ -246,13 +233,13 @@ pub async fn save(
     for (i, s) in req.steps.iter().enumerate() {
         steps.push(step_of(state, i, s).await?);
     }
-    let rule_ids = ids_of(
-        state,
-        "rules",
-        "SELECT rule_id FROM alert_rules FINAL WHERE deleted = 0 AND (rule_id = ? OR name = ?) LIMIT 1",
-        &req.rules,
-    )
-    .await?;
+    let mut rule_ids = Vec::with_capacity(req.rules.len());
+    for key in &req.rules {
+        let rule = nerve_alerts::rules::find(state.alerts(), key)
+            .await
+            .map_err(|e| unknown(e, || bad(format!("rules: no {key:?}"))))?;
+        rule_ids.push(rule.rule_id);
+    }
     let clusters = crate::clusters::resolve_clusters(state, &req.scope.clusters)
         .await
         .map_err(|e| match e {

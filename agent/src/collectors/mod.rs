@@ -16,9 +16,20 @@ pub mod network;
 pub mod storage;
 pub mod system;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nerve_schemas::{CollectorError, HeartbeatRecorded, InventoryReported};
+
+/// The executable `name` on `PATH`, else in one of `also` (where a vendor installs its tools).
+pub fn find_program(name: &str, also: &[&str]) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(also.iter().map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
 
 /// Every collector of this agent.
 pub struct Collectors {

@@ -181,7 +181,7 @@ async fn check(task: &TaskDispatched, rules: &Rules, state_dir: &Path) -> Verdic
             if !matches!(level, "1" | "2" | "3") {
                 return Verdict::unavailable(format!("dcgm: level {level:?} is not 1, 2 or 3"));
             }
-            let Some(dcgmi) = on_path("dcgmi") else {
+            let Some(dcgmi) = crate::collectors::find_program("dcgmi", &[]) else {
                 return Verdict::unavailable("dcgm: dcgmi is not installed on this node".into());
             };
             let args = ["diag", "-r", level];
@@ -227,15 +227,6 @@ async fn exit_verdict(what: &str, program: &Path, args: &[&str], timeout: Durati
             )])
         }
     }
-}
-
-fn on_path(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 /// Runs a health check task and reports it: started, the report as output, its end and the

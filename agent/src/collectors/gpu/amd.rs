@@ -33,13 +33,7 @@ pub enum AmdTool {
 impl AmdTool {
     /// `amd-smi`, else `rocm-smi`, on `PATH` or in ROCm's bin directory; `None` without either.
     pub fn detect() -> Option<Self> {
-        let find = |name: &str| {
-            let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-                .map(|p| std::env::split_paths(&p).collect())
-                .unwrap_or_default();
-            dirs.push(PathBuf::from(ROCM_BIN));
-            dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
-        };
+        let find = |name: &str| crate::collectors::find_program(name, &[ROCM_BIN]);
         find("amd-smi")
             .map(AmdTool::AmdSmi)
             .or_else(|| find("rocm-smi").map(AmdTool::RocmSmi))
