@@ -281,13 +281,18 @@ async fn a_threshold_rule_fires_resolves_and_respects_silences() {
     assert_eq!(still.len(), 1);
     assert_eq!(still[0]["node_id"], "hot-b");
 
-    // History: fired, fired, resolved — newest first.
-    let (_, history) = call(
-        &app,
-        Method::GET,
-        "/api/v1/alerts/history?node=hot-a",
-        Value::Null,
-    )
+    // History: fired, then resolved — newest first (the history table is written after the
+    // alert's current row, so it may be a batch behind what was just read).
+    let history = eventually(DEADLINE, "the resolution in the history", || async {
+        let (_, history) = call(
+            &app,
+            Method::GET,
+            "/api/v1/alerts/history?node=hot-a",
+            Value::Null,
+        )
+        .await;
+        (history["events"].as_array().map(Vec::len) == Some(2)).then_some(history)
+    })
     .await;
     let kinds: Vec<&str> = history["events"]
         .as_array()
