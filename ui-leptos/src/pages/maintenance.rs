@@ -94,11 +94,13 @@ pub fn MaintenancePanel(
                             {move || problem().map(|p| view! { <p class="error" role="alert">{p}</p> })}
                         </div>
                     }
+                    .into_any()
                 })
             }
             </Suspense>
         </section>
     }
+    .into_any()
 }
 
 /// The node's remediation journal (from its detail), newest first; nothing when it has none.
@@ -135,5 +137,6 @@ pub fn RemediationPanel(entries: Vec<RunEntry>) -> impl IntoView {
                 </table></div>
             </section>
         }
+        .into_any()
     })
 }

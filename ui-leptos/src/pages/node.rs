@@ -129,7 +129,7 @@ fn Detail(d: NodeDetail, set: SetAction) -> impl IntoView {
                 <div class="card"><span class="num small">{format::time(&l.last_seen)}</span>
                     <span>{format!("last heartbeat (every {} s)", l.heartbeat_interval_secs)}</span></div>
             </section>
-        })}
+        }.into_any())}
         <p class="chips" data-testid="node-org" aria-label="Clusters and labels">
             {clusters.into_iter().map(|c| view! {
                 <A href=format!("/nodes?cluster={}", c.name) attr:class="chip">{format!("cluster {}", c.name)}</A>
@@ -149,7 +149,7 @@ fn Detail(d: NodeDetail, set: SetAction) -> impl IntoView {
                     }).collect_view()}
                 </ul>
             </section>
-        })}
+        }.into_any())}
         <MaintenancePanel node_id info=maintenance past set/>
         <RemediationPanel entries=remediation/>
         <GpuHealth gpus/>
