@@ -43,6 +43,8 @@ pub enum AgentError {
     Labels(String),
     #[error("agent.dispatch_public_key: {0}")]
     DispatchKey(String),
+    #[error("{0}")]
+    TaskScope(String),
     #[error("enrollment: {0}")]
     Enroll(#[from] enroll::EnrollError),
 }
@@ -157,11 +159,16 @@ pub async fn run(
         let publishing = tokio::spawn(publisher.run(rx, publish_cancel.clone()));
         let out = Outgoing::event(subjects::control_node(&node_id), &labels)?;
         let _ = tx.send(out).await;
-        let tasks = config.tasks.then(|| {
+        let rules = if config.tasks {
+            Some(tasks::Rules::of(config).map_err(AgentError::TaskScope)?)
+        } else {
+            None
+        };
+        let tasks = rules.map(|rules| {
             tokio::spawn(tasks::serve(
                 client.clone(),
                 node_id.clone(),
-                tasks::Rules::of(config),
+                rules,
                 tx.clone(),
                 verifier,
                 cancel.clone(),

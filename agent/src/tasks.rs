@@ -10,7 +10,7 @@
 //! task's own directory, cleaned up after it ends ([`dirs`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,10 +31,12 @@ pub mod dirs;
 pub mod health;
 mod output;
 pub mod process;
+pub mod scope;
 pub mod slots;
 
 use output::{Output, pipe_output};
 use process::Limits;
+use scope::{Argv, Scope, ScopeLimits};
 use slots::Slots;
 
 /// What this node holds every task to (`agent.*`).
@@ -49,11 +51,14 @@ pub struct Rules {
     pub default_timeout_secs: u64,
     pub max_timeout_secs: u64,
     pub dir_keep: Duration,
+    /// Where task processes live ([`scope`]).
+    pub scope: Scope,
 }
 
 impl Rules {
-    pub fn of(config: &AgentConfig) -> Self {
-        Self {
+    /// The node's rules; an `agent.task_scope` this machine cannot honour is an error.
+    pub fn of(config: &AgentConfig) -> Result<Self, String> {
+        Ok(Self {
             hooks_dir: config.hooks_dir.clone(),
             state_dir: config.state_dir.clone(),
             tasks_root: dirs::root(&config.state_dir),
@@ -61,7 +66,8 @@ impl Rules {
             default_timeout_secs: config.task_default_timeout_secs.max(1),
             max_timeout_secs: config.task_max_timeout_secs.max(1),
             dir_keep: Duration::from_secs(config.task_dir_keep_secs),
-        }
+            scope: Scope::of(&config.task_scope, std::env::var_os("PATH").as_deref())?,
+        })
     }
 
     /// The timeout a task runs under: its own, or the default when it names none, never
@@ -81,12 +87,12 @@ const REMEMBERED: usize = 4096;
 /// After SIGTERM on cancel, how long before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
 
-/// The command to run, in the task's own directory under `tasks_root` (made here); why a task
-/// could not be prepared is reported as `TaskFinished { error }`.
+/// The command to run, in the task's own directory under `rules.tasks_root` (made here), in
+/// the task's scope ([`scope`]); why a task could not be prepared is reported as
+/// `TaskFinished { error }`.
 fn prepare(
     spec: &TaskSpec,
-    hooks_dir: &Path,
-    tasks_root: &Path,
+    rules: &Rules,
     task_id: &str,
 ) -> Result<tokio::process::Command, String> {
     let user = match spec.run_as.as_str() {
@@ -99,13 +105,14 @@ fn prepare(
                 .ok_or_else(|| format!("run_as: no user {name:?} on this node"))?,
         ),
     };
-    let task_dir = dirs::create(tasks_root, task_id, user)?;
-    let mut cmd = match spec.kind.as_str() {
+    let task_dir = dirs::create(&rules.tasks_root, task_id, user)?;
+    let argv = match spec.kind.as_str() {
         "command" => {
             let (program, args) = spec.argv.split_first().ok_or("command: argv is empty")?;
-            let mut c = tokio::process::Command::new(program);
-            c.args(args);
-            c
+            Argv {
+                program: program.into(),
+                args: args.iter().map(Into::into).collect(),
+            }
         }
         "script" => {
             if spec.interpreter.is_empty() {
@@ -113,26 +120,40 @@ fn prepare(
             }
             let path = task_dir.join("script");
             std::fs::write(&path, &spec.script).map_err(|e| format!("{}: {e}", path.display()))?;
-            let mut c = tokio::process::Command::new(&spec.interpreter);
-            c.arg(path);
-            c
+            Argv {
+                program: (&spec.interpreter).into(),
+                args: vec![path.into_os_string()],
+            }
         }
         "hook" => {
             let name = &spec.hook;
             if !valid_hook_name(name) {
                 return Err(format!("hook: invalid name {name:?}"));
             }
-            let path = hooks_dir.join(name);
+            let path = rules.hooks_dir.join(name);
             if !path.is_file() {
                 return Err(format!("hook: no {} on this node", path.display()));
             }
-            let mut c = tokio::process::Command::new(path);
-            c.args(&spec.args);
-            c
+            Argv {
+                program: path.into_os_string(),
+                args: spec.args.iter().map(Into::into).collect(),
+            }
         }
         other => return Err(format!("unknown task kind {other:?}")),
     };
-    if let Some((uid, gid)) = user {
+    let memory = spec.memory_limit_bytes.and_then(|v| u64::try_from(v).ok());
+    let argv = rules.scope.wrap(
+        task_id,
+        argv,
+        ScopeLimits {
+            memory_max_bytes: memory,
+            user,
+        },
+    );
+    let in_scope = rules.scope.applies_user_and_memory();
+    let mut cmd = tokio::process::Command::new(argv.program);
+    cmd.args(argv.args);
+    if let Some((uid, gid)) = user.filter(|_| !in_scope) {
         cmd.uid(uid).gid(gid);
     }
     let dir = if spec.working_dir.is_empty() {
@@ -150,7 +171,8 @@ fn prepare(
         &mut cmd,
         Limits {
             cpu_secs: spec.cpu_limit_secs.and_then(|v| u64::try_from(v).ok()),
-            address_space_bytes: spec.memory_limit_bytes.and_then(|v| u64::try_from(v).ok()),
+            // In a scope, memory is bounded by the cgroup (systemd-run itself must load).
+            address_space_bytes: memory.filter(|_| !in_scope),
         },
     );
     Ok(cmd)
@@ -366,7 +388,7 @@ async fn run(reporter: &Reporter, task: &TaskDispatched, rules: &Rules, cancel: 
     let started = Instant::now();
     let spec = &task.spec;
     let timeout_secs = rules.timeout_secs(spec);
-    let mut child = match prepare(spec, &rules.hooks_dir, &rules.tasks_root, &task.task_id)
+    let mut child = match prepare(spec, rules, &task.task_id)
         .and_then(|mut cmd| cmd.spawn().map_err(|e| format!("cannot start: {e}")))
     {
         Ok(c) => c,
@@ -521,11 +543,12 @@ mod tests {
     #[test]
     fn bad_specs_are_explained() {
         let dir = tempfile::tempdir().expect("tmp");
-        let err = |s: TaskSpec| {
-            prepare(&s, dir.path(), dir.path(), "t")
-                .err()
-                .unwrap_or_default()
+        let rules = Rules {
+            hooks_dir: dir.path().into(),
+            tasks_root: dir.path().into(),
+            ..Rules::of(&AgentConfig::default()).expect("rules")
         };
+        let err = |s: TaskSpec| prepare(&s, &rules, "t").err().unwrap_or_default();
         assert!(err(spec("command")).contains("argv is empty"));
         assert!(err(spec("script")).contains("no interpreter"));
         assert!(err(spec("teleport")).contains("unknown task kind"));

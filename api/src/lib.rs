@@ -5,7 +5,8 @@
 //! - [`http`] — the edge: the router, its handlers, extractors whose rejections are JSON, and the
 //!   mapping of [`error::ApiError`] to a status and code.
 //! - Services, called by the handlers and by the console's server functions alike: [`fleet`]
-//!   (node list, metrics, summary, health), [`node`] (node detail), both now or at a past time
+//!   (node list, metrics, summary, health), [`resources`] (the CNET agent's view: this server,
+//!   the fleet's capacity and use), [`node`] (node detail), both now or at a past time
 //!   over [`at`] (the fleet as it was, folded from the history tables), [`tasks`], [`clusters`] and [`alerts`]
 //!   (the reads the API shows; changes are handed to `nerve-alerts`).
 //! - [`snapshot`] (every node's list row in memory) over [`tags`] (each node's clusters and
@@ -38,6 +39,8 @@ pub mod maintenance;
 pub mod node;
 #[cfg(feature = "server")]
 pub mod remediation;
+#[cfg(feature = "server")]
+pub mod resources;
 #[cfg(feature = "server")]
 pub mod snapshot;
 #[cfg(feature = "server")]

@@ -36,6 +36,8 @@ struct Inner {
     alerts: nerve_alerts::Context,
     keyring: Arc<Keyring>,
     auditor: Auditor,
+    /// When this instance started (ms since the epoch).
+    started_ms: u64,
     /// Nodes' credentials (set when the API enrolls nodes).
     trust: std::sync::OnceLock<Arc<NodeTrust>>,
     /// Stops the auth stream's follower with the last clone.
@@ -71,6 +73,7 @@ impl AppState {
                 auditor: Auditor::new(log.clone()),
                 keyring,
                 trust: std::sync::OnceLock::new(),
+                started_ms: crate::time::now_ms(),
                 _follower: stop.drop_guard(),
                 log,
                 ch,
@@ -92,6 +95,10 @@ impl AppState {
     }
     pub fn metrics(&self) -> &Registry {
         &self.inner.metrics
+    }
+    /// When this instance started (ms since the epoch).
+    pub fn started_ms(&self) -> u64 {
+        self.inner.started_ms
     }
     pub fn snapshots(&self) -> &Arc<Snapshots> {
         &self.inner.snapshots

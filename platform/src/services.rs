@@ -84,6 +84,15 @@ pub fn tools_python() -> PathBuf {
         .unwrap_or_else(|| tools_dir().join("venv/bin/python"))
 }
 
+/// A program the tools venv holds beside [`tools_python`] (`k6`, `check-jsonschema`,
+/// `kubernetes-validate`, `moto_server`).
+pub fn tools_program(name: &str) -> PathBuf {
+    let python = tools_python();
+    python
+        .parent()
+        .map_or_else(|| PathBuf::from(name), |bin| bin.join(name))
+}
+
 /// A child process stopped with SIGTERM (then SIGKILL after a timeout) when dropped.
 #[derive(Debug)]
 pub struct ChildProcess {

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod clusters;
 pub mod fleet;
 pub mod remediation;
+pub mod resources;
 pub mod tasks;
 
 /// A change the control plane accepted; it is visible once projected (typically well under a
@@ -31,7 +32,7 @@ pub struct Health {
     pub clickhouse: Check,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Check {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -5,6 +5,7 @@
 //! into JSON 400s and [`error`] maps every error to a status.
 
 pub mod applied;
+mod cnet;
 pub mod error;
 pub mod extract;
 pub mod guard;
@@ -127,6 +128,10 @@ routes! {
     DELETE "/api/tasks/{id}" => cancel_task, Operate, 202;
     GET "/api/tasks/{id}/nodes/{node}/output" => task_output, Read, 200;
     GET "/api/tasks/{id}/nodes/{node}/output/live" => task_output_live, Read, 200;
+    GET "/api/health" => cnet::health, Public, 200;
+    GET "/api/node" => cnet::server_node, Read, 200;
+    GET "/api/resources" => cnet::resources, Read, 200;
+    GET "/api/resources/usage" => cnet::usage, Read, 200;
     // Anything else under /api: 404 to a caller with a token, 401 to one without.
     ANY "/api/v1/{*rest}" => not_found, Read, 404;
     ANY "/api/{*rest}" => not_found, Read, 404;

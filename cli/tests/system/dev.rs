@@ -2,8 +2,8 @@
 //! secured by default — the API over HTTPS with tokens (the first admin token in a 0600 file),
 //! NATS with TLS and per-identity credentials (no anonymous client), the local agent enrolled
 //! like any node and heartbeating, its enrollment in the audit trail; the default remediation
-//! policies act on an XID (the node, with no drain hook, ends marked for service) — and a clean
-//! stop.
+//! policies act on an XID (the node, with no drain hook, ends marked for service); the k6
+//! scripts run against it without a failed check — and a clean stop.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -216,6 +216,49 @@ async fn nerve_dev_runs_secured_with_its_agent_enrolled() {
         String::from_utf8_lossy(&replay.stderr)
     );
     assert!(data.join("archive").is_dir(), "nerve dev archives");
+
+    // The k6 scripts against this system, as an operator runs them (a smoke run: two users for
+    // a few seconds; their latency thresholds are for release runs, so only checks count here).
+    // (The node list is served from a snapshot up to `api.fleet_snapshot_max_age_ms` old.)
+    eventually(START, "the node in the node list", || async {
+        let page: serde_json::Value = get("/nodes").await.ok()?.json().await.ok()?;
+        (page["total"] == 1).then_some(())
+    })
+    .await;
+    for script in ["nodes.js", "tasks.js"] {
+        let summary = dir.path().join(format!("{script}.summary.json"));
+        let k6 = tokio::process::Command::new(nerve_platform::services::tools_program("k6"))
+            .args(["run", "--quiet", "--no-usage-report", "--no-thresholds"])
+            .arg("--summary-export")
+            .arg(&summary)
+            .arg(format!(
+                "{}/../loadtest/k6/{script}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .env("NERVE_URL", format!("https://{api}"))
+            .env("NERVE_TOKEN_FILE", &token_file)
+            .env("SSL_CERT_FILE", data.join("tls/ca.pem"))
+            .env("VUS", "2")
+            .env("DURATION", "3s")
+            .output()
+            .await
+            .expect("k6 runs");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&k6.stdout),
+            String::from_utf8_lossy(&k6.stderr)
+        );
+        assert!(k6.status.success(), "k6 {script}: {said}");
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("json");
+        let checks = &summary["metrics"]["checks"];
+        assert_eq!(checks["fails"], 0, "k6 {script}: {checks}\n{said}");
+        assert!(checks["passes"].as_u64() > Some(0), "k6 {script}: {checks}");
+        assert!(
+            summary["metrics"]["http_reqs"]["count"].as_u64() > Some(2),
+            "k6 {script}: {summary}"
+        );
+    }
 
     let status = signal(&mut dev, "-TERM").await;
     assert!(status.success(), "nerve dev stops cleanly: {status:?}");

@@ -15,6 +15,7 @@ mod ch_cluster;
 mod channels;
 mod clickhouse_users;
 mod clusters;
+mod cnet;
 mod config_cli;
 mod dev;
 mod drill;
