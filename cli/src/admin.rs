@@ -91,6 +91,34 @@ pub enum EnrollmentCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create the keys every role of a deployment shares in DIR (each kept when there, mode
+    /// 0600): `secrets.key` (seals channel secrets; alerts.secrets_key_file) and
+    /// `dispatch.seed` (signs task offers; dispatch.signing_key_file). Prints the public key
+    /// agents pin.
+    Init { dir: PathBuf },
+}
+
+/// `nerve keys init`: the shared keys, made where a deployment mounts them from.
+pub fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    let KeysCommand::Init { dir } = command;
+    let secrets = dir.join("secrets.key");
+    let made = nerve_platform::secrets::Sealer::create_if_missing(&secrets)?;
+    let seed = dir.join("dispatch.seed");
+    let signer = nerve_ingest::offer::OfferSigner::load_or_create(&seed)
+        .with_context(|| format!("{}", seed.display()))?;
+    println!(
+        "{} {}
+{} (agent.dispatch_public_key: {})",
+        secrets.display(),
+        if made { "created" } else { "kept" },
+        seed.display(),
+        signer.public_key()
+    );
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AuthorityCommand {
     /// Create the NATS operator and account keys in DIR (kept when there) and write what a
     /// deployment needs beside them: `nats-auth.conf` (lines for nats-server.conf) and a

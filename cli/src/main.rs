@@ -106,6 +106,12 @@ enum Command {
         #[command(subcommand)]
         command: admin::AuthorityCommand,
     },
+    /// The keys every role shares: `init` makes the secrets key and the dispatch signing key.
+    #[cfg(feature = "server")]
+    Keys {
+        #[command(subcommand)]
+        command: admin::KeysCommand,
+    },
     /// Rebuild the read models from the log while the live projectors run (shadow tables,
     /// compared partition by partition, cut over atomically); `--check` only compares.
     #[cfg(feature = "server")]
@@ -226,6 +232,8 @@ fn main() -> anyhow::Result<()> {
             Command::Secret { command } => admin::secret(&config, command)?,
             #[cfg(feature = "server")]
             Command::Authority { command } => admin::authority(command)?,
+            #[cfg(feature = "server")]
+            Command::Keys { command } => admin::keys(command)?,
             Command::Config | Command::Probe { .. } => {}
         }
         anyhow::Ok(())
@@ -343,10 +351,14 @@ pub(crate) async fn serve(
     if nerve_platform::secrets::Sealer::create_if_missing(key_file)? {
         tracing::info!(file = %key_file.display(), "secrets key created");
     }
+    let mut api = config.api.clone();
+    if api.agent_nats_url.is_empty() {
+        api.agent_nats_url = config.nats.url.clone();
+    }
     let state = nerve_api::AppState::new(
         nerve_platform::clickhouse::client(&config.clickhouse),
         Some(nats),
-        config.api.clone(),
+        api,
         config.alerts.clone(),
         metrics.clone(),
     );

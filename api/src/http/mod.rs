@@ -9,7 +9,10 @@ mod cnet;
 pub mod error;
 pub mod extract;
 pub mod guard;
+mod install;
 mod remediation;
+
+pub use install::render as install_script;
 
 use axum::Json;
 use axum::Router;
@@ -63,6 +66,10 @@ macro_rules! routes {
 routes! {
     GET "/api/v1/health" => health, Public, 200;
     GET "/metrics" => prometheus, Public, 200;
+    // The agent's installation: the script, the binary and its checksum.
+    GET "/install.sh" => install::script, Public, 200;
+    GET "/download/nerve" => install::download, Public, 200;
+    GET "/download/nerve.sha256" => install::checksum, Public, 200;
     GET "/api/v1/fleet/summary" => summary, Read, 200;
     GET "/api/v1/nodes" => list_nodes, Read, 200;
     GET "/api/v1/nodes/{id}" => node_detail, Read, 200;

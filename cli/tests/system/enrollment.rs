@@ -18,13 +18,13 @@ use tokio_util::sync::CancellationToken;
 use crate::support::{DEADLINE, Env, heartbeat, stored_messages};
 
 /// The API with enrollment on, served on a real socket (agents enroll over HTTP).
-struct Served {
-    state: nerve_api::AppState,
-    url: String,
+pub(crate) struct Served {
+    pub state: nerve_api::AppState,
+    pub url: String,
     _stop: tokio_util::sync::DropGuard,
 }
 
-async fn serve(env: &Env, api: nerve_platform::config::ApiConfig) -> Served {
+pub(crate) async fn serve(env: &Env, api: nerve_platform::config::ApiConfig) -> Served {
     let app = env
         .app_with(api.clone(), nerve_platform::metrics::Registry::new())
         .await;
@@ -57,7 +57,7 @@ fn admin() -> Identity {
     }
 }
 
-async fn enrollment(served: &Served, uses: u32, ttl_secs: u64) -> String {
+pub(crate) async fn enrollment(served: &Served, uses: u32, ttl_secs: u64) -> String {
     enroll::create(
         &served.state,
         &admin(),

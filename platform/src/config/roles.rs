@@ -153,6 +153,13 @@ pub struct ApiConfig {
     /// Longest a change's answer waits for the projection it affects to apply it (read your
     /// writes); 0: answer at once. The answer says which position it waited for.
     pub applied_wait_ms: u64,
+    /// The agent install script (`GET /install.sh`): the URL nodes reach this API at (empty:
+    /// the scheme and host the script was fetched with), the NATS URL agents connect to
+    /// (empty: this server's `nats.url`) and the binary served at `/download/nerve` (empty:
+    /// this server's own executable, which runs `nerve agent` too).
+    pub public_url: String,
+    pub agent_nats_url: String,
+    pub agent_binary: PathBuf,
 }
 
 impl Default for ApiConfig {
@@ -168,6 +175,9 @@ impl Default for ApiConfig {
             admin_token_file: PathBuf::new(),
             tls_cert_file: PathBuf::new(),
             tls_key_file: PathBuf::new(),
+            public_url: String::new(),
+            agent_nats_url: String::new(),
+            agent_binary: PathBuf::new(),
             nats_authority_dir: PathBuf::new(),
             enrollment_default_ttl_secs: 3600,
             enrollment_max_ttl_secs: 24 * 3600,
