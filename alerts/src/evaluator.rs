@@ -210,7 +210,7 @@ pub async fn run(
     };
     tracing::info!(restored, "alert evaluator started");
     let (tx, rx) = tokio::sync::mpsc::channel::<Notification>(4096);
-    let notifier = tokio::spawn(deliver_all(ctx.clone(), rx));
+    let notifier = tokio::spawn(deliver_all(ctx.clone(), rx, metrics.clone()));
     let mut outbox: VecDeque<Outgoing> = VecDeque::new();
     let mut tick = tokio::time::interval(Duration::from_millis(config.eval_interval_ms.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -424,8 +424,20 @@ fn notifications(alerts: &[Open], status: &str, max_listed: usize) -> Vec<Notifi
         .collect()
 }
 
-/// Delivers messages one at a time, in the order the evaluator made them.
-async fn deliver_all(ctx: Context, mut rx: tokio::sync::mpsc::Receiver<Notification>) {
+/// Delivers messages one at a time, in the order the evaluator made them; counts every
+/// attempt by channel kind and outcome.
+async fn deliver_all(
+    ctx: Context,
+    mut rx: tokio::sync::mpsc::Receiver<Notification>,
+    metrics: Registry,
+) {
+    let attempts = |kind: &str, ok: bool| {
+        metrics.counter(
+            "nerve_alerts_notification_attempts_total",
+            "Attempts to deliver an alert notification (retries included), by channel kind and outcome.",
+            &[("kind", kind), ("outcome", if ok { "ok" } else { "error" })],
+        )
+    };
     while let Some(n) = rx.recv().await {
         let channel = match notify::find(&ctx, &n.channel_id).await {
             Ok(c) => c,
@@ -434,7 +446,13 @@ async fn deliver_all(ctx: Context, mut rx: tokio::sync::mpsc::Receiver<Notificat
                 continue;
             }
         };
-        match notify::deliver(&ctx, &channel, &n.alert_ids, &n.message, n.details).await {
+        let report = notify::deliver(&ctx, &channel, &n.alert_ids, &n.message, n.details).await;
+        if let Ok(r) = &report {
+            for a in &r.attempts {
+                attempts(&channel.kind, a.ok).inc();
+            }
+        }
+        match report {
             Ok(r) if r.delivered => {}
             Ok(r) => tracing::warn!(
                 channel = %channel.name,

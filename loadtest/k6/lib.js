@@ -5,7 +5,11 @@
 //   NERVE_TOKEN_FILE  a file holding an API token (absolute path; `nerve dev` writes
 //                     .nerve/admin.token), or NERVE_TOKEN the token itself
 //   SSL_CERT_FILE     the CA that signed the API's certificate (`nerve dev`: .nerve/tls/ca.pem)
-//   VUS, DURATION     virtual users (default 50) and how long they run (default 60s)
+//   VUS, RAMP, DURATION  virtual users (default 50), started over RAMP (default 10s), then
+//                     held for DURATION (default 60s)
+//   THINK_MIN_MS, THINK_MAX_MS
+//                     each user's pause between iterations, uniform in [min, max] (default
+//                     1000–3000 ms, as operators click; 0 and 0: a closed loop at saturation)
 
 export const BASE = (__ENV.NERVE_URL || 'https://127.0.0.1:8080').replace(/\/$/, '');
 
@@ -28,12 +32,25 @@ export function params(name, kind) {
   };
 }
 
-// Closed-loop virtual users for DURATION.
+// A user's pause between iterations, in seconds.
+export function think() {
+  const min = Number(__ENV.THINK_MIN_MS ?? 1000);
+  const max = Math.max(min, Number(__ENV.THINK_MAX_MS ?? 3000));
+  return (min + Math.random() * (max - min)) / 1000;
+}
+
+// VUS users, started over RAMP (default 10s: operators do not all arrive in one instant),
+// then held for DURATION.
 export function scenario() {
+  const vus = Number(__ENV.VUS || 50);
   return {
-    executor: 'constant-vus',
-    vus: Number(__ENV.VUS || 50),
-    duration: __ENV.DURATION || '60s',
+    executor: 'ramping-vus',
+    startVUs: 0,
+    stages: [
+      { duration: __ENV.RAMP || '10s', target: vus },
+      { duration: __ENV.DURATION || '60s', target: vus },
+    ],
+    gracefulRampDown: '5s',
   };
 }
 

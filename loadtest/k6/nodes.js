@@ -1,8 +1,8 @@
 // Operators browsing: the first page of the node list, then one node's detail, in a closed
-// loop. Run against a live system: see lib.js for its settings, README.md for the numbers.
+// loop with a think time between. Run against a live system: see lib.js for its settings, README.md for the numbers.
 import http from 'k6/http';
-import { check } from 'k6';
-import { BASE, nodeIds, params, scenario, thresholds } from './lib.js';
+import { check, sleep } from 'k6';
+import { BASE, nodeIds, params, scenario, think, thresholds } from './lib.js';
 
 export const options = {
   scenarios: { browse: scenario() },
@@ -29,4 +29,5 @@ export default function (data) {
     'node detail: 200': (r) => r.status === 200,
     'node detail: the node asked for': (r) => r.status === 200 && r.json('id') === id,
   });
+  sleep(think());
 }

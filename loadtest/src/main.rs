@@ -10,6 +10,7 @@
 mod alerts_eval;
 mod api_load;
 mod auth_check;
+mod bridge;
 mod connections;
 mod cpu;
 mod drill;
@@ -72,6 +73,9 @@ enum Command {
     /// the archive: archive throughput and bytes per event, replay events per second; then a
     /// rebuild while live heartbeats arrive: the lag they see.
     Rebuild(rebuild::RebuildArgs),
+    /// The Kafka bridge: N heartbeats mirrored from JetStream into a Kafka-protocol broker
+    /// (Tansu), each acked after its delivery report.
+    Bridge(bridge::BridgeArgs),
     /// What checking an operator token costs (a keyring of N tokens, no services).
     Auth(auth_check::AuthArgs),
     /// N nodes enrolling at once over HTTPS on NATS with JWT auth and TLS, then connecting
@@ -159,6 +163,7 @@ fn main() -> anyhow::Result<()> {
             Command::Rebuild(args) => rebuild::run(args).await,
             Command::Auth(args) => auth_check::run(args),
             Command::Enroll(args) => enroll::run(args).await,
+            Command::Bridge(args) => bridge::run(args).await,
             Command::Api(args) => api_load::run(args).await,
             Command::Connections(args) => connections::run(args).await,
             Command::ConnectionsWorker(args) => connections::worker(args).await,

@@ -4,7 +4,8 @@
 //! through the API on its own runtime without a failed request; agents spread over leaf node
 //! servers and worker processes get every heartbeat stored, and come back when those servers
 //! restart; a stream leader killed under load loses nothing; the log is archived and replayed;
-//! XIDs cordon their nodes and the remediation breaker holds a mass event at its limit.
+//! XIDs cordon their nodes and the remediation breaker holds a mass event at its limit; the
+//! Kafka bridge mirrors every heartbeat into a Tansu broker.
 
 use std::process::Command;
 
@@ -275,4 +276,19 @@ fn xids_cordon_their_nodes_and_the_breaker_holds_a_mass_event_at_its_limit() {
     assert_eq!(r["mass_started"], 10, "{r}");
     assert_eq!(r["mass_held"], 90, "{r}");
     assert_eq!(r["mass_trips"], 1, "{r}");
+}
+
+#[test]
+fn the_kafka_bridge_mirrors_every_heartbeat() {
+    let r = run(&[
+        "bridge",
+        "--events",
+        "2000",
+        "--nodes",
+        "50",
+        "--partitions",
+        "2",
+    ]);
+    assert_eq!(r["events"], 2000, "{r}");
+    assert!(r["events_per_sec"].as_f64().expect("rate") > 0.0, "{r}");
 }

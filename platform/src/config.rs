@@ -22,8 +22,9 @@ pub enum ConfigError {
 mod roles;
 
 pub use roles::{
-    AlertsConfig, ApiConfig, ArchiveConfig, DevConfig, DispatchConfig, RemediationConfig,
-    RetentionConfig, S3Config, S3Credentials, SingletonsConfig, SmtpConfig,
+    AlertsConfig, ApiConfig, ArchiveConfig, BridgeConfig, DevConfig, DispatchConfig,
+    KafkaBridgeConfig, MetricsConfig, RemediationConfig, RetentionConfig, S3Config, S3Credentials,
+    SingletonsConfig, SmtpConfig,
 };
 
 /// The whole configuration of every Nerve process.
@@ -44,6 +45,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub singletons: SingletonsConfig,
     pub remediation: RemediationConfig,
+    pub metrics: MetricsConfig,
+    pub bridge: BridgeConfig,
 }
 
 /// Where NATS is.
@@ -385,6 +388,9 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if !self.metrics.listen_addr.is_empty() && self.metrics.addr().is_none() {
+            return bad("metrics.listen_addr is host:port (e.g. 0.0.0.0:9464), or empty for none");
+        }
         if !matches!(self.agent.task_scope.as_str(), "auto" | "systemd" | "none") {
             return bad("agent.task_scope is auto, systemd or none");
         }

@@ -1,58 +1,111 @@
-//! A small metrics registry: named counters and gauges with fixed, bounded label sets, rendered
-//! in the Prometheus text format at `/metrics`. Names follow `nerve_<thing>_<unit>_total`.
+//! The metrics of one process (or one test) on `prometheus-client`: counters, gauges and
+//! latency histograms, each a family of label sets created on first use, rendered in the
+//! OpenMetrics text format (which Prometheus scrapes) at `/metrics` by `nerve serve` and by
+//! the optional listener of `nerve project` and `nerve agent` ([`serve`]). Names follow
+//! `nerve_<thing>_<unit>`; counters end in `_total`. `docs/metrics.md` lists them all.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter as PromCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge as PromGauge;
+use prometheus_client::metrics::histogram::{Histogram as PromHistogram, exponential_buckets};
+
+#[cfg(feature = "exporter")]
+mod exporter;
+#[cfg(feature = "exporter")]
+pub use exporter::serve;
+
+/// The content type of [`Registry::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type Labels = Vec<(String, String)>;
 
 /// A monotonically increasing count.
 #[derive(Clone, Debug, Default)]
-pub struct Counter(Arc<AtomicU64>);
+pub struct Counter(PromCounter);
 
 impl Counter {
     pub fn inc(&self) {
-        self.add(1);
+        self.0.inc();
     }
     pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.0.inc_by(n);
     }
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
 /// A value that goes up and down.
 #[derive(Clone, Debug, Default)]
-pub struct Gauge(Arc<AtomicI64>);
+pub struct Gauge(PromGauge);
 
 impl Gauge {
     pub fn set(&self, v: i64) {
-        self.0.store(v, Ordering::Relaxed);
+        self.0.set(v);
     }
     pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
-#[derive(Debug)]
-enum Metric {
-    Counter(Counter),
-    Gauge(Gauge),
+/// A distribution of durations in seconds, in exponential buckets from 0.5 ms to about 33 s.
+#[derive(Clone, Debug)]
+pub struct Histogram(PromHistogram);
+
+impl Histogram {
+    pub fn observe_secs(&self, secs: f64) {
+        self.0.observe(secs);
+    }
+    pub fn observe(&self, elapsed: std::time::Duration) {
+        self.0.observe(elapsed.as_secs_f64());
+    }
 }
 
-type Key = (&'static str, String);
+fn latency_buckets() -> PromHistogram {
+    PromHistogram::new(exponential_buckets(0.0005, 2.0, 17))
+}
+
+type HistogramFamily = Family<Labels, PromHistogram, fn() -> PromHistogram>;
 
 /// The metrics of one process (or one test). Cloning shares it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Registry {
     inner: Arc<Mutex<Inner>>,
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+/// Metrics by name: a family where labels are given, a single series where none are (the text
+/// format writes it without `{}`).
+#[derive(Default)]
 struct Inner {
-    help: BTreeMap<&'static str, &'static str>,
-    metrics: BTreeMap<Key, Metric>,
+    registry: prometheus_client::registry::Registry,
+    counters: HashMap<&'static str, Family<Labels, PromCounter>>,
+    gauges: HashMap<&'static str, Family<Labels, PromGauge>>,
+    histograms: HashMap<&'static str, HistogramFamily>,
+    plain_counters: HashMap<&'static str, PromCounter>,
+    plain_gauges: HashMap<&'static str, PromGauge>,
+    plain_histograms: HashMap<&'static str, PromHistogram>,
+}
+
+/// The registry ends help with a period of its own.
+fn help_text(help: &str) -> &str {
+    help.strip_suffix('.').unwrap_or(help)
+}
+
+fn labels(labels: &[(&str, &str)]) -> Labels {
+    labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 impl Registry {
@@ -60,61 +113,103 @@ impl Registry {
         Self::default()
     }
 
-    /// The counter `name{labels}`, created on first use. Label values must come from a bounded
-    /// set (stream names, projection names), never from node ids or user input.
+    /// The counter `name{labels}` (`name` ends in `_total`), created on first use. Label values
+    /// must come from a bounded set (stream names, projection names, routes), never from node
+    /// ids or user input.
     pub fn counter(
         &self,
         name: &'static str,
         help: &'static str,
-        labels: &[(&str, &str)],
+        labels_: &[(&str, &str)],
     ) -> Counter {
         let mut inner = self.lock();
-        inner.help.insert(name, help);
-        match inner
-            .metrics
-            .entry((name, render_labels(labels)))
-            .or_insert_with(|| Metric::Counter(Counter::default()))
-        {
-            Metric::Counter(c) => c.clone(),
-            Metric::Gauge(_) => Counter::default(),
+        let Inner {
+            registry,
+            counters,
+            plain_counters,
+            ..
+        } = &mut *inner;
+        // The text format adds `_total` to a counter's name.
+        let base = name.strip_suffix("_total").unwrap_or(name);
+        if labels_.is_empty() {
+            let counter = plain_counters.entry(name).or_insert_with(|| {
+                let counter = PromCounter::default();
+                registry.register(base, help_text(help), counter.clone());
+                counter
+            });
+            return Counter(counter.clone());
         }
+        let family = counters.entry(name).or_insert_with(|| {
+            let family = Family::default();
+            registry.register(base, help_text(help), family.clone());
+            family
+        });
+        Counter(family.get_or_create(&labels(labels_)).clone())
     }
 
     /// The gauge `name{labels}`, created on first use.
-    pub fn gauge(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) -> Gauge {
+    pub fn gauge(&self, name: &'static str, help: &'static str, labels_: &[(&str, &str)]) -> Gauge {
         let mut inner = self.lock();
-        inner.help.insert(name, help);
-        match inner
-            .metrics
-            .entry((name, render_labels(labels)))
-            .or_insert_with(|| Metric::Gauge(Gauge::default()))
-        {
-            Metric::Gauge(g) => g.clone(),
-            Metric::Counter(_) => Gauge::default(),
+        let Inner {
+            registry,
+            gauges,
+            plain_gauges,
+            ..
+        } = &mut *inner;
+        if labels_.is_empty() {
+            let gauge = plain_gauges.entry(name).or_insert_with(|| {
+                let gauge = PromGauge::default();
+                registry.register(name, help_text(help), gauge.clone());
+                gauge
+            });
+            return Gauge(gauge.clone());
         }
+        let family = gauges.entry(name).or_insert_with(|| {
+            let family = Family::default();
+            registry.register(name, help_text(help), family.clone());
+            family
+        });
+        Gauge(family.get_or_create(&labels(labels_)).clone())
     }
 
-    /// Prometheus text exposition of every metric.
+    /// The latency histogram `name{labels}` (seconds; `name` ends in `_seconds`), created on
+    /// first use.
+    pub fn histogram(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels_: &[(&str, &str)],
+    ) -> Histogram {
+        let mut inner = self.lock();
+        let Inner {
+            registry,
+            histograms,
+            plain_histograms,
+            ..
+        } = &mut *inner;
+        if labels_.is_empty() {
+            let histogram = plain_histograms.entry(name).or_insert_with(|| {
+                let histogram = latency_buckets();
+                registry.register(name, help_text(help), histogram.clone());
+                histogram
+            });
+            return Histogram(histogram.clone());
+        }
+        let family = histograms.entry(name).or_insert_with(|| {
+            let family: HistogramFamily =
+                Family::new_with_constructor(latency_buckets as fn() -> PromHistogram);
+            registry.register(name, help_text(help), family.clone());
+            family
+        });
+        Histogram(family.get_or_create(&labels(labels_)).clone())
+    }
+
+    /// Every metric in the OpenMetrics text format ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let inner = self.lock();
         let mut out = String::new();
-        let mut last = "";
-        for ((name, labels), metric) in &inner.metrics {
-            if *name != last {
-                let kind = match metric {
-                    Metric::Counter(_) => "counter",
-                    Metric::Gauge(_) => "gauge",
-                };
-                let help = inner.help.get(name).copied().unwrap_or("");
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-                last = name;
-            }
-            let value = match metric {
-                Metric::Counter(c) => c.get() as i128,
-                Metric::Gauge(g) => g.get() as i128,
-            };
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &inner.registry);
         out
     }
 
@@ -123,17 +218,6 @@ impl Registry {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
-
-fn render_labels(labels: &[(&str, &str)]) -> String {
-    if labels.is_empty() {
-        return String::new();
-    }
-    let body: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect();
-    format!("{{{}}}", body.join(","))
 }
 
 #[cfg(test)]
@@ -147,15 +231,29 @@ mod tests {
         let b = r.counter("nerve_x_events_total", "Events.", &[("stream", "t")]);
         a.inc();
         b.add(2);
+        assert_eq!(a.get(), 3);
         r.gauge("nerve_lag_events", "Lag.", &[]).set(-4);
+        r.histogram("nerve_write_seconds", "Writes.", &[("table", "h")])
+            .observe_secs(0.003);
         let text = r.render();
+        assert!(text.contains("# TYPE nerve_x_events counter\n"), "{text}");
+        assert!(text.contains("# HELP nerve_x_events Events.\n"), "{text}");
         assert!(
-            text.contains("nerve_x_events_total{stream=\"t\"} 3"),
+            text.contains("nerve_x_events_total{stream=\"t\"} 3\n"),
             "{text}"
         );
         assert!(
-            text.contains("# TYPE nerve_lag_events gauge\nnerve_lag_events -4"),
+            text.contains("# TYPE nerve_lag_events gauge\nnerve_lag_events -4\n"),
             "{text}"
         );
+        assert!(
+            text.contains("nerve_write_seconds_count{table=\"h\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("nerve_write_seconds_bucket{le=\"0.004\",table=\"h\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

@@ -28,6 +28,10 @@ use tracing::Instrument;
 pub use crate::logged::Logged;
 use crate::rejected::{self, RejectedRow};
 
+mod metrics;
+
+use metrics::RunnerMetrics;
+
 /// Why a projector stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
@@ -233,50 +237,6 @@ pub fn batches_written(registry: &Registry, projection: &'static str) -> Counter
     )
 }
 
-#[derive(Clone)]
-struct RunnerMetrics {
-    events: Counter,
-    rejected: Counter,
-    duplicates: Counter,
-    batches: Counter,
-    write_errors: Counter,
-    consume_errors: Counter,
-}
-
-impl RunnerMetrics {
-    fn new(registry: &Registry, projection: &'static str) -> Self {
-        let l = [("projection", projection)];
-        Self {
-            events: registry.counter(
-                "nerve_projector_events_total",
-                "Events written to ClickHouse.",
-                &l,
-            ),
-            rejected: registry.counter(
-                "nerve_projector_rejected_total",
-                "Events that could not be decoded or failed validation (stored in rejected_events).",
-                &l,
-            ),
-            duplicates: registry.counter(
-                "nerve_projector_duplicates_skipped_total",
-                "Redelivered events already in ClickHouse, acked without writing again.",
-                &l,
-            ),
-            batches: batches_written(registry, projection),
-            write_errors: registry.counter(
-                "nerve_projector_write_errors_total",
-                "Failed ClickHouse writes (retried).",
-                &l,
-            ),
-            consume_errors: registry.counter(
-                "nerve_projector_consume_errors_total",
-                "Errors reading from JetStream (the consumer is resumed).",
-                &l,
-            ),
-        }
-    }
-}
-
 /// Runs one projection.
 pub struct Runner<P: Projection> {
     projection: P,
@@ -463,6 +423,14 @@ impl<P: Projection> Runner<P> {
             self.written_up_to.load(Ordering::Relaxed),
         );
         let top = logged.iter().map(|m| m.stream_seq).max();
+        let published: Vec<i64> = logged.iter().map(|m| m.published_ms).collect();
+        self.metrics.redeliveries.add(
+            batch
+                .iter()
+                .filter(|m| m.info().is_ok_and(|i| i.delivered > 1))
+                .count() as u64,
+        );
+        let started = std::time::Instant::now();
         let (mut items, rejected_rows) = decode_all(&self.projection, logged);
 
         let mut backoff = Duration::from_millis(100);
@@ -491,6 +459,13 @@ impl<P: Projection> Runner<P> {
         }
         if let Some(top) = top {
             self.written_up_to.fetch_max(top, Ordering::Relaxed);
+        }
+        self.metrics.write_time.observe(started.elapsed());
+        let stored = nerve_platform::now_ms();
+        for at in published.into_iter().filter(|&at| at > 0) {
+            self.metrics
+                .publish_to_store
+                .observe_secs((stored - at).max(0) as f64 / 1000.0);
         }
         self.metrics.batches.inc();
         self.metrics.events.add(items.len() as u64);

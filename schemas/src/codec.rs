@@ -117,6 +117,30 @@ pub fn written_as(bytes: &[u8]) -> Result<(&'static str, i32), DecodeError> {
     writer_of(bytes).map(|r| (r.file.name, r.file.version))
 }
 
+/// The envelope of any released event's bytes (every event record starts with it), read
+/// without decoding the rest: what a consumer that does not know the event type needs (its
+/// node id, event id and time).
+pub fn envelope_of(bytes: &[u8]) -> Result<crate::Envelope, DecodeError> {
+    let writer = writer_of(bytes)?;
+    let body_err = |message: String| DecodeError::Body {
+        name: writer.file.name,
+        version: writer.file.version,
+        message,
+    };
+    let apache_avro::Schema::Record(record) = &writer.schema else {
+        return Err(body_err("not a record".into()));
+    };
+    let field = record
+        .fields
+        .first()
+        .filter(|f| f.name == "envelope")
+        .ok_or_else(|| body_err("the record does not start with its envelope".into()))?;
+    let mut cursor = Cursor::new(&bytes[HEADER_LEN..]);
+    let value = apache_avro::from_avro_datum(&field.schema, &mut cursor, None)
+        .map_err(|e| body_err(e.to_string()))?;
+    apache_avro::from_value(&value).map_err(|e| body_err(e.to_string()))
+}
+
 /// The released schema the header names.
 fn writer_of(bytes: &[u8]) -> Result<&'static crate::registry::Registered, DecodeError> {
     if bytes.len() < HEADER_LEN {
@@ -197,6 +221,30 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_released_event_starts_with_its_envelope() {
+        for r in registry().all() {
+            let apache_avro::Schema::Record(record) = &r.schema else {
+                panic!("{} is not a record", r.file.name);
+            };
+            assert_eq!(record.fields[0].name, "envelope", "{}", r.file.name);
+        }
+        let xid = crate::GpuXidOccurred {
+            envelope: crate::Envelope::new::<crate::GpuXidOccurred>("n1", 42),
+            gpu_index: 0,
+            gpu_uuid: "GPU-0".into(),
+            pci_bus_id: "00000000:3B:00.0".into(),
+            xid: 79,
+            meaning: "GPU has fallen off the bus".into(),
+            severity: "critical".into(),
+            likely_application: false,
+            gpu_xid_total: 1,
+        };
+        let envelope = envelope_of(&encode(&xid).expect("encode")).expect("envelope");
+        assert_eq!(envelope, xid.envelope);
+        assert!(envelope_of(b"nope").is_err());
+    }
     use crate::events::*;
 
     pub(crate) fn heartbeat() -> HeartbeatRecorded {

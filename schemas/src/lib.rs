@@ -37,7 +37,7 @@ pub use any::{
     AlertEvent, AnyEvent, AuditEvent, AuthEvent, ControlEvent, NodeEvent, TaskEvent, liveness_of,
     task_end,
 };
-pub use codec::{DecodeError, EncodeError, decode, encode, written_as};
+pub use codec::{DecodeError, EncodeError, decode, encode, envelope_of, written_as};
 pub use control::{
     ClusterCreated, ClusterDeleted, ClusterRenamed, Label, MaintenanceState, NodeAssignedToCluster,
     NodeLabelsSet, NodeMaintenanceChanged, NodeUnassignedFromCluster, NotificationAttempted,

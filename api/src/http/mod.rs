@@ -11,13 +11,14 @@ pub mod extract;
 pub mod guard;
 mod install;
 mod remediation;
+mod timed;
 
 pub use install::render as install_script;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{Method, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 use tower_http::trace::TraceLayer;
 
@@ -65,7 +66,7 @@ macro_rules! routes {
 
 routes! {
     GET "/api/v1/health" => health, Public, 200;
-    GET "/metrics" => prometheus, Public, 200;
+    GET "/metrics" => timed::prometheus, Public, 200;
     // The agent's installation: the script, the binary and its checksum.
     GET "/install.sh" => install::script, Public, 200;
     GET "/download/nerve" => install::download, Public, 200;
@@ -159,6 +160,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::api_guard,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            timed::timed,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -551,13 +556,6 @@ async fn list_audit(
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such API route".into())
-}
-
-async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics().render(),
-    )
 }
 
 /// Serves `app` over HTTPS only (rustls; `cert` and `key` are PEM files) on `listener` until

@@ -239,7 +239,10 @@ async fn nerve_dev_runs_secured_with_its_agent_enrolled() {
             .env("NERVE_TOKEN_FILE", &token_file)
             .env("SSL_CERT_FILE", data.join("tls/ca.pem"))
             .env("VUS", "2")
+            .env("RAMP", "1s")
             .env("DURATION", "3s")
+            .env("THINK_MIN_MS", "0")
+            .env("THINK_MAX_MS", "100")
             .output()
             .await
             .expect("k6 runs");

@@ -1,5 +1,6 @@
 //! The control-plane roles' sections of the config: the alert evaluator (with its SMTP relay
-//! and secrets key), the API and console, the task dispatcher, and `nerve dev`.
+//! and secrets key), the API and console, the task dispatcher, `nerve dev`, the `/metrics`
+//! listener and the Kafka bridge.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -405,6 +406,65 @@ impl Default for RemediationConfig {
             breaker_window_secs: 600,
             poll_interval_ms: 2_000,
             task_accept_deadline_secs: 30,
+        }
+    }
+}
+
+/// The `/metrics` listener of `nerve project` and `nerve agent` (`nerve serve` answers
+/// `/metrics` on its API port).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` to serve `GET /metrics` on; empty: no listener.
+    pub listen_addr: String,
+}
+
+impl MetricsConfig {
+    /// The address to listen on, when one is set.
+    pub fn addr(&self) -> Option<std::net::SocketAddr> {
+        self.listen_addr.parse().ok()
+    }
+}
+
+/// `nerve bridge`: mirrors of the log into other systems.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BridgeConfig {
+    pub kafka: KafkaBridgeConfig,
+}
+
+/// `nerve bridge kafka`: which streams go to which Kafka, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaBridgeConfig {
+    /// `host:port,…` of the Kafka brokers.
+    pub brokers: String,
+    /// The JetStream streams mirrored, each to its own topic.
+    pub streams: Vec<String>,
+    /// Topics are `<topic_prefix><stream without NERVE_, lowercased>` (`nerve.telemetry`).
+    pub topic_prefix: String,
+    /// Partitions and replication of a topic the bridge creates (an existing one is kept).
+    pub topic_partitions: i32,
+    pub topic_replication: i32,
+    /// Messages fetched and produced per round (each acked after its delivery report).
+    pub batch_max_events: usize,
+    /// The producer's `linger.ms`.
+    pub linger_ms: u64,
+    /// Further librdkafka settings (`security.protocol`, `ssl.ca.location`, `sasl.*`, …).
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaBridgeConfig {
+    fn default() -> Self {
+        Self {
+            brokers: String::new(),
+            streams: vec!["NERVE_TELEMETRY".into(), "NERVE_EVENTS".into()],
+            topic_prefix: "nerve.".into(),
+            topic_partitions: 12,
+            topic_replication: 1,
+            batch_max_events: 5_000,
+            linger_ms: 5,
+            properties: std::collections::BTreeMap::new(),
         }
     }
 }
