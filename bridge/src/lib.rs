@@ -349,17 +349,7 @@ mod tests {
 
     #[test]
     fn a_records_key_and_headers_come_from_the_event() {
-        let xid = nerve_schemas::GpuXidOccurred {
-            envelope: nerve_schemas::Envelope::new::<nerve_schemas::GpuXidOccurred>("node-7", 1),
-            gpu_index: 0,
-            gpu_uuid: "GPU-0".into(),
-            pci_bus_id: "00000000:3B:00.0".into(),
-            xid: 79,
-            meaning: "GPU has fallen off the bus".into(),
-            severity: "critical".into(),
-            likely_application: false,
-            gpu_xid_total: 1,
-        };
+        let xid = nerve_schemas::GpuXidOccurred::example("node-7", 1);
         let bytes = nerve_schemas::encode(&xid).expect("encode");
         let meta = meta_of("nerve.v1.events.gpu_xid.node-7", &bytes);
         assert_eq!(meta.key, "node-7");

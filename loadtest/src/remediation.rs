@@ -60,15 +60,9 @@ pub struct Report {
 
 fn xid(node: &str) -> GpuXidOccurred {
     GpuXidOccurred {
-        envelope: Envelope::new::<GpuXidOccurred>(node, nerve_platform::now_ms()),
         gpu_index: 3,
         gpu_uuid: format!("GPU-{node}-3"),
-        pci_bus_id: "00000000:9A:00.0".into(),
-        xid: 79,
-        meaning: "GPU has fallen off the bus".into(),
-        severity: "critical".into(),
-        likely_application: false,
-        gpu_xid_total: 1,
+        ..GpuXidOccurred::example(node, nerve_platform::now_ms())
     }
 }
 

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter as PromCounter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge as PromGauge;
 use prometheus_client::metrics::histogram::{Histogram as PromHistogram, exponential_buckets};
+use prometheus_client::registry::Metric;
 
 #[cfg(feature = "exporter")]
 mod exporter;
@@ -96,6 +97,44 @@ struct Inner {
     plain_histograms: HashMap<&'static str, PromHistogram>,
 }
 
+/// One kind's single series and families, by name.
+type Maps<'a, M, C> = (
+    &'a mut HashMap<&'static str, M>,
+    &'a mut HashMap<&'static str, Family<Labels, M, C>>,
+);
+
+/// The series `name{labels}`, made and registered (as `registered`) on first use: a single
+/// series when there are no labels (the text format writes it without `{}`), else one of the
+/// name's family.
+fn series<M, C>(
+    registry: &mut prometheus_client::registry::Registry,
+    (plain, families): Maps<'_, M, C>,
+    (name, registered, help): (&'static str, &str, &str),
+    labels_: &[(&str, &str)],
+    single: impl FnOnce() -> M,
+    family: impl FnOnce() -> Family<Labels, M, C>,
+) -> M
+where
+    M: Metric + Clone,
+    C: MetricConstructor<M>,
+    Family<Labels, M, C>: Metric + Clone,
+{
+    if labels_.is_empty() {
+        let one = plain.entry(name).or_insert_with(|| {
+            let one = single();
+            registry.register(registered, help_text(help), one.clone());
+            one
+        });
+        return one.clone();
+    }
+    let all = families.entry(name).or_insert_with(|| {
+        let all = family();
+        registry.register(registered, help_text(help), all.clone());
+        all
+    });
+    all.get_or_create(&labels(labels_)).clone()
+}
+
 /// The registry ends help with a period of its own.
 fn help_text(help: &str) -> &str {
     help.strip_suffix('.').unwrap_or(help)
@@ -131,20 +170,14 @@ impl Registry {
         } = &mut *inner;
         // The text format adds `_total` to a counter's name.
         let base = name.strip_suffix("_total").unwrap_or(name);
-        if labels_.is_empty() {
-            let counter = plain_counters.entry(name).or_insert_with(|| {
-                let counter = PromCounter::default();
-                registry.register(base, help_text(help), counter.clone());
-                counter
-            });
-            return Counter(counter.clone());
-        }
-        let family = counters.entry(name).or_insert_with(|| {
-            let family = Family::default();
-            registry.register(base, help_text(help), family.clone());
-            family
-        });
-        Counter(family.get_or_create(&labels(labels_)).clone())
+        Counter(series(
+            registry,
+            (plain_counters, counters),
+            (name, base, help),
+            labels_,
+            PromCounter::default,
+            Family::default,
+        ))
     }
 
     /// The gauge `name{labels}`, created on first use.
@@ -156,20 +189,14 @@ impl Registry {
             plain_gauges,
             ..
         } = &mut *inner;
-        if labels_.is_empty() {
-            let gauge = plain_gauges.entry(name).or_insert_with(|| {
-                let gauge = PromGauge::default();
-                registry.register(name, help_text(help), gauge.clone());
-                gauge
-            });
-            return Gauge(gauge.clone());
-        }
-        let family = gauges.entry(name).or_insert_with(|| {
-            let family = Family::default();
-            registry.register(name, help_text(help), family.clone());
-            family
-        });
-        Gauge(family.get_or_create(&labels(labels_)).clone())
+        Gauge(series(
+            registry,
+            (plain_gauges, gauges),
+            (name, name, help),
+            labels_,
+            PromGauge::default,
+            Family::default,
+        ))
     }
 
     /// The latency histogram `name{labels}` (seconds; `name` ends in `_seconds`), created on
@@ -187,21 +214,14 @@ impl Registry {
             plain_histograms,
             ..
         } = &mut *inner;
-        if labels_.is_empty() {
-            let histogram = plain_histograms.entry(name).or_insert_with(|| {
-                let histogram = latency_buckets();
-                registry.register(name, help_text(help), histogram.clone());
-                histogram
-            });
-            return Histogram(histogram.clone());
-        }
-        let family = histograms.entry(name).or_insert_with(|| {
-            let family: HistogramFamily =
-                Family::new_with_constructor(latency_buckets as fn() -> PromHistogram);
-            registry.register(name, help_text(help), family.clone());
-            family
-        });
-        Histogram(family.get_or_create(&labels(labels_)).clone())
+        Histogram(series(
+            registry,
+            (plain_histograms, histograms),
+            (name, name, help),
+            labels_,
+            latency_buckets,
+            || Family::new_with_constructor(latency_buckets as fn() -> PromHistogram),
+        ))
     }
 
     /// Every metric in the OpenMetrics text format ([`CONTENT_TYPE`]).

