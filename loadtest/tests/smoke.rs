@@ -63,13 +63,22 @@ fn a_short_run_stores_every_acked_event_once() {
     // Every process under test was read: CPU per event, end to end and raw.
     for (phase, key) in [
         (&r["cpu_per_event"], "nats_us"),
-        (&r["cpu_per_event"], "clickhouse_us"),
         (&r["cpu_per_event"], "loadtest_us"),
         (&r["raw"]["jetstream_cpu_per_event"], "nats_us"),
-        (&r["raw"]["clickhouse_cpu_per_row"], "clickhouse_us"),
     ] {
         assert!(phase[key].as_f64().expect(key) > 0.0, "{key}: {r}");
     }
+    // ClickHouse too, in at least one phase: on 2 cores busy with other test binaries one
+    // phase's share can stay under a clock tick (10 ms) and read as none.
+    let clickhouse: f64 = [
+        &r["cpu_per_event"],
+        &r["raw"]["clickhouse_cpu_per_row"],
+        &r["raw"]["jetstream_cpu_per_event"],
+    ]
+    .iter()
+    .map(|phase| phase["clickhouse_us"].as_f64().expect("clickhouse_us"))
+    .sum();
+    assert!(clickhouse > 0.0, "ClickHouse's CPU was never read: {r}");
     let last = r["timeline"]
         .as_array()
         .and_then(|t| t.last())
