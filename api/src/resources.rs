@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::time::rfc3339_ms;
 
 /// One liveness state's sums over its nodes' newest heartbeats.
-#[derive(Debug, Row, Deserialize)]
+#[derive(Debug, Default, Row, Deserialize)]
 struct StateRow {
     status: String,
     nodes: u64,
@@ -86,21 +86,8 @@ pub async fn resources(state: &AppState) -> Result<FleetResources, ApiError> {
 /// What the online nodes use now (a suspect or offline node's last heartbeat is not use).
 pub async fn usage(state: &AppState) -> Result<FleetUsage, ApiError> {
     let rows = by_state(state).await?;
-    let empty = StateRow {
-        status: "online".into(),
-        nodes: 0,
-        cpu_cores: 0,
-        cpu_cores_used: 0.0,
-        mem_total: 0,
-        mem_used: 0,
-        disk_total: 0,
-        disk_used: 0,
-        gpus: 0,
-        gpus_busy: 0.0,
-        net_rx: 0.0,
-        net_tx: 0.0,
-    };
-    let r = rows.iter().find(|r| r.status == "online").unwrap_or(&empty);
+    let none = StateRow::default();
+    let r = rows.iter().find(|r| r.status == "online").unwrap_or(&none);
     Ok(FleetUsage {
         nodes: r.nodes,
         cpu: Usage::of(r.cpu_cores_used, r.cpu_cores as f64),

@@ -418,18 +418,15 @@ impl<P: Projection> Runner<P> {
     /// batch stays unacked and is redelivered to the next projector).
     async fn process(&self, batch: Vec<Message>, cancel: &CancellationToken) -> bool {
         let name = self.projection.name();
-        let logged = crate::logged::distinct(
-            batch.iter().map(Logged::of),
-            self.written_up_to.load(Ordering::Relaxed),
-        );
+        // Each message's delivery info is parsed once, here: JetStream's redeliveries are
+        // counted before `distinct` marks more (repeats within the batch) as redelivered.
+        let all: Vec<Logged> = batch.iter().map(Logged::of).collect();
+        let redelivered = all.iter().filter(|m| m.redelivered).count();
+        self.metrics.redeliveries.add(redelivered as u64);
+        let logged =
+            crate::logged::distinct(all.into_iter(), self.written_up_to.load(Ordering::Relaxed));
         let top = logged.iter().map(|m| m.stream_seq).max();
         let published: Vec<i64> = logged.iter().map(|m| m.published_ms).collect();
-        self.metrics.redeliveries.add(
-            batch
-                .iter()
-                .filter(|m| m.info().is_ok_and(|i| i.delivered > 1))
-                .count() as u64,
-        );
         let started = std::time::Instant::now();
         let (mut items, rejected_rows) = decode_all(&self.projection, logged);
 
