@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Which nodes a rule watches: all of these that are given must hold (empty: every node).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct RuleScope {
     /// Cluster ids or names (a rule stores ids).
@@ -27,6 +28,7 @@ pub struct RuleScope {
 /// The alert fires once the condition has held for `for_secs`, and resolves once it has been
 /// false for `resolve_after_secs` (flap damping).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct SaveRule {
     pub name: String,
@@ -55,6 +57,7 @@ pub struct SaveRule {
 /// `POST /api/v1/channels`: a webhook (JSON body, `X-Nerve-Signature: sha256=<hex HMAC of the
 /// body>` when a secret is set) or a Slack incoming webhook.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct SaveChannel {
     pub name: String,
@@ -66,6 +69,7 @@ pub struct SaveChannel {
 /// `POST /api/v1/silences`: mute notifications of a rule, a node or a cluster (every one given
 /// must match) until `ends_at` (RFC 3339) or for `duration` (e.g. `2h`, `30m`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct CreateSilence {
     /// Rule id or name.
@@ -89,6 +93,7 @@ pub fn summary(fields: &[FieldError]) -> String {
 
 /// One problem with one field of a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// The field's path in the request, e.g. `threshold` or `scope.labels`.
     pub field: String,
@@ -97,6 +102,7 @@ pub struct FieldError {
 
 /// One delivery attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryAttempt {
     pub attempt: u32,
     pub ok: bool,
@@ -107,6 +113,7 @@ pub struct DeliveryAttempt {
 
 /// `POST /api/v1/channels/{id}/test`: whether the test message got through, and every attempt.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryReport {
     pub delivered: bool,
     pub attempts: Vec<DeliveryAttempt>,

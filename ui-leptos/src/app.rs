@@ -7,6 +7,7 @@ use leptos_router::path;
 
 use crate::pages::access::{AuditPage, TokensPage};
 use crate::pages::alerts::{AlertsPage, ChannelsPage, RulesPage};
+use crate::pages::api::ApiPage;
 use crate::pages::clusters::ClustersPage;
 use crate::pages::dashboard::Dashboard;
 use crate::pages::enrollment::EnrollmentPage;
@@ -92,6 +93,7 @@ fn Header(
                 <A href="/clusters">"Clusters"</A>
                 <A href="/alerts">"Alerts"</A>
                 <A href="/audit">"Audit"</A>
+                <A href="/api-docs">"API"</A>
                 <Suspense fallback=|| ()>
                     <Show when=|| crate::session::can(nerve_api::dto::auth::Right::Admin)>
                         <A href="/tokens">"Tokens"</A>
@@ -119,6 +121,7 @@ fn Pages() -> AnyView {
             <Route path=path!("/") view=Dashboard/>
             <Route path=path!("/login") view=LoginPage/>
             <Route path=path!("/audit") view=AuditPage/>
+            <Route path=path!("/api-docs") view=ApiPage/>
             <Route path=path!("/tokens") view=TokensPage/>
             <Route path=path!("/enrollment") view=EnrollmentPage/>
             <Route path=path!("/nodes") view=NodesPage/>

@@ -406,3 +406,80 @@ pub async fn revoke_node(node_id: String) -> Result<(), ServerFnError> {
         .map(|_| ())
         .map_err(fail)
 }
+
+/// One operation of the REST API, as the API reference page lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ApiOperation {
+    pub tag: String,
+    pub method: String,
+    pub path: String,
+    pub summary: String,
+    /// The right it needs (`public`: none).
+    pub right: String,
+    /// The request body's schema, if it takes one.
+    pub request: Option<String>,
+    /// The success status and what it answers (a schema or a media type).
+    pub success: String,
+}
+
+/// Every operation of the API's OpenAPI document, in its order.
+#[server(prefix = "/ui-api", endpoint = "api-reference", input = Json)]
+pub async fn get_api_reference() -> Result<Vec<ApiOperation>, ServerFnError> {
+    let json = nerve_api::http::openapi::document()
+        .to_json()
+        .map_err(|e| ServerFnError::new(e.to_string()))?;
+    let doc: serde_json::Value = serde_json::from_str(&json)?;
+    Ok(api_operations(&doc))
+}
+
+/// The operations of an OpenAPI document, each with the names of its schemas.
+#[cfg(feature = "ssr")]
+fn api_operations(doc: &serde_json::Value) -> Vec<ApiOperation> {
+    use serde_json::Value;
+    // `{"$ref": ".../Name"}` → `Name`; an array of one → `[Name]`; else the media type.
+    fn shape(content: &Value) -> Option<String> {
+        let (media, body) = content.as_object()?.iter().next()?;
+        let schema = &body["schema"];
+        let name = |s: &Value| {
+            s["$ref"]
+                .as_str()
+                .and_then(|r| r.rsplit('/').next())
+                .map(str::to_owned)
+        };
+        Some(match (name(schema), name(&schema["items"])) {
+            (Some(n), _) => n,
+            (None, Some(n)) => format!("[{n}]"),
+            _ => media.clone(),
+        })
+    }
+    let Some(paths) = doc["paths"].as_object() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (path, item) in paths {
+        for method in ["get", "put", "post", "patch", "delete"] {
+            let op = &item[method];
+            if !op.is_object() {
+                continue;
+            }
+            let responses = op["responses"].as_object();
+            let success = responses
+                .and_then(|r| r.iter().find(|(status, _)| status.starts_with('2')))
+                .map(|(status, r)| match shape(&r["content"]) {
+                    Some(s) => format!("{status} {s}"),
+                    None => status.clone(),
+                })
+                .unwrap_or_default();
+            out.push(ApiOperation {
+                tag: op["tags"][0].as_str().unwrap_or("other").to_owned(),
+                method: method.to_uppercase(),
+                path: path.clone(),
+                summary: op["summary"].as_str().unwrap_or_default().to_owned(),
+                right: op["x-nerve-right"].as_str().unwrap_or_default().to_owned(),
+                request: shape(&op["requestBody"]["content"]),
+                success,
+            });
+        }
+    }
+    out
+}

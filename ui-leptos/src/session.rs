@@ -38,6 +38,7 @@ pub const SERVER_FNS: &[ServerFn] = &[
     read("/ui-api/logout", Right::Public),
     read("/ui-api/whoami", Right::Read),
     read("/ui-api/fleet-summary", Right::Read),
+    read("/ui-api/api-reference", Right::Read),
     read("/ui-api/nodes", Right::Read),
     read("/ui-api/node-detail", Right::Read),
     read("/ui-api/node-metrics", Right::Read),

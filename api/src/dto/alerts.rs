@@ -10,6 +10,7 @@ pub use nerve_alerts::rule::{Aggregate, ChannelKind, Kind as RuleKind, Metric, O
 
 /// A notification channel as the API shows it (the secret is never returned).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Channel {
     pub channel_id: String,
     pub name: String,
@@ -21,12 +22,14 @@ pub struct Channel {
 
 /// `GET /api/v1/channels`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChannelList {
     pub channels: Vec<Channel>,
 }
 
 /// An alert rule as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertRule {
     pub rule_id: String,
     pub name: String,
@@ -53,12 +56,14 @@ pub struct AlertRule {
 
 /// `GET /api/v1/alerts/rules`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RuleList {
     pub rules: Vec<AlertRule>,
 }
 
 /// One alert: a rule's condition on one node, from firing to resolution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Alert {
     pub alert_id: String,
     pub rule_id: String,
@@ -82,6 +87,7 @@ pub struct Alert {
 
 /// `GET /api/v1/alerts` query.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertListQuery {
     /// `firing` (default), `resolved` or `all`.
@@ -96,6 +102,7 @@ pub struct AlertListQuery {
 
 /// `GET /api/v1/alerts` (also `/api/v1/alerts/list`): newest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertList {
     pub alerts: Vec<Alert>,
     /// All alerts the query matches, beyond `limit` too.
@@ -104,6 +111,7 @@ pub struct AlertList {
 
 /// One firing or resolution in the history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertEvent {
     pub at: String,
     /// `fired` or `resolved`.
@@ -122,12 +130,14 @@ pub struct AlertEvent {
 
 /// `GET /api/v1/alerts/history` (query as [`AlertListQuery`]; `state` ignored): newest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertHistory {
     pub events: Vec<AlertEvent>,
 }
 
 /// A silence as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Silence {
     pub silence_id: String,
     pub rule_id: String,
@@ -143,6 +153,7 @@ pub struct Silence {
 
 /// `GET /api/v1/silences`: active first, then the most recently ended.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SilenceList {
     pub silences: Vec<Silence>,
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a route needs. Every route names one (`crate::http::ROUTES`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Right {
     /// No token needed (`GET /api/v1/health`, the metrics scrape).
@@ -22,6 +23,7 @@ pub enum Right {
 /// A caller's role: an operator token's (viewer, operator, admin), or one of the two roles
 /// that are not people — an enrollment token's, and a node's (renewing its credentials).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Viewer,
@@ -66,6 +68,7 @@ impl Role {
 
 /// Who is calling: the token's id, name and role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Identity {
     pub token_id: String,
     pub name: String,
@@ -81,6 +84,7 @@ impl Identity {
 
 /// `POST /api/v1/tokens`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct CreateToken {
     /// Who or what the token is for: 1 to 64 printable characters.
@@ -94,6 +98,7 @@ pub struct CreateToken {
 
 /// `POST /api/v1/tokens/{id}/rotate`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct RotateToken {
     pub ttl_secs: Option<u64>,
@@ -101,6 +106,7 @@ pub struct RotateToken {
 
 /// A token as issued: the only answer that ever holds its secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenIssued {
     pub token_id: String,
     pub name: String,
@@ -112,6 +118,7 @@ pub struct TokenIssued {
 
 /// A token as listed (never its secret).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenInfo {
     pub token_id: String,
     pub name: String,
@@ -127,6 +134,7 @@ pub struct TokenInfo {
 
 /// `GET /api/v1/audit`: every filter optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditQuery {
     /// A token id or name.
@@ -146,6 +154,7 @@ pub struct AuditQuery {
 
 /// One audited call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub at: String,
     pub instance_id: String,
@@ -165,6 +174,7 @@ pub struct AuditEntry {
 
 /// A page of the audit trail, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     pub total: u64,
@@ -174,6 +184,7 @@ pub struct AuditPage {
 
 /// `POST /api/v1/enrollments`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct CreateEnrollment {
     /// What it is for (a rack, a batch of machines): 1 to 64 printable characters.
@@ -187,6 +198,7 @@ pub struct CreateEnrollment {
 
 /// An enrollment token as issued: the only answer that ever holds its secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollmentIssued {
     pub enrollment_id: String,
     pub name: String,
@@ -198,6 +210,7 @@ pub struct EnrollmentIssued {
 
 /// An enrollment token as listed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollmentInfo {
     pub enrollment_id: String,
     pub name: String,
@@ -212,6 +225,7 @@ pub struct EnrollmentInfo {
 
 /// A node's NATS credentials as listed (`GET /api/v1/credentials`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeCredentialInfo {
     pub node_id: String,
     /// The node's NATS user public key (its private key never left the node).
@@ -223,5 +237,14 @@ pub struct NodeCredentialInfo {
     pub expires_at: String,
     pub renewals: u32,
     /// `active`, `expired` or `revoked`.
+    pub state: String,
+}
+
+/// `DELETE /api/v1/enrollments/{id}`: the enrollment token is revoked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EnrollmentRevoked {
+    pub enrollment_id: String,
+    /// Always `revoked`.
     pub state: String,
 }

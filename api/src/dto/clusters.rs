@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A cluster: a named group of nodes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cluster {
     pub cluster_id: String,
     pub name: String,
@@ -16,12 +17,14 @@ pub struct Cluster {
 
 /// `GET /api/v1/clusters`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterList {
     pub clusters: Vec<Cluster>,
 }
 
 /// `GET /api/v1/clusters/{id}`: the cluster and its nodes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterDetail {
     pub cluster: Cluster,
     pub node_ids: Vec<String>,
@@ -29,6 +32,7 @@ pub struct ClusterDetail {
 
 /// `POST /api/v1/clusters`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct CreateCluster {
     pub name: String,
@@ -37,6 +41,7 @@ pub struct CreateCluster {
 
 /// `PATCH /api/v1/clusters/{id}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct RenameCluster {
     pub name: String,
@@ -45,6 +50,7 @@ pub struct RenameCluster {
 /// `PUT /api/v1/nodes/{id}/labels`: the operator's labels of a node (`key=value`), replacing
 /// the operator's earlier set; an operator label overrides the agent's label of the same key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct SetLabels {
     pub labels: Vec<String>,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Liveness judged from the last heartbeat against the node's own interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum NodeStatus {
     Online,
@@ -32,6 +33,7 @@ impl NodeStatus {
 /// mirrored here so the console needs no Avro): tasks skip every state but `in_service`
 /// unless a request names the node or sets `include_cordoned`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Maintenance {
     #[default]
@@ -89,6 +91,7 @@ impl Maintenance {
 /// `PUT /api/v1/nodes/{id}/maintenance`: an operator moves a node to `cordoned`,
 /// `service_required` or back to `in_service` (remediating and verifying belong to policies).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetMaintenance {
     pub state: Maintenance,
@@ -98,6 +101,7 @@ pub struct SetMaintenance {
 
 /// A node's maintenance state and how it got there.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MaintenanceInfo {
     pub state: Maintenance,
     /// When the state was entered (RFC 3339); `None`: never changed.
@@ -108,6 +112,7 @@ pub struct MaintenanceInfo {
 
 /// One change of a node's maintenance state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MaintenanceChange {
     /// RFC 3339, UTC.
     pub at: String,
@@ -122,6 +127,7 @@ pub struct MaintenanceChange {
 
 /// `GET /api/v1/nodes` query.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct NodeListQuery {
     /// Page size, 1..=max_page_size (default 100).
@@ -146,6 +152,7 @@ pub struct NodeListQuery {
 
 /// What the node list can be sorted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NodeSort {
     Id,
@@ -187,6 +194,7 @@ impl NodeSort {
 
 /// Sort direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SortOrder {
     Asc,
@@ -204,6 +212,7 @@ impl SortOrder {
 
 /// One row of the node list.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeSummary {
     pub id: String,
     /// Empty until the node's first inventory report is projected.
@@ -227,6 +236,7 @@ pub struct NodeSummary {
 
 /// A page of nodes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodePage {
     pub nodes: Vec<NodeSummary>,
     /// Nodes matching the filter, all pages.
@@ -237,6 +247,7 @@ pub struct NodePage {
 
 /// `GET /api/v1/nodes/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeDetail {
     pub id: String,
     /// The liveness tracker's judgement; `None` before the first heartbeat.
@@ -273,6 +284,7 @@ pub struct NodeDetail {
 /// `?at=T` of node detail and the fleet summary: the state as it was at T (Unix seconds or
 /// RFC 3339, fractions of a second kept), every event that occurred at or before T counted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct AsOfQuery {
     pub at: Option<String>,
@@ -280,6 +292,7 @@ pub struct AsOfQuery {
 
 /// An alert firing on a node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OpenAlert {
     pub alert_id: String,
     pub rule_id: String,
@@ -293,6 +306,7 @@ pub struct OpenAlert {
 
 /// A cluster as other objects mention it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterRef {
     pub cluster_id: String,
     pub name: String,
@@ -300,6 +314,7 @@ pub struct ClusterRef {
 
 /// One event about a node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeEventItem {
     /// RFC 3339, UTC.
     pub at: String,
@@ -313,6 +328,7 @@ pub struct NodeEventItem {
 
 /// The node's last reported inventory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Inventory {
     pub reported_at: String,
     pub hostname: String,
@@ -335,6 +351,7 @@ pub struct Inventory {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cpu {
     pub model: String,
     pub vendor: String,
@@ -345,6 +362,7 @@ pub struct Cpu {
 
 /// The node's latest heartbeat values.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LatestMetrics {
     pub last_seen: String,
     pub last_seen_ms: u64,
@@ -365,6 +383,7 @@ pub struct LatestMetrics {
 
 /// `GET /api/v1/nodes/{id}/metrics` query. Times are RFC 3339 or Unix seconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct MetricsQuery {
     /// Start (inclusive); default `to` − 1 h.
@@ -377,6 +396,7 @@ pub struct MetricsQuery {
 
 /// A metrics series: one point per bucket that has data.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricsSeries {
     pub node_id: String,
     pub from: String,
@@ -392,6 +412,7 @@ pub struct MetricsSeries {
 
 /// Averages over one bucket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricsPoint {
     /// Bucket start, Unix seconds.
     pub ts: u32,
@@ -408,6 +429,7 @@ pub struct MetricsPoint {
 
 /// `GET /api/v1/fleet/summary`: what the dashboard shows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FleetSummary {
     pub total: u64,
     pub online: u64,
@@ -443,6 +465,7 @@ pub struct FleetSummary {
 
 /// A node whose inventory was reported recently.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeChange {
     pub id: String,
     pub hostname: String,

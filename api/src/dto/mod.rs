@@ -14,6 +14,7 @@ pub mod tasks;
 /// A change the control plane accepted; it is visible once projected (typically well under a
 /// second).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Accepted {
     pub event_id: String,
     /// The cluster the change is about, where there is one.
@@ -25,6 +26,7 @@ pub struct Accepted {
 
 /// `GET /api/v1/health`.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     /// `ok` when every dependency answers, else `degraded`.
     pub status: String,
@@ -33,6 +35,7 @@ pub struct Health {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Check {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]

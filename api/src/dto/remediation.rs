@@ -6,6 +6,7 @@ use crate::dto::tasks::CreateTask;
 
 /// `POST` / `PUT /api/v1/remediation/policies`: a whole policy. Unknown fields are rejected.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SavePolicy {
     /// 1 to 64 of `[a-z0-9_.-]`, unique.
@@ -44,6 +45,7 @@ fn yes() -> bool {
 
 /// Which nodes a policy acts on: all of these that are given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyScope {
     /// Cluster names or ids (a member of any).
@@ -55,6 +57,7 @@ pub struct PolicyScope {
 
 /// One rung of the ladder.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct SaveStep {
     /// `prepare` (in order; a failed task ends in `service_required`), `repair` (tried in order
@@ -78,6 +81,7 @@ pub struct SaveStep {
 
 /// A policy as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Policy {
     pub policy_id: String,
     pub name: String,
@@ -100,6 +104,7 @@ pub struct Policy {
 
 /// A stored step: its task as the agents run it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyStep {
     pub stage: String,
     pub action: String,
@@ -111,12 +116,14 @@ pub struct PolicyStep {
 
 /// `GET /api/v1/remediation/policies`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyList {
     pub policies: Vec<Policy>,
 }
 
 /// `GET /api/v1/remediation/runs?node=&run=&limit=`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct RunQuery {
     pub node: Option<String>,
@@ -127,6 +134,7 @@ pub struct RunQuery {
 
 /// One journal entry of a run or of the breaker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunEntry {
     /// RFC 3339, UTC.
     pub at: String,
@@ -153,12 +161,14 @@ pub struct RunEntry {
 
 /// The journal, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunList {
     pub entries: Vec<RunEntry>,
 }
 
 /// `GET /api/v1/remediation/breaker`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Breaker {
     /// Open: policies act on nothing until an admin resets it.
     pub open: bool,
@@ -170,6 +180,7 @@ pub struct Breaker {
 
 /// `POST /api/v1/remediation/breaker/reset`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct ResetBreaker {
     /// Why (kept in the journal).

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /api/health`: liveness in the CNET agent's shape, with Nerve's dependency checks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CnetHealth {
     /// `healthy` when NATS and ClickHouse answer, else `unhealthy` (and HTTP 503).
     pub status: String,
@@ -20,6 +21,7 @@ pub struct CnetHealth {
 
 /// `GET /api/node`: the server instance that answers (the CNET agent's "this node").
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerNode {
     /// The host name and process: unique among running instances.
     pub node_id: String,
@@ -37,6 +39,7 @@ pub struct ServerNode {
 
 /// Nodes by liveness state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeCounts {
     pub total: u64,
     pub online: u64,
@@ -47,6 +50,7 @@ pub struct NodeCounts {
 /// `GET /api/resources`: the capacity of every node that ever reported (its newest heartbeat),
 /// and of those online.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FleetResources {
     pub nodes: NodeCounts,
     /// Every known node.
@@ -57,6 +61,7 @@ pub struct FleetResources {
 
 /// What a set of nodes has.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Capacity {
     pub cpu_cores: u64,
     pub memory_bytes: u64,
@@ -66,6 +71,7 @@ pub struct Capacity {
 
 /// `GET /api/resources/usage`: what the online nodes use, from their newest heartbeats.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FleetUsage {
     /// Online nodes (the ones counted).
     pub nodes: u64,
@@ -81,6 +87,7 @@ pub struct FleetUsage {
 
 /// Used of total, in the resource's unit (cores, bytes, GPUs), and the share in percent.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Usage {
     pub used: f64,
     pub total: f64,
@@ -89,6 +96,7 @@ pub struct Usage {
 
 /// Traffic summed over the online nodes, bytes per second.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Network {
     pub rx_bytes_per_sec: f64,
     pub tx_bytes_per_sec: f64,

@@ -6,6 +6,7 @@ use crate::dto::fleet::NodeStatus;
 
 /// `POST /api/v1/tasks`: what to run where. Unknown fields are rejected.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct CreateTask {
     /// `command`, `script`, `hook` or `health`.
@@ -42,6 +43,7 @@ pub struct CreateTask {
 
 /// Which nodes a task runs on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct TaskTargets {
     /// Explicit node ids; empty: every node (that passes the other filters).
@@ -59,6 +61,7 @@ pub struct TaskTargets {
 
 /// The answer to a task request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskCreated {
     pub task_id: String,
     pub expected_nodes: Vec<String>,
@@ -69,6 +72,7 @@ pub struct TaskCreated {
 
 /// Nodes of a task per ledger state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskCounts {
     pub expected: u64,
     pub dispatched: u64,
@@ -93,6 +97,7 @@ impl TaskCounts {
 
 /// One task in the list.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskSummary {
     pub task_id: String,
     /// RFC 3339, UTC.
@@ -106,6 +111,7 @@ pub struct TaskSummary {
 
 /// `GET /api/v1/tasks`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskPage {
     pub tasks: Vec<TaskSummary>,
     pub total: u64,
@@ -115,6 +121,7 @@ pub struct TaskPage {
 
 /// `GET /api/v1/tasks` query.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct TaskListQuery {
     pub limit: Option<u32>,
@@ -123,6 +130,7 @@ pub struct TaskListQuery {
 
 /// One node's line in a task's ledger.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskNode {
     pub node_id: String,
     /// expected, dispatched, accepted, queued, running, succeeded, failed, timed_out, cancelled,
@@ -140,6 +148,7 @@ pub struct TaskNode {
 
 /// `GET /api/v1/tasks/{id}`: the request, the counts, and every expected node's line.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskDetail {
     pub summary: TaskSummary,
     pub spec: serde_json::Value,
@@ -150,6 +159,7 @@ pub struct TaskDetail {
 
 /// `GET /api/v1/tasks/{id}/nodes/{node}/output`: the output kept, per stream, in order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskOutput {
     pub task_id: String,
     pub node_id: String,

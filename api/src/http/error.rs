@@ -10,17 +10,22 @@ use serde::Serialize;
 use crate::dto::alerts::FieldError;
 use crate::error::ApiError;
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
+/// Every error's answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Detail<'a> {
-    code: &'a str,
-    message: String,
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable: `bad_request`, `invalid_fields`, `not_found`, `conflict`,
+    /// `storage_unavailable`, `event_log_unavailable`, `unauthorized`, `forbidden`,
+    /// `too_large`.
+    pub code: String,
+    pub message: String,
+    /// Each problem of an `invalid_fields` request.
     #[serde(skip_serializing_if = "Option::is_none")]
-    fields: Option<&'a [FieldError]>,
+    pub fields: Option<Vec<FieldError>>,
 }
 
 impl ApiError {
@@ -56,12 +61,12 @@ impl IntoResponse for ApiError {
         if let ApiError::Storage(e) = &self {
             tracing::error!(error = %e, "ClickHouse query failed");
         }
-        let body = Body {
-            error: Detail {
-                code: self.code(),
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
                 message: self.to_string(),
                 fields: match &self {
-                    ApiError::Invalid(f) => Some(f),
+                    ApiError::Invalid(f) => Some(f.clone()),
                     _ => None,
                 },
             },

@@ -73,6 +73,13 @@ pub fn render(api: &str, nats: &str) -> String {
         .replace("@NATS_URL@", nats)
 }
 
+/// The agent's install script (`curl -fsSL …/install.sh | sh -s -- --enroll TOKEN`).
+#[utoipa::path(
+    get,
+    path = "/install.sh",
+    tag = "install",
+    responses((status = 200, body = String, content_type = "text/x-shellscript")),
+)]
 pub(super) async fn script(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -92,6 +99,13 @@ pub(super) async fn script(
         .into_response())
 }
 
+/// The `nerve` binary the install script installs.
+#[utoipa::path(
+    get,
+    path = "/download/nerve",
+    tag = "install",
+    responses((status = 200, body = Vec<u8>, content_type = "application/octet-stream")),
+)]
 pub(super) async fn download(State(state): State<AppState>) -> Result<Response, ApiError> {
     let path = binary(&state)?;
     let file = tokio::fs::File::open(&path)
@@ -114,6 +128,13 @@ pub(super) async fn download(State(state): State<AppState>) -> Result<Response, 
 type Key = (PathBuf, u64, Option<std::time::SystemTime>);
 static SUMS: Mutex<Vec<(Key, Arc<str>)>> = Mutex::new(Vec::new());
 
+/// The binary's SHA-256, in `sha256sum` format.
+#[utoipa::path(
+    get,
+    path = "/download/nerve.sha256",
+    tag = "install",
+    responses((status = 200, body = String, content_type = "text/plain")),
+)]
 pub(super) async fn checksum(State(state): State<AppState>) -> Result<Response, ApiError> {
     let path = binary(&state)?;
     let unreadable =

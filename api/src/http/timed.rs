@@ -41,6 +41,13 @@ pub(super) async fn timed(
     response
 }
 
+/// This server's metrics, in the OpenMetrics text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "metrics",
+    responses((status = 200, body = String, content_type = "application/openmetrics-text")),
+)]
 pub(super) async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, nerve_platform::metrics::CONTENT_TYPE)],

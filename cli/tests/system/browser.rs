@@ -566,6 +566,33 @@ async fn console_in_a_real_browser() {
     assert!(!words.contains(&"/ui-api/tokens"), "{trail}");
     assert!(words.contains(&"/ui-api/cluster-create"), "{trail}");
 
+    // The API reference: every operation of the OpenAPI document, by tag, with its right.
+    visit(c, &base, "/api-docs", "api-docs").await;
+    let row = wait_text(
+        c,
+        "tr[data-operation='GET /api/v1/nodes']",
+        "the node list's operation",
+        |t| t.contains("One page of nodes"),
+    )
+    .await;
+    assert!(
+        row.contains("read") && row.contains("200 NodePage"),
+        "{row}"
+    );
+    let create = text(c, "tr[data-operation='POST /api/v1/tasks']").await;
+    assert!(
+        create.contains("operate") && create.contains("CreateTask") && create.contains("202"),
+        "{create}"
+    );
+    let document = c
+        .find(Locator::Css("[data-testid=openapi-document]"))
+        .await
+        .expect("the document's link")
+        .attr("href")
+        .await
+        .expect("href");
+    assert_eq!(document.as_deref(), Some("/api/v1/openapi.json"));
+
     // Dashboard.
     visit(c, &base, "/", "dashboard").await;
     assert_eq!(text(c, "[data-testid=count-total]").await, "121");

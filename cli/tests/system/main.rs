@@ -30,6 +30,7 @@ mod liveness;
 mod maintenance;
 mod metrics;
 mod offers;
+mod openapi;
 mod packages;
 mod point_in_time;
 mod projector;

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod alerts;
+pub mod api;
 pub mod clusters;
 pub mod dashboard;
 pub mod enrollment;
