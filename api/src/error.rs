@@ -31,6 +31,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("request body too large")]
     TooLarge,
+    /// The path exists, but not for this method; `Allow` lists the methods it has.
+    #[error("this path takes {0} only")]
+    MethodNotAllowed(String),
 }
 
 impl From<nerve_ingest::PublishError> for ApiError {

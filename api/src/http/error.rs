@@ -20,7 +20,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable: `bad_request`, `invalid_fields`, `not_found`, `conflict`,
     /// `storage_unavailable`, `event_log_unavailable`, `unauthorized`, `forbidden`,
-    /// `too_large`.
+    /// `too_large`, `method_not_allowed`.
     pub code: String,
     pub message: String,
     /// Each problem of an `invalid_fields` request.
@@ -38,6 +38,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -52,6 +53,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::TooLarge => "too_large",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
         }
     }
 }
@@ -77,6 +79,13 @@ impl IntoResponse for ApiError {
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),
             );
+        }
+        if let ApiError::MethodNotAllowed(allow) = &self
+            && let Ok(allow) = axum::http::HeaderValue::from_str(allow)
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::ALLOW, allow);
         }
         response
     }

@@ -53,6 +53,17 @@ pub async fn api_guard(State(state): State<AppState>, request: Request, next: Ne
         .map(|m| m.as_str().to_owned())
         .unwrap_or_default();
     let rule = crate::http::rule_of(request.method(), &matched);
+    if rule.is_none() {
+        // A path of the API asked with a method it does not take: 405 with what it takes.
+        let allow: Vec<&str> = crate::http::ROUTES
+            .iter()
+            .filter(|r| r.rule.route == matched)
+            .map(|r| r.method)
+            .collect();
+        if !allow.is_empty() {
+            return ApiError::MethodNotAllowed(allow.join(", ")).into_response();
+        }
+    }
     let change = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
