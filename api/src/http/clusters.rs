@@ -96,7 +96,10 @@ pub(super) async fn delete_cluster(
     put,
     path = "/api/v1/clusters/{id}/nodes/{node}",
     tag = "clusters",
-    params(("id" = String, Path, description = "Cluster id or name"), ("node" = String, Path, description = "Node id")),
+    params(
+        ("id" = String, Path, description = "Cluster id or name"),
+        ("node" = String, Path, description = "Node id"),
+    ),
     responses((status = 200, body = Accepted)),
 )]
 pub(super) async fn assign_node(
@@ -114,7 +117,10 @@ pub(super) async fn assign_node(
     delete,
     path = "/api/v1/clusters/{id}/nodes/{node}",
     tag = "clusters",
-    params(("id" = String, Path, description = "Cluster id or name"), ("node" = String, Path, description = "Node id")),
+    params(
+        ("id" = String, Path, description = "Cluster id or name"),
+        ("node" = String, Path, description = "Node id"),
+    ),
     responses((status = 200, body = Accepted)),
 )]
 pub(super) async fn unassign_node(

@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
 use crate::AppState;
@@ -16,16 +15,14 @@ use crate::error::ApiError;
     operation_id = "cnet_health",
     path = "/api/health",
     tag = "cnet",
-    responses((status = 200, body = CnetHealth), (status = 503, description = "NATS or ClickHouse does not answer", body = CnetHealth)),
+    responses(
+        (status = 200, body = CnetHealth),
+        (status = 503, description = "NATS or ClickHouse does not answer", body = CnetHealth),
+    ),
 )]
 pub(super) async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let health = crate::resources::health(&state).await;
-    let status = if health.status == "healthy" {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(health))
+    super::health_answer(health.status == "healthy", health)
 }
 
 /// CNET: the node this server runs on.

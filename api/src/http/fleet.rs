@@ -4,7 +4,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
@@ -31,12 +30,7 @@ use crate::{clusters, fleet};
 )]
 pub(super) async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let health = fleet::health(&state).await;
-    let status = if health.status == "ok" {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(health))
+    super::health_answer(health.status == "ok", health)
 }
 
 /// The fleet dashboard: counts by status, GPUs, open alerts; now or as of `at`.
@@ -70,7 +64,7 @@ pub(super) async fn list_nodes(
     Ok(Json(fleet::list_nodes(&state, query).await?))
 }
 
-/// One node: its inventory, latest metrics, maintenance, clusters, open alerts and recent events; now or as of `at`.
+/// One node: inventory, latest metrics, maintenance, clusters, alerts, events; now or at `at`.
 #[utoipa::path(
     get,
     path = "/api/v1/nodes/{id}",

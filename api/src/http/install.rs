@@ -104,7 +104,11 @@ pub(super) async fn script(
     get,
     path = "/download/nerve",
     tag = "install",
-    responses((status = 200, body = Vec<u8>, content_type = "application/octet-stream")),
+    responses((
+        status = 200,
+        body = Vec<u8>,
+        content_type = "application/octet-stream",
+    )),
 )]
 pub(super) async fn download(State(state): State<AppState>) -> Result<Response, ApiError> {
     let path = binary(&state)?;

@@ -170,6 +170,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A health check's answer: 200 when `healthy`, else 503, with `body` either way.
+fn health_answer<T: serde::Serialize>(
+    healthy: bool,
+    body: T,
+) -> (axum::http::StatusCode, axum::Json<T>) {
+    let status = if healthy {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body))
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such API route".into())
 }

@@ -63,7 +63,10 @@ pub(super) async fn task_detail(
     get,
     path = "/api/v1/tasks/{id}/nodes/{node}/output",
     tag = "tasks",
-    params(("id" = String, Path, description = "Task id"), ("node" = String, Path, description = "Node id")),
+    params(
+        ("id" = String, Path, description = "Task id"),
+        ("node" = String, Path, description = "Node id"),
+    ),
     responses((status = 200, body = TaskOutput)),
 )]
 pub(super) async fn task_output(
@@ -81,8 +84,16 @@ pub(super) async fn task_output(
     get,
     path = "/api/v1/tasks/{id}/nodes/{node}/output/live",
     tag = "tasks",
-    params(("id" = String, Path, description = "Task id"), ("node" = String, Path, description = "Node id")),
-    responses((status = 200, description = "`output` events (`{seq, stream, data}`), then one `end` (`{state}`)", body = String, content_type = "text/event-stream")),
+    params(
+        ("id" = String, Path, description = "Task id"),
+        ("node" = String, Path, description = "Node id"),
+    ),
+    responses((
+        status = 200,
+        description = "`output` events (`{seq, stream, data}`), then one `end` (`{state}`)",
+        body = String,
+        content_type = "text/event-stream",
+    )),
 )]
 pub(super) async fn task_output_live(
     State(state): State<AppState>,

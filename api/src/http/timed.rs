@@ -46,7 +46,11 @@ pub(super) async fn timed(
     get,
     path = "/metrics",
     tag = "metrics",
-    responses((status = 200, body = String, content_type = "application/openmetrics-text")),
+    responses((
+        status = 200,
+        body = String,
+        content_type = "application/openmetrics-text",
+    )),
 )]
 pub(super) async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     (

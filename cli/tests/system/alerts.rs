@@ -18,7 +18,7 @@ use nerve_platform::testkit::eventually;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Api, DEADLINE, Env, call, heartbeat, publish_heartbeat, signal};
+use crate::support::{Api, DEADLINE, Env, call, heartbeat, publish_heartbeat, sample, signal};
 
 /// What the receiver saw: (signature header, JSON body).
 type Seen = Arc<Mutex<Vec<(Option<String>, Value)>>>;
@@ -238,6 +238,19 @@ async fn a_threshold_rule_fires_resolves_and_respects_silences() {
             .await
             .ok()?;
         (rows == [(1, 0, alert_a.clone()), (2, 1, alert_a.clone())]).then_some(())
+    })
+    .await;
+    // And counted, by kind and outcome.
+    let counted = |outcome: &str| {
+        sample(
+            &metrics.render(),
+            &format!(
+                "nerve_alerts_notification_attempts_total{{kind=\"webhook\",outcome=\"{outcome}\"}}"
+            ),
+        )
+    };
+    eventually(DEADLINE, "both attempts counted", || async {
+        (counted("error") >= 1.0 && counted("ok") >= 1.0).then_some(())
     })
     .await;
 

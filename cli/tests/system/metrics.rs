@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use nerve_platform::services::free_port;
 use nerve_platform::testkit::eventually;
 
-use crate::support::{DEADLINE, Env, get_ok, heartbeat, publish_heartbeat};
+use crate::support::{DEADLINE, Env, get_ok, heartbeat, publish_heartbeat, sample};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -88,15 +88,6 @@ async fn scrape_until(url: &str, what: &str, ready: impl Fn(&str) -> bool) -> (S
     .await
 }
 
-/// The value of the first sample line starting with `prefix` (0 when none).
-fn sample(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .and_then(|rest| rest.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn documented() -> BTreeSet<String> {
     metric_names(&std::fs::read_to_string(repo().join("docs/metrics.md")).expect("docs/metrics.md"))
 }
@@ -140,8 +131,27 @@ async fn every_role_serves_parseable_documented_metrics_with_its_latencies() {
         |t| sample(t, "nerve_agent_events_published_total") >= 1.0,
     )
     .await;
-    // nerve serve's /metrics: each request timed under its route's pattern.
+    // nerve project's dispatcher: a task offered to the agent, accepted and timed.
     let app = env.app().await;
+    let node = env.node_of(&env.config.agent.state_dir).await;
+    let (status, body) = crate::support::call(
+        &app,
+        axum::http::Method::POST,
+        "/api/v1/tasks",
+        serde_json::json!({"kind": "command", "argv": ["true"], "targets": {"node_ids": [node]}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let (project, _) = scrape_until(
+        &format!("http://{project_addr}/metrics"),
+        "the task's dispatch timed",
+        |t| {
+            sample(t, "nerve_dispatch_seconds_count") >= 1.0
+                && sample(t, "nerve_dispatch_accepted_total") >= 1.0
+        },
+    )
+    .await;
+    // nerve serve's /metrics: each request timed under its route's pattern.
     get_ok(&app, "/api/v1/nodes").await;
     get_ok(&app, "/api/v1/nodes/m1").await;
     let (status, _) = crate::support::call(
@@ -152,7 +162,20 @@ async fn every_role_serves_parseable_documented_metrics_with_its_latencies() {
     )
     .await;
     assert_eq!(status, 400);
+    // A refused token is counted by reason.
+    let (status, _) = crate::support::call(
+        &app.with_token("nerve_unknown_secret"),
+        axum::http::Method::GET,
+        "/api/v1/me",
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(status, 401);
     let api = app.state.metrics().render();
+    assert!(
+        sample(&api, "nerve_api_auth_failures_total{") >= 1.0,
+        "{api}"
+    );
     for line in [
         "nerve_api_request_duration_seconds_count{route=\"/api/v1/nodes\",method=\"GET\",status=\"2xx\"} 1",
         "nerve_api_request_duration_seconds_count{route=\"/api/v1/nodes/{id}\",method=\"GET\",status=\"2xx\"} 1",

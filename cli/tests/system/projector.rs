@@ -11,7 +11,7 @@ use nerve_projections::heartbeats;
 use nerve_schemas::subjects;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{DEADLINE, Env, heartbeat, publish_heartbeat, publish_raw};
+use crate::support::{DEADLINE, Env, heartbeat, publish_heartbeat, publish_raw, sample};
 
 async fn consumer_pending(env: &Env) -> (u64, usize) {
     let stream = env
@@ -67,12 +67,32 @@ async fn a_projector_killed_between_write_and_ack_creates_no_duplicates() {
         "nothing may be acked before the crash"
     );
 
-    // A healthy projector takes over once the ack wait expires and finishes the stream.
-    let mut healthy = env.spawn_nerve(&["project"]);
+    // A healthy projector takes over once the ack wait expires and finishes the stream; it
+    // counts the batch it was given again.
+    let metrics_addr = format!(
+        "127.0.0.1:{}",
+        nerve_platform::services::free_port().expect("port")
+    );
+    let mut healthy = env.spawn_nerve_with(
+        &["project"],
+        &[("NERVE_METRICS__LISTEN_ADDR", metrics_addr.as_str())],
+    );
     eventually(DEADLINE, "every event acked", || async {
         (consumer_pending(&env).await == (0, 0)).then_some(())
     })
     .await;
+    let redelivered = eventually(DEADLINE, "the redeliveries counted", || async {
+        let text = reqwest::get(format!("http://{metrics_addr}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let n = sample(&text, "nerve_projector_redeliveries_total");
+        (n >= 1.0).then_some(n)
+    })
+    .await;
+    assert!(redelivered <= n as f64, "{redelivered} of {n} events");
     // Events published after the restart are projected too.
     let extra = heartbeat("node-late", nerve_platform::now_ms(), 0);
     publish_heartbeat(&env.js, &extra).await;

@@ -619,3 +619,12 @@ pub async fn stored_messages(
     }
     all
 }
+
+/// The sum of the sample lines of an OpenMetrics text that start with `prefix` (a name, or a
+/// name with the start of its labels); 0 when none.
+pub fn sample(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .filter_map(|rest| rest.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
+}
