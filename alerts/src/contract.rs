@@ -31,13 +31,21 @@ pub struct RuleScope {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct SaveRule {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(required = true, pattern = "^[A-Za-z0-9._-]{1,64}$")
+    )]
     pub name: String,
     pub description: String,
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = crate::rule::Kind))]
     pub kind: String,
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = crate::rule::Metric))]
     pub metric: String,
     /// Default `avg`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::rule::Aggregate>))]
     pub aggregate: Option<String>,
     /// Default `>`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::rule::Op>))]
     pub op: Option<String>,
     pub threshold: Option<f64>,
     /// Default 300.
@@ -46,6 +54,7 @@ pub struct SaveRule {
     /// Default 60.
     pub resolve_after_secs: Option<u64>,
     /// Default `warning`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::rule::Severity>))]
     pub severity: Option<String>,
     pub scope: RuleScope,
     /// Channel ids or names.
@@ -60,7 +69,15 @@ pub struct SaveRule {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct SaveChannel {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(required = true, pattern = "^[A-Za-z0-9._-]{1,64}$")
+    )]
     pub name: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(required = true, value_type = crate::rule::ChannelKind)
+    )]
     pub kind: String,
     pub url: String,
     pub secret: String,

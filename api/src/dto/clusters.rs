@@ -35,6 +35,10 @@ pub struct ClusterDetail {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct CreateCluster {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(required = true, pattern = "^[A-Za-z0-9._-]{1,64}$")
+    )]
     pub name: String,
     pub description: String,
 }
@@ -44,6 +48,10 @@ pub struct CreateCluster {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct RenameCluster {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(required = true, pattern = "^[A-Za-z0-9._-]{1,64}$")
+    )]
     pub name: String,
 }
 

@@ -96,6 +96,7 @@ impl Maintenance {
 pub struct SetMaintenance {
     pub state: Maintenance,
     /// Why, for the history (required, at most 500 characters).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 500))]
     pub reason: String,
 }
 

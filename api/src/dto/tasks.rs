@@ -10,6 +10,10 @@ use crate::dto::fleet::NodeStatus;
 #[serde(default, deny_unknown_fields)]
 pub struct CreateTask {
     /// `command`, `script`, `hook` or `health`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(required = true, pattern = "^(command|script|hook|health)$")
+    )]
     pub kind: String,
     /// `command`: program and arguments.
     pub argv: Vec<String>,

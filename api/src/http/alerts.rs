@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::guard::Caller;
+use super::params::{ChannelPath, RulePath, SilencePath};
 use crate::AppState;
 use crate::alerts;
 use crate::dto::Accepted;
@@ -50,13 +51,13 @@ pub(super) async fn create_channel(
     delete,
     path = "/api/v1/channels/{id}",
     tag = "channels",
-    params(("id" = String, Path, description = "Channel id or name")),
+    params(ChannelPath),
     responses((status = 200, body = Accepted)),
 )]
 pub(super) async fn delete_channel(
     State(state): State<AppState>,
     who: Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(ChannelPath { id }): ApiPath<ChannelPath>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(alerts::delete_channel(&state, &id, &who.who()).await?))
 }
@@ -66,12 +67,12 @@ pub(super) async fn delete_channel(
     post,
     path = "/api/v1/channels/{id}/test",
     tag = "channels",
-    params(("id" = String, Path, description = "Channel id or name")),
+    params(ChannelPath),
     responses((status = 200, body = DeliveryReport)),
 )]
 pub(super) async fn test_channel(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(ChannelPath { id }): ApiPath<ChannelPath>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(alerts::test_channel(&state, &id).await?))
 }
@@ -124,12 +125,12 @@ pub(super) async fn list_rules(
     get,
     path = "/api/v1/alerts/rules/{id}",
     tag = "rules",
-    params(("id" = String, Path, description = "Rule id or name")),
+    params(RulePath),
     responses((status = 200, body = AlertRule)),
 )]
 pub(super) async fn rule_detail(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(RulePath { id }): ApiPath<RulePath>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(alerts::rule(&state, &id).await?))
 }
@@ -155,14 +156,14 @@ pub(super) async fn create_rule(
     put,
     path = "/api/v1/alerts/rules/{id}",
     tag = "rules",
-    params(("id" = String, Path, description = "Rule id or name")),
+    params(RulePath),
     request_body = SaveRule,
     responses((status = 200, body = Accepted)),
 )]
 pub(super) async fn update_rule(
     State(state): State<AppState>,
     who: Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(RulePath { id }): ApiPath<RulePath>,
     ApiJson(req): ApiJson<SaveRule>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(
@@ -175,13 +176,13 @@ pub(super) async fn update_rule(
     delete,
     path = "/api/v1/alerts/rules/{id}",
     tag = "rules",
-    params(("id" = String, Path, description = "Rule id or name")),
+    params(RulePath),
     responses((status = 200, body = Accepted)),
 )]
 pub(super) async fn delete_rule(
     State(state): State<AppState>,
     who: Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(RulePath { id }): ApiPath<RulePath>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(alerts::delete_rule(&state, &id, &who.who()).await?))
 }
@@ -220,13 +221,13 @@ pub(super) async fn create_silence(
     delete,
     path = "/api/v1/silences/{id}",
     tag = "silences",
-    params(("id" = String, Path, description = "Silence id")),
+    params(SilencePath),
     responses((status = 200, body = Accepted)),
 )]
 pub(super) async fn delete_silence(
     State(state): State<AppState>,
     who: Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(SilencePath { id }): ApiPath<SilencePath>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(alerts::delete_silence(&state, &id, &who.who()).await?))
 }

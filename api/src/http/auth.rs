@@ -10,6 +10,7 @@ use nerve_ingest::node_key::{Credentials, Proof};
 use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::guard::{self, Caller};
+use super::params::{CredentialsPath, EnrollmentPath, TokenPath};
 use crate::AppState;
 use crate::audit;
 use crate::dto::auth::{
@@ -61,13 +62,13 @@ pub(super) async fn create_enrollment(
     delete,
     path = "/api/v1/enrollments/{id}",
     tag = "enrollment",
-    params(("id" = String, Path, description = "Enrollment id")),
+    params(EnrollmentPath),
     responses((status = 200, body = EnrollmentRevoked)),
 )]
 pub(super) async fn revoke_enrollment(
     State(state): State<AppState>,
     by: Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(EnrollmentPath { id }): ApiPath<EnrollmentPath>,
 ) -> Result<impl IntoResponse, ApiError> {
     crate::auth::enroll::revoke_enrollment(&state, &by.0, &id).await?;
     Ok(Json(EnrollmentRevoked {
@@ -143,13 +144,13 @@ pub(super) async fn list_credentials(State(state): State<AppState>) -> impl Into
     delete,
     path = "/api/v1/credentials/{node}",
     tag = "enrollment",
-    params(("node" = String, Path, description = "Node id")),
+    params(CredentialsPath),
     responses((status = 200, body = NodeCredentialInfo)),
 )]
 pub(super) async fn revoke_credentials(
     State(state): State<AppState>,
     by: Caller,
-    ApiPath(node): ApiPath<String>,
+    ApiPath(CredentialsPath { node }): ApiPath<CredentialsPath>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(
         crate::auth::enroll::revoke(&state, &by.0, &node).await?,
@@ -188,14 +189,14 @@ pub(super) async fn create_token(
     post,
     path = "/api/v1/tokens/{id}/rotate",
     tag = "tokens",
-    params(("id" = String, Path, description = "Token id")),
+    params(TokenPath),
     request_body = RotateToken,
     responses((status = 200, body = TokenIssued)),
 )]
 pub(super) async fn rotate_token(
     State(state): State<AppState>,
     by: Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(TokenPath { id }): ApiPath<TokenPath>,
     ApiJson(req): ApiJson<RotateToken>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(
@@ -208,13 +209,13 @@ pub(super) async fn rotate_token(
     delete,
     path = "/api/v1/tokens/{id}",
     tag = "tokens",
-    params(("id" = String, Path, description = "Token id")),
+    params(TokenPath),
     responses((status = 200, body = TokenInfo)),
 )]
 pub(super) async fn revoke_token(
     State(state): State<AppState>,
     by: Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(TokenPath { id }): ApiPath<TokenPath>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(crate::auth::tokens::revoke(&state, &by.0, &id).await?))
 }

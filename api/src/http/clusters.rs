@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 
 use super::extract::{ApiJson, ApiPath};
 use super::guard::Caller;
+use super::params::{ClusterNodePath, ClusterPath};
 use crate::AppState;
 use crate::clusters;
 use crate::dto::Accepted;
@@ -31,12 +32,12 @@ pub(super) async fn list_clusters(
     get,
     path = "/api/v1/clusters/{id}",
     tag = "clusters",
-    params(("id" = String, Path, description = "Cluster id or name")),
+    params(ClusterPath),
     responses((status = 200, body = ClusterDetail)),
 )]
 pub(super) async fn cluster_detail(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(ClusterPath { id }): ApiPath<ClusterPath>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(clusters::detail(&state, &id).await?))
 }
@@ -62,14 +63,14 @@ pub(super) async fn create_cluster(
     patch,
     path = "/api/v1/clusters/{id}",
     tag = "clusters",
-    params(("id" = String, Path, description = "Cluster id or name")),
+    params(ClusterPath),
     request_body = RenameCluster,
     responses((status = 200, body = Accepted)),
 )]
 pub(super) async fn rename_cluster(
     State(state): State<AppState>,
     who: Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(ClusterPath { id }): ApiPath<ClusterPath>,
     ApiJson(req): ApiJson<RenameCluster>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(clusters::rename(&state, &id, req, &who.who()).await?))
@@ -80,13 +81,13 @@ pub(super) async fn rename_cluster(
     delete,
     path = "/api/v1/clusters/{id}",
     tag = "clusters",
-    params(("id" = String, Path, description = "Cluster id or name")),
+    params(ClusterPath),
     responses((status = 200, body = Accepted)),
 )]
 pub(super) async fn delete_cluster(
     State(state): State<AppState>,
     who: Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(ClusterPath { id }): ApiPath<ClusterPath>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(clusters::delete(&state, &id, &who.who()).await?))
 }
@@ -96,16 +97,13 @@ pub(super) async fn delete_cluster(
     put,
     path = "/api/v1/clusters/{id}/nodes/{node}",
     tag = "clusters",
-    params(
-        ("id" = String, Path, description = "Cluster id or name"),
-        ("node" = String, Path, description = "Node id"),
-    ),
+    params(ClusterNodePath),
     responses((status = 200, body = Accepted)),
 )]
 pub(super) async fn assign_node(
     State(state): State<AppState>,
     who: Caller,
-    ApiPath((id, node)): ApiPath<(String, String)>,
+    ApiPath(ClusterNodePath { id, node }): ApiPath<ClusterNodePath>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(
         clusters::assign(&state, &id, &node, true, &who.who()).await?,
@@ -117,16 +115,13 @@ pub(super) async fn assign_node(
     delete,
     path = "/api/v1/clusters/{id}/nodes/{node}",
     tag = "clusters",
-    params(
-        ("id" = String, Path, description = "Cluster id or name"),
-        ("node" = String, Path, description = "Node id"),
-    ),
+    params(ClusterNodePath),
     responses((status = 200, body = Accepted)),
 )]
 pub(super) async fn unassign_node(
     State(state): State<AppState>,
     who: Caller,
-    ApiPath((id, node)): ApiPath<(String, String)>,
+    ApiPath(ClusterNodePath { id, node }): ApiPath<ClusterNodePath>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(
         clusters::assign(&state, &id, &node, false, &who.who()).await?,

@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::guard::Caller;
+use super::params::NodePath;
 use crate::AppState;
 use crate::dto::clusters::SetLabels;
 use crate::dto::fleet::{
@@ -69,12 +70,12 @@ pub(super) async fn list_nodes(
     get,
     path = "/api/v1/nodes/{id}",
     tag = "nodes",
-    params(("id" = String, Path, description = "Node id"), AsOfQuery),
+    params(NodePath, AsOfQuery),
     responses((status = 200, body = NodeDetail)),
 )]
 pub(super) async fn node_detail(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(NodePath { id }): ApiPath<NodePath>,
     ApiQuery(query): ApiQuery<AsOfQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let at = crate::at::parse(&query, crate::time::now_ms())?;
@@ -86,12 +87,12 @@ pub(super) async fn node_detail(
     get,
     path = "/api/v1/nodes/{id}/metrics",
     tag = "nodes",
-    params(("id" = String, Path, description = "Node id"), MetricsQuery),
+    params(NodePath, MetricsQuery),
     responses((status = 200, body = MetricsSeries)),
 )]
 pub(super) async fn node_metrics(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(NodePath { id }): ApiPath<NodePath>,
     ApiQuery(query): ApiQuery<MetricsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(
@@ -104,14 +105,14 @@ pub(super) async fn node_metrics(
     put,
     path = "/api/v1/nodes/{id}/labels",
     tag = "nodes",
-    params(("id" = String, Path, description = "Node id")),
+    params(NodePath),
     request_body = SetLabels,
     responses((status = 200, body = Accepted)),
 )]
 pub(super) async fn set_labels(
     State(state): State<AppState>,
     who: Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(NodePath { id }): ApiPath<NodePath>,
     ApiJson(req): ApiJson<SetLabels>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(
@@ -124,14 +125,14 @@ pub(super) async fn set_labels(
     put,
     path = "/api/v1/nodes/{id}/maintenance",
     tag = "nodes",
-    params(("id" = String, Path, description = "Node id")),
+    params(NodePath),
     request_body = SetMaintenance,
     responses((status = 200, body = Accepted)),
 )]
 pub(super) async fn set_maintenance(
     State(state): State<AppState>,
     who: Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(NodePath { id }): ApiPath<NodePath>,
     ApiJson(req): ApiJson<SetMaintenance>,
 ) -> Result<impl IntoResponse, ApiError> {
     let done = crate::maintenance::set(&state, &id, req, &who.who()).await?;

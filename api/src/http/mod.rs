@@ -15,6 +15,7 @@ mod fleet;
 pub mod guard;
 mod install;
 pub mod openapi;
+mod params;
 mod remediation;
 mod tasks;
 mod timed;

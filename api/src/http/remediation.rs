@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::guard::Caller;
+use super::params::PolicyPath;
 use crate::AppState;
 use crate::dto::Accepted;
 use crate::dto::remediation::{
@@ -49,12 +50,12 @@ pub async fn create_policy(
     get,
     path = "/api/v1/remediation/policies/{id}",
     tag = "remediation",
-    params(("id" = String, Path, description = "Policy id or name")),
+    params(PolicyPath),
     responses((status = 200, body = Policy)),
 )]
 pub async fn policy_detail(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(PolicyPath { id }): ApiPath<PolicyPath>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(remediation::get(&state, &id).await?))
 }
@@ -64,14 +65,14 @@ pub async fn policy_detail(
     put,
     path = "/api/v1/remediation/policies/{id}",
     tag = "remediation",
-    params(("id" = String, Path, description = "Policy id or name")),
+    params(PolicyPath),
     request_body = SavePolicy,
     responses((status = 200, body = Accepted)),
 )]
 pub async fn update_policy(
     State(state): State<AppState>,
     who: Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(PolicyPath { id }): ApiPath<PolicyPath>,
     ApiJson(req): ApiJson<SavePolicy>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(
@@ -84,13 +85,13 @@ pub async fn update_policy(
     delete,
     path = "/api/v1/remediation/policies/{id}",
     tag = "remediation",
-    params(("id" = String, Path, description = "Policy id or name")),
+    params(PolicyPath),
     responses((status = 200, body = Accepted)),
 )]
 pub async fn delete_policy(
     State(state): State<AppState>,
     who: Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(PolicyPath { id }): ApiPath<PolicyPath>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(remediation::delete(&state, &id, &who.who()).await?))
 }

@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::guard::Caller;
+use super::params::{TaskNodePath, TaskPath};
 use crate::AppState;
 use crate::dto::tasks::{CreateTask, TaskCreated, TaskDetail, TaskListQuery, TaskOutput, TaskPage};
 use crate::error::ApiError;
@@ -48,12 +49,12 @@ pub(super) async fn list_tasks(
     get,
     path = "/api/v1/tasks/{id}",
     tag = "tasks",
-    params(("id" = String, Path, description = "Task id")),
+    params(TaskPath),
     responses((status = 200, body = TaskDetail)),
 )]
 pub(super) async fn task_detail(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(TaskPath { id }): ApiPath<TaskPath>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(tasks::detail(&state, &id).await?))
 }
@@ -63,15 +64,12 @@ pub(super) async fn task_detail(
     get,
     path = "/api/v1/tasks/{id}/nodes/{node}/output",
     tag = "tasks",
-    params(
-        ("id" = String, Path, description = "Task id"),
-        ("node" = String, Path, description = "Node id"),
-    ),
+    params(TaskNodePath),
     responses((status = 200, body = TaskOutput)),
 )]
 pub(super) async fn task_output(
     State(state): State<AppState>,
-    ApiPath((id, node)): ApiPath<(String, String)>,
+    ApiPath(TaskNodePath { id, node }): ApiPath<TaskNodePath>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(tasks::output(&state, &id, &node).await?))
 }
@@ -84,10 +82,7 @@ pub(super) async fn task_output(
     get,
     path = "/api/v1/tasks/{id}/nodes/{node}/output/live",
     tag = "tasks",
-    params(
-        ("id" = String, Path, description = "Task id"),
-        ("node" = String, Path, description = "Node id"),
-    ),
+    params(TaskNodePath),
     responses((
         status = 200,
         description = "`output` events (`{seq, stream, data}`), then one `end` (`{state}`)",
@@ -97,7 +92,7 @@ pub(super) async fn task_output(
 )]
 pub(super) async fn task_output_live(
     State(state): State<AppState>,
-    ApiPath((id, node)): ApiPath<(String, String)>,
+    ApiPath(TaskNodePath { id, node }): ApiPath<TaskNodePath>,
 ) -> Result<impl IntoResponse, ApiError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let rx = tasks::live_output(&state, &id, &node).await?;
@@ -121,13 +116,13 @@ pub(super) async fn task_output_live(
     delete,
     path = "/api/v1/tasks/{id}",
     tag = "tasks",
-    params(("id" = String, Path, description = "Task id")),
+    params(TaskPath),
     responses((status = 200, body = TaskDetail)),
 )]
 pub(super) async fn cancel_task(
     State(state): State<AppState>,
     who: Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(TaskPath { id }): ApiPath<TaskPath>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(tasks::cancel(&state, &id, &who.who()).await?))
 }

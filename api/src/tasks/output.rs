@@ -100,6 +100,24 @@ async fn final_state(state: &AppState, id: &str, node: &str) -> Result<Option<St
     Ok(s.filter(|s| FINAL_STATES.contains(&s.as_str())))
 }
 
+/// How long a task not stored yet may take to appear: a client may open the stream right after
+/// creating the task, before the projector has stored it. Task ids are UUIDv7, which carry
+/// the time they were minted: one minted in the last 5 s gets the rest of those 5 s; any other
+/// id (older, from the future, not a UUIDv7) gets none, and its answer is 404 at once.
+fn grace_ms(id: &str, now_ms: u64) -> u64 {
+    let minted_ms = uuid::Uuid::parse_str(id)
+        .ok()
+        .and_then(|u| u.get_timestamp())
+        .map(|t| {
+            let (secs, nanos) = t.to_unix();
+            secs.saturating_mul(1000) + u64::from(nanos) / 1_000_000
+        });
+    minted_ms
+        // A second of clock skew allowed.
+        .filter(|at| *at <= now_ms + 1_000)
+        .map_or(0, |at| (at + 5_000).saturating_sub(now_ms).min(5_000))
+}
+
 /// A node's output as it is produced: what ClickHouse already has, then chunks as the agent
 /// publishes them (a core subscription on the node's task subject, taken before the history is
 /// read, so nothing falls between), ending with the final state. The ledger is re-checked every
@@ -113,9 +131,8 @@ pub async fn live_output(
     if !subjects::is_valid_node_id(node) {
         return Err(bad(format!("invalid node id {node:?}")));
     }
-    // A client may open the stream right after creating the task, before the projector has
-    // stored it: give the projection a moment before answering 404.
-    let appear_by = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let grace = std::time::Duration::from_millis(grace_ms(id, crate::time::now_ms()));
+    let appear_by = std::time::Instant::now() + grace;
     loop {
         match task_row(state, id).await {
             Err(ApiError::NotFound(_)) if std::time::Instant::now() < appear_by => {
@@ -292,5 +309,33 @@ fn live_item(payload: &[u8], id: &str) -> Option<Live> {
                 state: end.state.to_owned(),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grace_ms;
+
+    #[test]
+    fn only_a_task_id_minted_in_the_last_seconds_waits_for_its_task() {
+        let now = crate::time::now_ms();
+        let v7 = |at_ms: u64| {
+            let ts = uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                at_ms / 1000,
+                (at_ms % 1000) as u32 * 1_000_000,
+            );
+            uuid::Uuid::new_v7(ts).to_string()
+        };
+        assert_eq!(grace_ms(&v7(now), now), 5_000);
+        assert_eq!(grace_ms(&v7(now - 3_000), now), 2_000);
+        assert_eq!(grace_ms(&v7(now - 60_000), now), 0);
+        assert_eq!(grace_ms(&v7(now + 3_600_000), now), 0, "from the future");
+        assert_eq!(
+            grace_ms("4b3c2d1e-0f9a-4b8c-9d7e-6f5a4b3c2d1e", now),
+            0,
+            "a v4"
+        );
+        assert_eq!(grace_ms("not a uuid", now), 0);
     }
 }
