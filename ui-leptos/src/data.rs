@@ -422,14 +422,15 @@ pub struct ApiOperation {
     pub success: String,
 }
 
-/// Every operation of the API's OpenAPI document, in its order.
+/// Every operation of the API's OpenAPI document, in its order (read once per process).
 #[server(prefix = "/ui-api", endpoint = "api-reference", input = Json)]
 pub async fn get_api_reference() -> Result<Vec<ApiOperation>, ServerFnError> {
-    let json = nerve_api::http::openapi::document()
-        .to_json()
-        .map_err(|e| ServerFnError::new(e.to_string()))?;
-    let doc: serde_json::Value = serde_json::from_str(&json)?;
-    Ok(api_operations(&doc))
+    static OPERATIONS: std::sync::OnceLock<Vec<ApiOperation>> = std::sync::OnceLock::new();
+    if let Some(ops) = OPERATIONS.get() {
+        return Ok(ops.clone());
+    }
+    let doc: serde_json::Value = serde_json::from_str(nerve_api::http::openapi::json())?;
+    Ok(OPERATIONS.get_or_init(|| api_operations(&doc)).clone())
 }
 
 /// The operations of an OpenAPI document, each with the names of its schemas.

@@ -109,6 +109,12 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
     })
 }
 
+/// The document as JSON, serialized once per process.
+pub fn json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| document().to_json().expect("the document serializes"))
+}
+
 /// This document: every route of the API with its parameters, bodies, answers and rights.
 #[utoipa::path(
     get,
@@ -117,10 +123,11 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
     responses((status = 200, description = "OpenAPI 3.1", body = serde_json::Value)),
 )]
 pub(super) async fn serve() -> impl IntoResponse {
-    static JSON: OnceLock<String> = OnceLock::new();
-    let json = JSON.get_or_init(|| document().to_json().expect("the document serializes"));
-    ([(header::CONTENT_TYPE, "application/json")], json.as_str())
+    ([(header::CONTENT_TYPE, "application/json")], json())
 }
+
+/// The methods the routes use (besides `ANY`), as `ROUTES` spells them.
+const METHODS: [&str; 5] = ["GET", "PUT", "POST", "DELETE", "PATCH"];
 
 /// Completes the derived document from [`ROUTES`].
 fn complete(doc: &mut utoipa::openapi::OpenApi) {
@@ -158,12 +165,10 @@ fn complete(doc: &mut utoipa::openapi::OpenApi) {
 fn shared_operation(doc: &utoipa::openapi::OpenApi, route: &Route) -> Option<Operation> {
     let name = route.handler.rsplit("::").next()?.trim();
     let (path, method, op) = doc.paths.paths.iter().find_map(|(path, item)| {
-        ["GET", "PUT", "POST", "DELETE", "PATCH"]
-            .into_iter()
-            .find_map(|m| {
-                let op = slot_ref(item, m).as_ref()?;
-                (op.operation_id.as_deref() == Some(name)).then_some((path, m, op))
-            })
+        METHODS.into_iter().find_map(|m| {
+            let op = slot_ref(item, m).as_ref()?;
+            (op.operation_id.as_deref() == Some(name)).then_some((path, m, op))
+        })
     })?;
     let mut op = op.clone();
     let alias: String = route
@@ -277,9 +282,7 @@ mod tests {
     use super::*;
 
     fn methods(item: &PathItem) -> impl Iterator<Item = &'static str> + '_ {
-        ["GET", "PUT", "POST", "DELETE", "PATCH"]
-            .into_iter()
-            .filter(|m| slot_ref(item, m).is_some())
+        METHODS.into_iter().filter(|m| slot_ref(item, m).is_some())
     }
 
     #[test]
@@ -334,8 +337,7 @@ mod tests {
 
     #[test]
     fn the_document_is_openapi_3_1_with_every_schema_it_references() {
-        let json: serde_json::Value =
-            serde_json::from_str(&document().to_json().expect("serializes")).expect("JSON");
+        let json: serde_json::Value = serde_json::from_str(json()).expect("JSON");
         assert!(
             json["openapi"]
                 .as_str()
